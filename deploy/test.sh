@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on the real models: setup (idempotent), build, tests.
+#
+# The cargo target directory defaults to ~/.cache/zhiku/target, outside the clone, so CI
+# and fresh clones on the same machine reuse compiled llama.cpp and Qdrant Edge.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zhiku/target}
+export ZHIKU_MODELS=${ZHIKU_MODELS:-$root/models}
+
+bash deploy/setup.sh
+cargo build --locked -p zhiku-server --bin zhiku
+# Two test threads: each e2e test starts a server that loads the models.
+cargo test --locked --workspace -- --test-threads 2

@@ -1,0 +1,228 @@
+//! BM25 keyword search over chunk text with Tantivy.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use parking_lot::Mutex;
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use zhiku_schemas::ChunkRecord;
+
+use crate::IndexError;
+use crate::analyzer::{ANALYZER_NAME, analyzer, terms};
+
+/// Writer memory budget; Tantivy's minimum per thread is 15 MB.
+const WRITER_HEAP_BYTES: usize = 50_000_000;
+
+#[derive(Clone, Copy)]
+struct Fields {
+    document_id: Field,
+    text: Field,
+    heading: Field,
+    record: Field,
+}
+
+/// The keyword index of one knowledge base.
+pub struct KeywordIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let analyzed = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER_NAME)
+            // BM25 needs term frequencies; no phrase queries are run, so no positions.
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fields = Fields {
+        document_id: builder.add_text_field("document_id", STRING),
+        text: builder.add_text_field("text", analyzed.clone()),
+        heading: builder.add_text_field("heading", analyzed),
+        // The whole record as JSON, so a hit needs no second store.
+        record: builder.add_text_field("record", STORED),
+    };
+    (builder.build(), fields)
+}
+
+impl KeywordIndex {
+    /// Opens the index at `dir`, creating it if empty.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::Keyword(e.to_string()))?;
+        let (schema, fields) = schema();
+        let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Keyword(e.to_string()))?;
+        let index = Index::open_or_create(directory, schema)?;
+        index.tokenizers().register(ANALYZER_NAME, analyzer());
+        let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        // Reloaded explicitly after each commit so a document is searchable once stored.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            fields,
+        })
+    }
+
+    /// Replaces all chunks of `document_id` by `chunks` in one commit, so searches see the
+    /// old version or the new one, never a mix.
+    pub fn replace_document(
+        &self,
+        document_id: &str,
+        chunks: &[ChunkRecord],
+    ) -> Result<(), IndexError> {
+        let mut writer = self.writer.lock();
+        writer.delete_term(Term::from_field_text(self.fields.document_id, document_id));
+        for chunk in chunks {
+            let mut doc = TantivyDocument::default();
+            doc.add_text(self.fields.document_id, &chunk.document_id);
+            doc.add_text(self.fields.text, &chunk.text);
+            if let Some(heading) = &chunk.heading {
+                doc.add_text(self.fields.heading, heading);
+            }
+            let json =
+                serde_json::to_string(chunk).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            doc.add_text(self.fields.record, json);
+            writer.add_document(doc)?;
+        }
+        if let Err(e) = writer.commit() {
+            // Drop the half-written batch so the next commit does not publish it.
+            let _ = writer.rollback();
+            return Err(e.into());
+        }
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Removes every chunk of `document_id`.
+    pub fn delete_document(&self, document_id: &str) -> Result<(), IndexError> {
+        self.replace_document(document_id, &[])
+    }
+
+    /// Number of chunks stored.
+    pub fn count(&self) -> usize {
+        self.reader.searcher().num_docs() as usize
+    }
+
+    /// BM25 search: the query is analyzed exactly as the text was and every term may match.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+        let mut seen = HashSet::new();
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for term in terms(query) {
+            if !seen.insert(term.clone()) {
+                continue;
+            }
+            for field in [self.fields.text, self.fields.heading] {
+                clauses.push((
+                    Occur::Should,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(field, &term),
+                        IndexRecordOption::WithFreqs,
+                    )),
+                ));
+            }
+        }
+        if clauses.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let top = searcher.search(
+            &BooleanQuery::new(clauses),
+            &TopDocs::with_limit(limit).order_by_score(),
+        )?;
+        top.into_iter()
+            .map(|(score, address)| {
+                let doc: TantivyDocument = searcher.doc(address)?;
+                let json = doc
+                    .get_first(self.fields.record)
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| {
+                        IndexError::Corrupt("keyword hit without a stored record".into())
+                    })?;
+                let record =
+                    serde_json::from_str(json).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+                Ok((record, score))
+            })
+            .collect()
+    }
+
+    /// The underlying Tantivy index, for maintenance tools.
+    pub fn tantivy(&self) -> &Index {
+        &self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(doc: &str, i: u32, text: &str) -> ChunkRecord {
+        ChunkRecord {
+            chunk_id: ChunkRecord::make_id(doc, i),
+            document_id: doc.into(),
+            document_name: format!("{doc}.txt"),
+            chunk_index: i,
+            text: text.into(),
+            heading: None,
+            page: None,
+        }
+    }
+
+    #[test]
+    fn finds_chinese_and_english_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = KeywordIndex::open(dir.path()).unwrap();
+        index
+            .replace_document(
+                "a",
+                &[
+                    chunk("a", 0, "数据库的备份策略很重要。"),
+                    chunk("a", 1, "The kernel schedules processes."),
+                ],
+            )
+            .unwrap();
+        index
+            .replace_document("b", &[chunk("b", 0, "网络配置使用 DHCP。")])
+            .unwrap();
+        assert_eq!(index.count(), 3);
+
+        let hits = index.search("數據庫備份", 5).unwrap();
+        assert_eq!(hits[0].0.chunk_id, "a#0");
+        let hits = index.search("scheduling process", 5).unwrap();
+        assert_eq!(hits[0].0.chunk_id, "a#1");
+
+        index
+            .replace_document("a", &[chunk("a", 0, "Completely new text.")])
+            .unwrap();
+        assert_eq!(index.count(), 2);
+        assert!(index.search("数据库", 5).unwrap().is_empty());
+
+        drop(index);
+        let reopened = KeywordIndex::open(dir.path()).unwrap();
+        assert_eq!(reopened.count(), 2);
+        assert_eq!(reopened.search("DHCP", 5).unwrap()[0].0.document_id, "b");
+        reopened.delete_document("b").unwrap();
+        assert_eq!(reopened.count(), 1);
+    }
+
+    #[test]
+    fn punctuation_only_query_finds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = KeywordIndex::open(dir.path()).unwrap();
+        index
+            .replace_document("a", &[chunk("a", 0, "text")])
+            .unwrap();
+        assert!(index.search("？！。", 5).unwrap().is_empty());
+    }
+}

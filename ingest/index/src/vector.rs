@@ -1,0 +1,268 @@
+//! Dense vector storage behind one trait: embedded Qdrant Edge by default.
+
+use std::path::Path;
+
+use qdrant_edge::external::uuid::Uuid;
+use qdrant_edge::{
+    Condition, CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
+    EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath,
+    Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
+    PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, SearchParams,
+    UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface, WithVector,
+};
+use zhiku_schemas::ChunkRecord;
+
+use crate::IndexError;
+
+/// Where chunk vectors are stored and searched. Implementations must be shareable.
+pub trait VectorStore: Send + Sync {
+    /// Dimension every vector must have.
+    fn dimension(&self) -> usize;
+    /// Inserts or overwrites chunks with their vectors.
+    fn upsert(&self, points: &[(ChunkRecord, Vec<f32>)]) -> Result<(), IndexError>;
+    /// Removes every chunk of a document.
+    fn delete_document(&self, document_id: &str) -> Result<(), IndexError>;
+    /// The `limit` chunks nearest to `vector`, best first, with cosine similarity.
+    fn search(&self, vector: &[f32], limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError>;
+    /// Number of chunks stored.
+    fn count(&self) -> Result<usize, IndexError>;
+    /// Builds indexes and merges segments after a batch of writes.
+    fn optimize(&self) -> Result<(), IndexError>;
+}
+
+/// HNSW graph parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Edges per node.
+    pub m: usize,
+    /// Candidates considered while building.
+    pub ef_construct: usize,
+    /// Candidates considered while searching.
+    pub ef: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construct: 128,
+            ef: 128,
+        }
+    }
+}
+
+/// A Qdrant Edge shard in the KB directory: the in-process Qdrant engine.
+pub struct EdgeVectorStore {
+    shard: EdgeShard,
+    dimension: usize,
+    hnsw: HnswParams,
+}
+
+const DOCUMENT_ID: &str = "document_id";
+
+fn json_path(key: &str) -> Result<JsonPath, IndexError> {
+    JsonPath::try_from(key).map_err(|_| IndexError::Vector(format!("bad payload key {key}")))
+}
+
+/// Point ids must be integers or UUIDs; derive a stable UUID from the chunk id.
+fn point_id(chunk_id: &str) -> PointId {
+    PointId::Uuid(Uuid::new_v5(&Uuid::NAMESPACE_OID, chunk_id.as_bytes()))
+}
+
+impl EdgeVectorStore {
+    /// Opens the shard at `dir`, creating it for `dimension`-sized cosine vectors if absent.
+    pub fn open(dir: &Path, dimension: usize, hnsw: HnswParams) -> Result<Self, IndexError> {
+        let hnsw_config = HnswIndexConfig {
+            m: hnsw.m,
+            ef_construct: hnsw.ef_construct,
+            ..HnswIndexConfig::default()
+        };
+        let config = EdgeConfig::builder()
+            .vector(
+                DEFAULT_VECTOR_NAME,
+                EdgeVectorParams::builder(dimension, Distance::Cosine).build(),
+            )
+            .hnsw_config(hnsw_config)
+            .build();
+        let exists = dir.join("edge_config.json").is_file();
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::Vector(e.to_string()))?;
+        let shard = if exists {
+            EdgeShard::load(dir, None)?
+        } else {
+            let shard = EdgeShard::new(dir, config)?;
+            // A keyword index on document_id makes document deletes a look-up, not a scan.
+            shard.update(UpdateOperation::FieldIndexOperation(
+                FieldIndexOperations::CreateIndex(CreateIndex {
+                    field_name: json_path(DOCUMENT_ID)?,
+                    field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                }),
+            ))?;
+            shard
+        };
+        let stored = shard
+            .config()
+            .vectors
+            .get(DEFAULT_VECTOR_NAME)
+            .map(|v| v.size)
+            .unwrap_or(dimension);
+        if stored != dimension {
+            return Err(IndexError::Dimension {
+                expected: stored,
+                got: dimension,
+            });
+        }
+        Ok(Self {
+            shard,
+            dimension,
+            hnsw,
+        })
+    }
+
+    fn document_filter(document_id: &str) -> Result<Filter, IndexError> {
+        Ok(Filter::new_must(Condition::Field(
+            FieldCondition::new_match(
+                json_path(DOCUMENT_ID)?,
+                Match::new_value(ValueVariants::String(document_id.to_string())),
+            ),
+        )))
+    }
+}
+
+impl VectorStore for EdgeVectorStore {
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn upsert(&self, points: &[(ChunkRecord, Vec<f32>)]) -> Result<(), IndexError> {
+        let mut list = Vec::with_capacity(points.len());
+        for (record, vector) in points {
+            if vector.len() != self.dimension {
+                return Err(IndexError::Dimension {
+                    expected: self.dimension,
+                    got: vector.len(),
+                });
+            }
+            let payload =
+                serde_json::to_value(record).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            list.push(PointStruct::new(point_id(&record.chunk_id), vector.clone(), payload).into());
+        }
+        self.shard.update(UpdateOperation::PointOperation(
+            PointOperations::UpsertPoints(PointInsertOperations::PointsList(list)),
+        ))?;
+        Ok(())
+    }
+
+    fn delete_document(&self, document_id: &str) -> Result<(), IndexError> {
+        self.shard.update(UpdateOperation::PointOperation(
+            PointOperations::DeletePointsByFilter(Self::document_filter(document_id)?),
+        ))?;
+        Ok(())
+    }
+
+    fn search(&self, vector: &[f32], limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+        if vector.len() != self.dimension {
+            return Err(IndexError::Dimension {
+                expected: self.dimension,
+                got: vector.len(),
+            });
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let points = self.shard.query(QueryRequest {
+            prefetches: vec![],
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                query: VectorInternal::Dense(vector.to_vec()),
+                using: None,
+            }))),
+            filter: None,
+            score_threshold: None,
+            limit,
+            offset: 0,
+            params: Some(SearchParams {
+                hnsw_ef: Some(self.hnsw.ef),
+                ..SearchParams::default()
+            }),
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        })?;
+        points
+            .into_iter()
+            .map(|p| {
+                let payload = p
+                    .payload
+                    .ok_or_else(|| IndexError::Corrupt("vector hit without payload".into()))?;
+                let value = serde_json::to_value(payload)
+                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+                let record = serde_json::from_value(value)
+                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+                Ok((record, p.score))
+            })
+            .collect()
+    }
+
+    fn count(&self) -> Result<usize, IndexError> {
+        Ok(self.shard.count(CountRequest {
+            filter: None,
+            exact: true,
+        })?)
+    }
+
+    fn optimize(&self) -> Result<(), IndexError> {
+        self.shard.optimize()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(doc: &str, i: u32) -> ChunkRecord {
+        ChunkRecord {
+            chunk_id: ChunkRecord::make_id(doc, i),
+            document_id: doc.into(),
+            document_name: format!("{doc}.md"),
+            chunk_index: i,
+            text: format!("text {i}"),
+            heading: Some("A > B".into()),
+            page: Some(2),
+        }
+    }
+
+    #[test]
+    fn upsert_search_delete_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeVectorStore::open(dir.path(), 3, HnswParams::default()).unwrap();
+        store
+            .upsert(&[
+                (chunk("a", 0), vec![1.0, 0.0, 0.0]),
+                (chunk("a", 1), vec![0.0, 1.0, 0.0]),
+                (chunk("b", 0), vec![0.0, 0.0, 1.0]),
+            ])
+            .unwrap();
+        let hits = store.search(&[0.9, 0.1, 0.0], 2).unwrap();
+        assert_eq!(hits[0].0, chunk("a", 0));
+        assert!(hits[0].1 > hits[1].1);
+        assert_eq!(store.count().unwrap(), 3);
+        store.delete_document("a").unwrap();
+        assert_eq!(store.count().unwrap(), 1);
+        store.optimize().unwrap();
+        assert!(matches!(
+            store.upsert(&[(chunk("c", 0), vec![1.0])]),
+            Err(IndexError::Dimension { .. })
+        ));
+        drop(store);
+        let store = EdgeVectorStore::open(dir.path(), 3, HnswParams::default()).unwrap();
+        assert_eq!(
+            store.search(&[0.0, 0.0, 1.0], 5).unwrap()[0].0.document_id,
+            "b"
+        );
+        // One process owns a shard at a time (the WAL is locked).
+        drop(store);
+        assert!(matches!(
+            EdgeVectorStore::open(dir.path(), 4, HnswParams::default()),
+            Err(IndexError::Dimension { .. })
+        ));
+    }
+}

@@ -1,0 +1,187 @@
+//! Answer generation: the [`Generator`] seam between the service and an LLM backend, its
+//! llama.cpp implementation ([`LlamaGenerator`]) and grounded RAG prompting ([`prompt`]).
+//!
+//! Everything here is blocking and CPU-bound; async callers should run it on a blocking
+//! thread.
+
+#![warn(missing_docs)]
+
+use std::path::PathBuf;
+
+mod llama;
+pub mod prompt;
+mod utf8;
+
+pub use llama::{LlamaConfig, LlamaGenerator};
+pub use prompt::{GroundedPrompt, Source, build_grounded_prompt};
+
+/// The errors of this crate.
+#[derive(thiserror::Error, Debug)]
+pub enum GenerateError {
+    /// The model file does not exist.
+    #[error("model file {} not found: run deploy/setup.sh to fetch the models", path.display())]
+    ModelMissing {
+        /// Where the model was expected.
+        path: PathBuf,
+    },
+    /// The model file exists but is not a model llama.cpp can load.
+    #[error("model file {} is not a usable GGUF model: {detail}", path.display())]
+    ModelInvalid {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The prompt leaves no room in the context window.
+    #[error("prompt needs {tokens} tokens but the context window holds {window}")]
+    PromptTooLong {
+        /// Tokens needed: the prompt, plus the answer budget where one was reserved.
+        tokens: usize,
+        /// The context window in tokens.
+        window: usize,
+    },
+    /// llama.cpp failed (context creation, decoding, templating).
+    #[error("LLM backend error: {0}")]
+    Backend(String),
+}
+
+/// Who speaks a chat turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Instructions for the model.
+    System,
+    /// The person asking.
+    User,
+    /// The model.
+    Assistant,
+}
+
+impl Role {
+    /// The role name chat templates expect.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// A chat turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// Who speaks.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A system turn.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+
+    /// A user turn.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+
+    /// An assistant turn.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// Per-request sampling. `temperature <= 0` means greedy (deterministic).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingParams {
+    /// Softmax temperature; `<= 0` (or NaN) selects greedy decoding.
+    pub temperature: f32,
+    /// Nucleus sampling mass; values outside `(0, 1)` disable it.
+    pub top_p: f32,
+    /// Candidates kept before nucleus sampling; `<= 0` disables it.
+    pub top_k: i32,
+    /// Seed of the random sampler, so sampled answers are reproducible.
+    pub seed: u32,
+    /// Upper bound on generated tokens; lowered further to what fits the context window.
+    pub max_tokens: u32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.2,
+            top_p: 0.95,
+            top_k: 40,
+            seed: 42,
+            max_tokens: 256,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model ended its turn, or the caller stopped it.
+    Stop,
+    /// The token budget (or the context window) ran out.
+    Length,
+}
+
+impl FinishReason {
+    /// The OpenAI-style name: `"stop"` or `"length"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// The result of one [`Generator::generate`] call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// Everything generated, exactly the concatenation of the streamed pieces.
+    pub text: String,
+    /// Tokens of the templated prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated, not counting the end-of-generation token.
+    pub completion_tokens: usize,
+    /// Why generation ended.
+    pub finish_reason: FinishReason,
+}
+
+/// The seam between the service and any LLM backend.
+pub trait Generator: Send + Sync {
+    /// A short model name for logs and responses, e.g. the file stem of the GGUF.
+    fn name(&self) -> &str;
+
+    /// The context window (prompt plus answer) in tokens.
+    fn context_window(&self) -> usize;
+
+    /// Tokens of `text` as plain message content (no special tokens added or parsed).
+    fn count_tokens(&self, text: &str) -> usize;
+
+    /// Tokens of the fully templated chat (so callers can budget the prompt exactly).
+    fn count_chat_tokens(&self, messages: &[ChatMessage]) -> Result<usize, GenerateError>;
+
+    /// Runs the chat; calls `on_token` with each decoded text piece (valid UTF-8 only;
+    /// partial multi-byte pieces are buffered). `on_token` returning false stops generation
+    /// early (client went away) with [`FinishReason::Stop`].
+    fn generate(
+        &self,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+        on_token: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, GenerateError>;
+}

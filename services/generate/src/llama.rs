@@ -1,0 +1,507 @@
+//! [`Generator`] over a local GGUF model run by llama.cpp.
+
+use std::fs::File;
+use std::io::Read;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::vocab::VocabType;
+
+use crate::utf8::Utf8Stream;
+use crate::{ChatMessage, FinishReason, GenerateError, Generation, Generator, SamplingParams};
+
+/// Prompt tokens decoded per llama.cpp call; also the default physical batch of llama.cpp,
+/// so larger values would only cost memory.
+const MAX_BATCH: u32 = 512;
+
+/// Texts beyond this are rejected before reaching llama.cpp, whose tokenizer and template
+/// calls take `i32` lengths and would overflow (and the bindings panic). No context window
+/// comes anywhere near it.
+const MAX_TEXT_BYTES: usize = 1 << 28;
+
+/// How [`LlamaGenerator`] loads and runs its model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlamaConfig {
+    /// The GGUF model file.
+    pub model_path: PathBuf,
+    /// Context window (prompt plus answer) in tokens; 0 means the model's training context.
+    pub n_ctx: u32,
+    /// CPU threads per generation, for both prompt processing and generation; `<= 0` means
+    /// all available cores.
+    pub threads: i32,
+    /// Chat template used when the model carries none llama.cpp can apply: a llama.cpp
+    /// built-in template name such as `"chatml"`, or a template string.
+    pub fallback_template: String,
+}
+
+impl Default for LlamaConfig {
+    fn default() -> Self {
+        Self {
+            model_path: PathBuf::new(),
+            n_ctx: 2048,
+            threads: 2,
+            fallback_template: "chatml".to_string(),
+        }
+    }
+}
+
+/// A GGUF chat model run in-process by llama.cpp.
+///
+/// The weights are loaded once and shared; every [`Generator::generate`] call gets its own
+/// llama.cpp context (KV cache), so concurrent calls are independent.
+pub struct LlamaGenerator {
+    model: LlamaModel,
+    template: LlamaChatTemplate,
+    name: String,
+    n_ctx: u32,
+    n_batch: u32,
+    threads: i32,
+    /// llama.cpp context creation mutates the shared model (see the FIXME on
+    /// `LlamaModel::new_context`), so it must not run concurrently.
+    context_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for LlamaGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaGenerator")
+            .field("name", &self.name)
+            .field("n_ctx", &self.n_ctx)
+            .field("threads", &self.threads)
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The process-wide llama.cpp backend: llama.cpp allows initialising it only once.
+fn backend() -> Result<&'static LlamaBackend, GenerateError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            // llama.cpp writes a dozen lines to stderr per context, i.e. per request; our
+            // errors carry what callers need, so its chatter is dropped.
+            backend.void_logs();
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(|e| GenerateError::Backend(format!("cannot initialise llama.cpp: {e}")))
+}
+
+/// Checks the file is there and looks like GGUF, so that a wrong path or a truncated
+/// download is reported as such instead of reaching the C++ loader.
+fn check_model_file(path: &Path) -> Result<(), GenerateError> {
+    let invalid = |detail: String| GenerateError::ModelInvalid {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if !path.exists() {
+        return Err(GenerateError::ModelMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    if !path.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| invalid(format!("cannot read the GGUF header: {e}")))?;
+    if &magic != b"GGUF" {
+        return Err(invalid(format!(
+            "does not start with the GGUF magic bytes (found {magic:02x?})"
+        )));
+    }
+    Ok(())
+}
+
+impl LlamaGenerator {
+    /// Loads the model and settles its chat template.
+    ///
+    /// # Errors
+    /// [`GenerateError::ModelMissing`] if the file does not exist,
+    /// [`GenerateError::ModelInvalid`] if it is not a loadable GGUF model,
+    /// [`GenerateError::Backend`] if no usable chat template is available.
+    pub fn load(config: &LlamaConfig) -> Result<Self, GenerateError> {
+        let path = &config.model_path;
+        check_model_file(path)?;
+        let backend = backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|e| GenerateError::ModelInvalid {
+                path: path.clone(),
+                detail: format!("llama.cpp could not load it ({e})"),
+            })?;
+        let template = choose_template(&model, &config.fallback_template)?;
+        let n_ctx = if config.n_ctx == 0 {
+            model.n_ctx_train()
+        } else {
+            config.n_ctx
+        };
+        if n_ctx > model.n_ctx_train() {
+            tracing::warn!(
+                n_ctx,
+                n_ctx_train = model.n_ctx_train(),
+                "context window exceeds the model's training context; answers may degrade"
+            );
+        }
+        // Positions are i32 in llama.cpp.
+        if i32::try_from(n_ctx).is_err() {
+            return Err(GenerateError::Backend(format!(
+                "context window of {n_ctx} tokens is too large"
+            )));
+        }
+        let threads = if config.threads > 0 {
+            config.threads
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, |n| i32::try_from(n.get()).unwrap_or(i32::MAX))
+        };
+        let name = path
+            .file_stem()
+            .map_or_else(|| "llama".to_string(), |s| s.to_string_lossy().into_owned());
+        tracing::info!(
+            model = %name,
+            n_ctx,
+            threads,
+            params = model.n_params(),
+            "loaded LLM"
+        );
+        Ok(Self {
+            model,
+            template,
+            name,
+            n_ctx,
+            n_batch: n_ctx.min(MAX_BATCH),
+            threads,
+            context_lock: Mutex::new(()),
+        })
+    }
+
+    /// Tokens of the templated chat, ready to decode.
+    fn chat_tokens(&self, messages: &[ChatMessage]) -> Result<Vec<LlamaToken>, GenerateError> {
+        let bytes: usize = messages.iter().map(|m| m.content.len()).sum();
+        if bytes > MAX_TEXT_BYTES {
+            return Err(self.too_long(bytes));
+        }
+        let vocab = self.model.vocab();
+        // Splitting only matches whole-prompt tokenization for byte-level BPE vocabularies;
+        // SentencePiece-style ones prefix every separately tokenized piece with a space.
+        let split = if vocab.vocab_type() == VocabType::BPE {
+            self.chat_tokens_split(messages)?
+        } else {
+            None
+        };
+        let tokens = match split {
+            Some(tokens) => tokens,
+            None => {
+                let chat = messages
+                    .iter()
+                    .map(|m| llama_message(m.role.as_str(), &m.content))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let text = self.apply_template(&chat)?;
+                // llama.cpp's convention for a templated prompt: add_special lets the
+                // vocabulary add its BOS, parse_special turns the template's markup into
+                // control tokens.
+                vocab.tokenize(text.as_bytes(), true, true)
+            }
+        };
+        Ok(dedupe_bos(tokens, vocab.bos()))
+    }
+
+    /// Tokenizes the chat with special-token parsing for the template's own text only.
+    ///
+    /// The template is rendered around placeholders; message contents (documents, user
+    /// questions) are then tokenized as plain text, so a document containing e.g.
+    /// `<|im_end|>` cannot end its turn early or forge another. `None` when the template
+    /// rewrites contents so that the placeholders are not found verbatim.
+    fn chat_tokens_split(
+        &self,
+        messages: &[ChatMessage],
+    ) -> Result<Option<Vec<LlamaToken>>, GenerateError> {
+        let markers: Vec<String> = (0..messages.len()).map(marker).collect();
+        let placeholders = messages
+            .iter()
+            .zip(&markers)
+            .map(|(m, marker)| llama_message(m.role.as_str(), marker))
+            .collect::<Result<Vec<_>, _>>()?;
+        let skeleton = self.apply_template(&placeholders)?;
+
+        let mut segments = Vec::with_capacity(2 * messages.len() + 1);
+        let mut rest = skeleton.as_str();
+        for (message, marker) in messages.iter().zip(&markers) {
+            let Some(at) = rest.find(marker.as_str()) else {
+                tracing::debug!("chat template rewrites contents; tokenizing the prompt whole");
+                return Ok(None);
+            };
+            segments.push((&rest[..at], true));
+            segments.push((message.content.as_str(), false));
+            rest = &rest[at + marker.len()..];
+        }
+        segments.push((rest, true));
+
+        let vocab = self.model.vocab();
+        let mut tokens = Vec::new();
+        let mut first = true;
+        for (text, parse_special) in segments {
+            if text.is_empty() && !first {
+                continue;
+            }
+            // BOS (add_special) once, at the very start, as for a whole templated prompt.
+            vocab.tokenize_into(text.as_bytes(), &mut tokens, first, parse_special);
+            first = false;
+        }
+        Ok(Some(tokens))
+    }
+
+    fn apply_template(&self, chat: &[LlamaChatMessage]) -> Result<String, GenerateError> {
+        self.model
+            .apply_chat_template(&self.template, chat, true)
+            .map_err(|e| GenerateError::Backend(format!("cannot apply the chat template: {e}")))
+    }
+
+    fn too_long(&self, tokens: usize) -> GenerateError {
+        GenerateError::PromptTooLong {
+            tokens,
+            window: self.n_ctx as usize,
+        }
+    }
+
+    fn new_context(&self) -> Result<LlamaContext<'_>, GenerateError> {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(self.n_ctx))
+            .with_n_batch(self.n_batch)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        let backend = backend()?;
+        // A poisoned lock only means another thread panicked while holding it; the guarded
+        // data is `()`, so there is nothing to repair.
+        let _guard = self
+            .context_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.model
+            .new_context(backend, params)
+            .map_err(|e| GenerateError::Backend(format!("cannot create a llama.cpp context: {e}")))
+    }
+}
+
+/// A placeholder for message `i` that no template or content will contain by accident.
+fn marker(i: usize) -> String {
+    format!("\u{F8FF}zhiku-message-{i}\u{F8FF}")
+}
+
+fn llama_message(role: &str, content: &str) -> Result<LlamaChatMessage, GenerateError> {
+    // C strings cannot hold NUL, and a NUL has no meaning in a prompt: drop it rather than
+    // fail the request over a stray byte in a document.
+    let content = content.replace('\0', "");
+    LlamaChatMessage::new(role.to_string(), content)
+        .map_err(|e| GenerateError::Backend(format!("invalid chat message: {e}")))
+}
+
+/// Removes a second BOS when the template already wrote one and the vocabulary added
+/// another, which some models handle badly.
+fn dedupe_bos(mut tokens: Vec<LlamaToken>, bos: LlamaToken) -> Vec<LlamaToken> {
+    if tokens.len() >= 2 && tokens[0] == bos && tokens[1] == bos {
+        tokens.remove(0);
+    }
+    tokens
+}
+
+/// The model's own chat template if llama.cpp can apply it, else the configured fallback.
+fn choose_template(model: &LlamaModel, fallback: &str) -> Result<LlamaChatTemplate, GenerateError> {
+    let usable = |template: &LlamaChatTemplate| {
+        let probe = [
+            llama_message("system", "s")?,
+            llama_message("user", "u")?,
+            llama_message("assistant", "a")?,
+            llama_message("user", "u")?,
+        ];
+        model
+            .apply_chat_template(template, &probe, true)
+            .map(|_| ())
+            .map_err(|e| GenerateError::Backend(e.to_string()))
+    };
+    match model.chat_template(None) {
+        Ok(template) => match usable(&template) {
+            Ok(()) => return Ok(template),
+            Err(e) => tracing::warn!(
+                fallback,
+                error = %e,
+                "llama.cpp cannot apply the model's chat template; using the fallback"
+            ),
+        },
+        Err(e) => tracing::warn!(
+            fallback,
+            error = %e,
+            "the model has no chat template; using the fallback"
+        ),
+    }
+    let template = LlamaChatTemplate::new(fallback)
+        .map_err(|e| GenerateError::Backend(format!("invalid fallback chat template: {e}")))?;
+    usable(&template).map_err(|e| {
+        GenerateError::Backend(format!(
+            "fallback chat template {fallback:?} is not supported by llama.cpp: {e}"
+        ))
+    })?;
+    Ok(template)
+}
+
+fn sampler(params: &SamplingParams) -> LlamaSampler {
+    // NaN would poison every logit; treat it like "no temperature given".
+    if params.temperature.is_nan() || params.temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    let mut chain = Vec::with_capacity(4);
+    if params.top_k > 0 {
+        chain.push(LlamaSampler::top_k(params.top_k));
+    }
+    if params.top_p > 0.0 && params.top_p < 1.0 {
+        chain.push(LlamaSampler::top_p(params.top_p, 1));
+    }
+    chain.push(LlamaSampler::temp(params.temperature));
+    chain.push(LlamaSampler::dist(params.seed));
+    LlamaSampler::chain_simple(chain)
+}
+
+fn position(pos: usize) -> Result<i32, GenerateError> {
+    i32::try_from(pos)
+        .map_err(|_| GenerateError::Backend(format!("token position {pos} overflows")))
+}
+
+impl Generator for LlamaGenerator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn context_window(&self) -> usize {
+        self.n_ctx as usize
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        if text.len() > MAX_TEXT_BYTES {
+            // Every token covers at least one byte, so this bounds the count from above; any
+            // such text is far beyond every context window anyway.
+            return text.len();
+        }
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .len()
+    }
+
+    fn count_chat_tokens(&self, messages: &[ChatMessage]) -> Result<usize, GenerateError> {
+        Ok(self.chat_tokens(messages)?.len())
+    }
+
+    fn generate(
+        &self,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+        on_token: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, GenerateError> {
+        let prompt = self.chat_tokens(messages)?;
+        if prompt.is_empty() {
+            return Err(GenerateError::Backend(
+                "the chat template rendered an empty prompt".into(),
+            ));
+        }
+        let window = self.n_ctx as usize;
+        // The prompt must leave room for at least one answer token.
+        if prompt.len() >= window {
+            return Err(self.too_long(prompt.len() + 1));
+        }
+        let budget = (params.max_tokens as usize).min(window - prompt.len());
+        let mut generation = Generation {
+            text: String::new(),
+            prompt_tokens: prompt.len(),
+            completion_tokens: 0,
+            finish_reason: FinishReason::Length,
+        };
+        if budget == 0 {
+            return Ok(generation);
+        }
+
+        let started = Instant::now();
+        let mut ctx = self.new_context()?;
+        let vocab = self.model.vocab();
+        let n_batch = self.n_batch as usize;
+        let mut batch = LlamaBatch::new(n_batch, 1);
+        let last = prompt.len() - 1;
+        for (c, chunk) in prompt.chunks(n_batch).enumerate() {
+            batch.clear();
+            for (j, &token) in chunk.iter().enumerate() {
+                let pos = c * n_batch + j;
+                // Logits are only needed to sample the first answer token.
+                batch
+                    .add(token, position(pos)?, &[0], pos == last)
+                    .map_err(|e| GenerateError::Backend(format!("batching the prompt: {e}")))?;
+            }
+            ctx.decode(&mut batch)
+                .map_err(|e| GenerateError::Backend(format!("decoding the prompt: {e}")))?;
+        }
+        let prompt_done = Instant::now();
+
+        let mut sampler = sampler(params);
+        let mut stream = Utf8Stream::default();
+        let mut logits_at = batch.n_tokens() - 1;
+        let mut pos = prompt.len();
+        let mut cancelled = false;
+        loop {
+            let token = sampler.sample(&ctx, logits_at);
+            if vocab.is_eog(token) {
+                generation.finish_reason = FinishReason::Stop;
+                break;
+            }
+            generation.completion_tokens += 1;
+            let piece = stream.push(&vocab.token_to_piece(token, false, None));
+            if !piece.is_empty() {
+                generation.text.push_str(&piece);
+                if !on_token(&piece) {
+                    generation.finish_reason = FinishReason::Stop;
+                    cancelled = true;
+                    break;
+                }
+            }
+            if generation.completion_tokens >= budget {
+                generation.finish_reason = FinishReason::Length;
+                break;
+            }
+            batch.clear();
+            batch
+                .add(token, position(pos)?, &[0], true)
+                .map_err(|e| GenerateError::Backend(format!("batching a token: {e}")))?;
+            ctx.decode(&mut batch)
+                .map_err(|e| GenerateError::Backend(format!("decoding a token: {e}")))?;
+            pos += 1;
+            logits_at = 0;
+        }
+        if !cancelled {
+            let rest = stream.finish();
+            if !rest.is_empty() {
+                generation.text.push_str(&rest);
+                on_token(&rest);
+            }
+        }
+
+        let gen_secs = prompt_done.elapsed().as_secs_f64();
+        tracing::debug!(
+            model = %self.name,
+            prompt_tokens = generation.prompt_tokens,
+            completion_tokens = generation.completion_tokens,
+            prompt_ms = (prompt_done - started).as_millis() as u64,
+            tokens_per_sec = generation.completion_tokens as f64 / gen_secs.max(1e-9),
+            finish = generation.finish_reason.as_str(),
+            "generated"
+        );
+        Ok(generation)
+    }
+}

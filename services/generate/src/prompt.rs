@@ -1,0 +1,327 @@
+//! Grounded RAG prompting: numbered sources, the question, and instructions to answer only
+//! from the sources with `[n]` citations, fitted to the model's context window.
+
+use crate::{ChatMessage, GenerateError, Generator};
+
+/// A retrieved passage offered to the model as evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Name of the document the passage comes from.
+    pub title: String,
+    /// Section heading of the passage, if known.
+    pub heading: Option<String>,
+    /// Page number of the passage, if known.
+    pub page: Option<u32>,
+    /// The passage itself.
+    pub text: String,
+}
+
+/// A chat ready for [`Generator::generate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroundedPrompt {
+    /// The system and user messages.
+    pub messages: Vec<ChatMessage>,
+    /// How many of the given sources made it into the prompt: always the first
+    /// `sources_used`, numbered `[1]..=[sources_used]`, so a citation `[n]` refers to
+    /// `sources[n - 1]`.
+    pub sources_used: usize,
+}
+
+/// The language the instructions are written in; small models follow instructions in the
+/// question's language much more reliably than a request to switch languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    En,
+    Zh,
+}
+
+/// Appended to a passage cut short to fit, so the model does not read it as complete.
+const TRUNCATION_MARK: &str = " …";
+
+/// Builds the system + user messages: the numbered sources `[1]..[n]` (in the given order,
+/// which is best-first), the question, and the grounding instructions: answer only from the
+/// sources, cite with `[n]`, say plainly when the sources do not contain the answer.
+/// Instructions are in Chinese when the question is mostly CJK, else English (the answer
+/// should be in the question's language).
+///
+/// Fits to the window: drops sources from the end (lowest ranked) until
+/// `count_chat_tokens(messages) + reserve_answer_tokens <= generator.context_window()`; a
+/// first source too long on its own is truncated on a char boundary rather than dropped.
+///
+/// # Errors
+/// [`GenerateError::PromptTooLong`] when even the question and instructions alone (with at
+/// most an empty first source) leave no room for `reserve_answer_tokens`; errors of
+/// [`Generator::count_chat_tokens`].
+pub fn build_grounded_prompt(
+    generator: &dyn Generator,
+    question: &str,
+    sources: &[Source],
+    reserve_answer_tokens: usize,
+) -> Result<GroundedPrompt, GenerateError> {
+    let lang = if is_mostly_cjk(question) {
+        Lang::Zh
+    } else {
+        Lang::En
+    };
+    let window = generator.context_window();
+    let too_long = |prompt_tokens: usize| GenerateError::PromptTooLong {
+        tokens: prompt_tokens.saturating_add(reserve_answer_tokens),
+        window,
+    };
+    let fit =
+        |messages: Vec<ChatMessage>| -> Result<Result<Vec<ChatMessage>, usize>, GenerateError> {
+            let tokens = generator.count_chat_tokens(&messages)?;
+            Ok(if tokens.saturating_add(reserve_answer_tokens) <= window {
+                Ok(messages)
+            } else {
+                Err(tokens)
+            })
+        };
+
+    // The common case: everything fits.
+    let all_tokens = match fit(compose(lang, question, sources, None))? {
+        Ok(messages) => {
+            return Ok(GroundedPrompt {
+                messages,
+                sources_used: sources.len(),
+            });
+        }
+        Err(tokens) => tokens,
+    };
+    let Some(first) = sources.first() else {
+        return Err(too_long(all_tokens));
+    };
+
+    // Token counts grow with every source added, so the largest prefix of sources that fits
+    // can be found by bisection. Invariant: `hi` sources do not fit; `lo` sources fit, or
+    // lo == 0 (not yet known).
+    let (mut lo, mut hi) = (0, sources.len());
+    let mut best = None;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match fit(compose(lang, question, &sources[..mid], None))? {
+            Ok(messages) => {
+                lo = mid;
+                best = Some(messages);
+            }
+            Err(_) => hi = mid,
+        }
+    }
+    if let Some(messages) = best {
+        return Ok(GroundedPrompt {
+            messages,
+            sources_used: lo,
+        });
+    }
+
+    // Not even the best source fits whole: keep as much of it as fits rather than answering
+    // without evidence.
+    let one = std::slice::from_ref(first);
+    let mut best = match fit(compose(lang, question, one, Some("")))? {
+        Ok(messages) => messages,
+        Err(tokens) => return Err(too_long(tokens)),
+    };
+    let mut cuts: Vec<usize> = first.text.char_indices().map(|(i, _)| i).collect();
+    cuts.push(first.text.len());
+    // Invariant: a cut at `cuts[lo]` fits, the whole text (`cuts[hi]`) does not.
+    let (mut lo, mut hi) = (0, cuts.len() - 1);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match fit(compose(lang, question, one, Some(&first.text[..cuts[mid]])))? {
+            Ok(messages) => {
+                lo = mid;
+                best = messages;
+            }
+            Err(_) => hi = mid,
+        }
+    }
+    Ok(GroundedPrompt {
+        messages: best,
+        sources_used: 1,
+    })
+}
+
+/// The chat for `sources`; `first_text` replaces the first source's text when it had to be
+/// cut to fit.
+fn compose(
+    lang: Lang,
+    question: &str,
+    sources: &[Source],
+    first_text: Option<&str>,
+) -> Vec<ChatMessage> {
+    let mut user = String::new();
+    user.push_str(match lang {
+        Lang::En => "Sources:\n\n",
+        Lang::Zh => "资料：\n\n",
+    });
+    if sources.is_empty() {
+        user.push_str(match lang {
+            Lang::En => "(no sources)\n\n",
+            Lang::Zh => "（无资料）\n\n",
+        });
+    }
+    for (i, source) in sources.iter().enumerate() {
+        user.push_str(&source_header(lang, i + 1, source));
+        user.push('\n');
+        match first_text.filter(|_| i == 0) {
+            Some(cut) => {
+                user.push_str(cut.trim());
+                user.push_str(TRUNCATION_MARK);
+            }
+            None => user.push_str(source.text.trim()),
+        }
+        user.push_str("\n\n");
+    }
+    let question = question.trim();
+    match lang {
+        Lang::En => {
+            user.push_str("Question: ");
+            user.push_str(question);
+            user.push_str(
+                "\n\nAnswer the question using only the sources above and cite them as [n]. \
+                 If they do not contain the answer, say so.",
+            );
+        }
+        Lang::Zh => {
+            user.push_str("问题：");
+            user.push_str(question);
+            user.push_str(
+                "\n\n请只根据以上资料回答，并用 [n] 标注出处。如果资料中没有答案，请直接说明。",
+            );
+        }
+    }
+    vec![
+        ChatMessage::system(system_prompt(lang)),
+        ChatMessage::user(user),
+    ]
+}
+
+fn system_prompt(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => {
+            "You answer questions using only the numbered sources the user provides.\n\
+             - Use only facts stated in the sources; do not add outside knowledge.\n\
+             - Cite the source of each statement with its number in square brackets, \
+             e.g. [1] or [2][3].\n\
+             - If the sources do not contain the answer, say plainly that the provided \
+             documents do not contain it. Do not guess.\n\
+             - Answer concisely, in the same language as the question."
+        }
+        Lang::Zh => {
+            "你根据用户提供的编号资料回答问题。\n\
+             - 只使用资料中明确给出的信息，不要添加资料以外的知识。\n\
+             - 每个陈述后用方括号中的编号标注出处，例如 [1] 或 [2][3]。\n\
+             - 如果资料中没有答案，请直接说明提供的资料中没有相关内容，不要猜测。\n\
+             - 用与问题相同的语言简洁地回答。"
+        }
+    }
+}
+
+/// `[n] Title › Heading (page p)`, on one line whatever the metadata contains.
+fn source_header(lang: Lang, n: usize, source: &Source) -> String {
+    let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut header = format!("[{n}] {}", one_line(&source.title));
+    if let Some(heading) = source
+        .heading
+        .as_deref()
+        .map(one_line)
+        .filter(|h| !h.is_empty())
+    {
+        header.push_str(" › ");
+        header.push_str(&heading);
+    }
+    if let Some(page) = source.page {
+        header.push_str(&match lang {
+            Lang::En => format!(" (page {page})"),
+            Lang::Zh => format!("（第 {page} 页）"),
+        });
+    }
+    header
+}
+
+/// Whether the text is mostly CJK ideographs. One ideograph carries about a word's meaning,
+/// so it is weighed against four Latin letters (the same rule as the server's canned
+/// answers, so both pick the same language).
+fn is_mostly_cjk(text: &str) -> bool {
+    let (mut cjk, mut other) = (0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphanumeric()) {
+        if matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF) {
+            cjk += 1;
+        } else {
+            other += 1;
+        }
+    }
+    cjk > 0 && cjk * 4 >= other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(title: &str, text: &str) -> Source {
+        Source {
+            title: title.into(),
+            heading: None,
+            page: None,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn language_follows_the_question() {
+        assert!(is_mostly_cjk("办公室的 Wi-Fi 密码是什么？"));
+        assert!(is_mostly_cjk("如何配置 DNS 服务器"));
+        assert!(!is_mostly_cjk("What is the office Wi-Fi password?"));
+        assert!(!is_mostly_cjk("1234"));
+    }
+
+    #[test]
+    fn sources_are_numbered_in_order() {
+        let sources = [source("A", "alpha"), source("B", "beta")];
+        let messages = compose(Lang::En, "q?", &sources, None);
+        assert_eq!(messages.len(), 2);
+        let user = &messages[1].content;
+        let a = user.find("[1] A\nalpha").expect("first source");
+        let b = user.find("[2] B\nbeta").expect("second source");
+        assert!(a < b);
+        assert!(user.trim_end().ends_with("say so."));
+        assert!(user.contains("Question: q?"));
+    }
+
+    #[test]
+    fn header_is_one_line_with_heading_and_page() {
+        let s = Source {
+            title: "Guide\nv2".into(),
+            heading: Some("Setup".into()),
+            page: Some(3),
+            text: String::new(),
+        };
+        assert_eq!(
+            source_header(Lang::En, 4, &s),
+            "[4] Guide v2 › Setup (page 3)"
+        );
+        assert_eq!(
+            source_header(Lang::Zh, 1, &s),
+            "[1] Guide v2 › Setup（第 3 页）"
+        );
+    }
+
+    #[test]
+    fn chinese_question_gets_chinese_instructions() {
+        let messages = compose(
+            Lang::Zh,
+            "密码是什么？",
+            &[source("手册", "密码是 1234。")],
+            None,
+        );
+        assert!(messages[0].content.contains("只使用资料"));
+        assert!(messages[1].content.contains("[1] 手册\n密码是 1234。"));
+        assert!(messages[1].content.contains("问题：密码是什么？"));
+    }
+
+    #[test]
+    fn truncated_first_source_is_marked() {
+        let messages = compose(Lang::En, "q", &[source("A", "long text")], Some("long"));
+        assert!(messages[1].content.contains("[1] A\nlong …\n"));
+    }
+}

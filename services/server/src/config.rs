@@ -1,0 +1,376 @@
+//! The one typed configuration: defaults, then a TOML file, then `ZHIKU_SECTION__KEY`
+//! environment variables, then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the service can be told.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Network and storage locations.
+    pub server: ServerConfig,
+    /// The embedding model.
+    pub embedder: EmbedderConfig,
+    /// How documents are cut into chunks.
+    pub chunking: ChunkingConfig,
+    /// Vector index tuning.
+    pub index: IndexConfig,
+    /// Retrieval defaults.
+    pub search: SearchConfig,
+    /// The local LLM.
+    pub llm: LlmConfig,
+}
+
+/// Network and storage locations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub addr: String,
+    /// Where knowledge bases are stored.
+    pub data_dir: PathBuf,
+    /// Where relative model paths are resolved.
+    pub models_dir: PathBuf,
+    /// Largest accepted upload request, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            data_dir: "./data".into(),
+            models_dir: "./models".into(),
+            max_upload_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// The embedding model: any ONNX text encoder with a Hugging Face tokenizer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedderConfig {
+    /// Name recorded in each KB.
+    pub name: String,
+    /// The `.onnx` file (relative paths are under `server.models_dir`).
+    pub model: PathBuf,
+    /// Directory with tokenizer.json and friends.
+    pub tokenizer_dir: PathBuf,
+    /// ONNX Runtime shared library.
+    pub runtime_library: PathBuf,
+    /// `mean` or `cls`.
+    pub pooling: String,
+    /// Model output with the token vectors.
+    pub output: String,
+    /// Longest input in tokens.
+    pub max_length: usize,
+    /// Texts per inference call.
+    pub batch_size: usize,
+    /// Prefix for queries (e5: `query: `).
+    pub query_prefix: String,
+    /// Prefix for passages (e5: `passage: `).
+    pub passage_prefix: String,
+    /// ONNX Runtime threads; 0 = automatic.
+    pub threads: usize,
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        Self {
+            name: "all-minilm-l6-v2".into(),
+            model: "all-minilm-l6-v2/model.onnx".into(),
+            tokenizer_dir: "all-minilm-l6-v2".into(),
+            runtime_library: "onnxruntime/libonnxruntime.so.1.31.1".into(),
+            pooling: "mean".into(),
+            output: "last_hidden_state".into(),
+            max_length: 512,
+            batch_size: 32,
+            query_prefix: String::new(),
+            passage_prefix: String::new(),
+            threads: 0,
+        }
+    }
+}
+
+/// Chunking budget, in tokens of the embedding model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkingConfig {
+    /// Upper bound on a chunk.
+    pub max_tokens: usize,
+    /// Tokens repeated between consecutive pieces of a split block.
+    pub overlap_tokens: usize,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            overlap_tokens: 32,
+        }
+    }
+}
+
+/// HNSW parameters of the vector index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Edges per node.
+    pub hnsw_m: usize,
+    /// Build-time candidates.
+    pub hnsw_ef_construct: usize,
+    /// Search-time candidates.
+    pub hnsw_ef: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        let d = zhiku_index::HnswParams::default();
+        Self {
+            hnsw_m: d.m,
+            hnsw_ef_construct: d.ef_construct,
+            hnsw_ef: d.ef,
+        }
+    }
+}
+
+/// Retrieval defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Hits returned when a request does not say.
+    pub top_k: usize,
+    /// Largest `top_k` a request may ask for.
+    pub max_top_k: usize,
+    /// Candidates per retriever before fusion.
+    pub candidates: usize,
+    /// Reciprocal rank fusion constant.
+    pub rrf_k: f32,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            top_k: 5,
+            max_top_k: 100,
+            candidates: 50,
+            rrf_k: 60.0,
+        }
+    }
+}
+
+/// The local LLM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// GGUF file (relative paths are under `server.models_dir`).
+    pub model: PathBuf,
+    /// Context window in tokens.
+    pub n_ctx: u32,
+    /// CPU threads per generation.
+    pub threads: i32,
+    /// Default answer length bound.
+    pub max_tokens: u32,
+    /// Largest `max_tokens` a request may ask for.
+    pub max_tokens_limit: u32,
+    /// Default sampling temperature.
+    pub temperature: f32,
+    /// Chunks given to the model as sources.
+    pub context_chunks: usize,
+    /// llama.cpp template used when the model has none.
+    pub fallback_template: String,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            model: "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+            n_ctx: 2048,
+            threads: 2,
+            max_tokens: 256,
+            max_tokens_limit: 1024,
+            temperature: 0.2,
+            context_chunks: 4,
+            fallback_template: "chatml".into(),
+        }
+    }
+}
+
+/// Values given on the command line; they win over file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data`.
+    pub data_dir: Option<PathBuf>,
+    /// `--models`.
+    pub models_dir: Option<PathBuf>,
+    /// `--addr`.
+    pub addr: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration. Without `file`, `./zhiku.toml` is read if present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.is_file(),
+                    "config file {} does not exist",
+                    path.display()
+                );
+                figment = figment.merge(Toml::file(path));
+            }
+            None if Path::new("zhiku.toml").is_file() => {
+                figment = figment.merge(Toml::file("zhiku.toml"))
+            }
+            None => {}
+        }
+        // Only nested keys (ZHIKU_SERVER__ADDR): plain ZHIKU_* variables belong to the scripts.
+        figment = figment.merge(
+            Env::prefixed("ZHIKU_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        if let Some(dir) = &overrides.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        if let Some(dir) = &overrides.models_dir {
+            config.server.models_dir = dir.clone();
+        }
+        if let Some(addr) = &overrides.addr {
+            config.server.addr = addr.clone();
+        }
+        Ok(config)
+    }
+
+    /// A model path as configured, resolved against the models directory when relative.
+    pub fn model_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.server.models_dir.join(path)
+        }
+    }
+
+    /// The embedder settings with paths resolved.
+    pub fn embedder(&self) -> anyhow::Result<zhiku_embed::OnnxEmbedderConfig> {
+        let e = &self.embedder;
+        let pooling = match e.pooling.as_str() {
+            "mean" => zhiku_embed::PoolingKind::Mean,
+            "cls" => zhiku_embed::PoolingKind::Cls,
+            other => anyhow::bail!(
+                "invalid configuration: embedder.pooling must be \"mean\" or \"cls\", not {other:?}"
+            ),
+        };
+        Ok(zhiku_embed::OnnxEmbedderConfig {
+            name: e.name.clone(),
+            model: self.model_path(&e.model),
+            tokenizer_dir: self.model_path(&e.tokenizer_dir),
+            runtime_library: self.model_path(&e.runtime_library),
+            pooling,
+            output: e.output.clone(),
+            max_length: e.max_length,
+            batch_size: e.batch_size,
+            query_prefix: e.query_prefix.clone(),
+            passage_prefix: e.passage_prefix.clone(),
+            threads: e.threads,
+        })
+    }
+
+    /// The LLM settings with paths resolved.
+    pub fn llm(&self) -> zhiku_generate::LlamaConfig {
+        zhiku_generate::LlamaConfig {
+            model_path: self.model_path(&self.llm.model),
+            n_ctx: self.llm.n_ctx,
+            threads: self.llm.threads,
+            fallback_template: self.llm.fallback_template.clone(),
+        }
+    }
+
+    /// The chunker settings.
+    pub fn chunking(&self) -> zhiku_chunk::ChunkerConfig {
+        zhiku_chunk::ChunkerConfig {
+            max_tokens: self.chunking.max_tokens,
+            overlap_tokens: self.chunking.overlap_tokens,
+        }
+    }
+
+    /// The vector index settings.
+    pub fn hnsw(&self) -> zhiku_index::HnswParams {
+        zhiku_index::HnswParams {
+            m: self.index.hnsw_m,
+            ef_construct: self.index.hnsw_ef_construct,
+            ef: self.index.hnsw_ef,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhiku.toml");
+        std::fs::write(&path, "[server]\nadress = \"0.0.0.0:1\"\n").unwrap();
+        let err = Config::load(Some(&path), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("adress"), "{err}");
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhiku.toml");
+        std::fs::write(
+            &path,
+            "[server]\naddr = \"127.0.0.1:9999\"\n[search]\ntop_k = 7\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(config.server.addr, "127.0.0.1:9999");
+        assert_eq!(config.search.top_k, 7);
+        let overrides = Overrides {
+            addr: Some("127.0.0.1:1".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::load(Some(&path), &overrides).unwrap().server.addr,
+            "127.0.0.1:1"
+        );
+    }
+
+    #[test]
+    fn documented_example_is_valid_and_shows_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/zhiku.toml");
+        let loaded = Config::load(Some(&example), &Overrides::default()).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            serde_json::to_value(&loaded).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn relative_model_paths_resolve_under_models_dir() {
+        let mut config = Config::default();
+        config.server.models_dir = "/m".into();
+        assert_eq!(
+            config.embedder().unwrap().model,
+            PathBuf::from("/m/all-minilm-l6-v2/model.onnx")
+        );
+        assert_eq!(
+            config.model_path(Path::new("/abs.gguf")),
+            PathBuf::from("/abs.gguf")
+        );
+    }
+}

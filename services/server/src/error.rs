@@ -1,0 +1,130 @@
+//! The crate's one error type, and the one place errors become HTTP statuses.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use zhiku_generate::GenerateError;
+use zhiku_index::IndexError;
+use zhiku_ingest::IngestError;
+use zhiku_retrieve::RetrieveError;
+use zhiku_schemas::{ErrorBody, ErrorDetail, FileError};
+
+/// Anything a request or command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed; the message says how.
+    #[error("{message}")]
+    BadRequest {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request body is over the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Every file of an upload failed; the first failure decides status and code.
+    #[error("no file could be ingested: {}", .files.first().map(|f| f.message.as_str()).unwrap_or("no files"))]
+    UploadFailed {
+        /// Status of the first failure.
+        status: StatusCode,
+        /// Code of the first failure.
+        code: &'static str,
+        /// Every failure.
+        files: Vec<FileError>,
+    },
+    /// Ingestion failed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// Retrieval failed.
+    #[error(transparent)]
+    Retrieve(#[from] RetrieveError),
+    /// Generation failed.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    /// Storage failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A background task died; never expected.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// A 400 with a code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Status and code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ServiceError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ServiceError::UploadFailed { status, code, .. } => (*status, code),
+            ServiceError::Ingest(e) => (ingest_status(e), e.code()),
+            ServiceError::Retrieve(RetrieveError::EmptyQuery) => {
+                (StatusCode::BAD_REQUEST, "empty_query")
+            }
+            ServiceError::Retrieve(RetrieveError::Index(e)) | ServiceError::Index(e) => {
+                index_status(e)
+            }
+            ServiceError::Retrieve(RetrieveError::Embed(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "embedding_failed")
+            }
+            ServiceError::Generate(GenerateError::PromptTooLong { .. }) => {
+                (StatusCode::BAD_REQUEST, "prompt_too_long")
+            }
+            ServiceError::Generate(_) => (StatusCode::INTERNAL_SERVER_ERROR, "generation_failed"),
+            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+fn index_status(e: &IndexError) -> (StatusCode, &'static str) {
+    match e {
+        IndexError::ModelMismatch { .. } => (StatusCode::CONFLICT, "model_mismatch"),
+        IndexError::Busy(_) => (StatusCode::CONFLICT, "busy"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "index_failed"),
+    }
+}
+
+/// Status of one failed file: the client's fault is 415/422, ours is 500.
+pub fn ingest_status(e: &IngestError) -> StatusCode {
+    match e.code() {
+        "unsupported_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "empty_document" | "not_text" | "invalid_pdf" => StatusCode::UNPROCESSABLE_ENTITY,
+        "model_mismatch" => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let files = match &self {
+            ServiceError::UploadFailed { files, .. } => files.clone(),
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: self.to_string(),
+                files,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,1 @@
+//! zhiku-server

@@ -1,0 +1,335 @@
+//! `zhiku`: the knowledge-base service and its command-line tools.
+
+mod bench;
+mod config;
+mod error;
+mod http;
+mod services;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+use zhiku_schemas::{AskRequest, SearchMode, SearchRequest};
+
+use crate::config::{Config, Overrides};
+use crate::services::{Models, Services};
+
+#[derive(Parser)]
+#[command(
+    name = "zhiku",
+    version,
+    about = "知库: a retrieval-augmented knowledge base for Chinese and English documents"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct GlobalArgs {
+    /// TOML config file (default: ./zhiku.toml if present).
+    #[arg(long, global = true, env = "ZHIKU_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    /// Models directory (overrides server.models_dir).
+    #[arg(long, global = true)]
+    models: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Listen address, e.g. 127.0.0.1:8080 (overrides server.addr).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Ingest files or directories (recursively) into a knowledge base.
+    Ingest {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Knowledge base name.
+        #[arg(long)]
+        kb: String,
+    },
+    /// Search a knowledge base.
+    Search {
+        /// The query.
+        query: String,
+        /// Knowledge base name.
+        #[arg(long)]
+        kb: String,
+        /// Hits to show.
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// hybrid, dense or keyword.
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<SearchMode>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a question; the answer streams, then the cited sources are listed.
+    Ask {
+        /// The question.
+        question: String,
+        /// Knowledge base name.
+        #[arg(long)]
+        kb: String,
+        /// Sampling temperature.
+        #[arg(long)]
+        temperature: Option<f32>,
+        /// Answer length bound in tokens.
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure ingestion and search speed.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<SearchMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("mode must be hybrid, dense or keyword, not {s:?}"))
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,ort=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let addr = match &cli.command {
+        Command::Serve { addr } => addr.clone(),
+        _ => None,
+    };
+    let overrides = Overrides {
+        data_dir: cli.global.data.clone(),
+        models_dir: cli.global.models.clone(),
+        addr,
+    };
+    let config = Config::load(cli.global.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Serve { .. } => serve(config),
+        Command::Ingest { paths, kb } => ingest(config, &paths, &kb),
+        Command::Search {
+            query,
+            kb,
+            top_k,
+            mode,
+            json,
+        } => {
+            let services = Services::load(config, Models::EmbedderOnly)?;
+            let hits = services.search(&kb, &SearchRequest { query, top_k, mode })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&zhiku_schemas::SearchResponse { hits })?
+                );
+            } else {
+                for (i, hit) in hits.iter().enumerate() {
+                    let place = hit
+                        .heading
+                        .as_deref()
+                        .map(|h| format!(" › {h}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{}. [{:.4}] {}{place}\n   {}\n",
+                        i + 1,
+                        hit.score,
+                        hit.document_name,
+                        one_line(&hit.text, 200)
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Ask {
+            question,
+            kb,
+            temperature,
+            max_tokens,
+            json,
+        } => {
+            let services = Services::load(config, Models::All)?;
+            let request = AskRequest {
+                question,
+                top_k: None,
+                temperature,
+                max_tokens,
+            };
+            let mut stdout = std::io::stdout();
+            let response = services.ask(&kb, &request, &mut |piece| {
+                if !json {
+                    let _ = write!(stdout, "{piece}");
+                    let _ = stdout.flush();
+                }
+                true
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&response)?);
+            } else {
+                if !response.grounded {
+                    print!("{}", response.answer);
+                }
+                println!("\n");
+                for c in &response.citations {
+                    println!(
+                        "[{}] {} — {}",
+                        c.index,
+                        c.document_name,
+                        one_line(&c.text, 120)
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Bench { what } => bench::run(config, what),
+    }
+}
+
+fn one_line(text: &str, max_chars: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let addr = config.server.addr.clone();
+    let services = Arc::new(Services::load(config, Models::All)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "zhiku is listening");
+        axum::serve(listener, http::router(services))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Every regular file under the given paths, directories walked recursively, sorted so
+/// runs are reproducible.
+pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            for entry in entries {
+                let hidden = entry
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'));
+                if !hidden {
+                    walk(&entry, out)?;
+                }
+            }
+        } else if meta.is_file() {
+            out.push(path.to_path_buf());
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        walk(path, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn ingest(config: Config, paths: &[PathBuf], kb: &str) -> anyhow::Result<()> {
+    Services::check_kb_name(kb)?;
+    let files = collect_files(paths)?;
+    anyhow::ensure!(!files.is_empty(), "no files found under the given paths");
+    let services = Services::load(config, Models::EmbedderOnly)?;
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} files · {msg} · {elapsed_precise} (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let (mut chunks, mut failed) = (0usize, 0usize);
+    for file in &files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = std::fs::read(file)
+            .map_err(|e| anyhow::anyhow!("cannot read: {e}"))
+            .and_then(|bytes| Ok(services.ingest_file(kb, &name, None, &bytes)?));
+        match result {
+            Ok(info) => chunks += info.chunks,
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("skipped {}: {e}", file.display()));
+            }
+        }
+        bar.inc(1);
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "{chunks} chunks · {:.1} chunks/s",
+            chunks as f64 / secs
+        ));
+    }
+    bar.finish();
+    println!(
+        "ingested {} of {} files into {kb}: {chunks} chunks in {:.1}s ({failed} failed)",
+        files.len() - failed,
+        files.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Harness for end-to-end tests: starts the built `zhiku` binary on a free port with a
+//! temporary data directory and the real models, and talks to it over HTTP.
+//!
+//! The binary is found through `ZHIKU_BIN`, or next to the test executable's target
+//! directory; `deploy/test.sh` builds it before running the tests.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, multipart};
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The models directory: `ZHIKU_MODELS` or `<workspace>/models`.
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("ZHIKU_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("models"));
+    assert!(
+        dir.join("smollm2").is_dir(),
+        "models not found in {}: run deploy/setup.sh first",
+        dir.display()
+    );
+    dir
+}
+
+/// The `zhiku` binary under test.
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ZHIKU_BIN") {
+        return PathBuf::from(bin);
+    }
+    // Test executables live in <target>/<profile>/deps/; the binary in <target>/<profile>/.
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("zhiku");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (cargo build -p zhiku-server), or set ZHIKU_BIN",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `zhiku serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// HTTP client with a generous timeout (answers come from a CPU LLM).
+    pub client: Client,
+    /// The server's data directory.
+    pub data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts a server with default settings.
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts a server with extra environment variables (config overrides).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut command = Command::new(binary());
+        command
+            .args(["serve", "--addr", &addr, "--data"])
+            .arg(data.path())
+            .arg("--models")
+            .arg(models_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("spawn zhiku");
+        let client = Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .expect("client");
+        let mut server = Server {
+            child,
+            url: format!("http://{addr}"),
+            client,
+            data,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let mut stderr = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                panic!("zhiku exited early with {status}: {stderr}");
+            }
+            if let Ok(r) = self.client.get(format!("{}/healthz", self.url)).send()
+                && r.status().is_success()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("zhiku did not become healthy within 180 s");
+    }
+
+    /// Uploads files `(name, bytes)` to a KB; returns status and JSON body.
+    pub fn upload(&self, kb: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
+        let mut form = multipart::Form::new();
+        for (name, bytes) in files {
+            form = form.part(
+                "file",
+                multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
+            );
+        }
+        let response = self
+            .client
+            .post(format!("{}/v1/kbs/{kb}/documents", self.url))
+            .multipart(form)
+            .send()
+            .expect("upload request");
+        into_parts(response)
+    }
+
+    /// POSTs JSON to a path; returns status and JSON body.
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        into_parts(
+            self.client
+                .post(format!("{}{path}", self.url))
+                .json(body)
+                .send()
+                .expect("request"),
+        )
+    }
+
+    /// POSTs raw bytes with a content type; returns status and JSON body.
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        into_parts(
+            self.client
+                .post(format!("{}{path}", self.url))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .expect("request"),
+        )
+    }
+
+    /// GETs a path; returns status and JSON body.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        into_parts(
+            self.client
+                .get(format!("{}{path}", self.url))
+                .send()
+                .expect("request"),
+        )
+    }
+
+    /// DELETEs a path; returns status and JSON body (Null when empty).
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        into_parts(
+            self.client
+                .delete(format!("{}{path}", self.url))
+                .send()
+                .expect("request"),
+        )
+    }
+
+    /// Searches a KB and returns the hits.
+    pub fn search(&self, kb: &str, query: &str, mode: &str) -> Vec<Value> {
+        let (status, body) = self.post_json(
+            &format!("/v1/kbs/{kb}/search"),
+            &serde_json::json!({ "query": query, "top_k": 5, "mode": mode }),
+        );
+        assert_eq!(status, 200, "search failed: {body}");
+        body["hits"].as_array().expect("hits array").clone()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+fn into_parts(response: reqwest::blocking::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("response is not JSON (status {status}): {text}"))
+    };
+    (status, body)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small valid PDF with one page per string (Helvetica, ASCII text), built by hand so
+/// tests need no PDF tool.
+pub fn simple_pdf(pages: &[&str]) -> Vec<u8> {
+    let n = pages.len();
+    // Objects: 1 catalog, 2 pages, 3 font, then per page: page object, content stream.
+    let mut objects: Vec<String> = Vec::new();
+    objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
+    let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+    objects.push(format!(
+        "<< /Type /Pages /Kids [{}] /Count {n} >>",
+        kids.join(" ")
+    ));
+    objects.push(
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    );
+    for (i, text) in pages.iter().enumerate() {
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            5 + 2 * i
+        ));
+        let mut stream = String::from("BT /F1 12 Tf 72 720 Td 14 TL\n");
+        for line in text.lines() {
+            let escaped = line
+                .replace('\\', "\\\\")
+                .replace('(', "\\(")
+                .replace(')', "\\)");
+            stream.push_str(&format!("({escaped}) Tj T*\n"));
+        }
+        stream.push_str("ET");
+        objects.push(format!(
+            "<< /Length {} >>\nstream\n{stream}\nendstream",
+            stream.len()
+        ));
+    }
+    let mut out = String::from("%PDF-1.4\n");
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.push_str(&format!("{} 0 obj\n{object}\nendobj\n", i + 1));
+    }
+    let xref = out.len();
+    out.push_str(&format!(
+        "xref\n0 {}\n0000000000 65535 f \n",
+        objects.len() + 1
+    ));
+    for offset in offsets {
+        out.push_str(&format!("{offset:010} 00000 n \n"));
+    }
+    out.push_str(&format!(
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objects.len() + 1
+    ));
+    out.into_bytes()
+}

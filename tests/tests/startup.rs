@@ -1,0 +1,101 @@
+//! A missing or corrupt model file is a clear startup error, never a panic.
+
+use std::process::Command;
+
+use zhiku_e2e::{binary, models_dir};
+
+fn copy_models(to: &std::path::Path) {
+    let from = models_dir();
+    for entry in ["all-minilm-l6-v2", "smollm2", "onnxruntime"] {
+        std::fs::create_dir_all(to.join(entry)).unwrap();
+        for file in std::fs::read_dir(from.join(entry)).unwrap() {
+            let file = file.unwrap();
+            // Links keep this cheap; the tests only remove or replace links.
+            std::fs::hard_link(file.path(), to.join(entry).join(file.file_name()))
+                .or_else(|_| {
+                    std::fs::copy(file.path(), to.join(entry).join(file.file_name())).map(|_| ())
+                })
+                .unwrap();
+        }
+    }
+}
+
+fn serve_with_models(models: &std::path::Path) -> (i32, String) {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(binary())
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .arg("--models")
+        .arg(models)
+        .output()
+        .expect("run zhiku");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn missing_onnx_runtime_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_models(dir.path());
+    let lib = dir.path().join("onnxruntime/libonnxruntime.so.1.31.1");
+    std::fs::remove_file(&lib).unwrap();
+    let (code, stderr) = serve_with_models(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("libonnxruntime.so.1.31.1") && stderr.contains("deploy/setup.sh"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_and_corrupt_llm_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_models(dir.path());
+    let gguf = dir.path().join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    std::fs::remove_file(&gguf).unwrap();
+    let (code, stderr) = serve_with_models(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("SmolLM2-135M-Instruct.Q4_1.gguf") && stderr.contains("deploy/setup.sh"),
+        "{stderr}"
+    );
+
+    std::fs::write(&gguf, b"this is not a gguf file").unwrap();
+    let (code, stderr) = serve_with_models(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn corrupt_embedding_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_models(dir.path());
+    let onnx = dir.path().join("all-minilm-l6-v2/model.onnx");
+    std::fs::remove_file(&onnx).unwrap();
+    std::fs::write(&onnx, b"garbage").unwrap();
+    let (code, stderr) = serve_with_models(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("model.onnx"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zhiku.toml");
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    let output = Command::new(binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("listen"), "{stderr}");
+}
