@@ -10,6 +10,7 @@ use fastembed::{
     InitOptionsUserDefined, OutputKey, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
 };
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 /// Errors of the embedding stage.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +51,8 @@ pub trait Embedder: Send + Sync {
 }
 
 /// How token vectors become one text vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PoolingKind {
     /// Attention-masked mean of the token vectors (sentence-transformers models).
     Mean,
@@ -58,8 +60,10 @@ pub enum PoolingKind {
     Cls,
 }
 
-/// Where an ONNX embedding model lives and how to run it.
-#[derive(Debug, Clone)]
+/// Where an ONNX embedding model lives and how to run it. This is also the `[embedder]`
+/// section of the service config, where relative paths are under the models directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct OnnxEmbedderConfig {
     /// Name recorded in each KB.
     pub name: String,
@@ -83,6 +87,25 @@ pub struct OnnxEmbedderConfig {
     pub passage_prefix: String,
     /// ONNX Runtime intra-op threads; 0 lets it decide.
     pub threads: usize,
+}
+
+impl Default for OnnxEmbedderConfig {
+    /// all-MiniLM-L6-v2 as `deploy/setup.sh` lays it out.
+    fn default() -> Self {
+        Self {
+            name: "all-minilm-l6-v2".into(),
+            model: "all-minilm-l6-v2/model.onnx".into(),
+            tokenizer_dir: "all-minilm-l6-v2".into(),
+            runtime_library: "onnxruntime/libonnxruntime.so.1.31.1".into(),
+            pooling: PoolingKind::Mean,
+            output: "last_hidden_state".into(),
+            max_length: 512,
+            batch_size: 32,
+            query_prefix: String::new(),
+            passage_prefix: String::new(),
+            threads: 0,
+        }
+    }
 }
 
 /// The tokenizer files fastembed expects beside the model.

@@ -13,7 +13,7 @@ pub mod prompt;
 mod utf8;
 
 pub use llama::{LlamaConfig, LlamaGenerator};
-pub use prompt::{GroundedPrompt, Source, build_grounded_prompt};
+pub use prompt::{GroundedPrompt, Source, build_grounded_prompt, not_found_answer};
 
 /// The errors of this crate.
 #[derive(thiserror::Error, Debug)]

@@ -239,10 +239,19 @@ fn source_header(lang: Lang, n: usize, source: &Source) -> String {
     header
 }
 
+/// The answer given without calling the model when retrieval found nothing to ground one
+/// on, in the question's language.
+pub fn not_found_answer(question: &str) -> &'static str {
+    if is_mostly_cjk(question) {
+        "知识库中未找到相关内容。"
+    } else {
+        "Not found in the knowledge base."
+    }
+}
+
 /// Whether the text is mostly CJK ideographs. One ideograph carries about a word's meaning,
-/// so it is weighed against four Latin letters (the same rule as the server's canned
-/// answers, so both pick the same language).
-fn is_mostly_cjk(text: &str) -> bool {
+/// so it is weighed against four Latin letters.
+pub fn is_mostly_cjk(text: &str) -> bool {
     let (mut cjk, mut other) = (0usize, 0usize);
     for c in text.chars().filter(|c| c.is_alphanumeric()) {
         if matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF) {
@@ -273,6 +282,11 @@ mod tests {
         assert!(is_mostly_cjk("如何配置 DNS 服务器"));
         assert!(!is_mostly_cjk("What is the office Wi-Fi password?"));
         assert!(!is_mostly_cjk("1234"));
+        assert_eq!(not_found_answer("什么是 APT？"), "知识库中未找到相关内容。");
+        assert_eq!(
+            not_found_answer("What is APT?"),
+            "Not found in the knowledge base."
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Network and storage locations.
     pub server: ServerConfig,
-    /// The embedding model.
-    pub embedder: EmbedderConfig,
+    /// The embedding model: any ONNX text encoder with a Hugging Face tokenizer.
+    pub embedder: zhiku_embed::OnnxEmbedderConfig,
     /// How documents are cut into chunks.
     pub chunking: ChunkingConfig,
     /// Vector index tuning.
@@ -46,52 +46,6 @@ impl Default for ServerConfig {
             data_dir: "./data".into(),
             models_dir: "./models".into(),
             max_upload_bytes: 50 * 1024 * 1024,
-        }
-    }
-}
-
-/// The embedding model: any ONNX text encoder with a Hugging Face tokenizer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmbedderConfig {
-    /// Name recorded in each KB.
-    pub name: String,
-    /// The `.onnx` file (relative paths are under `server.models_dir`).
-    pub model: PathBuf,
-    /// Directory with tokenizer.json and friends.
-    pub tokenizer_dir: PathBuf,
-    /// ONNX Runtime shared library.
-    pub runtime_library: PathBuf,
-    /// `mean` or `cls`.
-    pub pooling: String,
-    /// Model output with the token vectors.
-    pub output: String,
-    /// Longest input in tokens.
-    pub max_length: usize,
-    /// Texts per inference call.
-    pub batch_size: usize,
-    /// Prefix for queries (e5: `query: `).
-    pub query_prefix: String,
-    /// Prefix for passages (e5: `passage: `).
-    pub passage_prefix: String,
-    /// ONNX Runtime threads; 0 = automatic.
-    pub threads: usize,
-}
-
-impl Default for EmbedderConfig {
-    fn default() -> Self {
-        Self {
-            name: "all-minilm-l6-v2".into(),
-            model: "all-minilm-l6-v2/model.onnx".into(),
-            tokenizer_dir: "all-minilm-l6-v2".into(),
-            runtime_library: "onnxruntime/libonnxruntime.so.1.31.1".into(),
-            pooling: "mean".into(),
-            output: "last_hidden_state".into(),
-            max_length: 512,
-            batch_size: 32,
-            query_prefix: String::new(),
-            passage_prefix: String::new(),
-            threads: 0,
         }
     }
 }
@@ -260,28 +214,14 @@ impl Config {
     }
 
     /// The embedder settings with paths resolved.
-    pub fn embedder(&self) -> anyhow::Result<zhiku_embed::OnnxEmbedderConfig> {
+    pub fn embedder(&self) -> zhiku_embed::OnnxEmbedderConfig {
         let e = &self.embedder;
-        let pooling = match e.pooling.as_str() {
-            "mean" => zhiku_embed::PoolingKind::Mean,
-            "cls" => zhiku_embed::PoolingKind::Cls,
-            other => anyhow::bail!(
-                "invalid configuration: embedder.pooling must be \"mean\" or \"cls\", not {other:?}"
-            ),
-        };
-        Ok(zhiku_embed::OnnxEmbedderConfig {
-            name: e.name.clone(),
+        zhiku_embed::OnnxEmbedderConfig {
             model: self.model_path(&e.model),
             tokenizer_dir: self.model_path(&e.tokenizer_dir),
             runtime_library: self.model_path(&e.runtime_library),
-            pooling,
-            output: e.output.clone(),
-            max_length: e.max_length,
-            batch_size: e.batch_size,
-            query_prefix: e.query_prefix.clone(),
-            passage_prefix: e.passage_prefix.clone(),
-            threads: e.threads,
-        })
+            ..e.clone()
+        }
     }
 
     /// The LLM settings with paths resolved.
@@ -365,7 +305,7 @@ mod tests {
         let mut config = Config::default();
         config.server.models_dir = "/m".into();
         assert_eq!(
-            config.embedder().unwrap().model,
+            config.embedder().model,
             PathBuf::from("/m/all-minilm-l6-v2/model.onnx")
         );
         assert_eq!(

@@ -113,7 +113,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,ort=warn")),
+                .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,ort=warn,qdrant_edge=error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use zhiku_embed::{Embedder, OnnxEmbedder};
-use zhiku_generate::{Generator, LlamaGenerator, SamplingParams, Source, build_grounded_prompt};
+use zhiku_generate::{
+    Generator, LlamaGenerator, SamplingParams, Source, build_grounded_prompt, not_found_answer,
+};
 use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_ingest::PreparedDocument;
 use zhiku_retrieve::SearchOptions;
@@ -44,7 +46,7 @@ impl Services {
     /// Loads the models and opens the data directory. Fails with a message naming any
     /// missing model file and the setup command.
     pub fn load(config: Config, models: Models) -> anyhow::Result<Self> {
-        let embedder_config = config.embedder()?;
+        let embedder_config = config.embedder();
         let generator: Option<Arc<dyn Generator>> = match models {
             Models::All => {
                 let llm = config.llm();
@@ -258,41 +260,5 @@ impl Services {
                 completion_tokens: generation.completion_tokens,
             },
         })
-    }
-}
-
-/// Whether most letters of `text` are CJK ideographs, to answer in the question's language.
-pub fn is_mostly_cjk(text: &str) -> bool {
-    let (mut cjk, mut other) = (0usize, 0usize);
-    for c in text.chars().filter(|c| c.is_alphanumeric()) {
-        if matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF) {
-            cjk += 1;
-        } else {
-            other += 1;
-        }
-    }
-    // A CJK character carries about a word's meaning; weigh it against Latin letters so.
-    cjk * 4 >= other && cjk > 0
-}
-
-/// The answer given without calling the model when nothing relevant was found.
-pub fn not_found_answer(question: &str) -> &'static str {
-    if is_mostly_cjk(question) {
-        "知识库中未找到相关内容。"
-    } else {
-        "Not found in the knowledge base."
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn language_of_question() {
-        assert!(is_mostly_cjk("如何配置网络？"));
-        assert!(is_mostly_cjk("如何配置 DNS 服务器"));
-        assert!(!is_mostly_cjk("How do I configure the network?"));
-        assert_eq!(not_found_answer("什么是 APT？"), "知识库中未找到相关内容。");
     }
 }
