@@ -10,6 +10,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zhiku/target}
 export ZHIKU_MODELS=${ZHIKU_MODELS:-$root/models}
 
 bash deploy/setup.sh
-cargo build --locked -p zhiku-server --bin zhiku
+# One build of every target with the same feature set `cargo test` uses, so nothing (not
+# Qdrant Edge, 10 minutes on 2 cores) is compiled twice; it also builds the binary the
+# end-to-end tests start.
+cargo build --locked --workspace --all-targets
 # Two test threads: each e2e test starts a server that loads the models.
 cargo test --locked --workspace -- --test-threads 2
