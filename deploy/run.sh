@@ -7,5 +7,8 @@ cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zhiku/target}
 
 bash deploy/setup.sh
-cargo build --locked --release -p zhiku-server --bin zhiku
-exec "$CARGO_TARGET_DIR/release/zhiku" serve --data ./data --models ./models "$@"
+# The same build as deploy/test.sh, so running and testing share one compile of llama.cpp
+# and Qdrant Edge. Every dependency is optimised in it (see the workspace Cargo.toml); the
+# hot paths (ONNX Runtime, llama.cpp, Tantivy, Qdrant) all live there.
+cargo build --locked --workspace --all-targets
+exec "$CARGO_TARGET_DIR/debug/zhiku" serve --data ./data --models ./models "$@"
