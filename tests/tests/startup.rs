@@ -80,7 +80,10 @@ fn corrupt_embedding_model_is_a_clear_error() {
     std::fs::write(&onnx, b"garbage").unwrap();
     let (code, stderr) = serve_with_models(dir.path());
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("model.onnx"), "{stderr}");
+    assert!(
+        stderr.contains("model.onnx") && stderr.contains("deploy/setup.sh"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 

@@ -24,7 +24,9 @@ pub enum EmbedError {
         path: PathBuf,
     },
     /// A file exists but could not be loaded.
-    #[error("could not load {path}: {detail}")]
+    #[error(
+        "could not load {path}: {detail} (run deploy/setup.sh to restore the pinned model files, or fix the config path)"
+    )]
     InvalidFile {
         /// The offending file.
         path: PathBuf,

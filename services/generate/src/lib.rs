@@ -25,7 +25,7 @@ pub enum GenerateError {
         path: PathBuf,
     },
     /// The model file exists but is not a model llama.cpp can load.
-    #[error("model file {} is not a usable GGUF model: {detail}", path.display())]
+    #[error("model file {} is not a usable GGUF model: {detail} (run deploy/setup.sh to restore the pinned model, or fix llm.model)", path.display())]
     ModelInvalid {
         /// The offending file.
         path: PathBuf,
