@@ -29,7 +29,6 @@ struct Fields {
 
 /// The keyword index of one knowledge base.
 pub struct KeywordIndex {
-    index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
@@ -68,7 +67,6 @@ impl KeywordIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(Self {
-            index,
             reader,
             writer: Mutex::new(writer),
             fields,
@@ -155,11 +153,6 @@ impl KeywordIndex {
                 Ok((record, score))
             })
             .collect()
-    }
-
-    /// The underlying Tantivy index, for maintenance tools.
-    pub fn tantivy(&self) -> &Index {
-        &self.index
     }
 }
 

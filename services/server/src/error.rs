@@ -99,7 +99,7 @@ fn index_status(e: &IndexError) -> (StatusCode, &'static str) {
 }
 
 /// Status of one failed file: the client's fault is 415/422, ours is 500.
-pub fn ingest_status(e: &IngestError) -> StatusCode {
+fn ingest_status(e: &IngestError) -> StatusCode {
     match e.code() {
         "unsupported_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "empty_document" | "not_text" | "invalid_pdf" => StatusCode::UNPROCESSABLE_ENTITY,

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use tower_http::trace::TraceLayer;
 use zhiku_schemas::{AskRequest, FileError, KbList, SearchRequest, SearchResponse, UploadResponse};
 
-use crate::error::{ServiceError, ingest_status};
+use crate::error::ServiceError;
 use crate::services::Services;
 
 /// Shared state of every handler.
@@ -194,10 +194,7 @@ async fn upload(
             match s.ingest_file(&kb, &file.name, file.content_type.as_deref(), &file.bytes) {
                 Ok(info) => documents.push(info),
                 Err(e) => {
-                    let (status, code) = match &e {
-                        ServiceError::Ingest(ie) => (ingest_status(ie), ie.code()),
-                        other => other.status_and_code(),
-                    };
+                    let (status, code) = e.status_and_code();
                     if status.is_server_error() {
                         tracing::error!(file = %file.name, error = %e, "ingestion failed");
                     }
