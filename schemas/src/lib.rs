@@ -25,6 +25,10 @@ pub struct ChunkRecord {
     /// 1-based PDF page the chunk starts on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+    /// Version of the document this chunk belongs to. Both indexes briefly hold two
+    /// versions while a document is replaced; only the catalog's current one is visible.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ChunkRecord {
@@ -171,33 +175,220 @@ pub struct AskResponse {
 /// A document as stored in a knowledge base.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentInfo {
-    /// Stable document id.
+    /// Stable document id: given by the client, the relative path in a batch job, or
+    /// derived from KB and file name.
     pub id: String,
-    /// File name it was uploaded as.
+    /// File name (or relative path) it was uploaded as.
     pub name: String,
     /// Number of chunks indexed.
     pub chunks: usize,
+    /// Lifecycle status; `indexed` once searchable.
+    #[serde(default)]
+    pub status: DocumentStatus,
+    /// Detected format (MIME type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// `sha256:<hex>` of the file content together with the pipeline settings that shaped
+    /// its chunks; an upload with the same hash is `unchanged`.
+    #[serde(default)]
+    pub hash: String,
+    /// File size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// Stored version, increasing with every change of content.
+    #[serde(default)]
+    pub version: u64,
+    /// When the document was first indexed (RFC 3339).
+    #[serde(default)]
+    pub created_at: String,
+    /// When its current version was indexed (RFC 3339).
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+/// Where a document is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    /// All chunks are in both indexes and searchable.
+    #[default]
+    Indexed,
+    /// Startup reconciliation found chunks missing from an index (e.g. after a disk
+    /// failure); upload the file again to repair it.
+    Damaged,
+}
+
+/// What an upload or a job did with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentOutcome {
+    /// A new document.
+    Created,
+    /// New content replaced the previous version.
+    Updated,
+    /// Same content as stored: nothing was done.
+    Unchanged,
+}
+
+/// One document of an upload response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadedDocument {
+    /// The document as now stored.
+    #[serde(flatten)]
+    pub document: DocumentInfo,
+    /// What the upload did to it.
+    pub outcome: DocumentOutcome,
 }
 
 /// `POST /v1/kbs/{kb}/documents` response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadResponse {
-    /// Documents indexed by this upload, searchable when the response is sent.
-    pub documents: Vec<DocumentInfo>,
+    /// Documents of this upload, searchable when the response is sent.
+    pub documents: Vec<UploadedDocument>,
     /// Files of the same upload that failed; each failed alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FileError>,
 }
 
-/// Why one file of an upload was not indexed.
+/// Why one file of an upload or job was not indexed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileError {
-    /// File name as uploaded.
+    /// File name as uploaded, or path relative to the job's directory.
     pub name: String,
     /// Machine-readable error code.
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+    /// Pipeline stage that failed: `read`, `parse`, `chunk`, `embed` or `index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+}
+
+/// `GET /v1/kbs/{kb}/documents` response: one page of documents ordered by id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentList {
+    /// Documents of this page.
+    pub documents: Vec<DocumentInfo>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// State of a batch job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for earlier jobs.
+    Queued,
+    /// Being processed.
+    Running,
+    /// Finished; individual files may still have failed (see `errors`).
+    Succeeded,
+    /// Stopped by an error that affects the whole job, or every file failed.
+    Failed,
+    /// Cancelled by a client; documents committed before that stay.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job will not change any more.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// Where a job's files come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JobSource {
+    /// Files uploaded with `POST /v1/kbs/{kb}/documents?wait=false`.
+    Upload,
+    /// A directory on the server (`POST /v1/jobs`).
+    Import {
+        /// The directory, as resolved on the server.
+        path: String,
+        /// Glob the relative paths must match, e.g. `**/*.md`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        glob: Option<String>,
+    },
+}
+
+/// A batch job and its progress: `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Job id.
+    pub id: String,
+    /// Target knowledge base.
+    pub kb: String,
+    /// Where the files come from.
+    pub source: JobSource,
+    /// Current state.
+    pub state: JobState,
+    /// Files in the job; known once the directory has been listed.
+    pub files_total: u64,
+    /// Files finished, whatever the outcome (`indexed + unchanged + failed`).
+    pub files_done: u64,
+    /// Files whose content was indexed (created or updated).
+    pub files_indexed: u64,
+    /// Files skipped because the stored document has the same content.
+    pub files_unchanged: u64,
+    /// Files that failed; see `errors`.
+    pub files_failed: u64,
+    /// Chunks written.
+    pub chunks_indexed: u64,
+    /// Bytes of the finished files.
+    pub bytes: u64,
+    /// Files per second since the job started running.
+    pub files_per_second: f64,
+    /// Chunks per second since the job started running.
+    pub chunks_per_second: f64,
+    /// Estimated seconds until the job finishes, while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<f64>,
+    /// Per-file failures.
+    #[serde(default)]
+    pub errors: Vec<FileError>,
+    /// Why the whole job failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the job was created (RFC 3339).
+    pub created_at: String,
+    /// When it started running (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// `POST /v1/jobs` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJobRequest {
+    /// Target knowledge base (created if missing).
+    pub kb: String,
+    /// Server-side directory to import; must lie inside a configured import root.
+    pub path: String,
+    /// Only files whose path relative to `path` matches this glob (default: all files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glob: Option<String>,
+}
+
+/// `202 Accepted` body of a request that started a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobAccepted {
+    /// Id to follow with `GET /v1/jobs/{id}`.
+    pub job_id: String,
+}
+
+/// `GET /v1/jobs` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobList {
+    /// Jobs, newest first.
+    pub jobs: Vec<JobInfo>,
 }
 
 /// Summary of one knowledge base.

@@ -42,11 +42,21 @@ fn ingest_directory_then_search_and_ask() {
     let docs_arg = docs.path().to_str().unwrap();
     let (code, stdout, stderr) = zhiku(data.path(), &["ingest", docs_arg, "--kb", "office"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("ingested 2 of 3 files"), "{stdout}");
     assert!(
-        stderr.contains("photo.png"),
-        "the skipped file is named: {stderr}"
+        stdout.contains("Succeeded: 3 files (2 indexed, 0 unchanged, 1 failed)"),
+        "{stdout}"
     );
+    // The summary table names the failed file, its stage and its code.
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("nested/photo.png"))
+        .unwrap_or_else(|| panic!("no failure row: {stdout}"));
+    assert!(row.contains("parse") && row.contains("unsupported_type"), "{row}");
+
+    // A second run finds nothing changed.
+    let (code, stdout, stderr) = zhiku(data.path(), &["ingest", docs_arg, "--kb", "office"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("(0 indexed, 2 unchanged, 1 failed)"), "{stdout}");
 
     let (code, stdout, stderr) = zhiku(
         data.path(),
@@ -54,7 +64,8 @@ fn ingest_directory_then_search_and_ask() {
     );
     assert_eq!(code, 0, "{stderr}");
     let body: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(body["hits"][0]["document_name"], "b.txt", "{stdout}");
+    assert_eq!(body["hits"][0]["document_name"], "nested/deeper/b.txt", "{stdout}");
+    assert_eq!(body["hits"][0]["document_id"], "nested/deeper/b.txt", "{stdout}");
 
     let (code, stdout, stderr) = zhiku(
         data.path(),

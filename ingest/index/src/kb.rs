@@ -3,21 +3,22 @@
 //! Layout of `<data>/kbs/<name>/`: `vectors/` (Qdrant Edge shard), `keywords/` (Tantivy)
 //! and `kb.json` (which embedder built it, and the documents it holds).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
-use zhiku_schemas::{ChunkRecord, DocumentInfo, KbInfo, is_valid_kb_name};
+use zhiku_catalog::{Catalog, Commit, Intent, now_rfc3339};
+use zhiku_schemas::{ChunkRecord, DocumentInfo, DocumentStatus, KbInfo, is_valid_kb_name};
 
 use crate::{EdgeVectorStore, HnswParams, IndexError, KeywordIndex, VectorStore};
 
 const META_FILE: &str = "kb.json";
 const TRASH_DIR: &str = ".trash";
 
-/// What a KB records about itself.
+/// What a KB records about itself in `kb.json`. Documents live in the catalog.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KbMeta {
     /// KB name.
@@ -26,18 +27,47 @@ pub struct KbMeta {
     pub embedder: String,
     /// Vector dimension.
     pub dimension: usize,
-    /// Documents by id.
-    #[serde(default)]
-    pub documents: BTreeMap<String, DocumentInfo>,
 }
 
-/// A knowledge base: vector store, keyword index and metadata, kept in step.
+/// A new version of a document with its chunks and their vectors.
+#[derive(Debug, Clone)]
+pub struct DocumentWrite {
+    /// The document; `version` and timestamps are assigned by [`KnowledgeBase::write`].
+    pub document: DocumentInfo,
+    /// Chunks and vectors in document order.
+    pub points: Vec<(ChunkRecord, Vec<f32>)>,
+}
+
+/// What startup reconciliation of one KB found and repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Interrupted writes or deletes whose leftovers were removed.
+    pub intents_replayed: usize,
+    /// Whether the stores' chunk counts disagreed with the catalog, forcing a full scan.
+    pub full_scan: bool,
+    /// Stray `(document, version)` groups removed by the full scan.
+    pub stray_versions_removed: usize,
+    /// Documents whose chunks are missing from a store, now marked damaged.
+    pub damaged: Vec<String>,
+}
+
+/// Current version and chunk count of each visible document.
+type Visible = HashMap<String, (u64, usize)>;
+
+/// A knowledge base: vector store, keyword index and their catalog entries, kept in step.
+///
+/// Both stores hold chunks tagged with their document's version; a chunk is visible only
+/// if the catalog says its version is current. Replacing a document writes the new
+/// version beside the old, switches the catalog in one commit, then drops the old chunks,
+/// so a search sees one version or the other, never both or neither.
 pub struct KnowledgeBase {
     dir: PathBuf,
     vectors: Box<dyn VectorStore>,
     keywords: KeywordIndex,
-    meta: RwLock<KbMeta>,
-    // Writers take turns so the two indexes and kb.json change in the same order.
+    meta: KbMeta,
+    catalog: Arc<Catalog>,
+    visible: RwLock<Visible>,
+    // Writers take turns so the stores and the catalog change in the same order.
     write: Mutex<()>,
 }
 
@@ -45,37 +75,94 @@ fn io_err(path: &Path, e: std::io::Error) -> IndexError {
     IndexError::Corrupt(format!("{}: {e}", path.display()))
 }
 
+/// A consistent read view: the set of current versions cannot change while it is held,
+/// so the dense and keyword sides of one search agree on every document's version.
+pub struct KbView<'a> {
+    kb: &'a KnowledgeBase,
+    visible: RwLockReadGuard<'a, Visible>,
+}
+
+impl KbView<'_> {
+    fn keep(
+        &self,
+        hits: Vec<(ChunkRecord, f32)>,
+        limit: usize,
+    ) -> Vec<(ChunkRecord, f32)> {
+        hits.into_iter()
+            .filter(|(r, _)| {
+                self.visible
+                    .get(&r.document_id)
+                    .is_some_and(|(v, _)| *v == r.version)
+            })
+            .take(limit)
+            .collect()
+    }
+
+    /// Nearest visible chunks to a query vector.
+    pub fn dense_search(
+        &self,
+        vector: &[f32],
+        limit: usize,
+    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+        // Ask for more than needed: chunks of a version being swapped are filtered out.
+        let hits = self.kb.vectors.search(vector, limit * 2)?;
+        Ok(self.keep(hits, limit))
+    }
+
+    /// BM25 keyword search over visible chunks.
+    pub fn keyword_search(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+        let hits = self.kb.keywords.search(query, limit * 2)?;
+        Ok(self.keep(hits, limit))
+    }
+}
+
 impl KnowledgeBase {
-    fn open_dir(dir: &Path, meta: KbMeta, hnsw: HnswParams) -> Result<Self, IndexError> {
+    fn open_dir(
+        dir: &Path,
+        meta: KbMeta,
+        hnsw: HnswParams,
+        catalog: Arc<Catalog>,
+    ) -> Result<Self, IndexError> {
         let vectors = EdgeVectorStore::open(&dir.join("vectors"), meta.dimension, hnsw)?;
         let keywords = KeywordIndex::open(&dir.join("keywords"))?;
+        let visible = catalog
+            .all_documents(&meta.name)?
+            .into_iter()
+            .map(|d| (d.id, (d.version, d.chunks)))
+            .collect();
         Ok(Self {
             dir: dir.to_path_buf(),
             vectors: Box::new(vectors),
             keywords,
-            meta: RwLock::new(meta),
+            meta,
+            catalog,
+            visible: RwLock::new(visible),
             write: Mutex::new(()),
         })
     }
 
-    fn save_meta(&self, meta: &KbMeta) -> Result<(), IndexError> {
+    fn save_meta(&self) -> Result<(), IndexError> {
         let path = self.dir.join(META_FILE);
         let tmp = self.dir.join(format!("{META_FILE}.tmp"));
-        let json =
-            serde_json::to_vec_pretty(meta).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&self.meta)
+            .map_err(|e| IndexError::Corrupt(e.to_string()))?;
         // Write-then-rename: a crash leaves the old file or the new one, never half of one.
         std::fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))
     }
 
     /// The KB's metadata.
-    pub fn meta(&self) -> KbMeta {
-        self.meta.read().clone()
+    pub fn meta(&self) -> &KbMeta {
+        &self.meta
     }
 
     /// A KB may only be written or queried with the embedding model that built it.
     pub fn ensure_model(&self, embedder: &str, dimension: usize) -> Result<(), IndexError> {
-        let meta = self.meta.read();
+        let meta = &self.meta;
         if meta.embedder != embedder || meta.dimension != dimension {
             return Err(IndexError::ModelMismatch {
                 kb: format!("{} ({} dims)", meta.embedder, meta.dimension),
@@ -87,65 +174,199 @@ impl KnowledgeBase {
 
     /// Summary for listings.
     pub fn info(&self) -> KbInfo {
-        let meta = self.meta.read();
+        let visible = self.visible.read();
         KbInfo {
-            name: meta.name.clone(),
-            documents: meta.documents.len(),
-            chunks: meta.documents.values().map(|d| d.chunks).sum(),
-            embedder: meta.embedder.clone(),
-            dimension: meta.dimension,
+            name: self.meta.name.clone(),
+            documents: visible.len(),
+            chunks: visible.values().map(|(_, chunks)| chunks).sum(),
+            embedder: self.meta.embedder.clone(),
+            dimension: self.meta.dimension,
         }
     }
 
-    /// Replaces a document (or adds it) with these chunks and their vectors, then makes it
-    /// searchable: the old chunks are removed from both indexes first.
-    pub fn replace_document(
+    /// One document's catalog entry.
+    pub fn document(&self, id: &str) -> Result<Option<DocumentInfo>, IndexError> {
+        Ok(self.catalog.document(&self.meta.name, id)?)
+    }
+
+    /// A page of documents in id order after `after`, and whether more follow.
+    pub fn documents(
         &self,
-        document: DocumentInfo,
-        points: Vec<(ChunkRecord, Vec<f32>)>,
-    ) -> Result<(), IndexError> {
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<DocumentInfo>, bool), IndexError> {
+        Ok(self.catalog.documents(&self.meta.name, after, limit)?)
+    }
+
+    /// A consistent read view for one search.
+    pub fn view(&self) -> KbView<'_> {
+        KbView {
+            kb: self,
+            visible: self.visible.read(),
+        }
+    }
+
+    /// Writes new versions of documents and makes them current together with `extra`
+    /// (job progress) in one catalog commit; then drops the old versions.
+    ///
+    /// Returns the documents as stored. On error nothing visible has changed: chunks
+    /// already written stay invisible and are removed by the next reconciliation.
+    pub fn write(
+        &self,
+        docs: Vec<DocumentWrite>,
+        mut extra: Commit,
+    ) -> Result<Vec<DocumentInfo>, IndexError> {
         let _turn = self.write.lock();
-        self.vectors.delete_document(&document.id)?;
-        self.vectors.upsert(&points)?;
-        let records: Vec<ChunkRecord> = points.into_iter().map(|(r, _)| r).collect();
-        self.keywords.replace_document(&document.id, &records)?;
-        // No background optimizer runs in Qdrant Edge: index after every batch.
-        self.vectors.optimize()?;
-        let mut meta = self.meta.read().clone();
-        meta.documents.insert(document.id.clone(), document);
-        self.save_meta(&meta)?;
-        *self.meta.write() = meta;
-        Ok(())
+        let name = &self.meta.name;
+        let ids: Vec<&str> = docs.iter().map(|d| d.document.id.as_str()).collect();
+        let versions = self.catalog.begin_versions(name, &ids)?;
+        let now = now_rfc3339();
+        let mut stored = Vec::with_capacity(docs.len());
+        let mut intents = Vec::with_capacity(docs.len());
+        let mut chunks = 0;
+        for (write, version) in docs.into_iter().zip(versions) {
+            let DocumentWrite {
+                mut document,
+                mut points,
+            } = write;
+            for (record, _) in &mut points {
+                record.version = version;
+            }
+            self.vectors.upsert(&points)?;
+            let records: Vec<ChunkRecord> = points.into_iter().map(|(r, _)| r).collect();
+            self.keywords.add(&records)?;
+            chunks += records.len();
+            let previous = self.catalog.document(name, &document.id)?;
+            document.version = version;
+            document.chunks = records.len();
+            document.status = DocumentStatus::Indexed;
+            document.created_at = previous.map(|p| p.created_at).unwrap_or_else(|| now.clone());
+            document.updated_at = now.clone();
+            intents.push(Intent {
+                document_id: document.id.clone(),
+                version,
+            });
+            stored.push(document);
+        }
+        // Both stores durable before the catalog points at the new versions.
+        self.keywords.commit()?;
+        self.vectors.flush()?;
+        extra.upserts = stored.clone();
+        {
+            // Taking the write lock waits for searches that still use the old versions.
+            let mut visible = self.visible.write();
+            self.catalog.commit(name, &extra)?;
+            for doc in &stored {
+                visible.insert(doc.id.clone(), (doc.version, doc.chunks));
+            }
+        }
+        for doc in &stored {
+            self.vectors.delete_versions(&doc.id, Some(doc.version))?;
+            self.keywords.delete_versions(&doc.id, Some(doc.version))?;
+        }
+        self.keywords.commit()?;
+        if chunks > 0 {
+            // No background optimizer runs in Qdrant Edge: index after every batch.
+            self.vectors.optimize()?;
+        }
+        self.vectors.flush()?;
+        self.catalog.clear_intents(name, &intents)?;
+        Ok(stored)
+    }
+
+    /// Records job progress that produced no document (failed or unchanged files).
+    pub fn record(&self, extra: &Commit) -> Result<(), IndexError> {
+        Ok(self.catalog.commit(&self.meta.name, extra)?)
     }
 
     /// Removes a document from both indexes. Returns whether it existed.
     pub fn delete_document(&self, document_id: &str) -> Result<bool, IndexError> {
         let _turn = self.write.lock();
-        self.vectors.delete_document(document_id)?;
-        self.keywords.delete_document(document_id)?;
-        let mut meta = self.meta.read().clone();
-        let existed = meta.documents.remove(document_id).is_some();
-        self.save_meta(&meta)?;
-        *self.meta.write() = meta;
-        Ok(existed)
+        let name = &self.meta.name;
+        if self.catalog.document(name, document_id)?.is_none() {
+            return Ok(false);
+        }
+        {
+            let mut visible = self.visible.write();
+            self.catalog.commit(
+                name,
+                &Commit {
+                    deletes: vec![document_id.to_string()],
+                    ..Commit::default()
+                },
+            )?;
+            visible.remove(document_id);
+        }
+        self.drop_versions(document_id, None)?;
+        self.keywords.commit()?;
+        self.vectors.flush()?;
+        self.catalog.clear_intents(
+            name,
+            &[Intent {
+                document_id: document_id.to_string(),
+                version: 0,
+            }],
+        )?;
+        Ok(true)
     }
 
-    /// Nearest chunks to a query vector.
-    pub fn dense_search(
-        &self,
-        vector: &[f32],
-        limit: usize,
-    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        self.vectors.search(vector, limit)
+    fn drop_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError> {
+        self.vectors.delete_versions(document_id, keep)?;
+        self.keywords.delete_versions(document_id, keep)
     }
 
-    /// BM25 keyword search.
-    pub fn keyword_search(
-        &self,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        self.keywords.search(query, limit)
+    /// Brings both stores in line with the catalog after a crash: replays pending intents
+    /// and, if chunk counts still disagree, scans both stores for strays and gaps.
+    pub fn reconcile(&self) -> Result<ReconcileReport, IndexError> {
+        let _turn = self.write.lock();
+        let name = &self.meta.name;
+        let mut report = ReconcileReport::default();
+        let intents = self.catalog.intents(name)?;
+        for intent in &intents {
+            let current = self.visible.read().get(&intent.document_id).map(|(v, _)| *v);
+            self.drop_versions(&intent.document_id, current)?;
+        }
+        report.intents_replayed = intents.len();
+        if !intents.is_empty() {
+            self.keywords.commit()?;
+            self.vectors.flush()?;
+            self.catalog.clear_intents(name, &intents)?;
+        }
+        let expected: usize = self.visible.read().values().map(|(_, c)| c).sum();
+        if self.vectors.count()? == expected && self.keywords.count() == expected {
+            return Ok(report);
+        }
+        report.full_scan = true;
+        let vectors = self.vectors.versions()?;
+        let keywords = self.keywords.versions()?;
+        let visible = self.visible.read().clone();
+        let mut strays: Vec<&String> = vectors
+            .keys()
+            .chain(keywords.keys())
+            .filter(|(doc, version)| visible.get(doc).is_none_or(|(v, _)| v != version))
+            .map(|(doc, _)| doc)
+            .collect();
+        strays.sort();
+        strays.dedup();
+        for doc in &strays {
+            self.drop_versions(doc, visible.get(*doc).map(|(v, _)| *v))?;
+        }
+        report.stray_versions_removed = strays.len();
+        self.keywords.commit()?;
+        self.vectors.flush()?;
+        for (id, (version, chunks)) in &visible {
+            let key = (id.clone(), *version);
+            let complete = vectors.get(&key) == Some(chunks) && keywords.get(&key) == Some(chunks);
+            if !complete {
+                if let Some(mut doc) = self.catalog.document(name, id)? {
+                    doc.status = DocumentStatus::Damaged;
+                    self.catalog.put_document(name, &doc)?;
+                }
+                report.damaged.push(id.clone());
+            }
+        }
+        report.damaged.sort();
+        Ok(report)
     }
 }
 
@@ -153,26 +374,56 @@ impl KnowledgeBase {
 pub struct KbRegistry {
     root: PathBuf,
     hnsw: HnswParams,
+    catalog: Arc<Catalog>,
     open: RwLock<HashMap<String, Arc<KnowledgeBase>>>,
     // Creation and deletion take turns so two uploads cannot create the same KB twice.
     lifecycle: Mutex<()>,
 }
 
 impl KbRegistry {
-    /// A registry over `<data_dir>/kbs`; leftovers of interrupted deletions are removed.
-    pub fn open(data_dir: &Path, hnsw: HnswParams) -> Result<Self, IndexError> {
+    /// A registry over `<data_dir>/kbs`; leftovers of interrupted deletions are removed,
+    /// from the disk and from the catalog.
+    pub fn open(
+        data_dir: &Path,
+        hnsw: HnswParams,
+        catalog: Arc<Catalog>,
+    ) -> Result<Self, IndexError> {
         let root = data_dir.join("kbs");
         std::fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
         let trash = root.join(TRASH_DIR);
         if trash.exists() {
             std::fs::remove_dir_all(&trash).map_err(|e| io_err(&trash, e))?;
         }
-        Ok(Self {
+        let registry = Self {
             root,
             hnsw,
+            catalog,
             open: RwLock::new(HashMap::new()),
             lifecycle: Mutex::new(()),
-        })
+        };
+        let existing = registry.names()?;
+        for kb in registry.catalog.kbs()? {
+            if !existing.contains(&kb) {
+                registry.catalog.purge_kb(&kb)?;
+            }
+        }
+        Ok(registry)
+    }
+
+    /// The catalog shared by all KBs.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Opens every KB and reconciles its stores with the catalog (run at startup).
+    pub fn reconcile_all(&self) -> Result<Vec<(String, ReconcileReport)>, IndexError> {
+        let mut reports = Vec::new();
+        for name in self.names()? {
+            if let Some(kb) = self.get(&name)? {
+                reports.push((name, kb.reconcile()?));
+            }
+        }
+        Ok(reports)
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -203,7 +454,12 @@ impl KbRegistry {
         let bytes = std::fs::read(&meta_path).map_err(|e| io_err(&meta_path, e))?;
         let meta: KbMeta = serde_json::from_slice(&bytes)
             .map_err(|e| IndexError::Corrupt(format!("{}: {e}", meta_path.display())))?;
-        let kb = Arc::new(KnowledgeBase::open_dir(&dir, meta, self.hnsw)?);
+        let kb = Arc::new(KnowledgeBase::open_dir(
+            &dir,
+            meta,
+            self.hnsw,
+            self.catalog.clone(),
+        )?);
         self.open.write().insert(name.to_string(), kb.clone());
         Ok(Some(kb))
     }
@@ -228,11 +484,10 @@ impl KbRegistry {
             name: name.to_string(),
             embedder: embedder.to_string(),
             dimension,
-            documents: BTreeMap::new(),
         };
-        let kb = KnowledgeBase::open_dir(&dir, meta.clone(), self.hnsw)?;
+        let kb = KnowledgeBase::open_dir(&dir, meta, self.hnsw, self.catalog.clone())?;
         // kb.json is written last: its presence marks a complete KB.
-        kb.save_meta(&meta)?;
+        kb.save_meta()?;
         let kb = Arc::new(kb);
         self.open.write().insert(name.to_string(), kb.clone());
         Ok(kb)
@@ -277,6 +532,8 @@ impl KbRegistry {
         std::fs::create_dir_all(&trash).map_err(|e| io_err(&trash, e))?;
         let target = trash.join(format!("{name}-{}", uuid::Uuid::new_v4()));
         std::fs::rename(&dir, &target).map_err(|e| io_err(&dir, e))?;
+        // A crash before the purge is finished by the next start (no directory, no KB).
+        self.catalog.purge_kb(name)?;
         std::fs::remove_dir_all(&target).map_err(|e| io_err(&target, e))?;
         Ok(true)
     }
@@ -307,48 +564,131 @@ fn close_when_unused(
 mod tests {
     use super::*;
 
+    fn record(doc: &str, i: u32, text: &str) -> ChunkRecord {
+        ChunkRecord {
+            chunk_id: ChunkRecord::make_id(doc, i),
+            document_id: doc.into(),
+            document_name: format!("{doc}.txt"),
+            chunk_index: i,
+            text: text.into(),
+            heading: None,
+            page: None,
+            version: 0,
+        }
+    }
+
+    fn info(id: &str) -> DocumentInfo {
+        DocumentInfo {
+            id: id.into(),
+            name: format!("{id}.txt"),
+            chunks: 0,
+            status: DocumentStatus::Indexed,
+            format: None,
+            hash: String::new(),
+            size: 0,
+            version: 0,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn write(doc: &str, texts: &[(&str, [f32; 2])]) -> DocumentWrite {
+        DocumentWrite {
+            document: info(doc),
+            points: texts
+                .iter()
+                .enumerate()
+                .map(|(i, (t, v))| (record(doc, i as u32, t), v.to_vec()))
+                .collect(),
+        }
+    }
+
+    fn open(dir: &Path) -> KbRegistry {
+        let catalog = Arc::new(Catalog::open(&dir.join("catalog.redb")).unwrap());
+        KbRegistry::open(dir, HnswParams::default(), catalog).unwrap()
+    }
+
     #[test]
     fn create_list_replace_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = KbRegistry::open(dir.path(), HnswParams::default()).unwrap();
+        let registry = open(dir.path());
         assert!(registry.get("docs").unwrap().is_none());
         let kb = registry.get_or_create("docs", "test-model", 2).unwrap();
-        let record = ChunkRecord {
-            chunk_id: ChunkRecord::make_id("d1", 0),
-            document_id: "d1".into(),
-            document_name: "a.txt".into(),
-            chunk_index: 0,
-            text: "hello world".into(),
-            heading: None,
-            page: None,
-        };
-        let info = DocumentInfo {
-            id: "d1".into(),
-            name: "a.txt".into(),
-            chunks: 1,
-        };
-        kb.replace_document(info.clone(), vec![(record.clone(), vec![1.0, 0.0])])
+        let first = kb
+            .write(vec![write("d1", &[("hello world", [1.0, 0.0])])], Commit::default())
             .unwrap();
-        kb.replace_document(info, vec![(record, vec![0.0, 1.0])])
+        let second = kb
+            .write(
+                vec![write("d1", &[("goodbye moon", [0.0, 1.0]), ("more", [0.5, 0.5])])],
+                Commit::default(),
+            )
             .unwrap();
-        assert_eq!(kb.info().chunks, 1);
-        assert_eq!(kb.keyword_search("hello", 5).unwrap().len(), 1);
-        assert_eq!(kb.dense_search(&[0.0, 1.0], 5).unwrap().len(), 1);
+        assert!(second[0].version > first[0].version);
+        assert_eq!(second[0].created_at, first[0].created_at);
+        assert_eq!(kb.info().chunks, 2);
+        let view = kb.view();
+        assert!(view.keyword_search("hello", 5).unwrap().is_empty());
+        assert_eq!(view.keyword_search("goodbye", 5).unwrap().len(), 1);
+        assert_eq!(view.dense_search(&[0.0, 1.0], 5).unwrap().len(), 2);
+        drop(view);
+        assert_eq!(kb.vectors.count().unwrap(), 2, "the old version left the vectors");
+        assert_eq!(kb.keywords.count(), 2, "the old version left the keywords");
         assert_eq!(registry.names().unwrap(), vec!["docs"]);
+        assert_eq!(kb.document("d1").unwrap().unwrap().chunks, 2);
         drop(kb);
-        // One process owns a KB at a time: the shard's WAL is locked while open.
+        // One process owns a KB at a time: the shard's WAL and the catalog are locked.
         drop(registry);
 
-        let reopened = KbRegistry::open(dir.path(), HnswParams::default()).unwrap();
+        let reopened = open(dir.path());
         let kb = reopened.get("docs").unwrap().unwrap();
         assert_eq!(kb.meta().embedder, "test-model");
         assert_eq!(kb.info().documents, 1);
+        assert_eq!(kb.reconcile().unwrap(), ReconcileReport::default());
         assert!(kb.delete_document("d1").unwrap());
         assert!(!kb.delete_document("d1").unwrap());
+        assert_eq!(kb.vectors.count().unwrap(), 0);
         drop(kb);
         assert!(reopened.delete("docs").unwrap());
         assert!(!reopened.delete("docs").unwrap());
         assert!(reopened.names().unwrap().is_empty());
         assert!(!dir.path().join("kbs/docs").exists());
+        assert!(reopened.catalog().all_documents("docs").unwrap().is_empty());
+    }
+
+    #[test]
+    fn reconcile_removes_uncommitted_and_stray_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = open(dir.path());
+        let kb = registry.get_or_create("docs", "test-model", 2).unwrap();
+        kb.write(vec![write("d1", &[("alpha", [1.0, 0.0])])], Commit::default())
+            .unwrap();
+        // A crash after the chunks of a new version were written but before the catalog
+        // switched: intent recorded, chunks in both stores, catalog unchanged.
+        let version = registry.catalog().begin_versions("docs", &["d1"]).unwrap()[0];
+        let mut crashed = write("d1", &[("beta", [0.0, 1.0])]);
+        crashed.points[0].0.version = version;
+        kb.vectors.upsert(&crashed.points).unwrap();
+        kb.keywords.add(&[crashed.points[0].0.clone()]).unwrap();
+        kb.keywords.commit().unwrap();
+        // And a stray chunk with no intent at all (e.g. a lost catalog write).
+        let mut stray = write("ghost", &[("gamma", [0.5, 0.5])]);
+        stray.points[0].0.version = 99;
+        kb.vectors.upsert(&stray.points).unwrap();
+        assert!(kb.view().keyword_search("beta", 5).unwrap().is_empty(), "uncommitted is invisible");
+        drop(kb);
+        drop(registry);
+
+        let registry = open(dir.path());
+        let reports = registry.reconcile_all().unwrap();
+        let report = &reports[0].1;
+        assert_eq!(report.intents_replayed, 1);
+        assert!(report.full_scan);
+        assert_eq!(report.stray_versions_removed, 1);
+        assert!(report.damaged.is_empty());
+        let kb = registry.get("docs").unwrap().unwrap();
+        assert_eq!(kb.vectors.count().unwrap(), 1);
+        assert_eq!(kb.keywords.count(), 1);
+        assert_eq!(kb.view().keyword_search("alpha", 5).unwrap().len(), 1);
+        assert!(registry.catalog().intents("docs").unwrap().is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! BM25 keyword search over chunk text with Tantivy.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use parking_lot::Mutex;
@@ -22,6 +22,7 @@ const WRITER_HEAP_BYTES: usize = 50_000_000;
 #[derive(Clone, Copy)]
 struct Fields {
     document_id: Field,
+    version_key: Field,
     text: Field,
     heading: Field,
     record: Field,
@@ -44,6 +45,8 @@ fn schema() -> (Schema, Fields) {
     );
     let fields = Fields {
         document_id: builder.add_text_field("document_id", STRING),
+        // `<document id>\u{1f}<version>`: lets one delete drop all versions but one.
+        version_key: builder.add_text_field("version_key", STRING),
         text: builder.add_text_field("text", analyzed.clone()),
         heading: builder.add_text_field("heading", analyzed),
         // The whole record as JSON, so a hit needs no second store.
@@ -73,18 +76,23 @@ impl KeywordIndex {
         })
     }
 
-    /// Replaces all chunks of `document_id` by `chunks` in one commit, so searches see the
-    /// old version or the new one, never a mix.
-    pub fn replace_document(
-        &self,
-        document_id: &str,
-        chunks: &[ChunkRecord],
-    ) -> Result<(), IndexError> {
-        let mut writer = self.writer.lock();
-        writer.delete_term(Term::from_field_text(self.fields.document_id, document_id));
+    fn version_term(&self, document_id: &str, version: u64) -> Term {
+        Term::from_field_text(
+            self.fields.version_key,
+            &format!("{document_id}\u{1f}{version}"),
+        )
+    }
+
+    /// Adds chunks; they become searchable at the next [`commit`](Self::commit).
+    pub fn add(&self, chunks: &[ChunkRecord]) -> Result<(), IndexError> {
+        let writer = self.writer.lock();
         for chunk in chunks {
             let mut doc = TantivyDocument::default();
             doc.add_text(self.fields.document_id, &chunk.document_id);
+            doc.add_text(
+                self.fields.version_key,
+                format!("{}\u{1f}{}", chunk.document_id, chunk.version),
+            );
             doc.add_text(self.fields.text, &chunk.text);
             if let Some(heading) = &chunk.heading {
                 doc.add_text(self.fields.heading, heading);
@@ -94,6 +102,42 @@ impl KeywordIndex {
             doc.add_text(self.fields.record, json);
             writer.add_document(doc)?;
         }
+        Ok(())
+    }
+
+    /// Removes the chunks of `document_id`, except those of version `keep` if given, at the
+    /// next commit.
+    pub fn delete_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError> {
+        let writer = self.writer.lock();
+        let document = Term::from_field_text(self.fields.document_id, document_id);
+        match keep {
+            None => {
+                writer.delete_term(document);
+            }
+            Some(keep) => {
+                let query = BooleanQuery::new(vec![
+                    (
+                        Occur::Must,
+                        Box::new(TermQuery::new(document, IndexRecordOption::Basic))
+                            as Box<dyn Query>,
+                    ),
+                    (
+                        Occur::MustNot,
+                        Box::new(TermQuery::new(
+                            self.version_term(document_id, keep),
+                            IndexRecordOption::Basic,
+                        )),
+                    ),
+                ]);
+                writer.delete_query(Box::new(query))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Durably commits the adds and deletes so far and makes them searchable.
+    pub fn commit(&self) -> Result<(), IndexError> {
+        let mut writer = self.writer.lock();
         if let Err(e) = writer.commit() {
             // Drop the half-written batch so the next commit does not publish it.
             let _ = writer.rollback();
@@ -103,9 +147,31 @@ impl KeywordIndex {
         Ok(())
     }
 
-    /// Removes every chunk of `document_id`.
-    pub fn delete_document(&self, document_id: &str) -> Result<(), IndexError> {
-        self.replace_document(document_id, &[])
+    /// Chunk counts per `(document id, version)`: a full scan, for reconciliation only.
+    pub fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError> {
+        let searcher = self.reader.searcher();
+        let mut counts = HashMap::new();
+        for segment in searcher.segment_readers() {
+            let store = segment
+                .get_store_reader(64)
+                .map_err(|e| IndexError::Keyword(e.to_string()))?;
+            for doc_id in segment.doc_ids_alive() {
+                let doc: TantivyDocument = store.get(doc_id)?;
+                let record = self.record(&doc)?;
+                *counts
+                    .entry((record.document_id, record.version))
+                    .or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    fn record(&self, doc: &TantivyDocument) -> Result<ChunkRecord, IndexError> {
+        let json = doc
+            .get_first(self.fields.record)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| IndexError::Corrupt("keyword hit without a stored record".into()))?;
+        serde_json::from_str(json).map_err(|e| IndexError::Corrupt(e.to_string()))
     }
 
     /// Number of chunks stored.
@@ -142,15 +208,7 @@ impl KeywordIndex {
         top.into_iter()
             .map(|(score, address)| {
                 let doc: TantivyDocument = searcher.doc(address)?;
-                let json = doc
-                    .get_first(self.fields.record)
-                    .and_then(|v| v.as_str())
-                    .ok_or_else(|| {
-                        IndexError::Corrupt("keyword hit without a stored record".into())
-                    })?;
-                let record =
-                    serde_json::from_str(json).map_err(|e| IndexError::Corrupt(e.to_string()))?;
-                Ok((record, score))
+                Ok((self.record(&doc)?, score))
             })
             .collect()
     }
@@ -160,7 +218,7 @@ impl KeywordIndex {
 mod tests {
     use super::*;
 
-    fn chunk(doc: &str, i: u32, text: &str) -> ChunkRecord {
+    fn chunk(doc: &str, i: u32, text: &str, version: u64) -> ChunkRecord {
         ChunkRecord {
             chunk_id: ChunkRecord::make_id(doc, i),
             document_id: doc.into(),
@@ -169,25 +227,23 @@ mod tests {
             text: text.into(),
             heading: None,
             page: None,
+            version,
         }
     }
 
     #[test]
-    fn finds_chinese_and_english_and_replaces() {
+    fn finds_chinese_and_english_and_replaces_versions() {
         let dir = tempfile::tempdir().unwrap();
         let index = KeywordIndex::open(dir.path()).unwrap();
         index
-            .replace_document(
-                "a",
-                &[
-                    chunk("a", 0, "数据库的备份策略很重要。"),
-                    chunk("a", 1, "The kernel schedules processes."),
-                ],
-            )
+            .add(&[
+                chunk("a", 0, "数据库的备份策略很重要。", 1),
+                chunk("a", 1, "The kernel schedules processes.", 1),
+                chunk("b", 0, "网络配置使用 DHCP。", 2),
+            ])
             .unwrap();
-        index
-            .replace_document("b", &[chunk("b", 0, "网络配置使用 DHCP。")])
-            .unwrap();
+        assert_eq!(index.count(), 0, "nothing is visible before the commit");
+        index.commit().unwrap();
         assert_eq!(index.count(), 3);
 
         let hits = index.search("數據庫備份", 5).unwrap();
@@ -195,27 +251,34 @@ mod tests {
         let hits = index.search("scheduling process", 5).unwrap();
         assert_eq!(hits[0].0.chunk_id, "a#1");
 
-        index
-            .replace_document("a", &[chunk("a", 0, "Completely new text.")])
-            .unwrap();
+        index.add(&[chunk("a", 0, "Completely new text.", 3)]).unwrap();
+        index.commit().unwrap();
+        assert_eq!(index.versions().unwrap().len(), 3);
+        index.delete_versions("a", Some(3)).unwrap();
+        index.commit().unwrap();
         assert_eq!(index.count(), 2);
         assert!(index.search("数据库", 5).unwrap().is_empty());
+        assert_eq!(index.search("completely", 5).unwrap()[0].0.version, 3);
 
         drop(index);
         let reopened = KeywordIndex::open(dir.path()).unwrap();
         assert_eq!(reopened.count(), 2);
         assert_eq!(reopened.search("DHCP", 5).unwrap()[0].0.document_id, "b");
-        reopened.delete_document("b").unwrap();
+        reopened.delete_versions("b", None).unwrap();
+        reopened.commit().unwrap();
         assert_eq!(reopened.count(), 1);
+        assert_eq!(
+            reopened.versions().unwrap(),
+            HashMap::from([(("a".to_string(), 3), 1)])
+        );
     }
 
     #[test]
     fn punctuation_only_query_finds_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let index = KeywordIndex::open(dir.path()).unwrap();
-        index
-            .replace_document("a", &[chunk("a", 0, "text")])
-            .unwrap();
+        index.add(&[chunk("a", 0, "text", 1)]).unwrap();
+        index.commit().unwrap();
         assert!(index.search("？！。", 5).unwrap().is_empty());
     }
 }

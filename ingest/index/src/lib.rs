@@ -11,7 +11,7 @@ mod kb;
 mod keyword;
 mod vector;
 
-pub use kb::{KbMeta, KbRegistry, KnowledgeBase};
+pub use kb::{DocumentWrite, KbMeta, KbRegistry, KbView, KnowledgeBase, ReconcileReport};
 pub use keyword::KeywordIndex;
 pub use vector::{EdgeVectorStore, HnswParams, VectorStore};
 
@@ -38,6 +38,9 @@ pub enum IndexError {
     /// The KB is in use and cannot be changed this way right now.
     #[error("{0}")]
     Busy(String),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] zhiku_catalog::CatalogError),
     /// A vector has the wrong dimension for this store.
     #[error("vector has dimension {got}, the store expects {expected}")]
     Dimension {

@@ -1,5 +1,7 @@
 //! Dense vector storage behind one trait: embedded Qdrant Edge by default.
 
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use qdrant_edge::external::uuid::Uuid;
@@ -7,8 +9,9 @@ use qdrant_edge::{
     Condition, CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
     EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath,
     Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
-    PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, SearchParams,
-    UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface, WithVector,
+    PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest,
+    SearchParams, UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface,
+    WithVector,
 };
 use zhiku_schemas::ChunkRecord;
 
@@ -18,10 +21,15 @@ use crate::IndexError;
 pub trait VectorStore: Send + Sync {
     /// Dimension every vector must have.
     fn dimension(&self) -> usize;
-    /// Inserts or overwrites chunks with their vectors.
+    /// Inserts or overwrites chunks with their vectors; a chunk is identified by its id and
+    /// version, so a new version never overwrites the old one.
     fn upsert(&self, points: &[(ChunkRecord, Vec<f32>)]) -> Result<(), IndexError>;
-    /// Removes every chunk of a document.
-    fn delete_document(&self, document_id: &str) -> Result<(), IndexError>;
+    /// Removes the chunks of a document, except those of version `keep` if given.
+    fn delete_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), IndexError>;
+    /// Chunk counts per `(document id, version)`: a full scan, for reconciliation only.
+    fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError>;
     /// The `limit` chunks nearest to `vector`, best first, with cosine similarity.
     fn search(&self, vector: &[f32], limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError>;
     /// Number of chunks stored.
@@ -59,14 +67,18 @@ pub struct EdgeVectorStore {
 }
 
 const DOCUMENT_ID: &str = "document_id";
+const VERSION: &str = "version";
+/// Page size of reconciliation scans.
+const SCROLL_PAGE: usize = 1_000;
 
 fn json_path(key: &str) -> Result<JsonPath, IndexError> {
     JsonPath::try_from(key).map_err(|_| IndexError::Vector(format!("bad payload key {key}")))
 }
 
-/// Point ids must be integers or UUIDs; derive a stable UUID from the chunk id.
-fn point_id(chunk_id: &str) -> PointId {
-    PointId::Uuid(Uuid::new_v5(&Uuid::NAMESPACE_OID, chunk_id.as_bytes()))
+/// Point ids must be integers or UUIDs; derive a stable UUID from chunk id and version.
+fn point_id(record: &ChunkRecord) -> PointId {
+    let key = format!("{}@{}", record.chunk_id, record.version);
+    PointId::Uuid(Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()))
 }
 
 impl EdgeVectorStore {
@@ -118,13 +130,18 @@ impl EdgeVectorStore {
         })
     }
 
-    fn document_filter(document_id: &str) -> Result<Filter, IndexError> {
-        Ok(Filter::new_must(Condition::Field(
-            FieldCondition::new_match(
-                json_path(DOCUMENT_ID)?,
-                Match::new_value(ValueVariants::String(document_id.to_string())),
-            ),
-        )))
+    fn versions_filter(document_id: &str, keep: Option<u64>) -> Result<Filter, IndexError> {
+        let mut filter = Filter::new_must(Condition::Field(FieldCondition::new_match(
+            json_path(DOCUMENT_ID)?,
+            Match::new_value(ValueVariants::String(document_id.to_string())),
+        )));
+        if let Some(keep) = keep {
+            filter.must_not = Some(vec![Condition::Field(FieldCondition::new_match(
+                json_path(VERSION)?,
+                Match::new_value(ValueVariants::Integer(keep as i64)),
+            ))]);
+        }
+        Ok(filter)
     }
 }
 
@@ -144,7 +161,7 @@ impl VectorStore for EdgeVectorStore {
             }
             let payload =
                 serde_json::to_value(record).map_err(|e| IndexError::Corrupt(e.to_string()))?;
-            list.push(PointStruct::new(point_id(&record.chunk_id), vector.clone(), payload).into());
+            list.push(PointStruct::new(point_id(record), vector.clone(), payload).into());
         }
         self.shard.update(UpdateOperation::PointOperation(
             PointOperations::UpsertPoints(PointInsertOperations::PointsList(list)),
@@ -152,11 +169,47 @@ impl VectorStore for EdgeVectorStore {
         Ok(())
     }
 
-    fn delete_document(&self, document_id: &str) -> Result<(), IndexError> {
+    fn delete_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError> {
         self.shard.update(UpdateOperation::PointOperation(
-            PointOperations::DeletePointsByFilter(Self::document_filter(document_id)?),
+            PointOperations::DeletePointsByFilter(Self::versions_filter(document_id, keep)?),
         ))?;
         Ok(())
+    }
+
+    fn flush(&self) -> Result<(), IndexError> {
+        // The shard's flush expects no concurrent writer and panics otherwise; writers are
+        // serialised by the KB, but a panic must still not take the process down.
+        catch_unwind(AssertUnwindSafe(|| self.shard.flush()))
+            .map_err(|_| IndexError::Vector("flushing the shard failed".into()))
+    }
+
+    fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError> {
+        let mut counts = HashMap::new();
+        let mut offset = None;
+        loop {
+            let (records, next) = self.shard.scroll(ScrollRequest {
+                offset,
+                limit: Some(SCROLL_PAGE),
+                filter: None,
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(false),
+                order_by: None,
+            })?;
+            for record in records {
+                let payload = record
+                    .payload
+                    .ok_or_else(|| IndexError::Corrupt("point without payload".into()))?;
+                let value = serde_json::to_value(payload)
+                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+                let chunk: ChunkRecord = serde_json::from_value(value)
+                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+                *counts.entry((chunk.document_id, chunk.version)).or_default() += 1;
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => return Ok(counts),
+            }
+        }
     }
 
     fn search(&self, vector: &[f32], limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
@@ -227,6 +280,7 @@ mod tests {
             text: format!("text {i}"),
             heading: Some("A > B".into()),
             page: Some(2),
+            version: 1,
         }
     }
 
@@ -245,8 +299,19 @@ mod tests {
         assert_eq!(hits[0].0, chunk("a", 0));
         assert!(hits[0].1 > hits[1].1);
         assert_eq!(store.count().unwrap(), 3);
-        store.delete_document("a").unwrap();
+        // A second version of "a" sits beside the first until the first is dropped.
+        let mut v2 = chunk("a", 0);
+        v2.version = 2;
+        store.upsert(&[(v2, vec![1.0, 0.0, 0.0])]).unwrap();
+        assert_eq!(store.count().unwrap(), 4);
+        let versions = store.versions().unwrap();
+        assert_eq!(versions[&("a".to_string(), 1)], 2);
+        assert_eq!(versions[&("a".to_string(), 2)], 1);
+        store.delete_versions("a", Some(2)).unwrap();
+        assert_eq!(store.count().unwrap(), 2);
+        store.delete_versions("a", None).unwrap();
         assert_eq!(store.count().unwrap(), 1);
+        store.flush().unwrap();
         store.optimize().unwrap();
         assert!(matches!(
             store.upsert(&[(chunk("c", 0), vec![1.0])]),

@@ -1,72 +1,146 @@
-//! The ingestion pipeline for one document: parse → chunk → embed → index.
+//! The stages of ingesting one file: read → parse → chunk → embed → index.
 //!
-//! [`prepare`] does the expensive, side-effect-free part (everything up to vectors), so a
-//! file that fails leaves the stores untouched; [`store`] then swaps the document in.
+//! Each stage is a plain function so that the batch runner (`zhiku-jobs`) can put them on
+//! different threads. Every failure is an [`IngestError`] that names its stage and carries
+//! a stable code, so a job report says where and why a file failed.
+
+#![warn(missing_docs)]
 
 use sha2::{Digest, Sha256};
 use zhiku_chunk::{ChunkerConfig, TokenCounter, chunk_document};
 use zhiku_embed::{EmbedError, Embedder};
-use zhiku_index::{IndexError, KnowledgeBase};
-use zhiku_parse::{ParseError, detect_format, parse};
-use zhiku_schemas::{ChunkRecord, DocumentInfo};
+use zhiku_index::IndexError;
+use zhiku_parse::{DocFormat, ParseError, detect_format, parse};
+use zhiku_schemas::ChunkRecord;
 
-/// Why a document could not be ingested.
+/// A stage of the pipeline, as named in error reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the file.
+    Read,
+    /// Detecting the format and extracting text.
+    Parse,
+    /// Cutting the text into chunks.
+    Chunk,
+    /// Computing vectors.
+    Embed,
+    /// Writing to the stores and the catalog.
+    Index,
+}
+
+impl Stage {
+    /// The stage's name in API responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Parse => "parse",
+            Stage::Chunk => "chunk",
+            Stage::Embed => "embed",
+            Stage::Index => "index",
+        }
+    }
+}
+
+/// Why a file could not be ingested.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The file could not be read.
+    #[error("could not read the file: {0}")]
+    Read(String),
+    /// The file exceeds the configured size limit.
+    #[error("the file has {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// File size.
+        size: u64,
+        /// Configured limit.
+        limit: u64,
+    },
     /// The file could not be read as a supported document.
-    #[error("{name}: {source}")]
-    Parse {
-        /// File name.
-        name: String,
-        /// The parser's reason.
-        source: ParseError,
-    },
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// Parsing succeeded but produced no chunk.
+    #[error("the document has no text to index")]
+    NoChunks,
     /// Embedding failed.
-    #[error("{name}: {source}")]
-    Embed {
-        /// File name.
-        name: String,
-        /// The embedder's reason.
-        source: EmbedError,
-    },
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
     /// Storing failed.
-    #[error("{name}: {source}")]
-    Index {
-        /// File name.
-        name: String,
-        /// The store's reason.
-        source: IndexError,
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The file took longer than the per-file time limit.
+    #[error("gave up after {seconds} s in the {} stage (per-file time limit)", stage.as_str())]
+    Timeout {
+        /// Stage that was running.
+        stage: Stage,
+        /// The limit.
+        seconds: u64,
     },
+    /// The job was cancelled before this file finished.
+    #[error("the job was cancelled")]
+    Cancelled,
 }
 
 impl IngestError {
     /// Machine-readable code for API errors.
     pub fn code(&self) -> &'static str {
         match self {
-            IngestError::Parse { source, .. } => source.code(),
-            IngestError::Embed { .. } => "embedding_failed",
-            IngestError::Index {
-                source: IndexError::ModelMismatch { .. },
-                ..
-            } => "model_mismatch",
-            IngestError::Index { .. } => "index_failed",
+            IngestError::Read(_) => "read_failed",
+            IngestError::TooLarge { .. } => "file_too_large",
+            IngestError::Parse(e) => e.code(),
+            IngestError::NoChunks => "empty_document",
+            IngestError::Embed(_) => "embedding_failed",
+            IngestError::Index(IndexError::ModelMismatch { .. }) => "model_mismatch",
+            IngestError::Index(_) => "index_failed",
+            IngestError::Timeout { .. } => "timeout",
+            IngestError::Cancelled => "cancelled",
         }
     }
-}
 
-/// A document ready to be stored: chunks with their vectors.
-#[derive(Debug, Clone)]
-pub struct PreparedDocument {
-    /// Id, name and chunk count.
-    pub info: DocumentInfo,
-    /// Chunks and vectors, in document order.
-    pub points: Vec<(ChunkRecord, Vec<f32>)>,
+    /// The stage that failed.
+    pub fn stage(&self) -> Stage {
+        match self {
+            IngestError::Read(_) | IngestError::TooLarge { .. } | IngestError::Cancelled => {
+                Stage::Read
+            }
+            IngestError::Parse(_) => Stage::Parse,
+            IngestError::NoChunks => Stage::Chunk,
+            IngestError::Embed(_) => Stage::Embed,
+            IngestError::Index(_) => Stage::Index,
+            IngestError::Timeout { stage, .. } => *stage,
+        }
+    }
 }
 
 /// Stable document id derived from the KB and file name, so re-uploading a file replaces it.
 pub fn document_id(kb: &str, name: &str) -> String {
     let digest = Sha256::digest(format!("{kb}\0{name}").as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The settings that shape a document's chunks and vectors: a change to any of them makes
+/// stored documents stale even when their content is the same.
+pub fn pipeline_fingerprint(embedder: &dyn Embedder, chunking: &ChunkerConfig) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        embedder.name(),
+        embedder.dimension(),
+        chunking.max_tokens,
+        chunking.overlap_tokens
+    )
+}
+
+/// `sha256:<hex>` of the content and the pipeline fingerprint: equal hashes mean
+/// re-ingesting would produce the same chunks.
+pub fn content_hash(bytes: &[u8], fingerprint: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    hasher.update([0]);
+    hasher.update(fingerprint.as_bytes());
+    format!("sha256:{}", hex(&hasher.finalize()))
 }
 
 /// The text embedded for a chunk. The heading path goes with the text: a chunk under
@@ -87,76 +161,48 @@ impl TokenCounter for EmbedderTokens<'_> {
     }
 }
 
-/// Parses, chunks and embeds one file. Touches no store.
-pub fn prepare(
-    kb: &str,
+/// A file cut into chunks, not yet embedded.
+#[derive(Debug, Clone)]
+pub struct ChunkedFile {
+    /// Detected format.
+    pub format: DocFormat,
+    /// Chunks in document order; `version` is assigned when stored.
+    pub records: Vec<ChunkRecord>,
+}
+
+/// Detects, parses and chunks one file's bytes. Touches no store.
+pub fn chunk_file(
     name: &str,
+    document_id: &str,
     content_type: Option<&str>,
     bytes: &[u8],
     embedder: &dyn Embedder,
     chunking: &ChunkerConfig,
-) -> Result<PreparedDocument, IngestError> {
-    let parse_err = |source| IngestError::Parse {
-        name: name.to_string(),
-        source,
-    };
-    let format = detect_format(name, content_type, bytes).map_err(parse_err)?;
-    let parsed = parse(format, bytes).map_err(parse_err)?;
+) -> Result<ChunkedFile, IngestError> {
+    let format = detect_format(name, content_type, bytes)?;
+    let parsed = parse(format, bytes)?;
     let chunks = chunk_document(&parsed, &EmbedderTokens(embedder), chunking);
     if chunks.is_empty() {
-        return Err(parse_err(ParseError::Empty));
+        return Err(IngestError::NoChunks);
     }
-    let id = document_id(kb, name);
-    let records: Vec<ChunkRecord> = chunks
+    let records = chunks
         .into_iter()
         .enumerate()
         .map(|(i, c)| {
             let index = i as u32;
             ChunkRecord {
-                chunk_id: ChunkRecord::make_id(&id, index),
-                document_id: id.clone(),
+                chunk_id: ChunkRecord::make_id(document_id, index),
+                document_id: document_id.to_string(),
                 document_name: name.to_string(),
                 chunk_index: index,
                 text: c.text,
                 heading: (!c.heading_path.is_empty()).then(|| c.heading_path.join(" > ")),
                 page: c.page,
+                version: 0,
             }
         })
         .collect();
-    let inputs: Vec<String> = records.iter().map(embedding_input).collect();
-    let vectors = embedder
-        .embed_passages(&inputs)
-        .map_err(|source| IngestError::Embed {
-            name: name.to_string(),
-            source,
-        })?;
-    let info = DocumentInfo {
-        id,
-        name: name.to_string(),
-        chunks: records.len(),
-    };
-    Ok(PreparedDocument {
-        info,
-        points: records.into_iter().zip(vectors).collect(),
-    })
-}
-
-/// Stores a prepared document in the KB, replacing any earlier version of it.
-pub fn store(
-    kb: &KnowledgeBase,
-    embedder: &dyn Embedder,
-    document: PreparedDocument,
-) -> Result<DocumentInfo, IngestError> {
-    let info = document.info.clone();
-    let index_err = |source| IngestError::Index {
-        name: info.name.clone(),
-        source,
-    };
-    kb.ensure_model(embedder.name(), embedder.dimension())
-        .map_err(index_err)?;
-    kb.replace_document(document.info, document.points)
-        .map_err(index_err)?;
-    Ok(info)
+    Ok(ChunkedFile { format, records })
 }
 
 #[cfg(test)]
@@ -169,5 +215,27 @@ mod tests {
         assert_ne!(document_id("kb", "a.md"), document_id("kb", "b.md"));
         assert_ne!(document_id("kb1", "a.md"), document_id("kb2", "a.md"));
         assert_eq!(document_id("kb", "a.md").len(), 16);
+    }
+
+    #[test]
+    fn hashes_cover_content_and_settings() {
+        let a = content_hash(b"hello", "m/384/256/32");
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64);
+        assert_eq!(a, content_hash(b"hello", "m/384/256/32"));
+        assert_ne!(a, content_hash(b"hello!", "m/384/256/32"));
+        assert_ne!(a, content_hash(b"hello", "m/384/128/32"));
+    }
+
+    #[test]
+    fn errors_name_stage_and_code() {
+        let e = IngestError::Timeout {
+            stage: Stage::Embed,
+            seconds: 5,
+        };
+        assert_eq!(e.code(), "timeout");
+        assert_eq!(e.stage().as_str(), "embed");
+        assert!(e.to_string().contains("embed stage"));
+        let e = IngestError::Parse(ParseError::Empty);
+        assert_eq!((e.code(), e.stage()), ("empty_document", Stage::Parse));
     }
 }

@@ -13,7 +13,12 @@ const MODEL: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn model_path() -> PathBuf {
     let dir = std::env::var_os("ZHIKU_MODELS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")),
+        // Run-time manifest dir: a shared target dir may hold a binary built elsewhere.
+        || {
+            let manifest = std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+            PathBuf::from(manifest).join("../../models")
+        },
         PathBuf::from,
     );
     let path = dir.join(MODEL);

@@ -85,19 +85,28 @@ pub fn search(
         return Err(RetrieveError::EmptyQuery);
     }
     let candidates = options.candidates.max(options.top_k);
-    let dense = || -> Result<_, RetrieveError> {
-        kb.ensure_model(embedder.name(), embedder.dimension())?;
-        let vector = embedder.embed_query(query)?;
-        Ok(kb.dense_search(&vector, candidates)?)
-    };
-    let ranked = match options.mode {
-        SearchMode::Dense => dense()?,
-        SearchMode::Keyword => kb.keyword_search(query, candidates)?,
-        SearchMode::Hybrid => {
-            let lists = [dense()?, kb.keyword_search(query, candidates)?];
-            reciprocal_rank_fusion(&lists, options.rrf_k)
+    // The query is embedded before the view is taken: the view holds off document swaps,
+    // so it is kept only for the two index look-ups.
+    let vector = match options.mode {
+        SearchMode::Keyword => None,
+        SearchMode::Dense | SearchMode::Hybrid => {
+            kb.ensure_model(embedder.name(), embedder.dimension())?;
+            Some(embedder.embed_query(query)?)
         }
     };
+    let view = kb.view();
+    let ranked = match (options.mode, vector) {
+        (SearchMode::Hybrid, Some(vector)) => {
+            let lists = [
+                view.dense_search(&vector, candidates)?,
+                view.keyword_search(query, candidates)?,
+            ];
+            reciprocal_rank_fusion(&lists, options.rrf_k)
+        }
+        (_, Some(vector)) => view.dense_search(&vector, candidates)?,
+        (_, None) => view.keyword_search(query, candidates)?,
+    };
+    drop(view);
     Ok(ranked
         .into_iter()
         .take(options.top_k)
@@ -118,6 +127,7 @@ mod tests {
             text: id.into(),
             heading: None,
             page: None,
+            version: 0,
         }
     }
 

@@ -1,10 +1,11 @@
 //! `zhiku bench`: speed figures that are reproducible from one command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Subcommand;
-use zhiku_schemas::{SearchMode, SearchRequest};
+use zhiku_schemas::{JobState, SearchMode, SearchRequest};
 
 use crate::collect_files;
 use crate::config::Config;
@@ -13,12 +14,16 @@ use crate::services::{Models, Services};
 /// What to measure.
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Ingest every file under DIR into a scratch data directory: files/s, chunks/s, and the
-    /// ratio of pipeline throughput to the raw embedder on the same chunks.
+    /// Copy the files under PATHS into a scratch directory (COPIES times, as distinct
+    /// documents) and import it with a batch job: files/s, MB/s, chunks/s, peak RSS, and the
+    /// ratio of end-to-end chunks/s to the raw embedder's chunks/s on the same chunks.
     Ingest {
-        /// Directory (or files) to ingest.
+        /// Directories (or files) to ingest.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// How many copies of the corpus to ingest (memory must not grow with it).
+        #[arg(long, default_value_t = 1)]
+        copies: usize,
     },
     /// Search latency per mode (p50/p99) against an existing knowledge base.
     Search {
@@ -37,7 +42,7 @@ pub enum BenchCommand {
 /// Runs a benchmark and prints its figures.
 pub fn run(config: Config, what: BenchCommand) -> anyhow::Result<()> {
     match what {
-        BenchCommand::Ingest { paths } => ingest(config, &paths),
+        BenchCommand::Ingest { paths, copies } => ingest(config, &paths, copies),
         BenchCommand::Search {
             kb,
             queries,
@@ -46,64 +51,115 @@ pub fn run(config: Config, what: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-fn ingest(mut config: Config, paths: &[PathBuf]) -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    config.server.data_dir = scratch.path().to_path_buf();
-    let files = collect_files(paths)?;
-    anyhow::ensure!(!files.is_empty(), "no files found");
-    let services = Services::load(config, Models::EmbedderOnly)?;
-    let kb = "bench";
-    let (mut ok, mut failed, mut bytes, mut inputs) = (0usize, 0usize, 0u64, Vec::new());
-    let started = Instant::now();
-    for file in &files {
-        let data = std::fs::read(file)?;
-        bytes += data.len() as u64;
-        let name = file.to_string_lossy().into_owned();
-        let result = services
-            .prepare_file(kb, &name, None, &data)
-            .and_then(|doc| {
-                // Kept to embed exactly the same inputs again without the pipeline around them.
-                inputs.extend(
-                    doc.points
-                        .iter()
-                        .map(|(r, _)| zhiku_ingest::embedding_input(r)),
-                );
-                services.store_prepared(kb, doc)
-            });
-        match result {
-            Ok(_) => ok += 1,
-            Err(e) => {
-                failed += 1;
-                eprintln!("skipped {}: {e}", file.display());
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Copies the corpus into `dest/copy<k>/<path index>/…`, `copies` times.
+fn stage_corpus(paths: &[PathBuf], dest: &Path, copies: usize) -> anyhow::Result<Vec<PathBuf>> {
+    let mut first = Vec::new();
+    for (p, path) in paths.iter().enumerate() {
+        let base = if path.is_dir() {
+            path.clone()
+        } else {
+            path.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        for file in collect_files(std::slice::from_ref(path))? {
+            let relative = file.strip_prefix(&base).unwrap_or(&file).to_path_buf();
+            for k in 0..copies {
+                let target = dest.join(format!("copy{k}/{p}")).join(&relative);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::copy(&file, &target)?;
+                if k == 0 {
+                    first.push(target);
+                }
             }
         }
     }
-    let pipeline = started.elapsed();
-    let chunks = inputs.len();
+    Ok(first)
+}
+
+fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(copies >= 1, "--copies must be at least 1");
+    let scratch = tempfile::tempdir()?;
+    let corpus = scratch.path().join("corpus");
+    let first_copy = stage_corpus(paths, &corpus, copies)?;
+    anyhow::ensure!(!first_copy.is_empty(), "no files found");
+    config.server.data_dir = scratch.path().join("data");
+    config.jobs.import_roots = vec![corpus.clone()];
+    let chunking = config.chunking();
+    let services = Services::load(config, Models::EmbedderOnly, true)?;
+    let jobs = services.jobs()?;
+    let started = Instant::now();
+    let job = jobs.submit_import("bench", &corpus.to_string_lossy(), None)?;
+    let info = loop {
+        let info = jobs.get(&job.id)?.context("job vanished")?;
+        if info.state.is_finished() {
+            break info;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let rss = peak_rss_mib();
+    anyhow::ensure!(
+        info.state == JobState::Succeeded,
+        "the job ended {:?}: {:?}",
+        info.state,
+        info.message
+    );
+    for e in &info.errors {
+        eprintln!("skipped {}: [{}] {}", e.name, e.code, e.message);
+    }
+
+    // The raw embedder on exactly the chunks of one copy, without the pipeline around it.
+    let mut inputs = Vec::new();
+    for (i, file) in first_copy.iter().enumerate() {
+        let bytes = std::fs::read(file)?;
+        let name = file.to_string_lossy();
+        if let Ok(chunked) = zhiku_ingest::chunk_file(
+            &name,
+            &i.to_string(),
+            None,
+            &bytes,
+            services.embedder.as_ref(),
+            &chunking,
+        ) {
+            inputs.extend(chunked.records.iter().map(zhiku_ingest::embedding_input));
+        }
+    }
     let raw_started = Instant::now();
     services.embedder.embed_passages(&inputs)?;
-    let raw = raw_started.elapsed();
+    let raw = raw_started.elapsed().as_secs_f64();
+    let raw_rate = inputs.len() as f64 / raw;
+    let rate = info.chunks_indexed as f64 / secs;
 
-    let secs = pipeline.as_secs_f64();
     println!(
-        "bench ingest: {} files ({failed} failed), {:.1} MiB, {chunks} chunks",
-        ok + failed,
-        bytes as f64 / 1048576.0
+        "bench ingest: {} files x {copies} = {} files ({} failed), {:.1} MiB, {} chunks",
+        first_copy.len(),
+        info.files_total,
+        info.files_failed,
+        info.bytes as f64 / 1048576.0,
+        info.chunks_indexed
     );
     println!(
-        "  pipeline: {secs:.2}s  {:.2} files/s  {:.1} chunks/s",
-        ok as f64 / secs,
-        chunks as f64 / secs
+        "  end to end: {secs:.1} s  {:.2} files/s  {:.3} MB/s  {rate:.1} chunks/s",
+        info.files_done as f64 / secs,
+        info.bytes as f64 / 1e6 / secs,
     );
     println!(
-        "  raw embedder on the same chunks: {:.2}s  {:.1} chunks/s",
-        raw.as_secs_f64(),
-        chunks as f64 / raw.as_secs_f64()
+        "  raw embedder on one copy's {} chunks: {raw:.1} s  {raw_rate:.1} chunks/s",
+        inputs.len()
     );
-    println!(
-        "  pipeline / raw embedder throughput: {:.2}",
-        raw.as_secs_f64() / secs
-    );
+    println!("  end-to-end / raw embedder chunks/s: {:.2}", rate / raw_rate);
+    if let Some(rss) = rss {
+        println!("  peak RSS during the job: {rss:.0} MiB");
+    }
     Ok(())
 }
 
@@ -141,7 +197,7 @@ fn search(
         None => DEFAULT_QUERIES.iter().map(|q| q.to_string()).collect(),
     };
     anyhow::ensure!(!queries.is_empty() && iterations > 0, "nothing to run");
-    let services = Services::load(config, Models::EmbedderOnly)?;
+    let services = Services::load(config, Models::EmbedderOnly, false)?;
     let info = services.kb(kb)?.info();
     println!(
         "bench search: kb {kb} ({} documents, {} chunks), {iterations} searches per mode",

@@ -23,6 +23,38 @@ pub struct Config {
     pub search: SearchConfig,
     /// The local LLM.
     pub llm: LlmConfig,
+    /// Batch ingestion.
+    pub jobs: JobsSection,
+}
+
+/// Batch ingestion: imports, limits and pipeline tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSection {
+    /// Server directories `POST /v1/jobs` may import from (after resolving `..` and
+    /// symlinks); empty disables server-side imports.
+    pub import_roots: Vec<PathBuf>,
+    /// Seconds one file may take from read to embedded before it fails with `timeout`.
+    pub file_timeout_secs: u64,
+    /// Largest file a job or upload ingests, in bytes.
+    pub max_file_bytes: u64,
+    /// Chunks per embedding call (small files share calls).
+    pub embed_batch: usize,
+    /// Chunks per store commit.
+    pub commit_chunks: usize,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        let d = zhiku_jobs::PipelineSettings::default();
+        Self {
+            import_roots: Vec::new(),
+            file_timeout_secs: d.file_timeout.as_secs(),
+            max_file_bytes: d.max_file_bytes,
+            embed_batch: d.embed_batch,
+            commit_chunks: d.commit_chunks,
+        }
+    }
 }
 
 /// Network and storage locations.
@@ -242,6 +274,17 @@ impl Config {
         }
     }
 
+    /// The ingestion pipeline's settings.
+    pub fn pipeline(&self) -> zhiku_jobs::PipelineSettings {
+        zhiku_jobs::PipelineSettings {
+            chunking: self.chunking(),
+            file_timeout: std::time::Duration::from_secs(self.jobs.file_timeout_secs.max(1)),
+            max_file_bytes: self.jobs.max_file_bytes,
+            embed_batch: self.jobs.embed_batch.max(1),
+            commit_chunks: self.jobs.commit_chunks.max(1),
+        }
+    }
+
     /// The vector index settings.
     pub fn hnsw(&self) -> zhiku_index::HnswParams {
         zhiku_index::HnswParams {
@@ -291,7 +334,9 @@ mod tests {
 
     #[test]
     fn documented_example_is_valid_and_shows_the_defaults() {
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/zhiku.toml");
+        let manifest = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let example = Path::new(&manifest).join("../../deploy/zhiku.toml");
         let loaded = Config::load(Some(&example), &Overrides::default()).unwrap();
         let defaults = Config::default();
         assert_eq!(

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use zhiku_generate::GenerateError;
 use zhiku_index::IndexError;
 use zhiku_ingest::IngestError;
+use zhiku_jobs::JobError;
 use zhiku_retrieve::RetrieveError;
 use zhiku_schemas::{ErrorBody, ErrorDetail, FileError};
 
@@ -27,12 +28,12 @@ pub enum ServiceError {
     #[error("{0}")]
     PayloadTooLarge(String),
     /// Every file of an upload failed; the first failure decides status and code.
-    #[error("no file could be ingested: {}", .files.first().map(|f| f.message.as_str()).unwrap_or("no files"))]
+    #[error("no file could be ingested: {}", .files.first().map(|f| format!("{}: {}", f.name, f.message)).unwrap_or_else(|| "no files".into()))]
     UploadFailed {
         /// Status of the first failure.
         status: StatusCode,
         /// Code of the first failure.
-        code: &'static str,
+        code: String,
         /// Every failure.
         files: Vec<FileError>,
     },
@@ -48,6 +49,9 @@ pub enum ServiceError {
     /// Storage failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A job request failed.
+    #[error(transparent)]
+    Job(#[from] JobError),
     /// A background task died; never expected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -63,15 +67,23 @@ impl ServiceError {
     }
 
     /// Status and code of this error.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub fn status_and_code(&self) -> (StatusCode, &str) {
         match self {
             ServiceError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
-            ServiceError::UploadFailed { status, code, .. } => (*status, code),
-            ServiceError::Ingest(e) => (ingest_status(e), e.code()),
+            ServiceError::UploadFailed { status, code, .. } => (*status, code.as_str()),
+            ServiceError::Ingest(e) => (file_status(e.code()), e.code()),
+            ServiceError::Job(JobError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ServiceError::Job(JobError::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::Job(JobError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Job(JobError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::Job(JobError::Index(e)) => index_status(e),
+            ServiceError::Job(JobError::Catalog(_) | JobError::Storage(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed")
+            }
             ServiceError::Retrieve(RetrieveError::EmptyQuery) => {
                 (StatusCode::BAD_REQUEST, "empty_query")
             }
@@ -98,11 +110,13 @@ fn index_status(e: &IndexError) -> (StatusCode, &'static str) {
     }
 }
 
-/// Status of one failed file: the client's fault is 415/422, ours is 500.
-fn ingest_status(e: &IngestError) -> StatusCode {
-    match e.code() {
+/// Status of one failed file, by its error code: the client's fault is 4xx, ours 500.
+pub fn file_status(code: &str) -> StatusCode {
+    match code {
         "unsupported_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "empty_document" | "not_text" | "invalid_pdf" => StatusCode::UNPROCESSABLE_ENTITY,
+        "empty_document" | "not_text" | "invalid_pdf" | "invalid_docx" | "no_text_layer"
+        | "timeout" => StatusCode::UNPROCESSABLE_ENTITY,
+        "file_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "model_mismatch" => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -1,22 +1,32 @@
 //! The HTTP API (axum). Handlers parse and validate, then run the blocking work from
 //! [`Services`] on the blocking pool.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use tower_http::trace::TraceLayer;
-use zhiku_schemas::{AskRequest, FileError, KbList, SearchRequest, SearchResponse, UploadResponse};
+use futures_util::Stream;
+use serde::Deserialize;
+use zhiku_catalog::is_valid_document_id;
+use zhiku_jobs::{Input, InputSource, UploadFile};
+use zhiku_schemas::{
+    AskRequest, CreateJobRequest, DocumentInfo, DocumentList, JobAccepted, JobInfo, JobList,
+    KbList, SearchRequest, SearchResponse, UploadResponse,
+};
 
-use crate::error::ServiceError;
+use crate::error::{ServiceError, file_status};
 use crate::services::Services;
 
 /// Shared state of every handler.
@@ -38,6 +48,14 @@ pub fn router(services: AppState) -> Router {
                     reject_oversize,
                 )),
         )
+        .route("/v1/kbs/{kb}/documents", get(list_documents))
+        .route(
+            "/v1/kbs/{kb}/documents/{*id}",
+            get(get_document).delete(delete_document),
+        )
+        .route("/v1/jobs", post(create_job).get(list_jobs))
+        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/v1/jobs/{id}/events", get(job_events))
         .route("/v1/kbs/{kb}/search", post(search))
         .route("/v1/kbs/{kb}/ask", post(ask))
         .fallback(not_found)
@@ -150,18 +168,49 @@ struct Upload {
     bytes: Vec<u8>,
 }
 
-async fn upload(
-    State(s): State<AppState>,
-    Path(kb): Path<String>,
+/// Query of `POST /v1/kbs/{kb}/documents`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// Wait until the files are searchable (default), or return 202 with a job id.
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ServiceError::bad_request("invalid_query", e.body_text()))
+}
+
+async fn read_uploads(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<(StatusCode, Json<UploadResponse>), ServiceError> {
-    Services::check_kb_name(&kb)?;
+) -> Result<(Vec<Upload>, Vec<String>), ServiceError> {
     let mut multipart =
         multipart.map_err(|e| ServiceError::bad_request("invalid_multipart", e.body_text()))?;
     let mut files = Vec::new();
+    let mut ids = Vec::new();
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
-        if field.name() != Some("file") {
-            continue;
+        match field.name() {
+            Some("file") => {}
+            Some("document_id") => {
+                let id = field.text().await.map_err(multipart_error)?;
+                if !is_valid_document_id(&id) {
+                    return Err(ServiceError::bad_request(
+                        "invalid_document_id",
+                        format!(
+                            "invalid document_id {id:?}: use 1-512 bytes without control characters"
+                        ),
+                    ));
+                }
+                ids.push(id);
+                continue;
+            }
+            _ => continue,
         }
         let name = field
             .file_name()
@@ -170,8 +219,13 @@ async fn upload(
             .ok_or_else(|| {
                 ServiceError::bad_request("missing_file_name", "every file part needs a file name")
             })?;
-        // Only the last path component: clients send paths, and the name is shown to users.
-        let name = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_string();
+        // Only the last path component: clients send paths ("../x"), and the name is
+        // shown to users; it is never used to build a path on the server.
+        let name = name
+            .rsplit(['/', '\\'])
+            .find(|part| !part.trim().is_empty() && *part != ".." && *part != ".")
+            .unwrap_or("unnamed")
+            .to_string();
         let content_type = field.content_type().map(str::to_string);
         let bytes = field.bytes().await.map_err(multipart_error)?.to_vec();
         files.push(Upload {
@@ -186,40 +240,216 @@ async fn upload(
             "the request has no `file` part",
         ));
     }
+    if !ids.is_empty() && ids.len() != files.len() {
+        return Err(ServiceError::bad_request(
+            "invalid_document_id",
+            format!(
+                "{} document_id fields for {} files: give one per file, in the same order, or none",
+                ids.len(),
+                files.len()
+            ),
+        ));
+    }
+    Ok((files, ids))
+}
+
+async fn upload(
+    State(s): State<AppState>,
+    Path(kb): Path<String>,
+    params: Result<Query<UploadQuery>, QueryRejection>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ServiceError> {
+    Services::check_kb_name(&kb)?;
+    let params = query(params)?;
+    let (files, ids) = read_uploads(multipart).await?;
+    let ids: Vec<String> = if ids.is_empty() {
+        files
+            .iter()
+            .map(|f| zhiku_ingest::document_id(&kb, &f.name))
+            .collect()
+    } else {
+        ids
+    };
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
+        return Err(ServiceError::bad_request(
+            "duplicate_document",
+            format!("two files of this upload map to document {dup:?}; upload them separately"),
+        ));
+    }
+    if !params.wait {
+        let files = files
+            .into_iter()
+            .zip(ids)
+            .map(|(f, document_id)| UploadFile {
+                name: f.name,
+                document_id,
+                content_type: f.content_type,
+                bytes: f.bytes,
+            })
+            .collect();
+        let job = blocking(move || Ok(s.jobs()?.submit_upload(&kb, files)?)).await?;
+        return Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id: job.id })).into_response());
+    }
+    let inputs: Vec<Input> = files
+        .into_iter()
+        .zip(ids)
+        .map(|(f, document_id)| Input {
+            name: f.name,
+            document_id,
+            content_type: f.content_type,
+            source: InputSource::Bytes(f.bytes.into()),
+        })
+        .collect();
     blocking(move || {
-        let mut documents = Vec::new();
-        let mut errors = Vec::new();
-        let mut first_failure = None;
-        for file in files {
-            match s.ingest_file(&kb, &file.name, file.content_type.as_deref(), &file.bytes) {
-                Ok(info) => documents.push(info),
-                Err(e) => {
-                    let (status, code) = e.status_and_code();
-                    if status.is_server_error() {
-                        tracing::error!(file = %file.name, error = %e, "ingestion failed");
-                    }
-                    first_failure.get_or_insert((status, code));
-                    errors.push(FileError {
-                        name: file.name,
-                        code: code.to_string(),
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
-        match first_failure {
-            Some((status, code)) if documents.is_empty() => Err(ServiceError::UploadFailed {
-                status,
-                code,
+        let (documents, errors) = s.ingest_now(&kb, inputs)?;
+        match errors.first() {
+            Some(first) if documents.is_empty() => Err(ServiceError::UploadFailed {
+                status: file_status(&first.code),
+                code: first.code.clone(),
                 files: errors,
             }),
             _ => Ok((
                 StatusCode::CREATED,
                 Json(UploadResponse { documents, errors }),
-            )),
+            )
+                .into_response()),
         }
     })
     .await
+}
+
+/// Query of `GET /v1/kbs/{kb}/documents`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+async fn list_documents(
+    State(s): State<AppState>,
+    Path(kb): Path<String>,
+    params: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<DocumentList>, ServiceError> {
+    let params = query(params)?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ServiceError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    blocking(move || {
+        let (documents, more) = s.kb(&kb)?.documents(params.cursor.as_deref(), limit)?;
+        let next_cursor = more
+            .then(|| documents.last().map(|d| d.id.clone()))
+            .flatten();
+        Ok(Json(DocumentList {
+            documents,
+            next_cursor,
+        }))
+    })
+    .await
+}
+
+async fn get_document(
+    State(s): State<AppState>,
+    Path((kb, id)): Path<(String, String)>,
+) -> Result<Json<DocumentInfo>, ServiceError> {
+    blocking(move || {
+        s.kb(&kb)?.document(&id)?.map(Json).ok_or_else(|| {
+            ServiceError::NotFound(format!("document {id:?} does not exist in {kb:?}"))
+        })
+    })
+    .await
+}
+
+async fn delete_document(
+    State(s): State<AppState>,
+    Path((kb, id)): Path<(String, String)>,
+) -> Result<StatusCode, ServiceError> {
+    blocking(move || {
+        if s.kb(&kb)?.delete_document(&id)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ServiceError::NotFound(format!(
+                "document {id:?} does not exist in {kb:?}"
+            )))
+        }
+    })
+    .await
+}
+
+async fn create_job(
+    State(s): State<AppState>,
+    body: Result<Json<CreateJobRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<JobAccepted>), ServiceError> {
+    let request = json_body(body)?;
+    Services::check_kb_name(&request.kb)?;
+    let job = blocking(move || {
+        Ok(s.jobs()?
+            .submit_import(&request.kb, &request.path, request.glob.as_deref())?)
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id: job.id })))
+}
+
+async fn list_jobs(State(s): State<AppState>) -> Result<Json<JobList>, ServiceError> {
+    blocking(move || Ok(Json(JobList { jobs: s.jobs()?.list()? }))).await
+}
+
+fn job_not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound(format!("job {id:?} does not exist"))
+}
+
+async fn get_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobInfo>, ServiceError> {
+    blocking(move || s.jobs()?.get(&id)?.map(Json).ok_or_else(|| job_not_found(&id))).await
+}
+
+async fn cancel_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobInfo>, ServiceError> {
+    blocking(move || Ok(Json(s.jobs()?.cancel(&id)?))).await
+}
+
+/// Progress as Server-Sent Events: a `progress` event per change, then one `done` event
+/// with the final state, then the stream ends.
+async fn job_events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ServiceError> {
+    let lookup = id.clone();
+    let receiver = blocking(move || Ok(s.jobs()?.subscribe(&lookup)?))
+        .await?
+        .ok_or_else(|| job_not_found(&id))?;
+    let stream = futures_util::stream::unfold(Some((receiver, true)), |state| async move {
+        let (mut receiver, first) = state?;
+        if !first && receiver.changed().await.is_err() {
+            // The sender is gone: the job finished; report the last state as done.
+            let info = receiver.borrow().clone();
+            return Some((Ok(job_event("done", &info)), None));
+        }
+        let info = receiver.borrow_and_update().clone();
+        if info.state.is_finished() {
+            return Some((Ok(job_event("done", &info)), None));
+        }
+        Some((Ok(job_event("progress", &info)), Some((receiver, false))))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn job_event(name: &str, info: &JobInfo) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(info)
+        .unwrap_or_else(|_| Event::default().event(name))
 }
 
 async fn search(

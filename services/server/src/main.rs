@@ -4,16 +4,15 @@ mod bench;
 mod config;
 mod error;
 mod http;
+mod ingest_cmd;
 mod services;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 use zhiku_schemas::{AskRequest, SearchMode, SearchRequest};
 
@@ -54,14 +53,21 @@ enum Command {
         #[arg(long)]
         addr: Option<String>,
     },
-    /// Ingest files or directories (recursively) into a knowledge base.
+    /// Ingest a directory (recursively) into a knowledge base as a batch job: locally, or
+    /// on a running server with --server.
     Ingest {
-        /// Files or directories.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
+        /// Directory to import; each file's path relative to it becomes its document id.
+        dir: PathBuf,
         /// Knowledge base name.
         #[arg(long)]
         kb: String,
+        /// Only files whose relative path matches this glob, e.g. '**/*.md'.
+        #[arg(long)]
+        glob: Option<String>,
+        /// Send the files to the zhiku server at this URL instead of using the data
+        /// directory directly (needed while a server holds it).
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Search a knowledge base.
     Search {
@@ -136,7 +142,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.global.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve { .. } => serve(config),
-        Command::Ingest { paths, kb } => ingest(config, &paths, &kb),
+        Command::Ingest {
+            dir,
+            kb,
+            glob,
+            server,
+        } => {
+            if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), server.as_deref())? {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
         Command::Search {
             query,
             kb,
@@ -144,7 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mode,
             json,
         } => {
-            let services = Services::load(config, Models::EmbedderOnly)?;
+            let services = Services::load(config, Models::EmbedderOnly, false)?;
             let hits = services.search(&kb, &SearchRequest { query, top_k, mode })?;
             if json {
                 println!(
@@ -176,7 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_tokens,
             json,
         } => {
-            let services = Services::load(config, Models::All)?;
+            let services = Services::load(config, Models::All, false)?;
             let request = AskRequest {
                 question,
                 top_k: None,
@@ -223,7 +239,7 @@ fn one_line(text: &str, max_chars: usize) -> String {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.server.addr.clone();
-    let services = Arc::new(Services::load(config, Models::All)?);
+    let services = Arc::new(Services::load(config, Models::All, true)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -232,9 +248,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "zhiku is listening");
-        axum::serve(listener, http::router(services))
+        axum::serve(listener, http::router(services.clone()))
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+        // A running job stops after its current commit and resumes at the next start.
+        if let Some(jobs) = &services.jobs {
+            jobs.shutdown();
+        }
         tracing::info!("stopped");
         Ok(())
     })
@@ -286,50 +306,4 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         walk(path, &mut out)?;
     }
     Ok(out)
-}
-
-fn ingest(config: Config, paths: &[PathBuf], kb: &str) -> anyhow::Result<()> {
-    Services::check_kb_name(kb)?;
-    let files = collect_files(paths)?;
-    anyhow::ensure!(!files.is_empty(), "no files found under the given paths");
-    let services = Services::load(config, Models::EmbedderOnly)?;
-    let bar = ProgressBar::new(files.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} files · {msg} · {elapsed_precise} (eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let started = Instant::now();
-    let (mut chunks, mut failed) = (0usize, 0usize);
-    for file in &files {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let result = std::fs::read(file)
-            .map_err(|e| anyhow::anyhow!("cannot read: {e}"))
-            .and_then(|bytes| Ok(services.ingest_file(kb, &name, None, &bytes)?));
-        match result {
-            Ok(info) => chunks += info.chunks,
-            Err(e) => {
-                failed += 1;
-                bar.suspend(|| eprintln!("skipped {}: {e}", file.display()));
-            }
-        }
-        bar.inc(1);
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!(
-            "{chunks} chunks · {:.1} chunks/s",
-            chunks as f64 / secs
-        ));
-    }
-    bar.finish();
-    println!(
-        "ingested {} of {} files into {kb}: {chunks} chunks in {:.1}s ({failed} failed)",
-        files.len() - failed,
-        files.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }

@@ -4,18 +4,21 @@
 //! blocking pool.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use anyhow::Context as _;
+use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
 use zhiku_embed::{Embedder, OnnxEmbedder};
 use zhiku_generate::{
     Generator, LlamaGenerator, SamplingParams, Source, build_grounded_prompt, not_found_answer,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
-use zhiku_ingest::PreparedDocument;
+use zhiku_jobs::{FileResult, Input, Jobs, JobsConfig, Recorder};
 use zhiku_retrieve::SearchOptions;
 use zhiku_schemas::{
-    AskRequest, AskResponse, Citation, DocumentInfo, SearchHit, SearchRequest, Usage,
-    is_valid_kb_name,
+    AskRequest, AskResponse, Citation, DocumentOutcome, FileError, SearchHit, SearchRequest,
+    UploadedDocument, Usage, is_valid_kb_name,
 };
 
 use crate::config::Config;
@@ -26,11 +29,13 @@ pub struct Services {
     /// The effective configuration.
     pub config: Config,
     /// All knowledge bases.
-    pub registry: KbRegistry,
+    pub registry: Arc<KbRegistry>,
     /// The embedding model.
     pub embedder: Arc<dyn Embedder>,
     /// The LLM; absent for commands that never generate.
     pub generator: Option<Arc<dyn Generator>>,
+    /// The batch job system; absent for commands that run no jobs.
+    pub jobs: Option<Jobs>,
 }
 
 /// Which models a command needs.
@@ -42,11 +47,42 @@ pub enum Models {
     All,
 }
 
+/// Collects the outcomes of a synchronous upload.
+#[derive(Default)]
+struct Collect {
+    results: Vec<FileResult>,
+}
+
+impl Recorder for Collect {
+    fn extra(&mut self, _files: &[FileRecord]) -> Commit {
+        Commit::default()
+    }
+
+    fn committed(&mut self, results: Vec<FileResult>) {
+        self.results.extend(results);
+    }
+}
+
 impl Services {
-    /// Loads the models and opens the data directory. Fails with a message naming any
-    /// missing model file and the setup command.
-    pub fn load(config: Config, models: Models) -> anyhow::Result<Self> {
+    /// Loads the models, opens the data directory and reconciles every KB with the
+    /// catalog. With `jobs`, starts the job worker, which resumes unfinished jobs. Fails
+    /// with a message naming any missing model file and the setup command, or the
+    /// process that holds the data directory.
+    pub fn load(config: Config, models: Models, jobs: bool) -> anyhow::Result<Self> {
         let embedder_config = config.embedder();
+        let data_dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        // The catalog is opened first: its lock says whether another process owns the
+        // directory before any model is loaded.
+        let catalog = match Catalog::open(&data_dir.join("catalog.redb")) {
+            Ok(catalog) => Arc::new(catalog),
+            Err(e @ CatalogError::Locked(_)) => anyhow::bail!(
+                "{e}: a zhiku server is probably running on {}; stop it, or send the work to it with --server URL",
+                data_dir.display()
+            ),
+            Err(e) => return Err(e.into()),
+        };
         let generator: Option<Arc<dyn Generator>> = match models {
             Models::All => {
                 let llm = config.llm();
@@ -57,14 +93,42 @@ impl Services {
             }
             Models::EmbedderOnly => None,
         };
-        let embedder = Arc::new(OnnxEmbedder::load(embedder_config)?);
-        let registry = KbRegistry::open(&config.server.data_dir, config.hnsw())?;
+        let embedder: Arc<dyn Embedder> = Arc::new(OnnxEmbedder::load(embedder_config)?);
+        let registry = Arc::new(KbRegistry::open(&data_dir, config.hnsw(), catalog.clone())?);
+        for (kb, report) in registry.reconcile_all()? {
+            if report != Default::default() {
+                tracing::warn!(kb = %kb, ?report, "reconciled the stores with the catalog");
+            }
+        }
+        let jobs = if jobs {
+            let jobs_config = JobsConfig {
+                import_roots: config.jobs.import_roots.clone(),
+                staging_dir: data_dir.join("uploads"),
+                pipeline: config.pipeline(),
+            };
+            Some(Jobs::start(
+                catalog,
+                registry.clone(),
+                embedder.clone(),
+                jobs_config,
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             config,
             registry,
             embedder,
             generator,
+            jobs,
         })
+    }
+
+    /// The job system, or a 500 if this process runs none (never the case for `serve`).
+    pub fn jobs(&self) -> Result<&Jobs, ServiceError> {
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("the job system is not running".into()))
     }
 
     /// The KB called `name`, or a 404 naming it.
@@ -88,52 +152,44 @@ impl Services {
         }
     }
 
-    /// Parses, chunks, embeds and stores one file, creating the KB if needed. Nothing is
-    /// written unless the file made it through parsing and embedding.
-    pub fn ingest_file(
+    /// Runs files through the pipeline now and waits for them, creating the KB if needed.
+    /// Each file succeeds or fails alone; a failed file writes nothing.
+    pub fn ingest_now(
         &self,
         kb: &str,
-        name: &str,
-        content_type: Option<&str>,
-        bytes: &[u8],
-    ) -> Result<DocumentInfo, ServiceError> {
-        let prepared = self.prepare_file(kb, name, content_type, bytes)?;
-        self.store_prepared(kb, prepared)
-    }
-
-    /// The side-effect-free part of ingestion: parse, chunk, embed.
-    pub fn prepare_file(
-        &self,
-        kb: &str,
-        name: &str,
-        content_type: Option<&str>,
-        bytes: &[u8],
-    ) -> Result<PreparedDocument, ServiceError> {
+        inputs: Vec<Input>,
+    ) -> Result<(Vec<UploadedDocument>, Vec<FileError>), ServiceError> {
         Self::check_kb_name(kb)?;
-        Ok(zhiku_ingest::prepare(
-            kb,
-            name,
-            content_type,
-            bytes,
-            self.embedder.as_ref(),
-            &self.config.chunking(),
-        )?)
-    }
-
-    /// Stores a prepared document, creating the KB if needed.
-    pub fn store_prepared(
-        &self,
-        kb: &str,
-        prepared: PreparedDocument,
-    ) -> Result<DocumentInfo, ServiceError> {
         let store =
             self.registry
                 .get_or_create(kb, self.embedder.name(), self.embedder.dimension())?;
-        Ok(zhiku_ingest::store(
+        store.ensure_model(self.embedder.name(), self.embedder.dimension())?;
+        let mut collect = Collect::default();
+        let cancel = AtomicBool::new(false);
+        zhiku_jobs::run(
             &store,
-            self.embedder.as_ref(),
-            prepared,
-        )?)
+            self.embedder.clone(),
+            &self.config.pipeline(),
+            inputs.into_iter(),
+            &cancel,
+            &mut collect,
+        )?;
+        let mut documents = Vec::new();
+        let mut errors = Vec::new();
+        for result in collect.results {
+            if let Some(error) = result.error() {
+                errors.push(error);
+                continue;
+            }
+            let outcome = match &result.record.outcome {
+                FileOutcome::Indexed { outcome, .. } => *outcome,
+                _ => DocumentOutcome::Unchanged,
+            };
+            if let Some(document) = result.document {
+                documents.push(UploadedDocument { document, outcome });
+            }
+        }
+        Ok((documents, errors))
     }
 
     /// Searches a KB.

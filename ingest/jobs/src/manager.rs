@@ -1,0 +1,525 @@
+//! The job queue: persistent jobs run one at a time by a worker thread, resumed after a
+//! restart, observable while they run and cancellable.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+use zhiku_catalog::{
+    Catalog, Commit, FileOutcome, FileRecord, JobSpec, StagedFile, StoredJob, now_rfc3339,
+};
+use zhiku_embed::Embedder;
+use zhiku_index::KbRegistry;
+use zhiku_schemas::{FileError, JobInfo, JobSource, JobState};
+
+use crate::JobError;
+use crate::runner::{FileResult, Input, InputSource, PipelineSettings, Recorder, run};
+use crate::source;
+
+/// Most per-file errors a job record lists; the rest are counted (the catalog keeps all).
+const MAX_LISTED_ERRORS: usize = 1_000;
+
+/// Settings of the job system.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Directories server-side imports may read from; empty disables `POST /v1/jobs`.
+    pub import_roots: Vec<PathBuf>,
+    /// Where uploads of asynchronous jobs wait until processed.
+    pub staging_dir: PathBuf,
+    /// Runner tuning.
+    pub pipeline: PipelineSettings,
+}
+
+/// A file uploaded for an asynchronous job.
+pub struct UploadFile {
+    /// File name as uploaded.
+    pub name: String,
+    /// Document id to store it under.
+    pub document_id: String,
+    /// Declared content type.
+    pub content_type: Option<String>,
+    /// Content.
+    pub bytes: Vec<u8>,
+}
+
+struct Live {
+    cancel: Arc<AtomicBool>,
+    progress: watch::Sender<JobInfo>,
+}
+
+struct Inner {
+    catalog: Arc<Catalog>,
+    registry: Arc<KbRegistry>,
+    embedder: Arc<dyn Embedder>,
+    config: JobsConfig,
+    queue: Mutex<VecDeque<String>>,
+    wake: Condvar,
+    live: Mutex<HashMap<String, Live>>,
+    shutdown: AtomicBool,
+}
+
+/// The job system; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+fn new_info(kb: &str, source: JobSource) -> JobInfo {
+    JobInfo {
+        id: uuid::Uuid::new_v4().to_string(),
+        kb: kb.to_string(),
+        source,
+        state: JobState::Queued,
+        files_total: 0,
+        files_done: 0,
+        files_indexed: 0,
+        files_unchanged: 0,
+        files_failed: 0,
+        chunks_indexed: 0,
+        bytes: 0,
+        files_per_second: 0.0,
+        chunks_per_second: 0.0,
+        eta_seconds: None,
+        errors: Vec::new(),
+        message: None,
+        created_at: now_rfc3339(),
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+/// Adds one file's outcome to a job's counters.
+fn count(info: &mut JobInfo, record: &FileRecord) {
+    info.files_done += 1;
+    info.bytes += record.bytes;
+    match &record.outcome {
+        FileOutcome::Indexed { chunks, .. } => {
+            info.files_indexed += 1;
+            info.chunks_indexed += *chunks as u64;
+        }
+        FileOutcome::Unchanged => info.files_unchanged += 1,
+        FileOutcome::Failed {
+            code,
+            stage,
+            message,
+        } => {
+            info.files_failed += 1;
+            if info.errors.len() < MAX_LISTED_ERRORS {
+                info.errors.push(FileError {
+                    name: record.name.clone(),
+                    code: code.clone(),
+                    message: message.clone(),
+                    stage: Some(stage.clone()),
+                });
+            }
+        }
+    }
+}
+
+impl Jobs {
+    /// Starts the worker. Jobs left queued or running by an earlier process are resumed
+    /// first, in the order they were created.
+    pub fn start(
+        catalog: Arc<Catalog>,
+        registry: Arc<KbRegistry>,
+        embedder: Arc<dyn Embedder>,
+        config: JobsConfig,
+    ) -> Result<Self, JobError> {
+        std::fs::create_dir_all(&config.staging_dir)
+            .map_err(|e| JobError::Storage(format!("{}: {e}", config.staging_dir.display())))?;
+        let mut pending: Vec<StoredJob> = catalog
+            .jobs()?
+            .into_iter()
+            .filter(|j| !j.info.state.is_finished())
+            .collect();
+        pending.sort_by(|a, b| (&a.info.created_at, &a.info.id).cmp(&(&b.info.created_at, &b.info.id)));
+        let inner = Arc::new(Inner {
+            catalog,
+            registry,
+            embedder,
+            config,
+            queue: Mutex::new(pending.iter().map(|j| j.info.id.clone()).collect()),
+            wake: Condvar::new(),
+            live: Mutex::new(HashMap::new()),
+            shutdown: AtomicBool::new(false),
+        });
+        for job in &pending {
+            tracing::info!(job = %job.info.id, kb = %job.info.kb, done = job.info.files_done, "resuming job");
+            inner.track(&job.info);
+        }
+        let worker = inner.clone();
+        std::thread::Builder::new()
+            .name("zhiku-jobs".into())
+            .spawn(move || worker.work())
+            .map_err(|e| JobError::Storage(format!("could not start the job worker: {e}")))?;
+        Ok(Self { inner })
+    }
+
+    /// Queues a job over uploaded files, staged on disk first so it survives a restart.
+    pub fn submit_upload(&self, kb: &str, files: Vec<UploadFile>) -> Result<JobInfo, JobError> {
+        let info = new_info(kb, JobSource::Upload);
+        let dir = self.inner.config.staging_dir.join(&info.id);
+        let stage = |e: std::io::Error| JobError::Storage(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(stage)?;
+        let mut uploads = Vec::with_capacity(files.len());
+        for (i, file) in files.into_iter().enumerate() {
+            let path = dir.join(format!("{i:06}"));
+            std::fs::write(&path, &file.bytes).map_err(stage)?;
+            uploads.push(StagedFile {
+                name: file.name,
+                document_id: file.document_id,
+                content_type: file.content_type,
+                path,
+            });
+        }
+        let mut info = info;
+        info.files_total = uploads.len() as u64;
+        self.enqueue(StoredJob {
+            spec: JobSpec {
+                source: JobSource::Upload,
+                uploads,
+            },
+            info,
+        })
+    }
+
+    /// Queues the import of a server-side directory, which must lie inside an import root.
+    pub fn submit_import(
+        &self,
+        kb: &str,
+        path: &str,
+        glob: Option<&str>,
+    ) -> Result<JobInfo, JobError> {
+        source::compile_glob(glob)?;
+        let dir = source::confine(path, &self.inner.config.import_roots)?;
+        let source = JobSource::Import {
+            path: dir.to_string_lossy().into_owned(),
+            glob: glob.map(str::to_string),
+        };
+        self.enqueue(StoredJob {
+            info: new_info(kb, source.clone()),
+            spec: JobSpec {
+                source,
+                uploads: Vec::new(),
+            },
+        })
+    }
+
+    fn enqueue(&self, job: StoredJob) -> Result<JobInfo, JobError> {
+        self.inner.catalog.put_job(&job)?;
+        self.inner.track(&job.info);
+        self.inner.queue.lock().push_back(job.info.id.clone());
+        self.inner.wake.notify_all();
+        Ok(job.info)
+    }
+
+    /// A job's current state.
+    pub fn get(&self, id: &str) -> Result<Option<JobInfo>, JobError> {
+        if let Some(live) = self.inner.live.lock().get(id) {
+            return Ok(Some(live.progress.borrow().clone()));
+        }
+        Ok(self.inner.catalog.job(id)?.map(|j| j.info))
+    }
+
+    /// All jobs, newest first.
+    pub fn list(&self) -> Result<Vec<JobInfo>, JobError> {
+        let live = self.inner.live.lock();
+        Ok(self
+            .inner
+            .catalog
+            .jobs()?
+            .into_iter()
+            .map(|j| match live.get(&j.info.id) {
+                Some(l) => l.progress.borrow().clone(),
+                None => j.info,
+            })
+            .collect())
+    }
+
+    /// Follows a job's progress; the receiver sees every state change until it finishes.
+    pub fn subscribe(&self, id: &str) -> Result<Option<watch::Receiver<JobInfo>>, JobError> {
+        if let Some(live) = self.inner.live.lock().get(id) {
+            return Ok(Some(live.progress.subscribe()));
+        }
+        // Finished jobs: a channel holding the final state only.
+        Ok(self
+            .inner
+            .catalog
+            .job(id)?
+            .map(|j| watch::channel(j.info).1))
+    }
+
+    /// Cancels a queued or running job. Documents it already committed stay.
+    pub fn cancel(&self, id: &str) -> Result<JobInfo, JobError> {
+        let inner = &self.inner;
+        let Some(job) = inner.catalog.job(id)? else {
+            return Err(JobError::NotFound(id.to_string()));
+        };
+        if job.info.state.is_finished() {
+            return Err(JobError::Conflict(format!(
+                "job {id} already finished ({:?})",
+                job.info.state
+            )));
+        }
+        let mut queue = inner.queue.lock();
+        if let Some(pos) = queue.iter().position(|q| q == id) {
+            queue.remove(pos);
+            drop(queue);
+            let mut job = job;
+            job.info = inner.current(&job.info);
+            job.info.state = JobState::Cancelled;
+            job.info.finished_at = Some(now_rfc3339());
+            inner.finish(&job)?;
+            return Ok(job.info);
+        }
+        drop(queue);
+        if let Some(live) = inner.live.lock().get(id) {
+            live.cancel.store(true, Ordering::SeqCst);
+            return Ok(live.progress.borrow().clone());
+        }
+        Ok(job.info)
+    }
+
+    /// Stops the worker after the current commit, leaving unfinished jobs to be resumed
+    /// by the next start.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        for live in self.inner.live.lock().values() {
+            live.cancel.store(true, Ordering::SeqCst);
+        }
+        self.inner.wake.notify_all();
+    }
+
+    /// Blocks until no job is queued or running (used by the CLI and tests).
+    pub fn wait_idle(&self) {
+        let mut queue = self.inner.queue.lock();
+        while !queue.is_empty() || !self.inner.live.lock().is_empty() {
+            self.inner
+                .wake
+                .wait_for(&mut queue, std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Inner {
+    fn track(&self, info: &JobInfo) {
+        let (progress, _) = watch::channel(info.clone());
+        self.live.lock().insert(
+            info.id.clone(),
+            Live {
+                cancel: Arc::new(AtomicBool::new(false)),
+                progress,
+            },
+        );
+    }
+
+    fn current(&self, info: &JobInfo) -> JobInfo {
+        self.live
+            .lock()
+            .get(&info.id)
+            .map(|l| l.progress.borrow().clone())
+            .unwrap_or_else(|| info.clone())
+    }
+
+    fn publish(&self, info: &JobInfo) {
+        if let Some(live) = self.live.lock().get(&info.id) {
+            live.progress.send_replace(info.clone());
+        }
+    }
+
+    /// Persists a finished job, publishes it and forgets its live state and staged files.
+    fn finish(&self, job: &StoredJob) -> Result<(), JobError> {
+        self.catalog.put_job(job)?;
+        self.publish(&job.info);
+        self.live.lock().remove(&job.info.id);
+        if !job.spec.uploads.is_empty() {
+            let dir = self.config.staging_dir.join(&job.info.id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), "could not remove staged uploads: {e}");
+            }
+        }
+        self.wake.notify_all();
+        Ok(())
+    }
+
+    fn work(self: Arc<Self>) {
+        loop {
+            let id = {
+                let mut queue = self.queue.lock();
+                loop {
+                    if self.shutdown.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Some(id) = queue.pop_front() {
+                        break id;
+                    }
+                    self.wake.wait(&mut queue);
+                }
+            };
+            if let Err(e) = self.run_job(&id) {
+                tracing::error!(job = %id, "job could not be recorded: {e}");
+                // Without a durable record the job cannot be trusted; forget its live state
+                // so waiting clients see the stored one.
+                self.live.lock().remove(&id);
+                self.wake.notify_all();
+            }
+        }
+    }
+
+    fn run_job(&self, id: &str) -> Result<(), JobError> {
+        let Some(mut job) = self.catalog.job(id)? else {
+            return Ok(());
+        };
+        let cancel = match self.live.lock().get(id) {
+            Some(live) => live.cancel.clone(),
+            None => return Ok(()),
+        };
+        job.info.state = JobState::Running;
+        job.info.started_at.get_or_insert_with(now_rfc3339);
+        job.info.message = None;
+        self.catalog.put_job(&job)?;
+        self.publish(&job.info);
+
+        match self.execute(&mut job, &cancel) {
+            Ok(()) => {}
+            Err(JobError::Storage(message)) | Err(JobError::Catalog(message)) => {
+                return Err(JobError::Storage(message));
+            }
+            Err(e) => {
+                job.info.state = JobState::Failed;
+                job.info.message = Some(e.to_string());
+            }
+        }
+        if self.shutdown.load(Ordering::SeqCst) && !job.info.state.is_finished() {
+            // Leave it running in the catalog: the next start resumes it.
+            self.publish(&job.info);
+            return Ok(());
+        }
+        if !job.info.state.is_finished() {
+            job.info.state = if cancel.load(Ordering::SeqCst) {
+                JobState::Cancelled
+            } else if job.info.files_total > 0 && job.info.files_failed == job.info.files_total {
+                job.info.message = Some("every file failed; see errors".into());
+                JobState::Failed
+            } else {
+                JobState::Succeeded
+            };
+        }
+        job.info.eta_seconds = None;
+        job.info.finished_at = Some(now_rfc3339());
+        self.finish(&job)
+    }
+
+    fn execute(&self, job: &mut StoredJob, cancel: &AtomicBool) -> Result<(), JobError> {
+        let embedder = self.embedder.clone();
+        let kb = self
+            .registry
+            .get_or_create(&job.info.kb, embedder.name(), embedder.dimension())?;
+        kb.ensure_model(embedder.name(), embedder.dimension())?;
+        let inputs: Vec<Input> = match &job.spec.source {
+            JobSource::Upload => job
+                .spec
+                .uploads
+                .iter()
+                .map(|f| Input {
+                    name: f.name.clone(),
+                    document_id: f.document_id.clone(),
+                    content_type: f.content_type.clone(),
+                    source: InputSource::Path(f.path.clone()),
+                })
+                .collect(),
+            JobSource::Import { path, glob } => {
+                let glob = source::compile_glob(glob.as_deref())?;
+                source::list(std::path::Path::new(path), glob.as_ref())?
+            }
+        };
+        // Resume: counters are rebuilt from the file outcomes committed so far, so they
+        // are exact whatever the last persisted snapshot said.
+        let done = self.catalog.job_files(&job.info.id)?;
+        let mut info = job.info.clone();
+        info.files_total = inputs.len() as u64;
+        info.files_done = 0;
+        info.files_indexed = 0;
+        info.files_unchanged = 0;
+        info.files_failed = 0;
+        info.chunks_indexed = 0;
+        info.bytes = 0;
+        info.errors.clear();
+        let mut ordered: Vec<&FileRecord> = done.values().collect();
+        ordered.sort_by(|a, b| a.name.cmp(&b.name));
+        for record in ordered {
+            count(&mut info, record);
+        }
+        job.info = info;
+        self.catalog.put_job(job)?;
+        self.publish(&job.info);
+        let remaining = inputs.into_iter().filter(|i| !done.contains_key(&i.name));
+        let mut recorder = JobRecorder {
+            inner: self,
+            job: job.clone(),
+            started: Instant::now(),
+            done_at_start: job.info.files_done,
+            chunks_at_start: job.info.chunks_indexed,
+        };
+        run(
+            &kb,
+            embedder,
+            &self.config.pipeline,
+            remaining,
+            cancel,
+            &mut recorder,
+        )?;
+        *job = recorder.job;
+        Ok(())
+    }
+}
+
+/// Commits a job's file outcomes and progress together with the documents.
+struct JobRecorder<'a> {
+    inner: &'a Inner,
+    job: StoredJob,
+    started: Instant,
+    done_at_start: u64,
+    chunks_at_start: u64,
+}
+
+impl JobRecorder<'_> {
+    fn updated(&self, files: &[FileRecord]) -> StoredJob {
+        let mut job = self.job.clone();
+        for record in files {
+            count(&mut job.info, record);
+        }
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        let files = (job.info.files_done - self.done_at_start) as f64;
+        job.info.files_per_second = files / elapsed;
+        job.info.chunks_per_second = (job.info.chunks_indexed - self.chunks_at_start) as f64 / elapsed;
+        let left = job.info.files_total.saturating_sub(job.info.files_done) as f64;
+        job.info.eta_seconds = (job.info.files_per_second > 0.0)
+            .then(|| (left / job.info.files_per_second * 10.0).round() / 10.0);
+        job
+    }
+}
+
+impl Recorder for JobRecorder<'_> {
+    fn extra(&mut self, files: &[FileRecord]) -> Commit {
+        let job = self.updated(files);
+        Commit {
+            files: files
+                .iter()
+                .map(|f| (job.info.id.clone(), f.clone()))
+                .collect(),
+            jobs: vec![job],
+            ..Commit::default()
+        }
+    }
+
+    fn committed(&mut self, results: Vec<FileResult>) {
+        let records: Vec<FileRecord> = results.into_iter().map(|r| r.record).collect();
+        self.job = self.updated(&records);
+        self.inner.publish(&self.job.info);
+    }
+}

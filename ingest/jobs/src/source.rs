@@ -1,0 +1,136 @@
+//! Server-side directories as job input: confinement to import roots, and listing.
+
+use std::path::{Path, PathBuf};
+
+use crate::JobError;
+use crate::runner::{Input, InputSource};
+
+/// Resolves `path` (following `..` and symlinks) and checks that it lies inside one of
+/// `roots`, themselves resolved. Returns the resolved directory.
+pub fn confine(path: &str, roots: &[PathBuf]) -> Result<PathBuf, JobError> {
+    if roots.is_empty() {
+        return Err(JobError::Forbidden(
+            "server-side imports are disabled: no import roots are configured ([jobs] import_roots)"
+                .into(),
+        ));
+    }
+    let resolved = std::fs::canonicalize(path).map_err(|e| {
+        JobError::Invalid(format!("path {path:?} cannot be opened: {e}"))
+    })?;
+    let inside = roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .any(|root| resolved.starts_with(&root));
+    if !inside {
+        return Err(JobError::Forbidden(format!(
+            "path {path:?} resolves to {} which is outside the configured import roots",
+            resolved.display()
+        )));
+    }
+    if !resolved.is_dir() {
+        return Err(JobError::Invalid(format!("path {path:?} is not a directory")));
+    }
+    Ok(resolved)
+}
+
+/// Checks a glob pattern (e.g. `**/*.md`).
+pub fn compile_glob(glob: Option<&str>) -> Result<Option<glob::Pattern>, JobError> {
+    glob.map(|g| {
+        glob::Pattern::new(g).map_err(|e| JobError::Invalid(format!("glob {g:?}: {e}")))
+    })
+    .transpose()
+}
+
+/// Lists the regular files under `dir` (recursively, sorted, hidden entries skipped)
+/// whose relative path matches `glob`. A symlink is followed only if its target is still
+/// inside `dir`, so a link cannot smuggle files from outside the import root.
+pub fn list(dir: &Path, glob: Option<&glob::Pattern>) -> Result<Vec<Input>, JobError> {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let mut inputs = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = entry.map_err(|e| JobError::Invalid(format!("listing {}: {e}", dir.display())))?;
+        let path = entry.path();
+        let file = if entry.file_type().is_symlink() {
+            match std::fs::canonicalize(path) {
+                Ok(target) if target.starts_with(dir) && target.is_file() => target,
+                _ => continue,
+            }
+        } else if entry.file_type().is_file() {
+            path.to_path_buf()
+        } else {
+            continue;
+        };
+        let Ok(relative) = path.strip_prefix(dir) else {
+            continue;
+        };
+        let name = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        if glob.is_some_and(|g| !g.matches_with(&name, options)) {
+            continue;
+        }
+        inputs.push(Input {
+            document_id: name.clone(),
+            name,
+            content_type: None,
+            source: InputSource::Path(file),
+        });
+    }
+    Ok(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confinement_and_listing() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let docs = root.path().join("docs");
+        std::fs::create_dir_all(docs.join("sub")).unwrap();
+        std::fs::create_dir_all(docs.join(".git")).unwrap();
+        std::fs::write(docs.join("a.md"), "# A").unwrap();
+        std::fs::write(docs.join("sub/b.txt"), "b").unwrap();
+        std::fs::write(docs.join(".git/config"), "x").unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "s").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), docs.join("link.txt"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
+        let roots = vec![root.path().to_path_buf()];
+
+        let dir = confine(docs.to_str().unwrap(), &roots).unwrap();
+        let names: Vec<String> = list(&dir, None).unwrap().into_iter().map(|i| i.name).collect();
+        assert_eq!(names, ["a.md", "sub/b.txt"]);
+        let md = compile_glob(Some("**/*.md")).unwrap();
+        let names: Vec<String> =
+            list(&dir, md.as_ref()).unwrap().into_iter().map(|i| i.name).collect();
+        assert_eq!(names, ["a.md"]);
+
+        let dotdot = format!("{}/../..", docs.display());
+        assert!(matches!(confine(&dotdot, &roots), Err(JobError::Forbidden(_))));
+        let escape = root.path().join("escape");
+        assert!(matches!(
+            confine(escape.to_str().unwrap(), &roots),
+            Err(JobError::Forbidden(_))
+        ));
+        assert!(matches!(confine("/nonexistent/dir", &roots), Err(JobError::Invalid(_))));
+        assert!(matches!(
+            confine(docs.join("a.md").to_str().unwrap(), &roots),
+            Err(JobError::Invalid(_))
+        ));
+        assert!(matches!(confine(docs.to_str().unwrap(), &[]), Err(JobError::Forbidden(_))));
+        assert!(compile_glob(Some("[")).is_err());
+    }
+}
