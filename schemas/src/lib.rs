@@ -404,6 +404,19 @@ pub struct KbInfo {
     pub embedder: String,
     /// Vector dimension.
     pub dimension: usize,
+    /// What the two indexes physically hold (only on `GET /v1/kbs/{kb}`): equal to
+    /// `chunks` except for moments while a document is being swapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<StoredCounts>,
+}
+
+/// Entries in each index of a KB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCounts {
+    /// Points in the vector store.
+    pub vectors: usize,
+    /// Documents in the keyword index.
+    pub keywords: usize,
 }
 
 /// `GET /v1/kbs` response.

@@ -8,6 +8,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, multipart};
@@ -74,8 +75,8 @@ pub struct Server {
     pub url: String,
     /// HTTP client with a generous timeout (answers come from a CPU LLM).
     pub client: Client,
-    /// The server's data directory.
-    pub data: tempfile::TempDir,
+    /// The server's data directory (shared with a restarted server via [`Server::kill`]).
+    pub data: Arc<tempfile::TempDir>,
 }
 
 impl Server {
@@ -86,7 +87,11 @@ impl Server {
 
     /// Starts a server with extra environment variables (config overrides).
     pub fn start_with_env(env: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().expect("tempdir");
+        Self::start_in(Arc::new(tempfile::tempdir().expect("tempdir")), env)
+    }
+
+    /// Starts a server on an existing data directory (e.g. after [`Server::kill`]).
+    pub fn start_in(data: Arc<tempfile::TempDir>, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut command = Command::new(binary());
@@ -205,6 +210,55 @@ impl Server {
         );
         assert_eq!(status, 200, "search failed: {body}");
         body["hits"].as_array().expect("hits array").clone()
+    }
+
+    /// Uploads with explicit form parts: `(field, file name or None for text, bytes)`,
+    /// to `/v1/kbs/{kb}/documents{query}`; returns status and JSON body.
+    pub fn upload_form(
+        &self,
+        kb: &str,
+        query: &str,
+        parts: &[(&str, Option<&str>, Vec<u8>)],
+    ) -> (u16, Value) {
+        let mut form = multipart::Form::new();
+        for (field, name, bytes) in parts {
+            let part = multipart::Part::bytes(bytes.clone());
+            let part = match name {
+                Some(name) => part.file_name(name.to_string()),
+                None => part,
+            };
+            form = form.part(field.to_string(), part);
+        }
+        into_parts(
+            self.client
+                .post(format!("{}/v1/kbs/{kb}/documents{query}", self.url))
+                .multipart(form)
+                .send()
+                .expect("upload request"),
+        )
+    }
+
+    /// Polls a job until it finishes (10 minutes at most) and returns its final state.
+    pub fn wait_job(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let (status, job) = self.get(&format!("/v1/jobs/{id}"));
+            assert_eq!(status, 200, "{job}");
+            let state = job["state"].as_str().unwrap_or_default();
+            if ["succeeded", "failed", "cancelled"].contains(&state) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind) and returns its data
+    /// directory for a restart.
+    pub fn kill(mut self) -> Arc<tempfile::TempDir> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data.clone()
     }
 
     /// Whether the server process is still running.

@@ -51,12 +51,18 @@ fn ingest_directory_then_search_and_ask() {
         .lines()
         .find(|l| l.starts_with("nested/photo.png"))
         .unwrap_or_else(|| panic!("no failure row: {stdout}"));
-    assert!(row.contains("parse") && row.contains("unsupported_type"), "{row}");
+    assert!(
+        row.contains("parse") && row.contains("unsupported_type"),
+        "{row}"
+    );
 
     // A second run finds nothing changed.
     let (code, stdout, stderr) = zhiku(data.path(), &["ingest", docs_arg, "--kb", "office"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("(0 indexed, 2 unchanged, 1 failed)"), "{stdout}");
+    assert!(
+        stdout.contains("(0 indexed, 2 unchanged, 1 failed)"),
+        "{stdout}"
+    );
 
     let (code, stdout, stderr) = zhiku(
         data.path(),
@@ -64,8 +70,14 @@ fn ingest_directory_then_search_and_ask() {
     );
     assert_eq!(code, 0, "{stderr}");
     let body: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(body["hits"][0]["document_name"], "nested/deeper/b.txt", "{stdout}");
-    assert_eq!(body["hits"][0]["document_id"], "nested/deeper/b.txt", "{stdout}");
+    assert_eq!(
+        body["hits"][0]["document_name"], "nested/deeper/b.txt",
+        "{stdout}"
+    );
+    assert_eq!(
+        body["hits"][0]["document_id"], "nested/deeper/b.txt",
+        "{stdout}"
+    );
 
     let (code, stdout, stderr) = zhiku(
         data.path(),

@@ -508,13 +508,27 @@ mod tests {
             .unwrap();
         assert!(catalog.intents("docs").unwrap().is_empty());
         // Another KB with a name that is a prefix must not leak into "docs".
-        catalog.commit("doc", &Commit { upserts: vec![doc("z", 9)], ..Commit::default() }).unwrap();
+        catalog
+            .commit(
+                "doc",
+                &Commit {
+                    upserts: vec![doc("z", 9)],
+                    ..Commit::default()
+                },
+            )
+            .unwrap();
 
         let (page, more) = catalog.documents("docs", None, 2).unwrap();
-        assert_eq!(page.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            page.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert!(more);
         let (page, more) = catalog.documents("docs", Some("b"), 2).unwrap();
-        assert_eq!(page.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(
+            page.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["c"]
+        );
         assert!(!more);
         assert_eq!(catalog.document("docs", "b").unwrap().unwrap().version, 2);
         assert_eq!(catalog.job("j1").unwrap().unwrap(), j);
@@ -522,12 +536,21 @@ mod tests {
         assert_eq!(catalog.kbs().unwrap(), ["doc", "docs"]);
 
         catalog
-            .commit("docs", &Commit { deletes: vec!["a".into(), "nope".into()], ..Commit::default() })
+            .commit(
+                "docs",
+                &Commit {
+                    deletes: vec!["a".into(), "nope".into()],
+                    ..Commit::default()
+                },
+            )
             .unwrap();
         assert!(catalog.document("docs", "a").unwrap().is_none());
         assert_eq!(
             catalog.intents("docs").unwrap(),
-            vec![Intent { document_id: "a".into(), version: 0 }]
+            vec![Intent {
+                document_id: "a".into(),
+                version: 0
+            }]
         );
         drop(catalog);
 

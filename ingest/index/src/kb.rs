@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 use zhiku_catalog::{Catalog, Commit, Intent, now_rfc3339};
-use zhiku_schemas::{ChunkRecord, DocumentInfo, DocumentStatus, KbInfo, is_valid_kb_name};
+use zhiku_schemas::{
+    ChunkRecord, DocumentInfo, DocumentStatus, KbInfo, StoredCounts, is_valid_kb_name,
+};
 
 use crate::{EdgeVectorStore, HnswParams, IndexError, KeywordIndex, VectorStore};
 
@@ -83,11 +85,7 @@ pub struct KbView<'a> {
 }
 
 impl KbView<'_> {
-    fn keep(
-        &self,
-        hits: Vec<(ChunkRecord, f32)>,
-        limit: usize,
-    ) -> Vec<(ChunkRecord, f32)> {
+    fn keep(&self, hits: Vec<(ChunkRecord, f32)>, limit: usize) -> Vec<(ChunkRecord, f32)> {
         hits.into_iter()
             .filter(|(r, _)| {
                 self.visible
@@ -181,7 +179,16 @@ impl KnowledgeBase {
             chunks: visible.values().map(|(_, chunks)| chunks).sum(),
             embedder: self.meta.embedder.clone(),
             dimension: self.meta.dimension,
+            stored: None,
         }
+    }
+
+    /// Entries physically in each index.
+    pub fn stored_counts(&self) -> Result<StoredCounts, IndexError> {
+        Ok(StoredCounts {
+            vectors: self.vectors.count()?,
+            keywords: self.keywords.count(),
+        })
     }
 
     /// One document's catalog entry.
@@ -240,7 +247,9 @@ impl KnowledgeBase {
             document.version = version;
             document.chunks = records.len();
             document.status = DocumentStatus::Indexed;
-            document.created_at = previous.map(|p| p.created_at).unwrap_or_else(|| now.clone());
+            document.created_at = previous
+                .map(|p| p.created_at)
+                .unwrap_or_else(|| now.clone());
             document.updated_at = now.clone();
             intents.push(Intent {
                 document_id: document.id.clone(),
@@ -323,7 +332,11 @@ impl KnowledgeBase {
         let mut report = ReconcileReport::default();
         let intents = self.catalog.intents(name)?;
         for intent in &intents {
-            let current = self.visible.read().get(&intent.document_id).map(|(v, _)| *v);
+            let current = self
+                .visible
+                .read()
+                .get(&intent.document_id)
+                .map(|(v, _)| *v);
             self.drop_versions(&intent.document_id, current)?;
         }
         report.intents_replayed = intents.len();
@@ -615,11 +628,17 @@ mod tests {
         assert!(registry.get("docs").unwrap().is_none());
         let kb = registry.get_or_create("docs", "test-model", 2).unwrap();
         let first = kb
-            .write(vec![write("d1", &[("hello world", [1.0, 0.0])])], Commit::default())
+            .write(
+                vec![write("d1", &[("hello world", [1.0, 0.0])])],
+                Commit::default(),
+            )
             .unwrap();
         let second = kb
             .write(
-                vec![write("d1", &[("goodbye moon", [0.0, 1.0]), ("more", [0.5, 0.5])])],
+                vec![write(
+                    "d1",
+                    &[("goodbye moon", [0.0, 1.0]), ("more", [0.5, 0.5])],
+                )],
                 Commit::default(),
             )
             .unwrap();
@@ -631,7 +650,11 @@ mod tests {
         assert_eq!(view.keyword_search("goodbye", 5).unwrap().len(), 1);
         assert_eq!(view.dense_search(&[0.0, 1.0], 5).unwrap().len(), 2);
         drop(view);
-        assert_eq!(kb.vectors.count().unwrap(), 2, "the old version left the vectors");
+        assert_eq!(
+            kb.vectors.count().unwrap(),
+            2,
+            "the old version left the vectors"
+        );
         assert_eq!(kb.keywords.count(), 2, "the old version left the keywords");
         assert_eq!(registry.names().unwrap(), vec!["docs"]);
         assert_eq!(kb.document("d1").unwrap().unwrap().chunks, 2);
@@ -660,8 +683,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = open(dir.path());
         let kb = registry.get_or_create("docs", "test-model", 2).unwrap();
-        kb.write(vec![write("d1", &[("alpha", [1.0, 0.0])])], Commit::default())
-            .unwrap();
+        kb.write(
+            vec![write("d1", &[("alpha", [1.0, 0.0])])],
+            Commit::default(),
+        )
+        .unwrap();
         // A crash after the chunks of a new version were written but before the catalog
         // switched: intent recorded, chunks in both stores, catalog unchanged.
         let version = registry.catalog().begin_versions("docs", &["d1"]).unwrap()[0];
@@ -674,7 +700,10 @@ mod tests {
         let mut stray = write("ghost", &[("gamma", [0.5, 0.5])]);
         stray.points[0].0.version = 99;
         kb.vectors.upsert(&stray.points).unwrap();
-        assert!(kb.view().keyword_search("beta", 5).unwrap().is_empty(), "uncommitted is invisible");
+        assert!(
+            kb.view().keyword_search("beta", 5).unwrap().is_empty(),
+            "uncommitted is invisible"
+        );
         drop(kb);
         drop(registry);
 

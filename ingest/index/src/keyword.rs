@@ -251,7 +251,9 @@ mod tests {
         let hits = index.search("scheduling process", 5).unwrap();
         assert_eq!(hits[0].0.chunk_id, "a#1");
 
-        index.add(&[chunk("a", 0, "Completely new text.", 3)]).unwrap();
+        index
+            .add(&[chunk("a", 0, "Completely new text.", 3)])
+            .unwrap();
         index.commit().unwrap();
         assert_eq!(index.versions().unwrap().len(), 3);
         index.delete_versions("a", Some(3)).unwrap();

@@ -10,8 +10,7 @@ use qdrant_edge::{
     EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath,
     Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
     PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest,
-    SearchParams, UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface,
-    WithVector,
+    SearchParams, UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface, WithVector,
 };
 use zhiku_schemas::ChunkRecord;
 
@@ -203,7 +202,9 @@ impl VectorStore for EdgeVectorStore {
                     .map_err(|e| IndexError::Corrupt(e.to_string()))?;
                 let chunk: ChunkRecord = serde_json::from_value(value)
                     .map_err(|e| IndexError::Corrupt(e.to_string()))?;
-                *counts.entry((chunk.document_id, chunk.version)).or_default() += 1;
+                *counts
+                    .entry((chunk.document_id, chunk.version))
+                    .or_default() += 1;
             }
             match next {
                 Some(next) => offset = Some(next),

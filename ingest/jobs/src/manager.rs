@@ -136,7 +136,9 @@ impl Jobs {
             .into_iter()
             .filter(|j| !j.info.state.is_finished())
             .collect();
-        pending.sort_by(|a, b| (&a.info.created_at, &a.info.id).cmp(&(&b.info.created_at, &b.info.id)));
+        pending.sort_by(|a, b| {
+            (&a.info.created_at, &a.info.id).cmp(&(&b.info.created_at, &b.info.id))
+        });
         let inner = Arc::new(Inner {
             catalog,
             registry,
@@ -416,9 +418,9 @@ impl Inner {
 
     fn execute(&self, job: &mut StoredJob, cancel: &AtomicBool) -> Result<(), JobError> {
         let embedder = self.embedder.clone();
-        let kb = self
-            .registry
-            .get_or_create(&job.info.kb, embedder.name(), embedder.dimension())?;
+        let kb =
+            self.registry
+                .get_or_create(&job.info.kb, embedder.name(), embedder.dimension())?;
         kb.ensure_model(embedder.name(), embedder.dimension())?;
         let inputs: Vec<Input> = match &job.spec.source {
             JobSource::Upload => job
@@ -496,7 +498,8 @@ impl JobRecorder<'_> {
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
         let files = (job.info.files_done - self.done_at_start) as f64;
         job.info.files_per_second = files / elapsed;
-        job.info.chunks_per_second = (job.info.chunks_indexed - self.chunks_at_start) as f64 / elapsed;
+        job.info.chunks_per_second =
+            (job.info.chunks_indexed - self.chunks_at_start) as f64 / elapsed;
         let left = job.info.files_total.saturating_sub(job.info.files_done) as f64;
         job.info.eta_seconds = (job.info.files_per_second > 0.0)
             .then(|| (left / job.info.files_per_second * 10.0).round() / 10.0);

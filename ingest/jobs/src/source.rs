@@ -14,9 +14,8 @@ pub fn confine(path: &str, roots: &[PathBuf]) -> Result<PathBuf, JobError> {
                 .into(),
         ));
     }
-    let resolved = std::fs::canonicalize(path).map_err(|e| {
-        JobError::Invalid(format!("path {path:?} cannot be opened: {e}"))
-    })?;
+    let resolved = std::fs::canonicalize(path)
+        .map_err(|e| JobError::Invalid(format!("path {path:?} cannot be opened: {e}")))?;
     let inside = roots
         .iter()
         .filter_map(|r| std::fs::canonicalize(r).ok())
@@ -28,17 +27,17 @@ pub fn confine(path: &str, roots: &[PathBuf]) -> Result<PathBuf, JobError> {
         )));
     }
     if !resolved.is_dir() {
-        return Err(JobError::Invalid(format!("path {path:?} is not a directory")));
+        return Err(JobError::Invalid(format!(
+            "path {path:?} is not a directory"
+        )));
     }
     Ok(resolved)
 }
 
 /// Checks a glob pattern (e.g. `**/*.md`).
 pub fn compile_glob(glob: Option<&str>) -> Result<Option<glob::Pattern>, JobError> {
-    glob.map(|g| {
-        glob::Pattern::new(g).map_err(|e| JobError::Invalid(format!("glob {g:?}: {e}")))
-    })
-    .transpose()
+    glob.map(|g| glob::Pattern::new(g).map_err(|e| JobError::Invalid(format!("glob {g:?}: {e}"))))
+        .transpose()
 }
 
 /// Lists the regular files under `dir` (recursively, sorted, hidden entries skipped)
@@ -57,7 +56,8 @@ pub fn list(dir: &Path, glob: Option<&glob::Pattern>) -> Result<Vec<Input>, JobE
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in walker {
-        let entry = entry.map_err(|e| JobError::Invalid(format!("listing {}: {e}", dir.display())))?;
+        let entry =
+            entry.map_err(|e| JobError::Invalid(format!("listing {}: {e}", dir.display())))?;
         let path = entry.path();
         let file = if entry.file_type().is_symlink() {
             match std::fs::canonicalize(path) {
@@ -111,26 +111,42 @@ mod tests {
         let roots = vec![root.path().to_path_buf()];
 
         let dir = confine(docs.to_str().unwrap(), &roots).unwrap();
-        let names: Vec<String> = list(&dir, None).unwrap().into_iter().map(|i| i.name).collect();
+        let names: Vec<String> = list(&dir, None)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
         assert_eq!(names, ["a.md", "sub/b.txt"]);
         let md = compile_glob(Some("**/*.md")).unwrap();
-        let names: Vec<String> =
-            list(&dir, md.as_ref()).unwrap().into_iter().map(|i| i.name).collect();
+        let names: Vec<String> = list(&dir, md.as_ref())
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
         assert_eq!(names, ["a.md"]);
 
         let dotdot = format!("{}/../..", docs.display());
-        assert!(matches!(confine(&dotdot, &roots), Err(JobError::Forbidden(_))));
+        assert!(matches!(
+            confine(&dotdot, &roots),
+            Err(JobError::Forbidden(_))
+        ));
         let escape = root.path().join("escape");
         assert!(matches!(
             confine(escape.to_str().unwrap(), &roots),
             Err(JobError::Forbidden(_))
         ));
-        assert!(matches!(confine("/nonexistent/dir", &roots), Err(JobError::Invalid(_))));
+        assert!(matches!(
+            confine("/nonexistent/dir", &roots),
+            Err(JobError::Invalid(_))
+        ));
         assert!(matches!(
             confine(docs.join("a.md").to_str().unwrap(), &roots),
             Err(JobError::Invalid(_))
         ));
-        assert!(matches!(confine(docs.to_str().unwrap(), &[]), Err(JobError::Forbidden(_))));
+        assert!(matches!(
+            confine(docs.to_str().unwrap(), &[]),
+            Err(JobError::Forbidden(_))
+        ));
         assert!(compile_glob(Some("[")).is_err());
     }
 }

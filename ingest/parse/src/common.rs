@@ -1,6 +1,6 @@
 //! Helpers shared by the format parsers.
 
-use crate::{Block, BlockKind, ParseError};
+use crate::{Block, BlockKind};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -9,17 +9,13 @@ pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes)
 }
 
-/// Decodes a text format, rejecting binary data and other encodings.
-pub(crate) fn decode_utf8(bytes: &[u8]) -> Result<&str, ParseError> {
-    let bytes = strip_bom(bytes);
-    if let Some(pos) = bytes.iter().position(|&b| b == 0) {
-        return Err(ParseError::NotText {
-            detail: format!("NUL byte at offset {pos}, this looks like binary data"),
-        });
-    }
-    std::str::from_utf8(bytes).map_err(|e| ParseError::NotText {
-        detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-    })
+/// The message of a caught panic, for error details.
+pub(crate) fn panic_reason(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_owned())
 }
 
 /// Whether `c` belongs to a script written without spaces between words (Chinese, Japanese)

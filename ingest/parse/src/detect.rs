@@ -1,7 +1,8 @@
 //! Format detection from content, file extension and declared content type.
 
 use crate::common::strip_bom;
-use crate::{DocFormat, ParseError};
+use crate::encoding::decode_text;
+use crate::{DocFormat, ParseError, docx};
 
 /// How much of the file is inspected when guessing whether unknown content is text.
 const SNIFF_LEN: usize = 8192;
@@ -9,23 +10,25 @@ const SNIFF_LEN: usize = 8192;
 /// Extensions of formats we know we cannot read, rejected even if the bytes happen to
 /// look like text, so that e.g. an RTF or SVG upload is not indexed as markup soup.
 const UNSUPPORTED_EXTENSIONS: &[&str] = &[
-    "doc", "docx", "docm", "dot", "dotx", "odt", "ott", "rtf", "xls", "xlsx", "xlsm", "ods", "ppt",
-    "pptx", "odp", "key", "pages", "numbers", "epub", "mobi", "azw3", "zip", "gz", "tgz", "bz2",
-    "xz", "7z", "rar", "tar", "jar", "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp",
-    "svg", "ico", "heic", "psd", "ai", "eps", "ps", "mp3", "wav", "ogg", "flac", "m4a", "mp4",
-    "mov", "avi", "mkv", "webm", "exe", "dll", "so", "dylib", "bin", "iso", "dmg", "apk", "ttf",
-    "otf", "woff", "woff2", "sqlite", "db", "class", "o", "a", "wasm",
+    "doc", "docm", "dot", "dotx", "odt", "ott", "rtf", "xls", "xlsx", "xlsm", "ods", "ppt", "pptx",
+    "odp", "key", "pages", "numbers", "epub", "mobi", "azw3", "zip", "gz", "tgz", "bz2", "xz",
+    "7z", "rar", "tar", "jar", "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "svg",
+    "ico", "heic", "psd", "ai", "eps", "ps", "mp3", "wav", "ogg", "flac", "m4a", "mp4", "mov",
+    "avi", "mkv", "webm", "exe", "dll", "so", "dylib", "bin", "iso", "dmg", "apk", "ttf", "otf",
+    "woff", "woff2", "sqlite", "db", "class", "o", "a", "wasm",
 ];
 
 /// Detects the format of an upload.
 ///
-/// Content wins over the name: a PDF magic number (`%PDF-`) or a leading
-/// `<!doctype html` / `<html` / `<head` / `<body` (after whitespace and a BOM) decides.
-/// Otherwise the extension (`.txt .text .md .markdown .html .htm .pdf`, case-insensitive)
-/// decides; when it is missing or unknown, `content_type` (e.g. `"text/markdown"`) is used as
-/// a hint, and finally content that looks like UTF-8 text is treated as plain text.
-/// Known office, image, archive and binary formats, and binary content (NUL bytes, invalid
-/// UTF-8) under an unknown extension, are [`ParseError::Unsupported`].
+/// Content wins over the name: a PDF magic number (`%PDF-`), a ZIP archive containing
+/// `word/document.xml` (DOCX), or a leading `<!doctype html` / `<html` / `<head` / `<body`
+/// (after whitespace and a BOM) decides. Otherwise the extension (`.txt .text .md .markdown
+/// .html .htm .pdf .csv .tsv .docx`, case-insensitive) decides, even when the bytes do not
+/// match it (so that a broken `.docx` is reported as such by [`crate::parse`]); when it is
+/// missing or unknown, `content_type` (e.g. `"text/markdown"`) is used as a hint, and finally
+/// content that [`decode_text`] accepts (UTF-8, UTF-16 with BOM, GBK, Big5, …) is plain text.
+/// Known office, image, archive and binary formats, and binary content under an unknown
+/// extension, are [`ParseError::Unsupported`].
 pub fn detect_format(
     file_name: &str,
     content_type: Option<&str>,
@@ -77,13 +80,16 @@ pub fn detect_format(
     })
 }
 
-const SUPPORTED: &str = "; supported are plain text, Markdown, HTML and PDF";
+const SUPPORTED: &str = "; supported are plain text, Markdown, HTML, CSV/TSV, Word (.docx) and PDF";
 
 /// Recognises formats by their first bytes.
 fn sniff(bytes: &[u8]) -> Option<DocFormat> {
     let head = strip_bom(bytes).trim_ascii_start();
     if head.starts_with(b"%PDF-") {
         return Some(DocFormat::Pdf);
+    }
+    if docx::is_docx(bytes) {
+        return Some(DocFormat::Docx);
     }
     for tag in [&b"<!doctype html"[..], b"<html", b"<head", b"<body"] {
         let Some(prefix) = head.get(..tag.len()) else {
@@ -117,6 +123,9 @@ fn format_for_extension(ext: &str) -> Option<DocFormat> {
         "md" | "markdown" => Some(DocFormat::Markdown),
         "html" | "htm" => Some(DocFormat::Html),
         "pdf" => Some(DocFormat::Pdf),
+        "csv" => Some(DocFormat::Csv),
+        "tsv" => Some(DocFormat::Tsv),
+        "docx" => Some(DocFormat::Docx),
         _ => None,
     }
 }
@@ -127,6 +136,11 @@ fn format_for_mime(mime: &str) -> Option<DocFormat> {
         "text/markdown" | "text/x-markdown" => Some(DocFormat::Markdown),
         "text/html" | "application/xhtml+xml" => Some(DocFormat::Html),
         "application/pdf" | "application/x-pdf" => Some(DocFormat::Pdf),
+        "text/csv" | "application/csv" => Some(DocFormat::Csv),
+        "text/tab-separated-values" => Some(DocFormat::Tsv),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => {
+            Some(DocFormat::Docx)
+        }
         _ => None,
     }
 }
@@ -147,26 +161,62 @@ fn mime_may_be_text(mime: &str) -> bool {
         )
 }
 
-/// Whether the start of the file is UTF-8 text without NUL bytes.
+/// Whether the start of the file is text that [`crate::parse`] would accept: the same
+/// decision function on a sample (whose cut-off last character the decoder tolerates).
 fn looks_like_text(bytes: &[u8]) -> bool {
-    let text = strip_bom(bytes);
-    let sample = &text[..text.len().min(SNIFF_LEN)];
-    if sample.contains(&0) {
-        return false;
-    }
-    match std::str::from_utf8(sample) {
-        Ok(_) => true,
-        // A multi-byte character cut off by the sample boundary is not an error.
-        Err(e) => e.error_len().is_none(),
-    }
+    decode_text(bytes.get(..SNIFF_LEN).unwrap_or(bytes)).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{make_docx, make_zip, xorshift_bytes};
 
     fn detect(name: &str, ct: Option<&str>, bytes: &[u8]) -> Result<DocFormat, ParseError> {
         detect_format(name, ct, bytes)
+    }
+
+    #[test]
+    fn csv_tsv_and_docx_extensions() {
+        assert_eq!(detect("a.CSV", None, b"a,b").unwrap(), DocFormat::Csv);
+        assert_eq!(detect("a.tsv", None, b"a\tb").unwrap(), DocFormat::Tsv);
+        // The extension decides even for bytes that are not a ZIP: parse then reports a
+        // broken Word document rather than an unsupported type.
+        let junk = xorshift_bytes(300, 1);
+        assert_eq!(detect("Report.DOCX", None, &junk).unwrap(), DocFormat::Docx);
+        let err = crate::parse(DocFormat::Docx, &junk).unwrap_err();
+        assert_eq!(err.code(), "invalid_docx");
+        assert!(err.to_string().contains("not a ZIP archive"), "{err}");
+    }
+
+    #[test]
+    fn docx_content_beats_name() {
+        let docx = make_docx("<w:p><w:r><w:t>x</w:t></w:r></w:p>", None);
+        for name in ["a.docx", "upload", "notes.txt", "x.zip", "y.md"] {
+            assert_eq!(
+                detect(name, None, &docx).unwrap(),
+                DocFormat::Docx,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_encoded_text_under_unknown_names_is_text() {
+        let chinese = "这是一个没有扩展名的中文文本文件，用国标码保存在一台旧电脑上。".repeat(20);
+        let (gbk, _, _) = encoding_rs::GBK.encode(&chinese);
+        assert_eq!(detect("README", None, &gbk).unwrap(), DocFormat::Text);
+        let traditional =
+            "這是一個沒有副檔名的中文文字檔，用大五碼儲存在一台舊電腦上。".repeat(400);
+        let (big5, _, _) = encoding_rs::BIG5.encode(&traditional);
+        // Longer than the sniffed prefix, so the sample is cut mid-character.
+        assert!(big5.len() > SNIFF_LEN);
+        assert_eq!(detect("notes", None, &big5).unwrap(), DocFormat::Text);
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend("UTF-16 文本".encode_utf16().flat_map(u16::to_le_bytes));
+        assert_eq!(detect("log", None, &utf16).unwrap(), DocFormat::Text);
+        let err = detect("blob", None, &xorshift_bytes(4096, 3)).unwrap_err();
+        assert_eq!(err.code(), "unsupported_type");
     }
 
     #[test]
@@ -224,8 +274,21 @@ mod tests {
             DocFormat::Text
         );
         assert_eq!(
-            detect("data.csv", Some("text/csv"), b"a,b\n1,2").unwrap(),
-            DocFormat::Text
+            detect("data", Some("text/csv"), b"a,b\n1,2").unwrap(),
+            DocFormat::Csv
+        );
+        assert_eq!(
+            detect("data", Some("text/tab-separated-values"), b"a\tb").unwrap(),
+            DocFormat::Tsv
+        );
+        assert_eq!(
+            detect(
+                "upload",
+                Some("application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+                b"junk"
+            )
+            .unwrap(),
+            DocFormat::Docx
         );
         let err = detect("photo", Some("image/png"), b"abc").unwrap_err();
         assert!(err.to_string().contains("image/png"), "{err}");
@@ -233,17 +296,29 @@ mod tests {
 
     #[test]
     fn unsupported_types_name_what_was_seen() {
-        let err = detect("report.docx", None, b"PK\x03\x04\x14\0\x06\0").unwrap_err();
+        let err = detect("report.doc", None, b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1").unwrap_err();
         assert!(matches!(err, ParseError::Unsupported { .. }));
         assert_eq!(err.code(), "unsupported_type");
-        assert!(err.to_string().contains(".docx"), "{err}");
-        let err = detect("Report.DOCX", None, b"hello").unwrap_err();
+        assert!(err.to_string().contains(".doc"), "{err}");
+        assert!(err.to_string().contains("Word (.docx)"), "{err}");
+        let err = detect("Report.DOCM", None, b"hello").unwrap_err();
         assert!(matches!(err, ParseError::Unsupported { .. }));
+        // A ZIP without word/document.xml is not sniffed as DOCX.
+        let xlsx = make_zip(&[("xl/workbook.xml", b"<workbook/>")]);
+        let err = detect("sheet.xlsx", None, &xlsx).unwrap_err();
+        assert!(err.to_string().contains(".xlsx"), "{err}");
+        let err = detect("archive", None, &xlsx).unwrap_err();
+        assert!(err.to_string().contains("binary data"), "{err}");
         let err = detect("image.png", None, b"\x89PNG\r\n\x1a\n").unwrap_err();
         assert!(err.to_string().contains(".png"), "{err}");
         let err = detect("blob.xyz", None, b"abc\0\x01\x02").unwrap_err();
         assert!(err.to_string().contains("blob.xyz"), "{err}");
-        let err = detect("blob", Some("application/octet-stream"), b"\xff\xfe\xfd").unwrap_err();
+        let err = detect(
+            "blob",
+            Some("application/octet-stream"),
+            b"\x7fELF\x02\x01\x01\0\0\0",
+        )
+        .unwrap_err();
         assert!(matches!(err, ParseError::Unsupported { .. }));
     }
 }

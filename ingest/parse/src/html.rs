@@ -318,6 +318,15 @@ mod tests {
     }
 
     #[test]
+    fn legacy_encoded_page_with_meta_charset() {
+        let page = "<html><head><meta charset=\"gbk\"><title>说明</title></head><body><p>中文</p></body></html>";
+        let (bytes, _, _) = encoding_rs::GBK.encode(page);
+        let doc = parse(DocFormat::Html, &bytes).unwrap();
+        assert_eq!(doc.title.as_deref(), Some("说明"));
+        assert_eq!(doc.blocks[0].text, "中文");
+    }
+
+    #[test]
     fn title_falls_back_to_first_h1_and_fragments_parse() {
         let doc = parse(DocFormat::Html, b"<h1>Only <i>heading</i></h1>text").unwrap();
         assert_eq!(doc.title.as_deref(), Some("Only heading"));

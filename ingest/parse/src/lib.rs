@@ -1,31 +1,49 @@
 //! Turns the bytes of an uploaded file into structured blocks (headings, paragraphs, code,
 //! list items, tables) that the chunker can cut along document structure.
 //!
-//! Supported formats are plain text, Markdown, HTML and PDF. Every block carries the path of
-//! the headings that enclose it and, for PDFs, the 1-based page it came from.
+//! Supported formats are plain text, Markdown, HTML, CSV/TSV, Word (DOCX) and PDF. Text
+//! formats may be UTF-8, UTF-16 with a BOM or a legacy encoding such as GBK or Big5
+//! ([`decode_text`]). Every block carries the path of the headings that enclose it and, for
+//! PDFs, the 1-based page it came from.
 
 #![warn(missing_docs)]
 
 mod common;
+mod delimited;
 mod detect;
+mod docx;
+mod encoding;
 mod html;
 mod markdown;
 mod pdf;
 mod text;
 
+#[cfg(test)]
+mod robustness;
+#[cfg(test)]
+mod test_support;
+
 pub use detect::detect_format;
+pub use encoding::decode_text;
 
 /// A document format the parser understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocFormat {
-    /// Plain UTF-8 text.
+    /// Plain text in UTF-8, UTF-16 (with a BOM) or a detected legacy encoding.
     Text,
     /// CommonMark with GitHub-style tables.
     Markdown,
     /// An HTML page.
     Html,
-    /// A PDF with a text layer (scanned images without text yield [`ParseError::Empty`]).
+    /// A PDF with a text layer (scanned pages without one yield [`ParseError::NoTextLayer`]).
     Pdf,
+    /// Comma-separated values (also `;` or `|`, sniffed); parsed into one table.
+    Csv,
+    /// Tab-separated values: CSV whose delimiter is known to be a tab, so that a single
+    /// column containing commas is not split at them.
+    Tsv,
+    /// A Word document (Office Open XML, `.docx`).
+    Docx,
 }
 
 impl DocFormat {
@@ -36,6 +54,11 @@ impl DocFormat {
             DocFormat::Markdown => "text/markdown",
             DocFormat::Html => "text/html",
             DocFormat::Pdf => "application/pdf",
+            DocFormat::Csv => "text/csv",
+            DocFormat::Tsv => "text/tab-separated-values",
+            DocFormat::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
         }
     }
 }
@@ -76,7 +99,8 @@ pub enum BlockKind {
 pub struct ParsedDocument {
     /// The format the bytes were parsed as.
     pub format: DocFormat,
-    /// HTML `<title>` (falling back to the first h1) or the first level-1 Markdown heading.
+    /// HTML `<title>` (falling back to the first h1), the first level-1 Markdown heading, or
+    /// the first DOCX paragraph in the "Title" style (falling back to the first level-1 heading).
     pub title: Option<String>,
     /// Blocks in document order; never empty and never whitespace-only.
     pub blocks: Vec<Block>,
@@ -94,16 +118,29 @@ pub enum ParseError {
     /// The file parsed but contains no text.
     #[error("no text could be extracted from the document")]
     Empty,
-    /// A text format whose bytes are not valid UTF-8 text.
-    #[error("the file is not valid UTF-8 text: {detail}")]
+    /// A text format whose bytes are binary data or text in no encoding we recognise.
+    #[error("the file is not text in a recognised encoding: {detail}")]
     NotText {
-        /// Where decoding failed.
+        /// What gave it away (NUL bytes, malformed sequences, control characters).
         detail: String,
     },
     /// The PDF is corrupt, encrypted or otherwise unreadable.
     #[error("the PDF could not be read: {detail}")]
     Pdf {
         /// The underlying reader's complaint.
+        detail: String,
+    },
+    /// The PDF has pages but none of them carries text: scanned images, which would need OCR.
+    #[error("the PDF has {pages} page(s) but no text layer (scanned? OCR is not enabled)")]
+    NoTextLayer {
+        /// How many pages the PDF has.
+        pages: usize,
+    },
+    /// The DOCX file is not a ZIP archive, lacks `word/document.xml`, is corrupt, or
+    /// decompresses to implausibly much data.
+    #[error("the DOCX document could not be read: {detail}")]
+    Docx {
+        /// What is wrong with it.
         detail: String,
     },
 }
@@ -116,21 +153,28 @@ impl ParseError {
             ParseError::Empty => "empty_document",
             ParseError::NotText { .. } => "not_text",
             ParseError::Pdf { .. } => "invalid_pdf",
+            ParseError::NoTextLayer { .. } => "no_text_layer",
+            ParseError::Docx { .. } => "invalid_docx",
         }
     }
 }
 
 /// Parses `bytes` as `format` into blocks.
 ///
-/// Input that is empty or whitespace-only, or that yields no text, is [`ParseError::Empty`].
+/// Input that is empty or whitespace-only, or that yields no text, is [`ParseError::Empty`]
+/// (except a PDF with pages but no text layer, [`ParseError::NoTextLayer`]). Never panics,
+/// whatever the bytes.
 pub fn parse(format: DocFormat, bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     if common::strip_bom(bytes).trim_ascii().is_empty() {
         return Err(ParseError::Empty);
     }
     let (title, blocks) = match format {
-        DocFormat::Text => (None, text::parse(common::decode_utf8(bytes)?)),
-        DocFormat::Markdown => markdown::parse(common::decode_utf8(bytes)?),
-        DocFormat::Html => html::parse(common::decode_utf8(bytes)?),
+        DocFormat::Text => (None, text::parse(&decode_text(bytes)?)),
+        DocFormat::Markdown => markdown::parse(&decode_text(bytes)?),
+        DocFormat::Html => html::parse(&encoding::decode_html(bytes)?),
+        DocFormat::Csv => (None, delimited::parse(&decode_text(bytes)?, None)),
+        DocFormat::Tsv => (None, delimited::parse(&decode_text(bytes)?, Some(b'\t'))),
+        DocFormat::Docx => docx::parse(bytes)?,
         DocFormat::Pdf => (None, pdf::parse(bytes)?),
     };
     if blocks.iter().all(|b| b.text.trim().is_empty()) {
@@ -154,6 +198,9 @@ mod tests {
             DocFormat::Markdown,
             DocFormat::Html,
             DocFormat::Pdf,
+            DocFormat::Csv,
+            DocFormat::Tsv,
+            DocFormat::Docx,
         ] {
             for bytes in [&b""[..], b"  \n\t\r\n ", b"\xEF\xBB\xBF\n"] {
                 let err = parse(format, bytes).unwrap_err();
@@ -182,11 +229,39 @@ mod tests {
             ParseError::Empty.to_string(),
             "no text could be extracted from the document"
         );
+        let err = ParseError::NoTextLayer { pages: 3 };
+        assert_eq!(err.code(), "no_text_layer");
+        assert_eq!(
+            err.to_string(),
+            "the PDF has 3 page(s) but no text layer (scanned? OCR is not enabled)"
+        );
+        let err = ParseError::Docx {
+            detail: "not a ZIP archive".into(),
+        };
+        assert_eq!(err.code(), "invalid_docx");
+        assert_eq!(
+            err.to_string(),
+            "the DOCX document could not be read: not a ZIP archive"
+        );
+        let err = ParseError::NotText {
+            detail: "NUL byte".into(),
+        };
+        assert_eq!(err.code(), "not_text");
+        assert_eq!(
+            err.to_string(),
+            "the file is not text in a recognised encoding: NUL byte"
+        );
     }
 
     #[test]
     fn mime_types() {
         assert_eq!(DocFormat::Markdown.mime(), "text/markdown");
         assert_eq!(DocFormat::Pdf.mime(), "application/pdf");
+        assert_eq!(DocFormat::Csv.mime(), "text/csv");
+        assert_eq!(DocFormat::Tsv.mime(), "text/tab-separated-values");
+        assert_eq!(
+            DocFormat::Docx.mime(),
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        );
     }
 }

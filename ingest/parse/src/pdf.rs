@@ -2,11 +2,15 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::common::{BlockBuilder, join_wrapped_lines, normalize_newlines, paragraphs};
+use crate::common::{
+    BlockBuilder, join_wrapped_lines, normalize_newlines, panic_reason, paragraphs,
+};
 use crate::{Block, BlockKind, ParseError};
 
 /// Extracts paragraphs page by page. PDFs carry no reliable heading structure, so every
-/// block is a paragraph with an empty heading path and its 1-based page number.
+/// block is a paragraph with an empty heading path and its 1-based page number. Pages
+/// without any text are [`ParseError::NoTextLayer`]: telling the user "scanned, needs OCR"
+/// helps more than "empty".
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Block>, ParseError> {
     // pdf-extract and lopdf panic on some inputs (certain CJK fonts, missing page
     // dictionaries) instead of returning errors; an upload must never take the service down.
@@ -20,13 +24,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Block>, ParseError> {
             });
         }
         Err(payload) => {
-            let reason = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown cause".to_owned());
             return Err(ParseError::Pdf {
-                detail: format!("the text extractor failed ({reason})"),
+                detail: format!("the text extractor failed ({})", panic_reason(&*payload)),
             });
         }
     };
@@ -45,90 +44,36 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Block>, ParseError> {
             builder.push(BlockKind::Paragraph, join_wrapped_lines(lines), Some(page));
         }
     }
-    Ok(builder.finish())
+    let blocks = builder.finish();
+    if blocks.is_empty() {
+        // A reader that salvaged the pages of a cut-off file found no text because the
+        // content streams are missing, not because the pages are scans.
+        if !has_eof_marker(bytes) {
+            return Err(ParseError::Pdf {
+                detail: "no text could be read and the %%EOF marker is missing (truncated?)"
+                    .to_owned(),
+            });
+        }
+        return Err(ParseError::NoTextLayer { pages: pages.len() });
+    }
+    Ok(blocks)
+}
+
+/// Whether the file ends like a complete PDF; writers may append a little after `%%EOF`.
+fn has_eof_marker(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    tail.windows(5).any(|w| w == b"%%EOF")
 }
 
 #[cfg(test)]
 mod tests {
+    use super::has_eof_marker;
+    use crate::test_support::{make_pdf, two_page_pdf};
     use crate::{BlockKind, DocFormat, ParseError, detect_format, parse};
-
-    /// Builds a minimal PDF: one Helvetica text object per page, each page given as lines of
-    /// (vertical move from the previous line, text). Offsets in the xref table are computed
-    /// from the bytes actually written.
-    fn make_pdf(pages: &[&[(i32, &str)]], with_media_box: bool) -> Vec<u8> {
-        let n = pages.len();
-        // 1 catalog, 2 pages, 3 font, then a (page, content) pair per page.
-        let mut objects: Vec<String> = Vec::new();
-        objects.push("<< /Type /Catalog /Pages 2 0 R >>".to_owned());
-        let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
-        objects.push(format!(
-            "<< /Type /Pages /Kids [{}] /Count {n} >>",
-            kids.join(" ")
-        ));
-        objects.push(
-            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-                .to_owned(),
-        );
-        for (i, lines) in pages.iter().enumerate() {
-            let media_box = if with_media_box {
-                "/MediaBox [0 0 612 792] "
-            } else {
-                ""
-            };
-            objects.push(format!(
-                "<< /Type /Page /Parent 2 0 R {media_box}/Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
-                5 + 2 * i
-            ));
-            let mut content = String::from("BT /F1 12 Tf 72 720 Td\n");
-            for (dy, text) in lines.iter() {
-                content.push_str(&format!("0 {} Td ({text}) Tj\n", -dy));
-            }
-            content.push_str("ET");
-            objects.push(format!(
-                "<< /Length {} >>\nstream\n{content}\nendstream",
-                content.len()
-            ));
-        }
-        let mut out = b"%PDF-1.4\n".to_vec();
-        let mut offsets = Vec::new();
-        for (i, body) in objects.iter().enumerate() {
-            offsets.push(out.len());
-            out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
-        }
-        let xref = out.len();
-        out.extend_from_slice(
-            format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-        );
-        for off in offsets {
-            out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-        }
-        out.extend_from_slice(
-            format!(
-                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-                objects.len() + 1
-            )
-            .as_bytes(),
-        );
-        out
-    }
-
-    fn two_pages() -> Vec<u8> {
-        make_pdf(
-            &[
-                &[
-                    (0, "Hello page one"),
-                    (14, "wrapped second line"),
-                    (40, "Another paragraph"),
-                ],
-                &[(0, "Page two text")],
-            ],
-            true,
-        )
-    }
 
     #[test]
     fn pages_and_paragraphs() {
-        let bytes = two_pages();
+        let bytes = two_page_pdf();
         assert_eq!(
             detect_format("x.bin", None, &bytes).unwrap(),
             DocFormat::Pdf
@@ -156,14 +101,52 @@ mod tests {
 
     #[test]
     fn truncated_and_garbage_pdfs_are_errors_not_panics() {
-        let bytes = two_pages();
+        let bytes = two_page_pdf();
         let err = parse(DocFormat::Pdf, &bytes[..60]).unwrap_err();
         assert!(matches!(err, ParseError::Pdf { .. }), "{err:?}");
         assert_eq!(err.code(), "invalid_pdf");
-        // Cut mid-way the reader may salvage some pages or fail; either way it must return.
-        let _ = parse(DocFormat::Pdf, &bytes[..bytes.len() / 2]);
+        // Cut mid-way the reader may salvage pages or fail, but must not call a broken
+        // file a scan.
+        match parse(DocFormat::Pdf, &bytes[..bytes.len() / 2]) {
+            Ok(doc) => assert!(!doc.blocks.is_empty()),
+            Err(err) => assert_eq!(err.code(), "invalid_pdf", "{err:?}"),
+        }
         let err = parse(DocFormat::Pdf, b"%PDF-1.7\nthis is not a pdf").unwrap_err();
         assert!(matches!(err, ParseError::Pdf { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn corrupted_xref_is_invalid_pdf() {
+        let text = String::from_utf8(two_page_pdf()).unwrap();
+        let table_at = text.find("xref\n0 ").unwrap();
+        let trailer_at = text.find("trailer").unwrap();
+        // Every xref entry points at the same wrong offset: the reader opens the file and
+        // returns zero pages, which must not pass for an empty or scanned document.
+        let garbled: String = text[table_at..trailer_at]
+            .lines()
+            .map(|line| {
+                if line.ends_with(" n ") {
+                    "0000000400 00000 n \n".to_owned()
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        let garbled_offsets = format!("{}{garbled}{}", &text[..table_at], &text[trailer_at..]);
+        // startxref points into the middle of an object.
+        let xref_at = text.rfind("startxref").unwrap();
+        let wrong_start = format!("{}startxref\n17\n%%EOF\n", &text[..xref_at]);
+        // And additionally the table itself is unreadable.
+        let broken_table = wrong_start
+            .replace("xref\n0 ", "xrfe\n0 ")
+            .replace(" 00000 n ", " 0000x n ");
+        let err = parse(DocFormat::Pdf, garbled_offsets.as_bytes()).unwrap_err();
+        assert!(matches!(err, ParseError::Pdf { .. }), "{err:?}");
+        assert!(err.to_string().contains("no page could be read"), "{err}");
+        for bytes in [wrong_start, broken_table] {
+            let err = parse(DocFormat::Pdf, bytes.as_bytes()).unwrap_err();
+            assert!(matches!(err, ParseError::Pdf { .. }), "{err:?}");
+        }
     }
 
     #[test]
@@ -175,9 +158,26 @@ mod tests {
     }
 
     #[test]
-    fn page_without_text_is_empty() {
-        let bytes = make_pdf(&[&[]], true);
+    fn pages_without_text_are_no_text_layer() {
+        let bytes = make_pdf(&[&[], &[], &[]], true);
         let err = parse(DocFormat::Pdf, &bytes).unwrap_err();
-        assert!(matches!(err, ParseError::Empty), "{err:?}");
+        assert!(
+            matches!(err, ParseError::NoTextLayer { pages: 3 }),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), "no_text_layer");
+        let bytes = make_pdf(&[&[(0, "   ")]], true);
+        let err = parse(DocFormat::Pdf, &bytes).unwrap_err();
+        assert!(
+            matches!(err, ParseError::NoTextLayer { pages: 1 }),
+            "{err:?}"
+        );
+        // The same pages in a file cut off before its end are a broken file, not a scan.
+        let bytes = make_pdf(&[&[], &[]], true);
+        let cut = &bytes[..bytes.len() - b"%%EOF\n".len()];
+        let err = parse(DocFormat::Pdf, cut).unwrap_err();
+        assert!(matches!(err, ParseError::Pdf { .. }), "{err:?}");
+        // lopdf itself refuses that file; the marker check covers readers that salvage it.
+        assert!(has_eof_marker(&bytes) && !has_eof_marker(cut));
     }
 }

@@ -17,7 +17,8 @@ pub(crate) fn parse(text: &str) -> Vec<Block> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{BlockKind, DocFormat, ParseError, parse};
+    use crate::test_support::xorshift_bytes;
+    use crate::{BlockKind, DocFormat, ParseError, detect_format, parse};
 
     #[test]
     fn splits_on_blank_lines_and_strips_bom() {
@@ -36,14 +37,44 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_and_nul_are_not_text() {
-        // "中文" in GBK.
-        let err = parse(DocFormat::Text, b"\xD6\xD0\xCE\xC4 text").unwrap_err();
-        assert!(matches!(err, ParseError::NotText { .. }), "{err:?}");
-        assert_eq!(err.code(), "not_text");
+    fn legacy_encodings_decode_and_binary_is_not_text() {
+        // "中文" in GBK: short, but still recognised.
+        let doc = parse(DocFormat::Text, b"\xD6\xD0\xCE\xC4 text").unwrap();
+        assert_eq!(doc.blocks[0].text, "中文 text");
         let err = parse(DocFormat::Text, b"abc\0def").unwrap_err();
         assert!(matches!(err, ParseError::NotText { .. }), "{err:?}");
-        let err = parse(DocFormat::Markdown, b"# T\n\xff").unwrap_err();
+        assert_eq!(err.code(), "not_text");
+        let err = parse(DocFormat::Markdown, b"# T\n\x01\x02\x03 body").unwrap_err();
         assert!(matches!(err, ParseError::NotText { .. }), "{err:?}");
+        // Random bytes named like text: the extension decides the format, the decoder
+        // refuses the content.
+        for (seed, len) in [(1, 100), (2, 5000), (3, 200_000)] {
+            let bytes = xorshift_bytes(len, seed);
+            let format = detect_format("random.txt", None, &bytes).unwrap();
+            assert_eq!(format, DocFormat::Text);
+            let err = parse(format, &bytes).unwrap_err();
+            assert_eq!(err.code(), "not_text", "{len}: {err}");
+            assert!(
+                err.to_string()
+                    .starts_with("the file is not text in a recognised encoding: ")
+            );
+        }
+    }
+
+    #[test]
+    fn huge_single_line_parses() {
+        const SIZE: usize = 2 << 20;
+        let latin = "word ".repeat(SIZE / 5);
+        let doc = parse(DocFormat::Text, latin.as_bytes()).unwrap();
+        assert_eq!(doc.blocks.len(), 1);
+        assert_eq!(doc.blocks[0].text.len(), latin.len() - 1);
+        let chinese = "中文字符没有标点".repeat(SIZE / 24);
+        for format in [DocFormat::Text, DocFormat::Markdown, DocFormat::Html] {
+            let doc = parse(format, chinese.as_bytes()).unwrap();
+            let total: usize = doc.blocks.iter().map(|b| b.text.len()).sum();
+            assert_eq!(total, chinese.len(), "{format:?}");
+        }
+        let doc = parse(DocFormat::Markdown, latin.as_bytes()).unwrap();
+        assert_eq!(doc.blocks[0].text.len(), latin.len() - 1);
     }
 }

@@ -156,7 +156,10 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
         "  raw embedder on one copy's {} chunks: {raw:.1} s  {raw_rate:.1} chunks/s",
         inputs.len()
     );
-    println!("  end-to-end / raw embedder chunks/s: {:.2}", rate / raw_rate);
+    println!(
+        "  end-to-end / raw embedder chunks/s: {:.2}",
+        rate / raw_rate
+    );
     if let Some(rss) = rss {
         println!("  peak RSS during the job: {rss:.0} MiB");
     }

@@ -15,10 +15,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http_body_util::BodyExt;
-use tower_http::trace::TraceLayer;
 use futures_util::Stream;
+use http_body_util::BodyExt;
 use serde::Deserialize;
+use tower_http::trace::TraceLayer;
 use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::{
@@ -104,7 +104,13 @@ async fn get_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
 ) -> Result<impl IntoResponse, ServiceError> {
-    blocking(move || Ok(Json(s.kb(&kb)?.info()))).await
+    blocking(move || {
+        let kb = s.kb(&kb)?;
+        let mut info = kb.info();
+        info.stored = Some(kb.stored_counts()?);
+        Ok(Json(info))
+    })
+    .await
 }
 
 async fn delete_kb(
@@ -398,7 +404,12 @@ async fn create_job(
 }
 
 async fn list_jobs(State(s): State<AppState>) -> Result<Json<JobList>, ServiceError> {
-    blocking(move || Ok(Json(JobList { jobs: s.jobs()?.list()? }))).await
+    blocking(move || {
+        Ok(Json(JobList {
+            jobs: s.jobs()?.list()?,
+        }))
+    })
+    .await
 }
 
 fn job_not_found(id: &str) -> ServiceError {
@@ -409,7 +420,13 @@ async fn get_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobInfo>, ServiceError> {
-    blocking(move || s.jobs()?.get(&id)?.map(Json).ok_or_else(|| job_not_found(&id))).await
+    blocking(move || {
+        s.jobs()?
+            .get(&id)?
+            .map(Json)
+            .ok_or_else(|| job_not_found(&id))
+    })
+    .await
 }
 
 async fn cancel_job(

@@ -27,8 +27,8 @@ pub fn run(
     server: Option<&str>,
 ) -> anyhow::Result<bool> {
     Services::check_kb_name(kb)?;
-    let dir = std::fs::canonicalize(dir)
-        .with_context(|| format!("cannot open {}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
     anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
     let bar = progress_bar();
     let info = match server {
@@ -59,10 +59,8 @@ pub fn run(
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} files · {msg} · {elapsed_precise}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files · {msg} · {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
@@ -111,7 +109,10 @@ fn summary(info: &JobInfo) {
         .max()
         .unwrap_or(4)
         .clamp(4, 60);
-    println!("\n{:<width$}  {:<7}  {:<18}  message", "file", "stage", "code");
+    println!(
+        "\n{:<width$}  {:<7}  {:<18}  message",
+        "file", "stage", "code"
+    );
     for e in &info.errors {
         println!(
             "{:<width$}  {:<7}  {:<18}  {}",
@@ -122,7 +123,10 @@ fn summary(info: &JobInfo) {
         );
     }
     if info.files_failed as usize > info.errors.len() {
-        println!("… and {} more", info.files_failed as usize - info.errors.len());
+        println!(
+            "… and {} more",
+            info.files_failed as usize - info.errors.len()
+        );
     }
 }
 
@@ -188,7 +192,8 @@ fn upload(
     let mut form = reqwest::blocking::multipart::Form::new();
     for (name, path) in files {
         form = form.text("document_id", name.clone());
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         // The server keeps only the last path component as the file name.
         let part = reqwest::blocking::multipart::Part::bytes(bytes).file_name(name.clone());
         form = form.part("file", part);
