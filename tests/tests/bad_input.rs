@@ -174,3 +174,155 @@ fn bad_uploads_and_requests() {
     let (_, body) = server.get("/v1/kbs/kb");
     assert_eq!(body["documents"], json!(2), "keep.md and good.txt: {body}");
 }
+
+/// A DOCX whose `word/document.xml` inflates to 200 MiB: a zip bomb.
+fn zip_bomb() -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    zip.start_file("[Content_Types].xml", options).unwrap();
+    zip.write_all(b"<Types/>").unwrap();
+    zip.start_file("word/document.xml", options).unwrap();
+    let block = vec![b' '; 1 << 20];
+    for _ in 0..200 {
+        zip.write_all(&block).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// Random bytes from a fixed-seed xorshift.
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A valid PDF whose cross-reference offsets all point at the wrong place.
+fn corrupt_xref_pdf() -> Vec<u8> {
+    let pdf = String::from_utf8(zhiku_e2e::simple_pdf(&["Text behind a broken xref."])).unwrap();
+    pdf.lines()
+        .map(|l| {
+            if l.ends_with(" 00000 n ") {
+                "0000000003 00000 n ".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
+}
+
+#[test]
+fn bad_files_in_a_job_fail_alone_and_leave_stored_documents_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("inbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("keep.md"),
+        "# Keep\n\nThe canary phrase is amber falcon.",
+    )
+    .unwrap();
+    let roots = format!("[\"{}\"]", root.path().display());
+    let server = Server::start_with_env(&[
+        ("ZHIKU_JOBS__IMPORT_ROOTS", &roots),
+        // Low enough that the 2 MB one-line file (~1,400 chunks) hits it while embedding.
+        ("ZHIKU_JOBS__FILE_TIMEOUT_SECS", "15"),
+    ]);
+    let import = json!({"kb": "inbox", "path": dir.to_str().unwrap()});
+    let (status, body) = server.post_json("/v1/jobs", &import);
+    assert_eq!(status, 202, "{body}");
+    let job = server.wait_job(body["job_id"].as_str().unwrap());
+    assert_eq!(job["files_indexed"], 1, "{job}");
+    let (_, kept) = server.get("/v1/kbs/inbox/documents/keep.md");
+
+    // Now every kind of bad file, and a broken new version of keep.md.
+    let mut truncated = zhiku_e2e::simple_pdf(&["Some text on a page."]);
+    truncated.truncate(truncated.len() / 2);
+    let (gbk, _, _) =
+        encoding_rs::GBK.encode("仓库管理制度：所有货物入库前必须登记。\n\n盘点每月进行一次。");
+    let one_line: String = (0..420_000)
+        .map(|i| ["alpha ", "beta ", "gamma ", "delta "][i % 4])
+        .collect::<String>()[..2 << 20]
+        .to_string();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("keep.md", vec![0u8; 64]),
+        ("truncated.pdf", truncated),
+        ("xref.pdf", corrupt_xref_pdf()),
+        ("scanned.pdf", zhiku_e2e::simple_pdf(&[""])),
+        ("empty.txt", Vec::new()),
+        ("garbage.txt", garbage(4096)),
+        ("notzip.docx", b"this is not a zip archive at all".to_vec()),
+        ("bomb.docx", zip_bomb()),
+        ("gbk.txt", gbk.into_owned()),
+        ("oneline.txt", one_line.into_bytes()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let (status, body) = server.post_json("/v1/jobs", &import);
+    assert_eq!(status, 202, "{body}");
+    let job = server.wait_job(body["job_id"].as_str().unwrap());
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let errors: std::collections::BTreeMap<String, (String, String)> = job["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+            (
+                e["name"].as_str().unwrap().to_string(),
+                (
+                    e["code"].as_str().unwrap().to_string(),
+                    e["stage"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect();
+    let expect = |name: &str, code: &str, stage: &str| {
+        assert_eq!(
+            errors.get(name),
+            Some(&(code.to_string(), stage.to_string())),
+            "{name}: {errors:?}"
+        );
+    };
+    expect("keep.md", "not_text", "parse");
+    expect("truncated.pdf", "invalid_pdf", "parse");
+    expect("xref.pdf", "invalid_pdf", "parse");
+    expect("scanned.pdf", "no_text_layer", "parse");
+    expect("empty.txt", "empty_document", "parse");
+    expect("garbage.txt", "not_text", "parse");
+    expect("notzip.docx", "invalid_docx", "parse");
+    expect("bomb.docx", "invalid_docx", "parse");
+    expect("oneline.txt", "timeout", "embed");
+    assert_eq!(errors.len(), 9, "{errors:?}");
+    assert_eq!(job["files_indexed"], 1, "only the GBK file: {job}");
+
+    // GBK text was decoded and is searchable in Chinese.
+    let hits = server.search("inbox", "货物入库登记", "keyword");
+    assert_eq!(hits[0]["document_id"], "gbk.txt", "{hits:?}");
+    // The stored keep.md is untouched.
+    let (_, still) = server.get("/v1/kbs/inbox/documents/keep.md");
+    assert_eq!(still, kept);
+    let hits = server.search("inbox", "amber falcon", "keyword");
+    assert_eq!(hits[0]["document_id"], "keep.md");
+
+    // A file name that tries to climb out is reduced to its last component.
+    let (status, body) = server.upload(
+        "inbox",
+        &[("../../escape.txt", b"Climbing names stay inside.".to_vec())],
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["documents"][0]["name"], "escape.txt");
+    assert!(!root.path().join("escape.txt").exists());
+    let (status, _) = server.get("/healthz");
+    assert_eq!(status, 200, "the service is still up");
+}

@@ -111,14 +111,40 @@ struct Budget<'a> {
     overlap: usize,
 }
 
+/// No chunk may be longer than this many bytes per token of budget, whatever the
+/// tokenizer says: WordPiece turns an over-long "word" into a single `[UNK]`, which would
+/// otherwise let megabytes of unspaced text pass as one token.
+const MAX_BYTES_PER_TOKEN: usize = 32;
+
 impl Budget<'_> {
     /// Trailing whitespace is dropped from emitted chunks, so it must not count against them.
     fn count(&self, text: &str) -> usize {
         self.counter.count(text.trim_end())
     }
 
+    /// Token count, or a cheap estimate above the budget for text that cannot fit: every
+    /// whitespace-separated word is at least one token (WordPiece, SentencePiece and
+    /// byte-level BPE all split at spaces), and the byte cap above applies. This keeps the
+    /// tokenizer away from megabyte-long texts, which it would otherwise see again at every
+    /// split level.
+    fn measure(&self, text: &str) -> usize {
+        let text = text.trim_end();
+        let cap = self.max.saturating_mul(MAX_BYTES_PER_TOKEN);
+        if text.len() > cap {
+            return (text.len() / MAX_BYTES_PER_TOKEN).max(self.max + 1);
+        }
+        let words = text.split_whitespace().take(self.max + 1).count();
+        if words > self.max {
+            return text.split_whitespace().count();
+        }
+        self.counter.count(text)
+    }
+
     fn fits(&self, text: &str) -> bool {
-        self.count(text) <= self.max
+        // No token is shorter than a byte (a leading word-boundary marker aside), so short
+        // texts fit without asking the tokenizer: this spares one call per word when a long
+        // line is cut into words.
+        text.trim_end().len() < self.max || self.measure(text) <= self.max
     }
 }
 
@@ -345,19 +371,24 @@ fn units<'t>(budget: &Budget<'_>, text: &'t str, level: Level) -> Vec<Unit<'t>> 
 /// boundaries) that fit.
 fn char_units<'t>(budget: &Budget<'_>, mut text: &'t str) -> Vec<Unit<'t>> {
     let mut out = Vec::new();
+    let mut guess = 1;
     while !text.is_empty() {
         let end_of = |chars: usize| {
             text.char_indices()
                 .nth(chars)
                 .map_or(text.len(), |(i, _)| i)
         };
+        // No piece can exceed the byte cap, so counting further chars is wasted work, and
+        // quadratic over a long unbroken line.
+        let total = text
+            .chars()
+            .take(budget.max.saturating_mul(MAX_BYTES_PER_TOKEN) + 1)
+            .count();
         // One character always goes, even over budget, so the loop makes progress.
-        let chars = longest_fit(
-            1,
-            usize::MAX,
-            |n| budget.fits(&text[..end_of(n)]),
-            |n| end_of(n) == text.len(),
-        );
+        let chars = aimed_fit(1, total, budget.max, guess, |n| {
+            budget.measure(&text[..end_of(n)])
+        });
+        guess = chars;
         let (head, rest) = text.split_at(end_of(chars));
         out.push(Unit {
             text: head,
@@ -368,36 +399,45 @@ fn char_units<'t>(budget: &Budget<'_>, mut text: &'t str) -> Vec<Unit<'t>> {
     out
 }
 
-/// The largest `n >= min` with `fits(n)`, taking `min` as given. Gallops then bisects, so
-/// the number of (tokenizer) calls grows with the log of the answer rather than linearly,
-/// which matters for long runs of tiny units. Counts are assumed to grow with length; where
-/// a tokenizer breaks that, the answer is merely shorter than possible, never over budget.
-fn longest_fit(
+/// The largest length `n` in `min..=max` with `measure(n) <= budget`, taking `min` as
+/// given. Each measurement aims the next guess in proportion to how far it was from the
+/// budget, so a piece usually costs two or three tokenizer calls on text of about its own
+/// size, instead of a gallop-and-bisect from zero. Measurements are assumed to grow with
+/// length; where a tokenizer breaks that, the answer is merely shorter than possible,
+/// never over budget.
+fn aimed_fit(
     min: usize,
     max: usize,
-    fits: impl Fn(usize) -> bool,
-    is_all: impl Fn(usize) -> bool,
+    budget: usize,
+    guess: usize,
+    measure: impl Fn(usize) -> usize,
 ) -> usize {
-    let mut good = min;
-    let mut step = 1;
-    while good < max && !is_all(good) {
-        let candidate = good.saturating_add(step).min(max);
-        if !fits(candidate) {
-            let mut bad = candidate;
-            while bad - good > 1 {
-                let mid = good + (bad - good) / 2;
-                if fits(mid) {
-                    good = mid;
-                } else {
-                    bad = mid;
-                }
-            }
-            break;
-        }
-        good = candidate;
-        step = step.saturating_mul(2);
+    if min >= max {
+        return min;
     }
-    good
+    // `lo` is known to fit (by fiat for `min`); `hi` is known not to, or is past `max`.
+    let (mut lo, mut hi) = (min, max + 1);
+    let mut n = guess;
+    while hi - lo > 1 {
+        if n <= lo || n >= hi {
+            // Without an upper bound, grow from what fits rather than bisect towards `max`:
+            // that would measure half of everything that is left, for every piece.
+            n = if hi > max {
+                lo.saturating_mul(2).clamp(lo + 1, max)
+            } else {
+                lo + (hi - lo) / 2
+            };
+        }
+        let m = measure(n);
+        if m <= budget {
+            lo = n;
+            n = if m == 0 { n * 2 } else { n * budget / m }.max(lo + 1);
+        } else {
+            hi = n;
+            n = n * budget / m;
+        }
+    }
+    lo
 }
 
 fn is_latin_terminator(c: char) -> bool {
@@ -493,13 +533,17 @@ fn pack_units(budget: &Budget<'_>, units: &[Unit<'_>], overlap: bool) -> Vec<Str
     // The piece being built starts at `start` (overlap included); `next` is the first unit
     // not yet in any piece, which the piece must take to make progress.
     let (mut start, mut next) = (0, 0);
+    let mut guess = 1;
     while next < units.len() {
-        let end = longest_fit(
-            next + 1,
-            units.len(),
-            |end| budget.fits(&join(start..end)),
-            |end| end == units.len(),
+        let length = aimed_fit(
+            next + 1 - start,
+            units.len() - start,
+            budget.max,
+            guess.max(next + 1 - start),
+            |length| budget.measure(&join(start..start + length)),
         );
+        guess = length;
+        let end = start + length;
         pieces.push(join(start..end));
         next = end;
         let mut from = end;

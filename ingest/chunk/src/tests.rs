@@ -359,3 +359,49 @@ fn chunks_a_parsed_markdown_document() {
     assert_eq!(texts(&chunks), ["Intro.", "Body one.\n\nBody two."]);
     assert_eq!(chunks[1].heading_path, ["Title", "Part"]);
 }
+
+/// Wraps a counter and records how many bytes it was asked to tokenize.
+struct Metered<'a> {
+    inner: &'a dyn TokenCounter,
+    bytes: std::cell::Cell<usize>,
+}
+
+impl TokenCounter for Metered<'_> {
+    fn count(&self, text: &str) -> usize {
+        self.bytes.set(self.bytes.get() + text.len());
+        self.inner.count(text)
+    }
+}
+
+#[test]
+fn long_unbroken_lines_cost_a_bounded_multiple_of_their_length() {
+    // Latin words without sentence ends, and CJK without any punctuation or spaces: the
+    // chunker must cut them with tokenizer work proportional to the text, not quadratic.
+    let latin: String = (0..40_000)
+        .map(|i| ["alpha ", "beta ", "gamma ", "delta "][i % 4])
+        .collect();
+    let cjk: String = (0..60_000u32)
+        .map(|i| char::from_u32(0x4E00 + (i * 7919) % 20_000).unwrap())
+        .collect();
+    for text in [latin, cjk] {
+        let doc = ParsedDocument {
+            format: DocFormat::Text,
+            title: None,
+            blocks: vec![Block {
+                kind: BlockKind::Paragraph,
+                text: text.clone(),
+                heading_path: vec![],
+                page: None,
+            }],
+        };
+        let meter = Metered {
+            inner: &Words,
+            bytes: std::cell::Cell::new(0),
+        };
+        let chunks = chunk_document(&doc, &meter, &ChunkerConfig::default());
+        assert!(chunks.len() > 100);
+        assert!(chunks.iter().all(|c| c.token_count <= 256));
+        let ratio = meter.bytes.get() as f64 / text.len() as f64;
+        assert!(ratio < 8.0, "tokenized {ratio:.1}x the text");
+    }
+}

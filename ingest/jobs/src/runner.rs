@@ -216,7 +216,15 @@ impl Context<'_> {
                 document: previous,
             }));
         }
-        match self.chunk_with_timeout(&input, bytes) {
+        let chunking = Instant::now();
+        let result = self.chunk_with_timeout(&input, bytes);
+        tracing::debug!(
+            file = %input.name,
+            ms = chunking.elapsed().as_millis() as u64,
+            chunks = result.as_ref().map_or(0, |c| c.records.len()),
+            "parsed and chunked"
+        );
+        match result {
             Ok(chunked) => Message::Work(Box::new(Work {
                 input,
                 size,
