@@ -4,7 +4,6 @@
 //! The binary is found through `ZHIKU_BIN`, or next to the test executable's target
 //! directory; `deploy/test.sh` builds it before running the tests.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -102,7 +101,13 @@ impl Server {
             .arg(models_dir())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log_path(&data))
+                    .expect("server log"),
+            ));
         for (k, v) in env {
             command.env(k, v);
         }
@@ -125,10 +130,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                let mut stderr = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut stderr);
-                }
+                let stderr = std::fs::read_to_string(log_path(&self.data)).unwrap_or_default();
                 panic!("zhiku exited early with {status}: {stderr}");
             }
             if let Ok(r) = self.client.get(format!("{}/healthz", self.url)).send()
@@ -279,10 +281,24 @@ fn into_parts(response: reqwest::blocking::Response) -> (u16, Value) {
     (status, body)
 }
 
+/// The server's stderr, kept beside (not in) its data directory's contents.
+fn log_path(data: &tempfile::TempDir) -> PathBuf {
+    data.path().join("server.log")
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server logged.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(log_path(&self.data)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- server log (last lines) ---");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

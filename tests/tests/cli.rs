@@ -105,3 +105,63 @@ fn ingest_directory_then_search_and_ask() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ingest_against_a_running_server() {
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(docs.path().join("hr")).unwrap();
+    std::fs::write(
+        docs.path().join("hr/leave.md"),
+        "# Leave\n\nEmployees get twenty days of paid leave a year.",
+    )
+    .unwrap();
+    std::fs::write(docs.path().join("broken.pdf"), b"%PDF-1.4 broken").unwrap();
+    let server = zhiku_e2e::Server::start();
+    let docs_arg = docs.path().to_str().unwrap();
+
+    // The server holds the data directory: a local run says so and points at --server.
+    let (code, _, stderr) = zhiku(server.data.path(), &["ingest", docs_arg, "--kb", "hr"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("in use") && stderr.contains("--server"),
+        "{stderr}"
+    );
+
+    // Through the server: same job machinery, same summary, partial failure exits 0.
+    let (code, stdout, stderr) = zhiku(
+        server.data.path(),
+        &["ingest", docs_arg, "--kb", "hr", "--server", &server.url],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("(1 indexed, 0 unchanged, 1 failed)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("broken.pdf") && l.contains("invalid_pdf")),
+        "{stdout}"
+    );
+    let (status, doc) = server.get("/v1/kbs/hr/documents/hr/leave.md");
+    assert_eq!(status, 200, "{doc}");
+    let hits = server.search("hr", "paid leave days", "keyword");
+    assert_eq!(hits[0]["document_id"], "hr/leave.md");
+
+    // Every file failing is a failed job and a non-zero exit.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("x.pdf"), b"%PDF-1.4 broken").unwrap();
+    let (code, stdout, _) = zhiku(
+        server.data.path(),
+        &[
+            "ingest",
+            bad.path().to_str().unwrap(),
+            "--kb",
+            "hr",
+            "--server",
+            &server.url,
+        ],
+    );
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("Failed"), "{stdout}");
+}

@@ -431,7 +431,7 @@ fn aimed_fit(
         let m = measure(n);
         if m <= budget {
             lo = n;
-            n = if m == 0 { n * 2 } else { n * budget / m }.max(lo + 1);
+            n = (n * budget).checked_div(m).unwrap_or(n * 2).max(lo + 1);
         } else {
             hi = n;
             n = n * budget / m;

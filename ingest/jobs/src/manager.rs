@@ -295,16 +295,6 @@ impl Jobs {
         }
         self.inner.wake.notify_all();
     }
-
-    /// Blocks until no job is queued or running (used by the CLI and tests).
-    pub fn wait_idle(&self) {
-        let mut queue = self.inner.queue.lock();
-        while !queue.is_empty() || !self.inner.live.lock().is_empty() {
-            self.inner
-                .wake
-                .wait_for(&mut queue, std::time::Duration::from_millis(100));
-        }
-    }
 }
 
 impl Inner {
@@ -336,6 +326,7 @@ impl Inner {
     /// Persists a finished job, publishes it and forgets its live state and staged files.
     fn finish(&self, job: &StoredJob) -> Result<(), JobError> {
         self.catalog.put_job(job)?;
+        self.catalog.forget_job_files(&job.info.id)?;
         self.publish(&job.info);
         self.live.lock().remove(&job.info.id);
         if !job.spec.uploads.is_empty() {
@@ -362,14 +353,43 @@ impl Inner {
                     self.wake.wait(&mut queue);
                 }
             };
-            if let Err(e) = self.run_job(&id) {
-                tracing::error!(job = %id, "job could not be recorded: {e}");
-                // Without a durable record the job cannot be trusted; forget its live state
-                // so waiting clients see the stored one.
-                self.live.lock().remove(&id);
-                self.wake.notify_all();
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_job(&id)));
+            let error = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(panic) => {
+                    // A bug must cost one job, not the worker and every job after it.
+                    let detail = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("panic");
+                    format!("internal error: {detail}")
+                }
+            };
+            tracing::error!(job = %id, "job failed: {error}");
+            self.fail(&id, error);
+        }
+    }
+
+    /// Records a job that could not run to its end as failed, as far as the catalog
+    /// allows, and releases its followers.
+    fn fail(&self, id: &str, message: String) {
+        if let Ok(Some(mut job)) = self.catalog.job(id) {
+            job.info = self.current(&job.info);
+            job.info.state = JobState::Failed;
+            job.info.message = Some(message);
+            job.info.eta_seconds = None;
+            job.info.finished_at = Some(now_rfc3339());
+            if let Err(e) = self.finish(&job) {
+                tracing::error!(job = %id, "could not record the failure: {e}");
             }
         }
+        // Without a durable record the live state cannot be trusted; followers then see
+        // the stored one.
+        self.live.lock().remove(id);
+        self.wake.notify_all();
     }
 
     fn run_job(&self, id: &str) -> Result<(), JobError> {

@@ -117,8 +117,10 @@ struct Work {
 }
 
 enum Message {
-    /// Chunked, waiting for vectors (feeder → embedder) or embedded (embedder → indexer).
+    /// Chunked, waiting for vectors (feeder → embedder).
     Work(Box<Work>),
+    /// Embedded, ready to store (embedder → indexer).
+    Embedded(Vec<Work>),
     /// Finished without a store write (unchanged or failed).
     Done(Box<FileResult>),
 }
@@ -153,37 +155,32 @@ impl Context<'_> {
         self.cancel.load(Ordering::Relaxed)
     }
 
-    fn read(&self, input: &Input) -> Result<(Arc<[u8]>, u64), (IngestError, u64)> {
+    /// The file's size (as far as known) and its bytes.
+    fn read(&self, input: &Input) -> (u64, Result<Arc<[u8]>, IngestError>) {
+        let limit = self.settings.max_file_bytes;
+        let too_large = |size| IngestError::TooLarge { size, limit };
         match &input.source {
             InputSource::Bytes(bytes) => {
                 let size = bytes.len() as u64;
-                if size > self.settings.max_file_bytes {
-                    return Err((
-                        IngestError::TooLarge {
-                            size,
-                            limit: self.settings.max_file_bytes,
-                        },
-                        size,
-                    ));
+                if size > limit {
+                    return (size, Err(too_large(size)));
                 }
-                Ok((bytes.clone(), size))
+                (size, Ok(bytes.clone()))
             }
             InputSource::Path(path) => {
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| (IngestError::Read(format!("{}: {e}", path.display())), 0))?;
-                let size = meta.len();
-                if size > self.settings.max_file_bytes {
-                    return Err((
-                        IngestError::TooLarge {
-                            size,
-                            limit: self.settings.max_file_bytes,
-                        },
-                        size,
-                    ));
+                let read_error =
+                    |e: std::io::Error| IngestError::Read(format!("{}: {e}", path.display()));
+                let size = match std::fs::metadata(path) {
+                    Ok(meta) => meta.len(),
+                    Err(e) => return (0, Err(read_error(e))),
+                };
+                if size > limit {
+                    return (size, Err(too_large(size)));
                 }
-                let bytes = std::fs::read(path)
-                    .map_err(|e| (IngestError::Read(format!("{}: {e}", path.display())), size))?;
-                Ok((bytes.into(), size))
+                (
+                    size,
+                    std::fs::read(path).map(Into::into).map_err(read_error),
+                )
             }
         }
     }
@@ -191,9 +188,10 @@ impl Context<'_> {
     /// Read, hash, compare with the stored version, parse and chunk one file.
     fn prepare(&self, input: Input) -> Message {
         let started = Instant::now();
-        let (bytes, size) = match self.read(&input) {
-            Ok(read) => read,
-            Err((e, size)) => return Message::Done(Box::new(failed(&input, size, &e))),
+        let (size, bytes) = self.read(&input);
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(e) => return Message::Done(Box::new(failed(&input, size, &e))),
         };
         let hash = content_hash(&bytes, &self.fingerprint);
         let previous = match self.kb.document(&input.document_id) {
@@ -353,7 +351,7 @@ fn embed(ctx: &Context, rx: Receiver<Message>, out: SyncSender<Message>) {
             };
             match message {
                 Ok(Message::Work(work)) => pending.push_back(work),
-                Ok(done @ Message::Done(_)) => {
+                Ok(done @ (Message::Done(_) | Message::Embedded(_))) => {
                     if out.send(done).is_err() {
                         return;
                     }
@@ -423,14 +421,17 @@ fn embed(ctx: &Context, rx: Receiver<Message>, out: SyncSender<Message>) {
                 pending = kept;
             }
         }
+        // Files finished by the same call travel together, so the indexer can commit them
+        // as one group: thousands of tiny files must not mean thousands of commits.
+        let mut finished = Vec::new();
         while pending
             .front()
             .is_some_and(|w| w.vectors.len() == w.chunked.records.len())
         {
-            let work = pending.pop_front().expect("front exists");
-            if out.send(Message::Work(work)).is_err() {
-                return;
-            }
+            finished.extend(pending.pop_front().map(|w| *w));
+        }
+        if !finished.is_empty() && out.send(Message::Embedded(finished)).is_err() {
+            return;
         }
     }
 }
@@ -441,7 +442,7 @@ fn index(
     rx: Receiver<Message>,
     recorder: &mut dyn Recorder,
 ) -> Result<(), IndexError> {
-    let mut works: Vec<Box<Work>> = Vec::new();
+    let mut works: Vec<Work> = Vec::new();
     let mut others: Vec<FileResult> = Vec::new();
     let mut ids: HashSet<String> = HashSet::new();
     let mut chunks = 0;
@@ -451,18 +452,22 @@ fn index(
         let mut next = first.map_err(|_| TryRecvError::Disconnected);
         loop {
             match next {
-                Ok(Message::Work(work)) => {
-                    // One version per document per commit: a second file with the same id
-                    // waits for the next group.
-                    if ids.contains(&work.input.document_id) {
-                        commit(ctx, &mut works, &mut others, recorder)?;
-                        ids.clear();
-                        chunks = 0;
+                Ok(Message::Embedded(embedded)) => {
+                    for work in embedded {
+                        // One version per document per commit: a second file with the same
+                        // id waits for the next group.
+                        if ids.contains(&work.input.document_id) {
+                            commit(ctx, &mut works, &mut others, recorder)?;
+                            ids.clear();
+                            chunks = 0;
+                        }
+                        ids.insert(work.input.document_id.clone());
+                        chunks += work.chunked.records.len();
+                        works.push(work);
                     }
-                    ids.insert(work.input.document_id.clone());
-                    chunks += work.chunked.records.len();
-                    works.push(work);
                 }
+                // The embedder forwards only finished files.
+                Ok(Message::Work(_)) => {}
                 Ok(Message::Done(result)) => others.push(*result),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
@@ -487,7 +492,7 @@ fn index(
 
 fn commit(
     ctx: &Context,
-    works: &mut Vec<Box<Work>>,
+    works: &mut Vec<Work>,
     others: &mut Vec<FileResult>,
     recorder: &mut dyn Recorder,
 ) -> Result<(), IndexError> {
@@ -505,7 +510,7 @@ fn commit(
             chunked,
             vectors,
             ..
-        } = work.as_mut();
+        } = work;
         let outcome = if previous.is_some() {
             DocumentOutcome::Updated
         } else {
