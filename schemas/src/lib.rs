@@ -364,6 +364,33 @@ pub struct JobInfo {
     pub finished_at: Option<String>,
 }
 
+impl JobInfo {
+    /// A queued job with no progress yet.
+    pub fn new(id: String, kb: String, source: JobSource, created_at: String) -> Self {
+        Self {
+            id,
+            kb,
+            source,
+            state: JobState::Queued,
+            files_total: 0,
+            files_done: 0,
+            files_indexed: 0,
+            files_unchanged: 0,
+            files_failed: 0,
+            chunks_indexed: 0,
+            bytes: 0,
+            files_per_second: 0.0,
+            chunks_per_second: 0.0,
+            eta_seconds: None,
+            errors: Vec::new(),
+            message: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
 /// `POST /v1/jobs` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -447,7 +447,7 @@ fn intent_key(kb: &str, id: &str, version: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zhiku_schemas::{DocumentStatus, JobState};
+    use zhiku_schemas::DocumentStatus;
 
     fn doc(id: &str, version: u64) -> DocumentInfo {
         DocumentInfo {
@@ -466,27 +466,7 @@ mod tests {
 
     fn job(id: &str) -> StoredJob {
         StoredJob {
-            info: JobInfo {
-                id: id.into(),
-                kb: "docs".into(),
-                source: JobSource::Upload,
-                state: JobState::Queued,
-                files_total: 0,
-                files_done: 0,
-                files_indexed: 0,
-                files_unchanged: 0,
-                files_failed: 0,
-                chunks_indexed: 0,
-                bytes: 0,
-                files_per_second: 0.0,
-                chunks_per_second: 0.0,
-                eta_seconds: None,
-                errors: vec![],
-                message: None,
-                created_at: now_rfc3339(),
-                started_at: None,
-                finished_at: None,
-            },
+            info: JobInfo::new(id.into(), "docs".into(), JobSource::Upload, now_rfc3339()),
             spec: JobSpec {
                 source: JobSource::Upload,
                 uploads: vec![],

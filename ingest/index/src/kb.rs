@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -69,6 +70,9 @@ pub struct KnowledgeBase {
     meta: KbMeta,
     catalog: Arc<Catalog>,
     visible: RwLock<Visible>,
+    /// Writes begun and not (successfully) finished: while non-zero, the stores may hold
+    /// chunks that are not visible.
+    unclean: AtomicUsize,
     // Writers take turns so the stores and the catalog change in the same order.
     write: Mutex<()>,
 }
@@ -85,6 +89,17 @@ pub struct KbView<'a> {
 }
 
 impl KbView<'_> {
+    /// How many hits to ask a store for: twice the limit while invisible chunks may exist
+    /// (a swap in flight, or a failed write awaiting the next start's cleanup), since
+    /// they are filtered out afterwards; exactly the limit otherwise.
+    fn fetch(&self, limit: usize) -> usize {
+        if self.kb.unclean.load(Ordering::SeqCst) > 0 {
+            limit * 2
+        } else {
+            limit
+        }
+    }
+
     fn keep(&self, hits: Vec<(ChunkRecord, f32)>, limit: usize) -> Vec<(ChunkRecord, f32)> {
         hits.into_iter()
             .filter(|(r, _)| {
@@ -102,8 +117,7 @@ impl KbView<'_> {
         vector: &[f32],
         limit: usize,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        // Ask for more than needed: chunks of a version being swapped are filtered out.
-        let hits = self.kb.vectors.search(vector, limit * 2)?;
+        let hits = self.kb.vectors.search(vector, self.fetch(limit))?;
         Ok(self.keep(hits, limit))
     }
 
@@ -113,7 +127,7 @@ impl KbView<'_> {
         query: &str,
         limit: usize,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        let hits = self.kb.keywords.search(query, limit * 2)?;
+        let hits = self.kb.keywords.search(query, self.fetch(limit))?;
         Ok(self.keep(hits, limit))
     }
 }
@@ -139,6 +153,7 @@ impl KnowledgeBase {
             meta,
             catalog,
             visible: RwLock::new(visible),
+            unclean: AtomicUsize::new(0),
             write: Mutex::new(()),
         })
     }
@@ -224,6 +239,7 @@ impl KnowledgeBase {
         mut extra: Commit,
     ) -> Result<Vec<DocumentInfo>, IndexError> {
         let _turn = self.write.lock();
+        self.unclean.fetch_add(1, Ordering::SeqCst);
         let name = &self.meta.name;
         let ids: Vec<&str> = docs.iter().map(|d| d.document.id.as_str()).collect();
         let versions = self.catalog.begin_versions(name, &ids)?;
@@ -280,6 +296,7 @@ impl KnowledgeBase {
         }
         self.vectors.flush()?;
         self.catalog.clear_intents(name, &intents)?;
+        self.unclean.fetch_sub(1, Ordering::SeqCst);
         Ok(stored)
     }
 
@@ -295,6 +312,7 @@ impl KnowledgeBase {
         if self.catalog.document(name, document_id)?.is_none() {
             return Ok(false);
         }
+        self.unclean.fetch_add(1, Ordering::SeqCst);
         {
             let mut visible = self.visible.write();
             self.catalog.commit(
@@ -316,6 +334,7 @@ impl KnowledgeBase {
                 version: 0,
             }],
         )?;
+        self.unclean.fetch_sub(1, Ordering::SeqCst);
         Ok(true)
     }
 

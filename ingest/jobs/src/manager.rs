@@ -69,27 +69,12 @@ pub struct Jobs {
 }
 
 fn new_info(kb: &str, source: JobSource) -> JobInfo {
-    JobInfo {
-        id: uuid::Uuid::new_v4().to_string(),
-        kb: kb.to_string(),
+    JobInfo::new(
+        uuid::Uuid::new_v4().to_string(),
+        kb.to_string(),
         source,
-        state: JobState::Queued,
-        files_total: 0,
-        files_done: 0,
-        files_indexed: 0,
-        files_unchanged: 0,
-        files_failed: 0,
-        chunks_indexed: 0,
-        bytes: 0,
-        files_per_second: 0.0,
-        chunks_per_second: 0.0,
-        eta_seconds: None,
-        errors: Vec::new(),
-        message: None,
-        created_at: now_rfc3339(),
-        started_at: None,
-        finished_at: None,
-    }
+        now_rfc3339(),
+    )
 }
 
 /// Adds one file's outcome to a job's counters.

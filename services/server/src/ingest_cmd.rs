@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use zhiku_jobs::source;
-use zhiku_schemas::{JobAccepted, JobInfo, JobState};
+use zhiku_schemas::{JobAccepted, JobInfo, JobSource, JobState};
 
 use crate::config::Config;
 use crate::services::{Models, Services};
@@ -216,27 +216,9 @@ fn upload(
 fn combine(kb: &str, infos: Vec<JobInfo>) -> JobInfo {
     let mut all = infos.iter();
     let Some(first) = all.next() else {
-        return JobInfo {
-            id: "-".into(),
-            kb: kb.into(),
-            source: zhiku_schemas::JobSource::Upload,
-            state: JobState::Succeeded,
-            files_total: 0,
-            files_done: 0,
-            files_indexed: 0,
-            files_unchanged: 0,
-            files_failed: 0,
-            chunks_indexed: 0,
-            bytes: 0,
-            files_per_second: 0.0,
-            chunks_per_second: 0.0,
-            eta_seconds: None,
-            errors: vec![],
-            message: None,
-            created_at: String::new(),
-            started_at: None,
-            finished_at: None,
-        };
+        let mut empty = JobInfo::new("-".into(), kb.into(), JobSource::Upload, String::new());
+        empty.state = JobState::Succeeded;
+        return empty;
     };
     let mut sum = first.clone();
     sum.id = infos
