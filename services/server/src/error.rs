@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use zhiku_generate::GenerateError;
 use zhiku_index::IndexError;
-use zhiku_ingest::IngestError;
 use zhiku_jobs::JobError;
 use zhiku_retrieve::RetrieveError;
 use zhiku_schemas::{ErrorBody, ErrorDetail, FileError};
@@ -37,9 +36,6 @@ pub enum ServiceError {
         /// Every failure.
         files: Vec<FileError>,
     },
-    /// Ingestion failed.
-    #[error(transparent)]
-    Ingest(#[from] IngestError),
     /// Retrieval failed.
     #[error(transparent)]
     Retrieve(#[from] RetrieveError),
@@ -75,7 +71,6 @@ impl ServiceError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             ServiceError::UploadFailed { status, code, .. } => (*status, code.as_str()),
-            ServiceError::Ingest(e) => (file_status(e.code()), e.code()),
             ServiceError::Job(JobError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ServiceError::Job(JobError::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
             ServiceError::Job(JobError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
