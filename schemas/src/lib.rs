@@ -63,6 +63,45 @@ pub struct SearchRequest {
     /// Retrieval mode (default hybrid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<SearchMode>,
+    /// How hybrid mode combines the two rankings (default from config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<Fusion>,
+    /// RRF constant for `fusion: rrf` (default from config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rrf_k: Option<f32>,
+    /// Weight of the dense side for `fusion: weighted`, 0 to 1 (default from config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f32>,
+    /// Hits scoring below this are dropped. The scale is the mode's: cosine similarity
+    /// (dense), BM25 (keyword), RRF or weighted score (hybrid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_score: Option<f32>,
+}
+
+impl SearchRequest {
+    /// A request for `query` with every option at its default.
+    pub fn new(query: impl Into<String>) -> Self {
+        Self {
+            query: query.into(),
+            top_k: None,
+            mode: None,
+            fusion: None,
+            rrf_k: None,
+            alpha: None,
+            min_score: None,
+        }
+    }
+}
+
+/// How hybrid search fuses the dense and keyword rankings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Reciprocal rank fusion: Σ 1/(rrf_k + rank); needs no score calibration.
+    #[default]
+    Rrf,
+    /// `alpha · dense + (1 − alpha) · keyword`, each min-max normalised over its candidates.
+    Weighted,
 }
 
 /// One search result.
@@ -76,8 +115,14 @@ pub struct SearchHit {
     pub document_name: String,
     /// Chunk text.
     pub text: String,
-    /// Relevance score; for hybrid search the RRF score, higher is better.
+    /// Relevance score in the mode's scale (see `min_score`); higher is better.
     pub score: f32,
+    /// Cosine similarity to the query, when the dense side found this chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense_score: Option<f32>,
+    /// BM25 score, when the keyword side found this chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword_score: Option<f32>,
     /// Heading path of the chunk's section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
@@ -95,6 +140,8 @@ impl SearchHit {
             document_name: record.document_name,
             text: record.text,
             score,
+            dense_score: None,
+            keyword_score: None,
             heading: record.heading,
             page: record.page,
         }
@@ -106,6 +153,20 @@ impl SearchHit {
 pub struct SearchResponse {
     /// Hits, best first.
     pub hits: Vec<SearchHit>,
+    /// True when nothing qualified (no match, or everything under `min_score`): the KB has
+    /// no relevant context for this query.
+    #[serde(default)]
+    pub no_relevant_context: bool,
+}
+
+impl SearchResponse {
+    /// A response for these hits.
+    pub fn new(hits: Vec<SearchHit>) -> Self {
+        Self {
+            no_relevant_context: hits.is_empty(),
+            hits,
+        }
+    }
 }
 
 /// `POST /v1/kbs/{kb}/ask` body.

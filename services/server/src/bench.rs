@@ -216,9 +216,9 @@ fn search(
         let mut times = Vec::with_capacity(iterations);
         for i in 0..iterations {
             let request = SearchRequest {
-                query: queries[i % queries.len()].clone(),
                 top_k: Some(10),
                 mode: Some(mode),
+                ..SearchRequest::new(queries[i % queries.len()].clone())
             };
             let started = Instant::now();
             services.search(kb, &request)?;

@@ -136,6 +136,10 @@ pub struct SearchConfig {
     pub candidates: usize,
     /// Reciprocal rank fusion constant.
     pub rrf_k: f32,
+    /// How hybrid search fuses its two rankings: `rrf` or `weighted`.
+    pub fusion: zhiku_schemas::Fusion,
+    /// Weight of the dense side in weighted fusion, 0 to 1.
+    pub alpha: f32,
 }
 
 impl Default for SearchConfig {
@@ -145,6 +149,8 @@ impl Default for SearchConfig {
             max_top_k: 100,
             candidates: 50,
             rrf_k: 60.0,
+            fusion: zhiku_schemas::Fusion::Rrf,
+            alpha: 0.5,
         }
     }
 }

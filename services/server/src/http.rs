@@ -475,12 +475,7 @@ async fn search(
     body: Result<Json<SearchRequest>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ServiceError> {
     let request = json_body(body)?;
-    blocking(move || {
-        Ok(Json(SearchResponse {
-            hits: s.search(&kb, &request)?,
-        }))
-    })
-    .await
+    blocking(move || Ok(Json(SearchResponse::new(s.search(&kb, &request)?)))).await
 }
 
 async fn ask(

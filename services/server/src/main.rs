@@ -161,11 +161,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let services = Services::load(config, Models::EmbedderOnly, false)?;
-            let hits = services.search(&kb, &SearchRequest { query, top_k, mode })?;
+            let request = SearchRequest {
+                top_k,
+                mode,
+                ..SearchRequest::new(query)
+            };
+            let hits = services.search(&kb, &request)?;
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&zhiku_schemas::SearchResponse { hits })?
+                    serde_json::to_string_pretty(&zhiku_schemas::SearchResponse::new(hits))?
                 );
             } else {
                 for (i, hit) in hits.iter().enumerate() {

@@ -199,11 +199,35 @@ impl Services {
         request: &SearchRequest,
     ) -> Result<Vec<SearchHit>, ServiceError> {
         let top_k = self.top_k(request.top_k)?;
+        let config = &self.config.search;
+        let rrf_k = request.rrf_k.unwrap_or(config.rrf_k);
+        if !(rrf_k.is_finite() && rrf_k > 0.0) {
+            return Err(ServiceError::bad_request(
+                "invalid_rrf_k",
+                "rrf_k must be a positive number",
+            ));
+        }
+        let alpha = request.alpha.unwrap_or(config.alpha);
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(ServiceError::bad_request(
+                "invalid_alpha",
+                "alpha must be between 0 and 1",
+            ));
+        }
+        if request.min_score.is_some_and(|m| !m.is_finite()) {
+            return Err(ServiceError::bad_request(
+                "invalid_min_score",
+                "min_score must be a finite number",
+            ));
+        }
         let options = SearchOptions {
             top_k,
             mode: request.mode.unwrap_or_default(),
-            candidates: self.config.search.candidates,
-            rrf_k: self.config.search.rrf_k,
+            candidates: config.candidates,
+            rrf_k,
+            fusion: request.fusion.unwrap_or(config.fusion),
+            alpha,
+            min_score: request.min_score,
         };
         let kb = self.kb(kb)?;
         Ok(zhiku_retrieve::search(
@@ -261,9 +285,8 @@ impl Services {
             ));
         }
         let search = SearchRequest {
-            query: question.to_string(),
             top_k: Some(request.top_k.unwrap_or(llm.context_chunks)),
-            mode: None,
+            ..SearchRequest::new(question)
         };
         let hits = self.search(kb, &search)?;
         if hits.is_empty() {
