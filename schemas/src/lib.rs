@@ -76,6 +76,9 @@ pub struct SearchRequest {
     /// (dense), BM25 (keyword), RRF or weighted score (hybrid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f32>,
+    /// Return up to this many neighbouring chunks on each side of every hit (0 to 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expand: Option<u32>,
 }
 
 impl SearchRequest {
@@ -89,6 +92,7 @@ impl SearchRequest {
             rrf_k: None,
             alpha: None,
             min_score: None,
+            expand: None,
         }
     }
 }
@@ -123,6 +127,12 @@ pub struct SearchHit {
     /// BM25 score, when the keyword side found this chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyword_score: Option<f32>,
+    /// Position of the chunk in its document, from 0.
+    #[serde(default)]
+    pub chunk_index: u32,
+    /// With `expand`: the chunks around this one in its document, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbors: Vec<Neighbor>,
     /// Heading path of the chunk's section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
@@ -142,10 +152,26 @@ impl SearchHit {
             score,
             dense_score: None,
             keyword_score: None,
+            chunk_index: record.chunk_index,
+            neighbors: Vec::new(),
             heading: record.heading,
             page: record.page,
         }
     }
+}
+
+/// A chunk next to a hit, returned with `expand`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Neighbor {
+    /// Chunk id.
+    pub chunk_id: String,
+    /// Position in the document.
+    pub chunk_index: u32,
+    /// Chunk text.
+    pub text: String,
+    /// 1-based PDF page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }
 
 /// `POST /v1/kbs/{kb}/search` response.

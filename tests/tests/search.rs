@@ -92,11 +92,61 @@ fn scores_fusion_and_thresholds() {
         assert!(hit["score"].as_f64().unwrap() >= 0.2, "{hit}");
     }
 
+    // Expansion: each hit comes with the chunks around it, from the same document.
+    let manual: String = (0..6)
+        .map(|i| {
+            format!(
+                "## Step {i}\n\n{}",
+                format!("Calibration step {i} of the spectrometer needs patience. ").repeat(30)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let (status, body) = server.upload("kb", &[("manual.md", manual.into_bytes())]);
+    assert_eq!(status, 201, "{body}");
+    let (status, expanded) = search(
+        &server,
+        json!({"query": "spectrometer calibration", "mode": "keyword", "top_k": 3, "expand": 1}),
+    );
+    assert_eq!(status, 200, "{expanded}");
+    for hit in expanded["hits"].as_array().unwrap() {
+        let index = hit["chunk_index"].as_u64().unwrap();
+        let neighbours: Vec<u64> = hit["neighbors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["chunk_index"].as_u64().unwrap())
+            .collect();
+        let expected: Vec<u64> = [index.checked_sub(1), Some(index + 1)]
+            .into_iter()
+            .flatten()
+            .filter(|&i| i < body["documents"][0]["chunks"].as_u64().unwrap())
+            .collect();
+        assert_eq!(neighbours, expected, "{hit}");
+        for n in hit["neighbors"].as_array().unwrap() {
+            assert!(
+                n["chunk_id"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(hit["document_id"].as_str().unwrap())
+            );
+        }
+    }
+    let (_, plain) = search(
+        &server,
+        json!({"query": "spectrometer calibration", "mode": "keyword", "top_k": 3}),
+    );
+    assert!(
+        plain["hits"][0]["neighbors"].is_null(),
+        "no expansion unless asked"
+    );
+
     // Bad options are 400s naming the problem.
     for (body, code) in [
         (json!({"query": "x", "alpha": 1.5}), "invalid_alpha"),
         (json!({"query": "x", "rrf_k": 0}), "invalid_rrf_k"),
         (json!({"query": "x", "fusion": "average"}), "invalid_json"),
+        (json!({"query": "x", "expand": 6}), "invalid_expand"),
     ] {
         let (status, error) = search(&server, body.clone());
         assert_eq!(

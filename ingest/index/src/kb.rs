@@ -121,6 +121,28 @@ impl KbView<'_> {
         Ok(self.keep(hits, limit))
     }
 
+    /// Up to `radius` chunks on each side of `hit` in its document (same version), in
+    /// order, without the hit itself.
+    pub fn neighbours(
+        &self,
+        hit: &ChunkRecord,
+        radius: u32,
+    ) -> Result<Vec<ChunkRecord>, IndexError> {
+        if radius == 0 {
+            return Ok(Vec::new());
+        }
+        let from = hit.chunk_index.saturating_sub(radius);
+        let to = hit.chunk_index.saturating_add(radius);
+        let chunks = self
+            .kb
+            .vectors
+            .chunks(&hit.document_id, hit.version, from, to)?;
+        Ok(chunks
+            .into_iter()
+            .filter(|c| c.chunk_index != hit.chunk_index)
+            .collect())
+    }
+
     /// BM25 keyword search over visible chunks.
     pub fn keyword_search(
         &self,

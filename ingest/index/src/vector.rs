@@ -9,7 +9,7 @@ use qdrant_edge::{
     Condition, CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
     EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath,
     Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
-    PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest,
+    PointOperations, PointStruct, QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest,
     SearchParams, UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface, WithVector,
 };
 use zhiku_schemas::ChunkRecord;
@@ -29,6 +29,14 @@ pub trait VectorStore: Send + Sync {
     fn flush(&self) -> Result<(), IndexError>;
     /// Chunk counts per `(document id, version)`: a full scan, for reconciliation only.
     fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError>;
+    /// The chunks of one document version whose index lies in `from..=to`, in order.
+    fn chunks(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<ChunkRecord>, IndexError>;
     /// The `limit` chunks nearest to `vector`, best first, with cosine similarity.
     fn search(&self, vector: &[f32], limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError>;
     /// Number of chunks stored.
@@ -67,6 +75,7 @@ pub struct EdgeVectorStore {
 
 const DOCUMENT_ID: &str = "document_id";
 const VERSION: &str = "version";
+const CHUNK_INDEX: &str = "chunk_index";
 /// Page size of reconciliation scans.
 const SCROLL_PAGE: usize = 1_000;
 
@@ -180,6 +189,53 @@ impl VectorStore for EdgeVectorStore {
         // serialised by the KB, but a panic must still not take the process down.
         catch_unwind(AssertUnwindSafe(|| self.shard.flush()))
             .map_err(|_| IndexError::Vector("flushing the shard failed".into()))
+    }
+
+    fn chunks(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<ChunkRecord>, IndexError> {
+        use qdrant_edge::external::ordered_float::OrderedFloat;
+        let mut filter = Self::versions_filter(document_id, None)?;
+        let must = filter.must.get_or_insert_with(Vec::new);
+        must.push(Condition::Field(FieldCondition::new_match(
+            json_path(VERSION)?,
+            Match::new_value(ValueVariants::Integer(version as i64)),
+        )));
+        must.push(Condition::Field(FieldCondition::new_range(
+            json_path(CHUNK_INDEX)?,
+            Range {
+                lt: None,
+                gt: None,
+                gte: Some(OrderedFloat(from as f64)),
+                lte: Some(OrderedFloat(to as f64)),
+            },
+        )));
+        let (records, _) = self.shard.scroll(ScrollRequest {
+            offset: None,
+            limit: Some((to - from) as usize + 1),
+            filter: Some(filter),
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(false),
+            order_by: None,
+        })?;
+        let mut chunks = records
+            .into_iter()
+            .map(|r| {
+                let payload = r
+                    .payload
+                    .ok_or_else(|| IndexError::Corrupt("point without payload".into()))?;
+                let value = serde_json::to_value(payload)
+                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+                serde_json::from_value::<ChunkRecord>(value)
+                    .map_err(|e| IndexError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        chunks.sort_by_key(|c| c.chunk_index);
+        Ok(chunks)
     }
 
     fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError> {
@@ -308,6 +364,13 @@ mod tests {
         let versions = store.versions().unwrap();
         assert_eq!(versions[&("a".to_string(), 1)], 2);
         assert_eq!(versions[&("a".to_string(), 2)], 1);
+        let around = store.chunks("a", 1, 0, 5).unwrap();
+        assert_eq!(
+            around.iter().map(|c| c.chunk_index).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert_eq!(store.chunks("a", 1, 1, 1).unwrap()[0].chunk_index, 1);
+        assert!(store.chunks("a", 7, 0, 5).unwrap().is_empty());
         store.delete_versions("a", Some(2)).unwrap();
         assert_eq!(store.count().unwrap(), 2);
         store.delete_versions("a", None).unwrap();

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use zhiku_embed::{EmbedError, Embedder};
 use zhiku_index::{IndexError, KnowledgeBase};
-use zhiku_schemas::{ChunkRecord, Fusion, SearchHit, SearchMode};
+use zhiku_schemas::{ChunkRecord, Fusion, Neighbor, SearchHit, SearchMode};
 
 /// Errors of retrieval.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,8 @@ pub struct SearchOptions {
     pub alpha: f32,
     /// Hits with a lower score (in the mode's scale) are dropped.
     pub min_score: Option<f32>,
+    /// Neighbouring chunks to return on each side of every hit.
+    pub expand: u32,
 }
 
 impl Default for SearchOptions {
@@ -55,6 +57,7 @@ impl Default for SearchOptions {
             fusion: Fusion::Rrf,
             alpha: 0.5,
             min_score: None,
+            expand: 0,
         }
     }
 }
@@ -239,13 +242,27 @@ pub fn search(
         })
         .collect(),
     };
-    drop(view);
-    Ok(fused
+    let mut hits = Vec::with_capacity(options.top_k);
+    for scored in fused
         .into_iter()
         .filter(|s| options.min_score.is_none_or(|min| s.score >= min))
         .take(options.top_k)
-        .map(Scored::into_hit)
-        .collect())
+    {
+        // Still inside the view: neighbours come from the same version as the hit.
+        let neighbors = view.neighbours(&scored.record, options.expand)?;
+        let mut hit = scored.into_hit();
+        hit.neighbors = neighbors
+            .into_iter()
+            .map(|c| Neighbor {
+                chunk_id: c.chunk_id,
+                chunk_index: c.chunk_index,
+                text: c.text,
+                page: c.page,
+            })
+            .collect();
+        hits.push(hit);
+    }
+    Ok(hits)
 }
 
 #[cfg(test)]

@@ -220,7 +220,15 @@ impl Services {
                 "min_score must be a finite number",
             ));
         }
+        let expand = request.expand.unwrap_or(0);
+        if expand > 5 {
+            return Err(ServiceError::bad_request(
+                "invalid_expand",
+                "expand must be between 0 and 5",
+            ));
+        }
         let options = SearchOptions {
+            expand,
             top_k,
             mode: request.mode.unwrap_or_default(),
             candidates: config.candidates,
