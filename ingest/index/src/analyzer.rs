@@ -134,6 +134,19 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_survive_whole() {
+        // Commands, encodings, versions and code names must match exactly, so they are
+        // kept as one term (with their parts as extra terms for recall).
+        assert_eq!(terms("od -t x1"), ["od", "t", "x1"]);
+        assert_eq!(terms("GB18030"), ["gb18030"]);
+        assert_eq!(terms("SIGKILL"), terms("sigkill"));
+        assert!(terms("iso-8859-1").contains(&"iso-8859-1".to_string()));
+        assert!(terms("v2.3.1").contains(&"v2.3.1".to_string()));
+        assert!(terms("x86_64").contains(&"x86_64".to_string()));
+        assert!(terms("第十二条").contains(&"第十二条".to_string()));
+    }
+
+    #[test]
     fn mixed_language() {
         let t = terms("用 apt-get 安装软件包");
         assert!(t.contains(&"apt".to_string()), "{t:?}");
