@@ -89,6 +89,13 @@ fn point_id(record: &ChunkRecord) -> PointId {
     PointId::Uuid(Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()))
 }
 
+/// The chunk stored as a point's payload.
+fn chunk_record(payload: Option<qdrant_edge::Payload>) -> Result<ChunkRecord, IndexError> {
+    let payload = payload.ok_or_else(|| IndexError::Corrupt("point without payload".into()))?;
+    let value = serde_json::to_value(payload).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+    serde_json::from_value(value).map_err(|e| IndexError::Corrupt(e.to_string()))
+}
+
 impl EdgeVectorStore {
     /// Opens the shard at `dir`, creating it for `dimension`-sized cosine vectors if absent.
     pub fn open(dir: &Path, dimension: usize, hnsw: HnswParams) -> Result<Self, IndexError> {
@@ -224,15 +231,7 @@ impl VectorStore for EdgeVectorStore {
         })?;
         let mut chunks = records
             .into_iter()
-            .map(|r| {
-                let payload = r
-                    .payload
-                    .ok_or_else(|| IndexError::Corrupt("point without payload".into()))?;
-                let value = serde_json::to_value(payload)
-                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
-                serde_json::from_value::<ChunkRecord>(value)
-                    .map_err(|e| IndexError::Corrupt(e.to_string()))
-            })
+            .map(|r| chunk_record(r.payload))
             .collect::<Result<Vec<_>, _>>()?;
         chunks.sort_by_key(|c| c.chunk_index);
         Ok(chunks)
@@ -251,13 +250,7 @@ impl VectorStore for EdgeVectorStore {
                 order_by: None,
             })?;
             for record in records {
-                let payload = record
-                    .payload
-                    .ok_or_else(|| IndexError::Corrupt("point without payload".into()))?;
-                let value = serde_json::to_value(payload)
-                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
-                let chunk: ChunkRecord = serde_json::from_value(value)
-                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+                let chunk = chunk_record(record.payload)?;
                 *counts
                     .entry((chunk.document_id, chunk.version))
                     .or_default() += 1;
@@ -298,16 +291,7 @@ impl VectorStore for EdgeVectorStore {
         })?;
         points
             .into_iter()
-            .map(|p| {
-                let payload = p
-                    .payload
-                    .ok_or_else(|| IndexError::Corrupt("vector hit without payload".into()))?;
-                let value = serde_json::to_value(payload)
-                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
-                let record = serde_json::from_value(value)
-                    .map_err(|e| IndexError::Corrupt(e.to_string()))?;
-                Ok((record, p.score))
-            })
+            .map(|p| Ok((chunk_record(p.payload)?, p.score)))
             .collect()
     }
 
