@@ -251,16 +251,13 @@ impl Catalog {
     /// Names of the KBs that have documents or pending intents.
     pub fn kbs(&self) -> Result<Vec<String>, CatalogError> {
         let txn = self.db.begin_read()?;
+        let kb_of = |key: &str| key.split(SEP).next().unwrap_or_default().to_string();
         let mut names = Vec::new();
-        for table in [txn.open_table(DOCS)?] {
-            for entry in table.iter()? {
-                let (key, _) = entry?;
-                names.extend(key.value().split(SEP).next().map(str::to_string));
-            }
+        for entry in txn.open_table(DOCS)?.iter()? {
+            names.push(kb_of(entry?.0.value()));
         }
         for entry in txn.open_table(INTENTS)?.iter()? {
-            let (key, _) = entry?;
-            names.extend(key.value().split(SEP).next().map(str::to_string));
+            names.push(kb_of(entry?.0.value()));
         }
         names.sort();
         names.dedup();

@@ -23,6 +23,11 @@ pub(crate) fn parse(text: &str, delimiter: Option<u8>) -> Vec<Block> {
 
 /// Rows of cleaned cells. Rows may differ in length: real exports have ragged lines.
 fn records(text: &str, delimiter: u8) -> impl Iterator<Item = Vec<String>> + '_ {
+    byte_records(text, delimiter).map(|record| record.iter().map(clean_cell).collect())
+}
+
+/// The raw records of `text` split at `delimiter`, rows of any length.
+fn byte_records(text: &str, delimiter: u8) -> impl Iterator<Item = csv::ByteRecord> + '_ {
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -32,7 +37,6 @@ fn records(text: &str, delimiter: u8) -> impl Iterator<Item = Vec<String>> + '_ 
         // Reading from memory with flexible rows and byte records cannot fail; were it to,
         // the rows read so far are still the best answer.
         .map_while(Result::ok)
-        .map(|record| record.iter().map(clean_cell).collect())
 }
 
 /// A cell as one line: every whitespace run (including newlines in quoted fields) becomes
@@ -49,13 +53,7 @@ fn clean_cell(cell: &[u8]) -> String {
 fn sniff(text: &str) -> u8 {
     let mut best = (0usize, CANDIDATES[0]);
     for &delimiter in CANDIDATES {
-        let counts: Vec<usize> = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(delimiter)
-            .from_reader(text.as_bytes())
-            .into_byte_records()
-            .map_while(Result::ok)
+        let counts: Vec<usize> = byte_records(text, delimiter)
             .filter(|r| r.iter().any(|f| !f.is_empty()))
             .take(SNIFF_RECORDS)
             .map(|r| r.len())

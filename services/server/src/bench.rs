@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Subcommand;
 use zhiku_schemas::{JobState, SearchMode, SearchRequest};
 
-use crate::collect_files;
 use crate::config::Config;
 use crate::services::{Models, Services};
 
@@ -59,17 +58,25 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Copies the corpus into `dest/copy<k>/<path index>/…`, `copies` times.
+/// Copies the corpus into `dest/copy<k>/<path index>/…`, `copies` times. Directories are
+/// listed the way an import job lists them.
 fn stage_corpus(paths: &[PathBuf], dest: &Path, copies: usize) -> anyhow::Result<Vec<PathBuf>> {
     let mut first = Vec::new();
     for (p, path) in paths.iter().enumerate() {
-        let base = if path.is_dir() {
-            path.clone()
+        let files: Vec<(PathBuf, PathBuf)> = if path.is_dir() {
+            let dir = std::fs::canonicalize(path)?;
+            zhiku_jobs::source::list(&dir, None)?
+                .into_iter()
+                .filter_map(|input| match input.source {
+                    zhiku_jobs::InputSource::Path(file) => Some((file, input.name.into())),
+                    zhiku_jobs::InputSource::Bytes(_) => None,
+                })
+                .collect()
         } else {
-            path.parent().map(Path::to_path_buf).unwrap_or_default()
+            let name = path.file_name().context("not a file name")?;
+            vec![(path.clone(), name.into())]
         };
-        for file in collect_files(std::slice::from_ref(path))? {
-            let relative = file.strip_prefix(&base).unwrap_or(&file).to_path_buf();
+        for (file, relative) in files {
             for k in 0..copies {
                 let target = dest.join(format!("copy{k}/{p}")).join(&relative);
                 if let Some(parent) = target.parent() {

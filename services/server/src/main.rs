@@ -8,7 +8,7 @@ mod ingest_cmd;
 mod services;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -278,37 +278,4 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// Every regular file under the given paths, directories walked recursively, sorted so
-/// runs are reproducible.
-pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("cannot list {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            for entry in entries {
-                let hidden = entry
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'));
-                if !hidden {
-                    walk(&entry, out)?;
-                }
-            }
-        } else if meta.is_file() {
-            out.push(path.to_path_buf());
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for path in paths {
-        walk(path, &mut out)?;
-    }
-    Ok(out)
 }
