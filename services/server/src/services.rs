@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
-use zhiku_embed::{Embedder, OnnxEmbedder};
+use zhiku_embed::Embedder;
 use zhiku_generate::{
     Generator, LlamaGenerator, SamplingParams, Source, build_grounded_prompt, not_found_answer,
 };
@@ -93,7 +93,7 @@ impl Services {
             }
             Models::EmbedderOnly => None,
         };
-        let embedder: Arc<dyn Embedder> = Arc::new(OnnxEmbedder::load(embedder_config)?);
+        let embedder = zhiku_embed::load(embedder_config)?;
         let registry = Arc::new(KbRegistry::open(&data_dir, config.hnsw(), catalog.clone())?);
         for (kb, report) in registry.reconcile_all()? {
             if report != Default::default() {

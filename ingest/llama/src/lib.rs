@@ -1,0 +1,90 @@
+//! The llama.cpp runtime shared by every stage that runs a GGUF model.
+//!
+//! llama.cpp may be initialised only once per process (`LlamaBackend::init` fails the
+//! second time), yet both the embedder and the generator need it; this crate owns that
+//! one backend so neither stage depends on the other.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::OnceLock;
+
+pub use llama_cpp_2;
+use llama_cpp_2::llama_backend::LlamaBackend;
+
+/// The process-wide llama.cpp backend, initialised on first use.
+///
+/// # Errors
+/// The reason llama.cpp could not be initialised (the same message on every call).
+pub fn backend() -> Result<&'static LlamaBackend, String> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            // llama.cpp writes a dozen lines to stderr per context, i.e. per request; our
+            // errors carry what callers need, so its chatter is dropped.
+            backend.void_logs();
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(|e| format!("cannot initialise llama.cpp: {e}"))
+}
+
+/// Why a path is not a GGUF file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GgufProblem {
+    /// Nothing at the path.
+    Missing,
+    /// Something is there but it is not a readable GGUF file; the text says what.
+    Invalid(String),
+}
+
+/// Checks the file is there and starts with the GGUF magic, so that a wrong path or a
+/// truncated download is reported as such instead of reaching the C++ loader.
+///
+/// # Errors
+/// [`GgufProblem`] naming what is wrong.
+pub fn check_gguf(path: &Path) -> Result<(), GgufProblem> {
+    if !path.exists() {
+        return Err(GgufProblem::Missing);
+    }
+    if !path.is_file() {
+        return Err(GgufProblem::Invalid("not a regular file".into()));
+    }
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| GgufProblem::Invalid(format!("cannot read the GGUF header: {e}")))?;
+    if &magic != b"GGUF" {
+        return Err(GgufProblem::Invalid(format!(
+            "does not start with the GGUF magic bytes (found {magic:02x?})"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_gguf_names_the_problem() {
+        let dir = std::env::temp_dir().join(format!("zhiku-llama-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(
+            check_gguf(&dir.join("absent.gguf")),
+            Err(GgufProblem::Missing)
+        );
+        assert!(matches!(check_gguf(&dir), Err(GgufProblem::Invalid(m)) if m.contains("regular")));
+        let bad = dir.join("bad.gguf");
+        std::fs::write(&bad, b"ONNX....").unwrap();
+        assert!(matches!(check_gguf(&bad), Err(GgufProblem::Invalid(m)) if m.contains("magic")));
+        let short = dir.join("short.gguf");
+        std::fs::write(&short, b"GG").unwrap();
+        assert!(matches!(check_gguf(&short), Err(GgufProblem::Invalid(m)) if m.contains("header")));
+        let good = dir.join("good.gguf");
+        std::fs::write(&good, b"GGUF\x03\0\0\0").unwrap();
+        assert_eq!(check_gguf(&good), Ok(()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
