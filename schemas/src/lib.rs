@@ -524,6 +524,24 @@ pub struct KbInfo {
     pub stored: Option<StoredCounts>,
 }
 
+/// Result of re-embedding a KB with the service's embedding model
+/// (`POST /v1/kbs/{kb}/reindex`, `zhiku reindex`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReindexResponse {
+    /// The KB, now on the new model.
+    pub kb: KbInfo,
+    /// Model the vectors were built with before.
+    pub previous_embedder: String,
+    /// Their dimension.
+    pub previous_dimension: usize,
+    /// Documents re-embedded.
+    pub documents: usize,
+    /// Chunks re-embedded.
+    pub chunks: usize,
+    /// Wall time of the reindex, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
 /// Entries in each index of a KB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredCounts {

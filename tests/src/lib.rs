@@ -39,6 +39,16 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
+/// The environment that switches the embedder from the default (multilingual-e5-small,
+/// GGUF) to all-MiniLM-L6-v2 on ONNX Runtime.
+pub const MINILM_ENV: [(&str, &str); 5] = [
+    ("ZHIKU_EMBEDDER__KIND", "onnx"),
+    ("ZHIKU_EMBEDDER__NAME", "all-minilm-l6-v2"),
+    ("ZHIKU_EMBEDDER__MODEL", "all-minilm-l6-v2/model.onnx"),
+    ("ZHIKU_EMBEDDER__QUERY_PREFIX", ""),
+    ("ZHIKU_EMBEDDER__PASSAGE_PREFIX", ""),
+];
+
 /// The `zhiku` binary under test.
 pub fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("ZHIKU_BIN") {

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use zhiku_e2e::{binary, models_dir};
+use zhiku_e2e::{MINILM_ENV, binary, models_dir};
 
 fn copy_models(to: &std::path::Path) {
     let from = models_dir();
@@ -19,15 +19,6 @@ fn copy_models(to: &std::path::Path) {
         }
     }
 }
-
-/// The environment that switches the embedder to all-MiniLM-L6-v2 on ONNX Runtime.
-const MINILM: [(&str, &str); 5] = [
-    ("ZHIKU_EMBEDDER__KIND", "onnx"),
-    ("ZHIKU_EMBEDDER__NAME", "all-minilm-l6-v2"),
-    ("ZHIKU_EMBEDDER__MODEL", "all-minilm-l6-v2/model.onnx"),
-    ("ZHIKU_EMBEDDER__QUERY_PREFIX", ""),
-    ("ZHIKU_EMBEDDER__PASSAGE_PREFIX", ""),
-];
 
 fn serve_with_models(models: &std::path::Path) -> (i32, String) {
     serve_with_env(models, &[])
@@ -53,7 +44,7 @@ fn missing_onnx_runtime_is_a_clear_error() {
     copy_models(dir.path());
     let lib = dir.path().join("onnxruntime/libonnxruntime.so.1.31.1");
     std::fs::remove_file(&lib).unwrap();
-    let (code, stderr) = serve_with_env(dir.path(), &MINILM);
+    let (code, stderr) = serve_with_env(dir.path(), &MINILM_ENV);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("libonnxruntime.so.1.31.1") && stderr.contains("deploy/setup.sh"),
@@ -92,7 +83,7 @@ fn corrupt_embedding_model_is_a_clear_error() {
     let onnx = dir.path().join("all-minilm-l6-v2/model.onnx");
     std::fs::remove_file(&onnx).unwrap();
     std::fs::write(&onnx, b"garbage").unwrap();
-    let (code, stderr) = serve_with_env(dir.path(), &MINILM);
+    let (code, stderr) = serve_with_env(dir.path(), &MINILM_ENV);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("model.onnx") && stderr.contains("deploy/setup.sh"),

@@ -1,7 +1,7 @@
 //! One knowledge base on disk, and the registry of all of them.
 //!
-//! Layout of `<data>/kbs/<name>/`: `vectors/` (Qdrant Edge shard), `keywords/` (Tantivy)
-//! and `kb.json` (which embedder built it, and the documents it holds).
+//! Layout of `<data>/kbs/<name>/`: `vectors*/` (Qdrant Edge shard; the one `kb.json` names),
+//! `keywords/` (Tantivy) and `kb.json` (which embedder built the vectors, and where they are).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,25 @@ pub struct KbMeta {
     pub embedder: String,
     /// Vector dimension.
     pub dimension: usize,
+    /// Directory of the vector store inside the KB's directory. A reindex builds a new one
+    /// beside it and switches by rewriting this file, which is atomic.
+    #[serde(default = "default_vectors_dir")]
+    pub vectors_dir: String,
+}
+
+fn default_vectors_dir() -> String {
+    "vectors".into()
+}
+
+/// What [`KnowledgeBase::reindex`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReindexReport {
+    /// Model and dimension the vectors were built with before.
+    pub from: (String, usize),
+    /// Documents re-embedded.
+    pub documents: usize,
+    /// Chunks re-embedded.
+    pub chunks: usize,
 }
 
 /// A new version of a document with its chunks and their vectors.
@@ -65,9 +84,13 @@ type Visible = HashMap<String, (u64, usize)>;
 /// so a search sees one version or the other, never both or neither.
 pub struct KnowledgeBase {
     dir: PathBuf,
-    vectors: Box<dyn VectorStore>,
+    name: String,
+    hnsw: HnswParams,
+    /// Swapped whole by a reindex; everyone else clones the `Arc` for the call at hand, so
+    /// a search that began on the old store finishes on it.
+    vectors: RwLock<Arc<dyn VectorStore>>,
     keywords: KeywordIndex,
-    meta: KbMeta,
+    meta: RwLock<KbMeta>,
     catalog: Arc<Catalog>,
     visible: RwLock<Visible>,
     /// Writes begun and not (successfully) finished: while non-zero, the stores may hold
@@ -86,6 +109,7 @@ fn io_err(path: &Path, e: std::io::Error) -> IndexError {
 pub struct KbView<'a> {
     kb: &'a KnowledgeBase,
     visible: RwLockReadGuard<'a, Visible>,
+    vectors: Arc<dyn VectorStore>,
 }
 
 impl KbView<'_> {
@@ -117,7 +141,7 @@ impl KbView<'_> {
         vector: &[f32],
         limit: usize,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        let hits = self.kb.vectors.search(vector, self.fetch(limit))?;
+        let hits = self.vectors.search(vector, self.fetch(limit))?;
         Ok(self.keep(hits, limit))
     }
 
@@ -134,7 +158,6 @@ impl KbView<'_> {
         let from = hit.chunk_index.saturating_sub(radius);
         let to = hit.chunk_index.saturating_add(radius);
         let chunks = self
-            .kb
             .vectors
             .chunks(&hit.document_id, hit.version, from, to)?;
         Ok(chunks
@@ -161,7 +184,8 @@ impl KnowledgeBase {
         hnsw: HnswParams,
         catalog: Arc<Catalog>,
     ) -> Result<Self, IndexError> {
-        let vectors = EdgeVectorStore::open(&dir.join("vectors"), meta.dimension, hnsw)?;
+        remove_retired_vectors(dir, &meta.vectors_dir)?;
+        let vectors = EdgeVectorStore::open(&dir.join(&meta.vectors_dir), meta.dimension, hnsw)?;
         let keywords = KeywordIndex::open(&dir.join("keywords"))?;
         let visible = catalog
             .all_documents(&meta.name)?
@@ -170,9 +194,11 @@ impl KnowledgeBase {
             .collect();
         Ok(Self {
             dir: dir.to_path_buf(),
-            vectors: Box::new(vectors),
+            name: meta.name.clone(),
+            hnsw,
+            vectors: RwLock::new(Arc::new(vectors)),
             keywords,
-            meta,
+            meta: RwLock::new(meta),
             catalog,
             visible: RwLock::new(visible),
             unclean: AtomicUsize::new(0),
@@ -183,7 +209,7 @@ impl KnowledgeBase {
     fn save_meta(&self) -> Result<(), IndexError> {
         let path = self.dir.join(META_FILE);
         let tmp = self.dir.join(format!("{META_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(&self.meta)
+        let json = serde_json::to_vec_pretty(&*self.meta.read())
             .map_err(|e| IndexError::Corrupt(e.to_string()))?;
         // Write-then-rename: a crash leaves the old file or the new one, never half of one.
         std::fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
@@ -191,13 +217,18 @@ impl KnowledgeBase {
     }
 
     /// The KB's metadata.
-    pub fn meta(&self) -> &KbMeta {
-        &self.meta
+    pub fn meta(&self) -> KbMeta {
+        self.meta.read().clone()
+    }
+
+    /// The vector store in use right now.
+    fn vectors(&self) -> Arc<dyn VectorStore> {
+        self.vectors.read().clone()
     }
 
     /// A KB may only be written or queried with the embedding model that built it.
     pub fn ensure_model(&self, embedder: &str, dimension: usize) -> Result<(), IndexError> {
-        let meta = &self.meta;
+        let meta = self.meta.read();
         if meta.embedder != embedder || meta.dimension != dimension {
             return Err(IndexError::ModelMismatch {
                 kb: format!("{} ({} dims)", meta.embedder, meta.dimension),
@@ -210,12 +241,13 @@ impl KnowledgeBase {
     /// Summary for listings.
     pub fn info(&self) -> KbInfo {
         let visible = self.visible.read();
+        let meta = self.meta.read();
         KbInfo {
-            name: self.meta.name.clone(),
+            name: self.name.clone(),
             documents: visible.len(),
             chunks: visible.values().map(|(_, chunks)| chunks).sum(),
-            embedder: self.meta.embedder.clone(),
-            dimension: self.meta.dimension,
+            embedder: meta.embedder.clone(),
+            dimension: meta.dimension,
             stored: None,
         }
     }
@@ -223,14 +255,14 @@ impl KnowledgeBase {
     /// Entries physically in each index.
     pub fn stored_counts(&self) -> Result<StoredCounts, IndexError> {
         Ok(StoredCounts {
-            vectors: self.vectors.count()?,
+            vectors: self.vectors().count()?,
             keywords: self.keywords.count(),
         })
     }
 
     /// One document's catalog entry.
     pub fn document(&self, id: &str) -> Result<Option<DocumentInfo>, IndexError> {
-        Ok(self.catalog.document(&self.meta.name, id)?)
+        Ok(self.catalog.document(&self.name, id)?)
     }
 
     /// A page of documents in id order after `after`, and whether more follow.
@@ -239,7 +271,7 @@ impl KnowledgeBase {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<DocumentInfo>, bool), IndexError> {
-        Ok(self.catalog.documents(&self.meta.name, after, limit)?)
+        Ok(self.catalog.documents(&self.name, after, limit)?)
     }
 
     /// A consistent read view for one search.
@@ -247,6 +279,7 @@ impl KnowledgeBase {
         KbView {
             kb: self,
             visible: self.visible.read(),
+            vectors: self.vectors(),
         }
     }
 
@@ -261,8 +294,9 @@ impl KnowledgeBase {
         mut extra: Commit,
     ) -> Result<Vec<DocumentInfo>, IndexError> {
         let _turn = self.write.lock();
+        let vectors = self.vectors();
         self.unclean.fetch_add(1, Ordering::SeqCst);
-        let name = &self.meta.name;
+        let name = &self.name;
         let ids: Vec<&str> = docs.iter().map(|d| d.document.id.as_str()).collect();
         let versions = self.catalog.begin_versions(name, &ids)?;
         let now = now_rfc3339();
@@ -277,7 +311,7 @@ impl KnowledgeBase {
             for (record, _) in &mut points {
                 record.version = version;
             }
-            self.vectors.upsert(&points)?;
+            vectors.upsert(&points)?;
             let records: Vec<ChunkRecord> = points.into_iter().map(|(r, _)| r).collect();
             self.keywords.add(&records)?;
             chunks += records.len();
@@ -297,7 +331,7 @@ impl KnowledgeBase {
         }
         // Both stores durable before the catalog points at the new versions.
         self.keywords.commit()?;
-        self.vectors.flush()?;
+        vectors.flush()?;
         extra.upserts = stored.clone();
         {
             // Taking the write lock waits for searches that still use the old versions.
@@ -308,15 +342,15 @@ impl KnowledgeBase {
             }
         }
         for doc in &stored {
-            self.vectors.delete_versions(&doc.id, Some(doc.version))?;
+            vectors.delete_versions(&doc.id, Some(doc.version))?;
             self.keywords.delete_versions(&doc.id, Some(doc.version))?;
         }
         self.keywords.commit()?;
         if chunks > 0 {
             // No background optimizer runs in Qdrant Edge: index after every batch.
-            self.vectors.optimize()?;
+            vectors.optimize()?;
         }
-        self.vectors.flush()?;
+        vectors.flush()?;
         self.catalog.clear_intents(name, &intents)?;
         self.unclean.fetch_sub(1, Ordering::SeqCst);
         Ok(stored)
@@ -324,13 +358,13 @@ impl KnowledgeBase {
 
     /// Records job progress that produced no document (failed or unchanged files).
     pub fn record(&self, extra: &Commit) -> Result<(), IndexError> {
-        Ok(self.catalog.commit(&self.meta.name, extra)?)
+        Ok(self.catalog.commit(&self.name, extra)?)
     }
 
     /// Removes a document from both indexes. Returns whether it existed.
     pub fn delete_document(&self, document_id: &str) -> Result<bool, IndexError> {
         let _turn = self.write.lock();
-        let name = &self.meta.name;
+        let name = &self.name;
         if self.catalog.document(name, document_id)?.is_none() {
             return Ok(false);
         }
@@ -348,7 +382,7 @@ impl KnowledgeBase {
         }
         self.drop_versions(document_id, None)?;
         self.keywords.commit()?;
-        self.vectors.flush()?;
+        self.vectors().flush()?;
         self.catalog.clear_intents(
             name,
             &[Intent {
@@ -361,7 +395,7 @@ impl KnowledgeBase {
     }
 
     fn drop_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError> {
-        self.vectors.delete_versions(document_id, keep)?;
+        self.vectors().delete_versions(document_id, keep)?;
         self.keywords.delete_versions(document_id, keep)
     }
 
@@ -369,7 +403,7 @@ impl KnowledgeBase {
     /// and, if chunk counts still disagree, scans both stores for strays and gaps.
     pub fn reconcile(&self) -> Result<ReconcileReport, IndexError> {
         let _turn = self.write.lock();
-        let name = &self.meta.name;
+        let name = &self.name;
         let mut report = ReconcileReport::default();
         let intents = self.catalog.intents(name)?;
         for intent in &intents {
@@ -383,15 +417,15 @@ impl KnowledgeBase {
         report.intents_replayed = intents.len();
         if !intents.is_empty() {
             self.keywords.commit()?;
-            self.vectors.flush()?;
+            self.vectors().flush()?;
             self.catalog.clear_intents(name, &intents)?;
         }
         let expected: usize = self.visible.read().values().map(|(_, c)| c).sum();
-        if self.vectors.count()? == expected && self.keywords.count() == expected {
+        if self.vectors().count()? == expected && self.keywords.count() == expected {
             return Ok(report);
         }
         report.full_scan = true;
-        let vectors = self.vectors.versions()?;
+        let vectors = self.vectors().versions()?;
         let keywords = self.keywords.versions()?;
         let visible = self.visible.read().clone();
         let mut strays: Vec<&String> = vectors
@@ -407,7 +441,7 @@ impl KnowledgeBase {
         }
         report.stray_versions_removed = strays.len();
         self.keywords.commit()?;
-        self.vectors.flush()?;
+        self.vectors().flush()?;
         for (id, (version, chunks)) in &visible {
             let key = (id.clone(), *version);
             let complete = vectors.get(&key) == Some(chunks) && keywords.get(&key) == Some(chunks);
@@ -422,6 +456,122 @@ impl KnowledgeBase {
         report.damaged.sort();
         Ok(report)
     }
+
+    /// Re-embeds every current chunk with another model and switches the KB to it.
+    ///
+    /// The new vectors go into a fresh store beside the old one; `kb.json` is then
+    /// rewritten to name it (one atomic rename) and the old store is removed. Searches keep
+    /// using the old store until the switch; writes to this KB wait until the reindex ends,
+    /// so none is lost. A crash before the switch leaves the KB on the old model, and the
+    /// half-built store is removed on the next open. The keyword index and the catalog are
+    /// untouched: chunk texts stay as they were cut (with the old model's token counts)
+    /// until a document is ingested again.
+    ///
+    /// `embed` turns a batch of chunks into one vector of `dimension` each.
+    pub fn reindex(
+        &self,
+        embedder: &str,
+        dimension: usize,
+        embed: &mut dyn FnMut(&[ChunkRecord]) -> Result<Vec<Vec<f32>>, String>,
+    ) -> Result<ReindexReport, IndexError> {
+        let _turn = self.write.lock();
+        let old = self.meta();
+        let next_dir = format!("vectors-{}", uuid::Uuid::new_v4().simple());
+        let next = EdgeVectorStore::open(&self.dir.join(&next_dir), dimension, self.hnsw)?;
+        let current = self.vectors();
+        let documents: Vec<(String, (u64, usize))> = self
+            .visible
+            .read()
+            .iter()
+            .map(|(id, v)| (id.clone(), *v))
+            .collect();
+        let chunks = match copy_reembedded(current.as_ref(), &next, &documents, embed) {
+            Ok(chunks) => chunks,
+            Err(e) => {
+                drop(next);
+                remove_retired_vectors(&self.dir, &old.vectors_dir)?;
+                return Err(e);
+            }
+        };
+        {
+            // The switch happens with no search in flight on the visibility map, so a
+            // search never mixes the two stores.
+            let _visible = self.visible.write();
+            let mut meta = self.meta.write();
+            meta.embedder = embedder.to_string();
+            meta.dimension = dimension;
+            meta.vectors_dir = next_dir.clone();
+            drop(meta);
+            if let Err(e) = self.save_meta() {
+                *self.meta.write() = old.clone();
+                return Err(e);
+            }
+            *self.vectors.write() = Arc::new(next);
+        }
+        // The shard flushes on drop into its directory, so the directory goes only once the
+        // last search holding the old store has finished; if one outlasts the wait, the next
+        // open removes the leftover instead.
+        if close_when_unused(current, Duration::from_secs(60)).is_ok() {
+            remove_retired_vectors(&self.dir, &next_dir)?;
+        }
+        Ok(ReindexReport {
+            from: (old.embedder, old.dimension),
+            documents: documents.len(),
+            chunks,
+        })
+    }
+}
+
+/// Re-embeds the chunks of `documents` (id, (version, chunk count)) from `from` into
+/// `to`, batch by batch, and makes `to` durable. Returns the chunks copied.
+fn copy_reembedded(
+    from: &dyn VectorStore,
+    to: &EdgeVectorStore,
+    documents: &[(String, (u64, usize))],
+    embed: &mut dyn FnMut(&[ChunkRecord]) -> Result<Vec<Vec<f32>>, String>,
+) -> Result<usize, IndexError> {
+    /// Chunks embedded and stored per call: bounds memory on large documents.
+    const BATCH: u32 = 64;
+    let mut chunks = 0;
+    for (id, (version, count)) in documents {
+        let mut start = 0u32;
+        while (start as usize) < *count {
+            let records = from.chunks(id, *version, start, start + BATCH - 1)?;
+            if records.is_empty() {
+                break;
+            }
+            let vectors = embed(&records).map_err(IndexError::Embedding)?;
+            if vectors.len() != records.len() {
+                return Err(IndexError::Embedding(format!(
+                    "{} vectors for {} chunks",
+                    vectors.len(),
+                    records.len()
+                )));
+            }
+            chunks += records.len();
+            start += BATCH;
+            to.upsert(&records.into_iter().zip(vectors).collect::<Vec<_>>())?;
+        }
+    }
+    to.optimize()?;
+    to.flush()?;
+    Ok(chunks)
+}
+
+/// Removes vector stores in a KB directory other than `keep`: ones a reindex replaced, or
+/// half-built by one that crashed.
+fn remove_retired_vectors(dir: &Path, keep: &str) -> Result<(), IndexError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("vectors") && name != keep && entry.path().is_dir() {
+            std::fs::remove_dir_all(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// All knowledge bases under a data directory, opened lazily and shared.
@@ -538,6 +688,7 @@ impl KbRegistry {
             name: name.to_string(),
             embedder: embedder.to_string(),
             dimension,
+            vectors_dir: default_vectors_dir(),
         };
         let kb = KnowledgeBase::open_dir(&dir, meta, self.hnsw, self.catalog.clone())?;
         // kb.json is written last: its presence marks a complete KB.
@@ -593,24 +744,18 @@ impl KbRegistry {
     }
 }
 
-/// Drops the KB once no one else holds it, or gives it back after `patience`.
-fn close_when_unused(
-    mut kb: Arc<KnowledgeBase>,
-    patience: Duration,
-) -> Result<(), Arc<KnowledgeBase>> {
+/// Drops `shared` once no one else holds it, or gives it back after `patience`.
+fn close_when_unused<T: ?Sized>(shared: Arc<T>, patience: Duration) -> Result<(), Arc<T>> {
     let deadline = Instant::now() + patience;
     loop {
-        match Arc::try_unwrap(kb) {
-            Ok(owned) => {
-                drop(owned);
-                return Ok(());
-            }
-            Err(shared) if Instant::now() >= deadline => return Err(shared),
-            Err(shared) => {
-                kb = shared;
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if Arc::strong_count(&shared) == 1 {
+            drop(shared);
+            return Ok(());
         }
+        if Instant::now() >= deadline {
+            return Err(shared);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -663,6 +808,77 @@ mod tests {
     }
 
     #[test]
+    fn reindex_switches_model_and_keeps_every_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = open(dir.path());
+        let kb = registry.get_or_create("docs", "old-model", 2).unwrap();
+        kb.write(
+            vec![
+                write("d1", &[("alpha", [1.0, 0.0]), ("beta", [0.0, 1.0])]),
+                write("d2", &[("gamma", [0.5, 0.5])]),
+            ],
+            Commit::default(),
+        )
+        .unwrap();
+        // A 3-dimensional "model": one axis per chunk text, so each chunk is findable.
+        let axis = |text: &str| match text {
+            "alpha" => vec![1.0, 0.0, 0.0],
+            "beta" => vec![0.0, 1.0, 0.0],
+            _ => vec![0.0, 0.0, 1.0],
+        };
+        let report = kb
+            .reindex("new-model", 3, &mut |records| {
+                Ok(records.iter().map(|r| axis(&r.text)).collect())
+            })
+            .unwrap();
+        assert_eq!(report.from, ("old-model".to_string(), 2));
+        assert_eq!((report.documents, report.chunks), (2, 3));
+        assert!(kb.ensure_model("old-model", 2).is_err());
+        kb.ensure_model("new-model", 3).unwrap();
+        let hit =
+            |kb: &KnowledgeBase, v: &[f32]| kb.view().dense_search(v, 1).unwrap()[0].0.text.clone();
+        assert_eq!(hit(&kb, &[0.0, 1.0, 0.0]), "beta");
+        assert_eq!(kb.view().keyword_search("gamma", 5).unwrap().len(), 1);
+        let stores: Vec<String> = std::fs::read_dir(dir.path().join("kbs/docs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("vectors"))
+            .collect();
+        assert_eq!(
+            stores,
+            vec![kb.meta().vectors_dir.clone()],
+            "the old store is gone"
+        );
+
+        // A failing model leaves the KB as it was.
+        let err = kb.reindex("broken", 3, &mut |_| Err("out of memory".into()));
+        assert!(matches!(err, Err(IndexError::Embedding(m)) if m.contains("out of memory")));
+        kb.ensure_model("new-model", 3).unwrap();
+        drop(kb);
+        drop(registry);
+
+        let reopened = open(dir.path());
+        let kb = reopened.get("docs").unwrap().unwrap();
+        kb.ensure_model("new-model", 3).unwrap();
+        assert_eq!(hit(&kb, &[1.0, 0.0, 0.0]), "alpha");
+        assert_eq!(kb.stored_counts().unwrap().vectors, 3);
+        let stores = std::fs::read_dir(dir.path().join("kbs/docs"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("vectors")
+            })
+            .count();
+        assert_eq!(
+            stores, 1,
+            "the failed reindex's half-built store was removed"
+        );
+    }
+
+    #[test]
     fn create_list_replace_delete() {
         let dir = tempfile::tempdir().unwrap();
         let registry = open(dir.path());
@@ -692,7 +908,7 @@ mod tests {
         assert_eq!(view.dense_search(&[0.0, 1.0], 5).unwrap().len(), 2);
         drop(view);
         assert_eq!(
-            kb.vectors.count().unwrap(),
+            kb.vectors().count().unwrap(),
             2,
             "the old version left the vectors"
         );
@@ -710,7 +926,7 @@ mod tests {
         assert_eq!(kb.reconcile().unwrap(), ReconcileReport::default());
         assert!(kb.delete_document("d1").unwrap());
         assert!(!kb.delete_document("d1").unwrap());
-        assert_eq!(kb.vectors.count().unwrap(), 0);
+        assert_eq!(kb.vectors().count().unwrap(), 0);
         drop(kb);
         assert!(reopened.delete("docs").unwrap());
         assert!(!reopened.delete("docs").unwrap());
@@ -734,13 +950,13 @@ mod tests {
         let version = registry.catalog().begin_versions("docs", &["d1"]).unwrap()[0];
         let mut crashed = write("d1", &[("beta", [0.0, 1.0])]);
         crashed.points[0].0.version = version;
-        kb.vectors.upsert(&crashed.points).unwrap();
+        kb.vectors().upsert(&crashed.points).unwrap();
         kb.keywords.add(&[crashed.points[0].0.clone()]).unwrap();
         kb.keywords.commit().unwrap();
         // And a stray chunk with no intent at all (e.g. a lost catalog write).
         let mut stray = write("ghost", &[("gamma", [0.5, 0.5])]);
         stray.points[0].0.version = 99;
-        kb.vectors.upsert(&stray.points).unwrap();
+        kb.vectors().upsert(&stray.points).unwrap();
         assert!(
             kb.view().keyword_search("beta", 5).unwrap().is_empty(),
             "uncommitted is invisible"
@@ -756,7 +972,7 @@ mod tests {
         assert_eq!(report.stray_versions_removed, 1);
         assert!(report.damaged.is_empty());
         let kb = registry.get("docs").unwrap().unwrap();
-        assert_eq!(kb.vectors.count().unwrap(), 1);
+        assert_eq!(kb.vectors().count().unwrap(), 1);
         assert_eq!(kb.keywords.count(), 1);
         assert_eq!(kb.view().keyword_search("alpha", 5).unwrap().len(), 1);
         assert!(registry.catalog().intents("docs").unwrap().is_empty());

@@ -28,13 +28,18 @@ pub enum IndexError {
     #[error("corrupt stored record: {0}")]
     Corrupt(String),
     /// The KB was built with another embedding model than the one asked to use it.
-    #[error("knowledge base was built with embedding model {kb}, but the service runs {service}")]
+    #[error(
+        "knowledge base was built with embedding model {kb}, but the service runs {service}: re-embed it with `zhiku reindex --kb NAME` (or POST /v1/kbs/NAME/reindex), or run the service with the KB's model"
+    )]
     ModelMismatch {
         /// Model recorded in the KB.
         kb: String,
         /// Model the caller runs.
         service: String,
     },
+    /// The embedding model failed while re-embedding chunks.
+    #[error("embedding failed: {0}")]
+    Embedding(String),
     /// The KB is in use and cannot be changed this way right now.
     #[error("{0}")]
     Busy(String),

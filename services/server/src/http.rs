@@ -23,7 +23,7 @@ use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::{
     AskRequest, CreateJobRequest, DocumentInfo, DocumentList, JobAccepted, JobInfo, JobList,
-    KbList, SearchRequest, SearchResponse, UploadResponse,
+    KbList, ReindexResponse, SearchRequest, SearchResponse, UploadResponse,
 };
 
 use crate::error::{ServiceError, file_status};
@@ -57,6 +57,7 @@ pub fn router(services: AppState) -> Router {
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/jobs/{id}/events", get(job_events))
         .route("/v1/kbs/{kb}/search", post(search))
+        .route("/v1/kbs/{kb}/reindex", post(reindex))
         .route("/v1/kbs/{kb}/ask", post(ask))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
@@ -476,6 +477,15 @@ async fn search(
 ) -> Result<Json<SearchResponse>, ServiceError> {
     let request = json_body(body)?;
     blocking(move || Ok(Json(SearchResponse::new(s.search(&kb, &request)?)))).await
+}
+
+/// Runs to completion before answering: a reindex is an operator's action, and the
+/// answer says what it did.
+async fn reindex(
+    State(s): State<AppState>,
+    Path(kb): Path<String>,
+) -> Result<Json<ReindexResponse>, ServiceError> {
+    blocking(move || Ok(Json(s.reindex(&kb)?))).await
 }
 
 async fn ask(

@@ -69,6 +69,17 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Re-embed a knowledge base with the configured embedding model and switch it over
+    /// atomically: locally, or on a running server with --server.
+    Reindex {
+        /// Knowledge base name.
+        #[arg(long)]
+        kb: String,
+        /// Ask the zhiku server at this URL to do it (needed while a server holds the
+        /// data directory; the server's embedder is the one used).
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Search a knowledge base.
     Search {
         /// The query.
@@ -153,6 +164,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Reindex { kb, server } => {
+            let response = match server {
+                Some(url) => reindex_remote(&url, &kb)?,
+                None => Services::load(config, Models::EmbedderOnly, false)?.reindex(&kb)?,
+            };
+            eprintln!(
+                "reindexed {}: {} documents, {} chunks, {} ({} dims) → {} ({} dims) in {:.1} s",
+                kb,
+                response.documents,
+                response.chunks,
+                response.previous_embedder,
+                response.previous_dimension,
+                response.kb.embedder,
+                response.kb.dimension,
+                response.elapsed_ms as f64 / 1000.0
+            );
+            Ok(())
+        }
         Command::Search {
             query,
             kb,
@@ -232,6 +261,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { what } => bench::run(config, what),
     }
+}
+
+/// `POST /v1/kbs/{kb}/reindex` on a running server; it answers when done, however long
+/// that takes, so there is no client timeout.
+fn reindex_remote(url: &str, kb: &str) -> anyhow::Result<zhiku_schemas::ReindexResponse> {
+    let client = reqwest::blocking::Client::builder().timeout(None).build()?;
+    let response = client
+        .post(format!("{}/v1/kbs/{kb}/reindex", url.trim_end_matches('/')))
+        .send()?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "reindex failed ({}): {}",
+        response.status(),
+        response.text().unwrap_or_default()
+    );
+    Ok(response.json()?)
 }
 
 fn one_line(text: &str, max_chars: usize) -> String {

@@ -17,8 +17,8 @@ use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{FileResult, Input, Jobs, JobsConfig, Recorder};
 use zhiku_retrieve::SearchOptions;
 use zhiku_schemas::{
-    AskRequest, AskResponse, Citation, DocumentOutcome, FileError, SearchHit, SearchRequest,
-    UploadedDocument, Usage, is_valid_kb_name,
+    AskRequest, AskResponse, Citation, DocumentOutcome, FileError, ReindexResponse, SearchHit,
+    SearchRequest, UploadedDocument, Usage, is_valid_kb_name,
 };
 
 use crate::config::Config;
@@ -190,6 +190,28 @@ impl Services {
             }
         }
         Ok((documents, errors))
+    }
+
+    /// Re-embeds every chunk of a KB with this service's embedding model and switches the
+    /// KB to it atomically (see [`zhiku_index::KnowledgeBase::reindex`]). Ingestion into
+    /// the KB waits meanwhile; searches go on against the old vectors until the switch.
+    pub fn reindex(&self, kb: &str) -> Result<ReindexResponse, ServiceError> {
+        let started = Instant::now();
+        let store = self.kb(kb)?;
+        let embedder = self.embedder.clone();
+        let report = store.reindex(embedder.name(), embedder.dimension(), &mut |records| {
+            let inputs: Vec<String> = records.iter().map(zhiku_ingest::embedding_input).collect();
+            embedder.embed_passages(&inputs).map_err(|e| e.to_string())
+        })?;
+        tracing::info!(kb, from = %report.from.0, to = %embedder.name(), chunks = report.chunks, "reindexed");
+        Ok(ReindexResponse {
+            kb: store.info(),
+            previous_embedder: report.from.0,
+            previous_dimension: report.from.1,
+            documents: report.documents,
+            chunks: report.chunks,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
     }
 
     /// Searches a KB.
