@@ -40,6 +40,10 @@ fn default_vectors_dir() -> String {
     "vectors".into()
 }
 
+/// Turns a batch of chunks into one vector each, for [`KnowledgeBase::reindex`]; the
+/// error text says why the model failed.
+pub type ReEmbed<'a> = dyn FnMut(&[ChunkRecord]) -> Result<Vec<Vec<f32>>, String> + 'a;
+
 /// What [`KnowledgeBase::reindex`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReindexReport {
@@ -472,7 +476,7 @@ impl KnowledgeBase {
         &self,
         embedder: &str,
         dimension: usize,
-        embed: &mut dyn FnMut(&[ChunkRecord]) -> Result<Vec<Vec<f32>>, String>,
+        embed: &mut ReEmbed<'_>,
     ) -> Result<ReindexReport, IndexError> {
         let _turn = self.write.lock();
         let old = self.meta();
@@ -528,7 +532,7 @@ fn copy_reembedded(
     from: &dyn VectorStore,
     to: &EdgeVectorStore,
     documents: &[(String, (u64, usize))],
-    embed: &mut dyn FnMut(&[ChunkRecord]) -> Result<Vec<Vec<f32>>, String>,
+    embed: &mut ReEmbed<'_>,
 ) -> Result<usize, IndexError> {
     /// Chunks embedded and stored per call: bounds memory on large documents.
     const BATCH: u32 = 64;

@@ -11,7 +11,10 @@ mod kb;
 mod keyword;
 mod vector;
 
-pub use kb::{DocumentWrite, KbMeta, KbRegistry, KbView, KnowledgeBase, ReconcileReport};
+pub use kb::{
+    DocumentWrite, KbMeta, KbRegistry, KbView, KnowledgeBase, ReEmbed, ReconcileReport,
+    ReindexReport,
+};
 pub use keyword::KeywordIndex;
 pub use vector::{EdgeVectorStore, HnswParams, VectorStore};
 
