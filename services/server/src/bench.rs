@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Subcommand;
-use zhiku_schemas::{JobState, SearchMode, SearchRequest};
+use zhiku_index::DocumentWrite;
+use zhiku_schemas::{ChunkRecord, DocumentInfo, JobState, SearchMode, SearchRequest};
 
 use crate::config::Config;
 use crate::services::{Models, Services};
@@ -23,6 +24,22 @@ pub enum BenchCommand {
         /// How many copies of the corpus to ingest (memory must not grow with it).
         #[arg(long, default_value_t = 1)]
         copies: usize,
+    },
+    /// Build a knowledge base of exactly SIZE chunks from a JSON-lines corpus (one chunk per
+    /// line: {"document", "heading", "text"}; `deploy/corpus-laws.sh` makes one), for
+    /// search benchmarks at a chosen scale. Each distinct line is embedded once (cached in
+    /// the data directory); beyond the corpus size, lines repeat as further copies of their
+    /// documents with their vectors slightly perturbed, so every point is distinct.
+    Load {
+        /// Knowledge base to create (must not exist).
+        #[arg(long)]
+        kb: String,
+        /// The corpus, JSON lines.
+        #[arg(long)]
+        chunks: PathBuf,
+        /// Chunks to store.
+        #[arg(long)]
+        size: usize,
     },
     /// Search latency per mode (p50/p99) against an existing knowledge base.
     Search {
@@ -42,6 +59,7 @@ pub enum BenchCommand {
 pub fn run(config: Config, what: BenchCommand) -> anyhow::Result<()> {
     match what {
         BenchCommand::Ingest { paths, copies } => ingest(config, &paths, copies),
+        BenchCommand::Load { kb, chunks, size } => load(config, &kb, &chunks, size),
         BenchCommand::Search {
             kb,
             queries,
@@ -177,6 +195,195 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
         println!("  peak RSS during the job: {rss:.0} MiB");
     }
     Ok(())
+}
+
+/// One line of a `bench load` corpus.
+#[derive(serde::Deserialize)]
+struct CorpusLine {
+    document: String,
+    #[serde(default)]
+    heading: Option<String>,
+    text: String,
+}
+
+/// Standard deviation of the per-dimension noise that makes repeated copies distinct:
+/// a copy keeps cosine ≈ 0.98 with its original, like a lightly revised document.
+const COPY_NOISE: f32 = 0.01;
+
+/// Chunks per store write while loading.
+const LOAD_BATCH: usize = 5000;
+
+fn load(config: Config, kb: &str, corpus: &Path, size: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(size > 0, "--size must be positive");
+    let text = std::fs::read_to_string(corpus)
+        .with_context(|| format!("cannot read {}", corpus.display()))?;
+    let lines: Vec<CorpusLine> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", corpus.display(), i + 1))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!lines.is_empty(), "{} holds no chunks", corpus.display());
+    let data_dir = config.server.data_dir.clone();
+    let services = Services::load(config, Models::EmbedderOnly, false)?;
+    anyhow::ensure!(
+        services.registry.get(kb)?.is_none(),
+        "knowledge base {kb:?} already exists"
+    );
+    let embedder = services.embedder.clone();
+    // Chunk index of each line within its document, in corpus order.
+    let mut next_index: std::collections::HashMap<&str, u32> = Default::default();
+    let records: Vec<ChunkRecord> = lines
+        .iter()
+        .map(|line| {
+            let index = next_index.entry(&line.document).or_default();
+            let record = ChunkRecord {
+                chunk_id: String::new(),
+                document_id: line.document.clone(),
+                document_name: line.document.clone(),
+                chunk_index: *index,
+                text: line.text.clone(),
+                heading: line.heading.clone(),
+                page: None,
+                version: 0,
+            };
+            *index += 1;
+            record
+        })
+        .collect();
+    let vectors = corpus_vectors(&data_dir, corpus, &text, &records, embedder.as_ref())?;
+
+    let store = services
+        .registry
+        .get_or_create(kb, embedder.name(), embedder.dimension())?;
+    let started = Instant::now();
+    let bar = indicatif::ProgressBar::new(size as u64).with_message("storing");
+    let mut pending: Vec<DocumentWrite> = Vec::new();
+    let mut pending_chunks = 0;
+    let mut noise = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..size {
+        let (copy, line) = (i / records.len(), i % records.len());
+        let mut record = records[line].clone();
+        let mut vector = vectors[line].clone();
+        if copy > 0 {
+            record.document_id = format!("{}~{copy}", record.document_id);
+            for x in &mut vector {
+                *x += COPY_NOISE * gaussian(&mut noise);
+            }
+            let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+            vector.iter_mut().for_each(|x| *x /= norm);
+        }
+        record.chunk_id = ChunkRecord::make_id(&record.document_id, record.chunk_index);
+        match pending.last_mut() {
+            Some(doc) if doc.document.id == record.document_id => {
+                doc.document.chunks += 1;
+                doc.points.push((record, vector));
+            }
+            _ => pending.push(DocumentWrite {
+                document: DocumentInfo {
+                    id: record.document_id.clone(),
+                    name: record.document_name.clone(),
+                    chunks: 1,
+                    status: zhiku_schemas::DocumentStatus::Indexed,
+                    format: Some("text/plain".into()),
+                    hash: String::new(),
+                    size: 0,
+                    version: 0,
+                    created_at: String::new(),
+                    updated_at: String::new(),
+                },
+                points: vec![(record, vector)],
+            }),
+        }
+        pending_chunks += 1;
+        if pending_chunks >= LOAD_BATCH || i + 1 == size {
+            store.write(std::mem::take(&mut pending), Default::default())?;
+            bar.set_position(i as u64 + 1);
+            pending_chunks = 0;
+        }
+    }
+    bar.finish_and_clear();
+    let info = store.info();
+    println!(
+        "bench load: kb {kb}: {} chunks in {} documents ({} distinct lines) stored in {:.1} s",
+        info.chunks,
+        info.documents,
+        records.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A standard normal sample from a xorshift state (Box–Muller): deterministic noise
+/// without a dependency.
+fn gaussian(state: &mut u64) -> f32 {
+    let mut uniform = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        ((*state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let (u, v) = (uniform(), uniform());
+    ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+}
+
+/// The embedding of every corpus line, from the cache in the data directory if this
+/// corpus was embedded by this model before; embedding 26k chunks takes minutes.
+fn corpus_vectors(
+    data_dir: &Path,
+    corpus: &Path,
+    text: &str,
+    records: &[ChunkRecord],
+    embedder: &dyn zhiku_embed::Embedder,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let key: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let cache = data_dir
+        .join("bench-cache")
+        .join(format!("{}-{key}.f32", embedder.name()));
+    let dim = embedder.dimension();
+    if let Ok(bytes) = std::fs::read(&cache)
+        && bytes.len() == records.len() * dim * 4
+    {
+        return Ok(bytes
+            .chunks_exact(dim * 4)
+            .map(|row| {
+                row.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            })
+            .collect());
+    }
+    eprintln!(
+        "embedding {} distinct chunks of {} with {} (cached afterwards)",
+        records.len(),
+        corpus.display(),
+        embedder.name()
+    );
+    let bar = indicatif::ProgressBar::new(records.len() as u64);
+    let started = Instant::now();
+    let mut vectors = Vec::with_capacity(records.len());
+    for batch in records.chunks(64) {
+        let inputs: Vec<String> = batch.iter().map(zhiku_ingest::embedding_input).collect();
+        vectors.extend(embedder.embed_passages(&inputs)?);
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "embedded at {:.1} chunks/s",
+        records.len() as f64 / started.elapsed().as_secs_f64()
+    );
+    std::fs::create_dir_all(cache.parent().context("cache dir")?)?;
+    let bytes: Vec<u8> = vectors
+        .iter()
+        .flatten()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    std::fs::write(&cache, bytes)?;
+    Ok(vectors)
 }
 
 const DEFAULT_QUERIES: [&str; 10] = [
