@@ -47,7 +47,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub queries: PathBuf,
     /// Mode to evaluate: hybrid, dense or keyword; repeat for several (default: all three).
-    #[arg(long = "mode", value_parser = crate::parse_mode)]
+    #[arg(long = "mode", value_name = "MODE", value_parser = crate::parse_mode)]
     pub modes: Vec<SearchMode>,
     /// Hits requested per query.
     #[arg(long, default_value_t = 10)]
@@ -189,20 +189,14 @@ fn parse_line(number: usize, raw: &str) -> Result<Query, String> {
         Some(lang) if lang.trim().is_empty() => return Err("\"lang\" is empty".into()),
         lang => lang.map(|l| l.trim().to_string()),
     };
-    let (key, values, judgement): (&str, Vec<String>, fn(Vec<String>) -> Judgement) = match (
-        line.relevant,
-        line.evidence,
-    ) {
-        (Some(ids), None) => (
+    let judgement = match (line.relevant, line.evidence) {
+        (Some(ids), None) => Judgement::Relevant(distinct(
             "relevant",
-            ids.iter().map(|id| id.trim().to_string()).collect(),
-            Judgement::Relevant,
-        ),
-        (None, Some(evidence)) => (
-            "evidence",
-            evidence.iter().map(|e| normalize(e)).collect(),
-            Judgement::Evidence,
-        ),
+            ids.iter().map(|id| id.trim().to_string()),
+        )?),
+        (None, Some(evidence)) => {
+            Judgement::Evidence(distinct("evidence", evidence.iter().map(|e| normalize(e)))?)
+        }
         (Some(_), Some(_)) => {
             return Err("has both \"relevant\" and \"evidence\"; give one".into());
         }
@@ -210,24 +204,30 @@ fn parse_line(number: usize, raw: &str) -> Result<Query, String> {
             return Err("needs \"relevant\" (document ids) or \"evidence\" (strings a relevant chunk contains)".into());
         }
     };
-    if values.is_empty() {
-        return Err(format!("\"{key}\" is empty"));
-    }
-    if values.iter().any(String::is_empty) {
-        return Err(format!("\"{key}\" holds an empty string"));
-    }
-    let mut unique = Vec::with_capacity(values.len());
-    for value in values {
-        if !unique.contains(&value) {
-            unique.push(value);
-        }
-    }
     Ok(Query {
         line: number,
         text: text.to_string(),
         lang,
-        judgement: judgement(unique),
+        judgement,
     })
+}
+
+/// The values of list `key` without repeats; an error if it is empty or holds an empty
+/// string.
+fn distinct(key: &str, values: impl Iterator<Item = String>) -> Result<Vec<String>, String> {
+    let mut unique: Vec<String> = Vec::new();
+    for value in values {
+        if value.is_empty() {
+            return Err(format!("\"{key}\" holds an empty string"));
+        }
+        if !unique.contains(&value) {
+            unique.push(value);
+        }
+    }
+    if unique.is_empty() {
+        return Err(format!("\"{key}\" is empty"));
+    }
+    Ok(unique)
 }
 
 /// Reads and parses a queries file.
@@ -429,7 +429,7 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
             };
             let hits = services
                 .search(&args.kb, &request)
-                .map_err(|e| anyhow::anyhow!("line {}: {e}", query.line))?;
+                .map_err(|e| anyhow::anyhow!("query on line {}: {e}", query.line))?;
             let relevant = query.judgement.relevance(
                 hits.iter()
                     .map(|h| (h.document_id.as_str(), h.text.as_str())),
