@@ -165,3 +165,175 @@ fn ingest_against_a_running_server() {
     assert_eq!(code, 2, "{stdout}");
     assert!(stdout.contains("Failed"), "{stdout}");
 }
+
+#[test]
+fn eval_reports_exact_metrics_and_rejects_bad_queries() {
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docs.path().join("a.md"),
+        "# Parking\n\nVisitors park in garage B, level two.",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.path().join("c.md"),
+        "# Backups\n\nThe database is backed up every night at two o'clock.",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.path().join("b.txt"),
+        "食堂每天中午十一点半开始供应午餐。\n\n周五提供素食套餐。",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = zhiku(
+        data.path(),
+        &["ingest", docs.path().to_str().unwrap(), "--kb", "office"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+
+    // Keyword search returns only the documents holding a query term, so every rank
+    // below is certain.
+    let queries = docs.path().join("queries.jsonl");
+    std::fs::write(
+        &queries,
+        [
+            // a.md first: a perfect query.
+            r#"{"query": "garage", "relevant": ["a.md"], "lang": "en"}"#,
+            // Evidence is compared with whitespace collapsed and ASCII case folded.
+            r#"{"query": "database backed up", "evidence": ["every  NIGHT at two"], "lang": "en"}"#,
+            r#"{"query": "午餐", "evidence": ["十一点半开始供应午餐"], "lang": "zh"}"#,
+            "",
+            // Two relevant documents, only a.md found: nDCG = 1 / (1 + 1/log2(3)).
+            r#"{"query": "garage", "relevant": ["a.md", "c.md"], "lang": "cross"}"#,
+            // Untagged, and a miss: a.md is found, but the evidence is in c.md.
+            r#"{"query": "parking", "evidence": ["database"]}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let queries_arg = queries.to_str().unwrap();
+    let (code, stdout, stderr) = zhiku(
+        data.path(),
+        &[
+            "eval",
+            "--kb",
+            "office",
+            "--queries",
+            queries_arg,
+            "--mode",
+            "keyword",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["queries"], 5, "{stdout}");
+    assert_eq!(report["documents"], 3, "{stdout}");
+    assert_eq!(report["unanswerable"], serde_json::json!([]), "{stdout}");
+    let modes = report["modes"].as_array().unwrap();
+    assert_eq!(modes.len(), 1, "{stdout}");
+    let keyword = &modes[0];
+    assert_eq!(keyword["mode"], "keyword");
+    let close = |value: &Value, expected: f64| {
+        let got = value
+            .as_f64()
+            .unwrap_or_else(|| panic!("not a number: {value}"));
+        assert!(
+            (got - expected).abs() < 1e-9,
+            "{got} != {expected}: {stdout}"
+        );
+    };
+    let partial_ndcg = 1.0 / (1.0 + 1.0 / 3f64.log2());
+    let overall = &keyword["overall"];
+    assert_eq!(overall["queries"], 5);
+    close(&overall["hit_at_1"], 0.8);
+    close(&overall["hit_at_5"], 0.8);
+    close(&overall["mrr_at_10"], 0.8);
+    close(&overall["ndcg_at_10"], (3.0 + partial_ndcg) / 5.0);
+    let by_lang = &keyword["by_lang"];
+    assert_eq!(
+        by_lang.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["cross", "en", "zh"]
+    );
+    assert_eq!(by_lang["en"]["queries"], 2);
+    close(&by_lang["en"]["hit_at_1"], 1.0);
+    close(&by_lang["en"]["ndcg_at_10"], 1.0);
+    close(&by_lang["zh"]["hit_at_1"], 1.0);
+    close(&by_lang["cross"]["hit_at_1"], 1.0);
+    close(&by_lang["cross"]["ndcg_at_10"], partial_ndcg);
+    let per_query = keyword["per_query"].as_array().unwrap();
+    let lines: Vec<&Value> = per_query.iter().map(|q| &q["line"]).collect();
+    assert_eq!(lines, [1, 2, 3, 5, 6]);
+    assert_eq!(per_query[2]["first_relevant_rank"], 1, "{stdout}");
+    assert_eq!(per_query[4]["first_relevant_rank"], Value::Null, "{stdout}");
+
+    // The table: every mode by default, overall and per tag.
+    let (code, stdout, stderr) = zhiku(
+        data.path(),
+        &["eval", "--kb", "office", "--queries", queries_arg],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<(&str, &str)> = stdout
+        .lines()
+        .skip(2)
+        .map(|l| {
+            let mut cells = l.split_whitespace();
+            (cells.next().unwrap(), cells.next().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 12, "{stdout}");
+    assert_eq!(rows[0], ("hybrid", "all"), "{stdout}");
+    assert_eq!(rows[4], ("dense", "all"), "{stdout}");
+    assert_eq!(rows[11], ("keyword", "zh"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("keyword  all")
+                && l.ends_with("5  0.800  0.800   0.800    0.723")),
+        "{stdout}"
+    );
+
+    // A malformed line: exit 2, naming the line.
+    std::fs::write(
+        &queries,
+        "{\"query\": \"garage\", \"relevant\": [\"a.md\"]}\n\
+         {\"query\": \"garage\", \"relevant\": [\"a.md\"], \"evidence\": [\"garage\"]}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = zhiku(
+        data.path(),
+        &["eval", "--kb", "office", "--queries", queries_arg],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("both"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &queries,
+        "{\"query\": \"garage\", \"relevant\": [\"a.md\"]}\nnot json\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = zhiku(
+        data.path(),
+        &["eval", "--kb", "office", "--queries", queries_arg],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+
+    // An unknown knowledge base is named.
+    std::fs::write(
+        &queries,
+        "{\"query\": \"garage\", \"relevant\": [\"a.md\"]}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = zhiku(
+        data.path(),
+        &["eval", "--kb", "nope", "--queries", queries_arg],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("\"nope\" does not exist") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}

@@ -170,6 +170,21 @@ impl KbView<'_> {
             .collect())
     }
 
+    /// Every visible chunk, ordered by document id and then position. Loads them all into
+    /// memory: meant for offline tools (evaluation), not for request paths.
+    pub fn chunks(&self) -> Result<Vec<ChunkRecord>, IndexError> {
+        let mut documents: Vec<(&String, &(u64, usize))> = self.visible.iter().collect();
+        documents.sort();
+        let mut chunks = Vec::new();
+        for (id, &(version, count)) in documents {
+            if count > 0 {
+                let last = u32::try_from(count - 1).unwrap_or(u32::MAX);
+                chunks.extend(self.kb.vectors.chunks(id, version, 0, last)?);
+            }
+        }
+        Ok(chunks)
+    }
+
     /// BM25 keyword search over visible chunks.
     pub fn keyword_search(
         &self,
@@ -910,6 +925,9 @@ mod tests {
         assert!(view.keyword_search("hello", 5).unwrap().is_empty());
         assert_eq!(view.keyword_search("goodbye", 5).unwrap().len(), 1);
         assert_eq!(view.dense_search(&[0.0, 1.0], 5).unwrap().len(), 2);
+        // Only the current version, in document order.
+        let texts: Vec<String> = view.chunks().unwrap().into_iter().map(|c| c.text).collect();
+        assert_eq!(texts, ["goodbye moon", "more"]);
         drop(view);
         assert_eq!(
             kb.vectors().count().unwrap(),

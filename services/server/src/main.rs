@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod error;
+mod eval;
 mod http;
 mod ingest_cmd;
 mod services;
@@ -114,6 +115,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure retrieval quality against judged queries: hit@1, hit@5, MRR@10 and nDCG@10
+    /// per search mode and per language tag. A queries file that cannot be used exits 2.
+    Eval(eval::EvalArgs),
     /// Measure ingestion and search speed.
     Bench {
         #[command(subcommand)]
@@ -136,7 +140,9 @@ fn main() {
         .init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        // Like a usage error: the queries file given to `zhiku eval` is unusable.
+        let unusable_input = e.downcast_ref::<eval::QueriesError>().is_some();
+        std::process::exit(if unusable_input { 2 } else { 1 });
     }
 }
 
@@ -259,6 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Eval(args) => eval::run(config, args),
         Command::Bench { what } => bench::run(config, what),
     }
 }

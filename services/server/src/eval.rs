@@ -1,0 +1,755 @@
+//! `zhiku eval`: retrieval quality of a knowledge base against a file of judged queries.
+//!
+//! The queries file is JSON Lines, one query per line (blank lines are skipped):
+//!
+//! ```text
+//! {"query": "怎样升级整个系统？", "relevant": ["zh-cn/uptodate.zh-cn.html"], "lang": "zh"}
+//! {"query": "Which tool shows a package's files?", "evidence": ["dpkg -L"], "lang": "en"}
+//! ```
+//!
+//! Each line has `query`, exactly one of `relevant` and `evidence`, and optionally a
+//! `lang` tag (any string, e.g. `zh`, `en`, `cross`) that groups queries in the report.
+//!
+//! When a hit is relevant:
+//! - `relevant`: its document id is listed. Each listed document counts once: a later chunk
+//!   of a document already found higher up is not relevant again. The ideal ranking puts
+//!   min(|relevant|, 10) relevant hits first.
+//! - `evidence`: its chunk text contains one of the strings, both compared after
+//!   collapsing every run of whitespace to one space and lowercasing ASCII letters. The
+//!   query has one answer: only the first such hit is relevant, and the ideal ranking has
+//!   one relevant hit.
+//!
+//! Metrics, each averaged over queries: hit@1 and hit@5 (a relevant hit among the first 1
+//! or 5), MRR@10 (1 / rank of the first relevant hit among the first 10, else 0) and
+//! nDCG@10 (binary gains, discount 1 / log2(rank + 1), divided by the ideal ranking's DCG).
+//! Every mode searches with the service's defaults, through the same code as
+//! `POST /v1/kbs/{kb}/search`, asking for `--top-k` hits; a metric whose cutoff exceeds
+//! `--top-k` sees only the hits returned.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use zhiku_schemas::{SearchMode, SearchRequest};
+
+use crate::config::Config;
+use crate::services::{Models, Services};
+
+/// `zhiku eval` options.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Knowledge base to evaluate.
+    #[arg(long)]
+    pub kb: String,
+    /// Judged queries, JSON Lines: {"query", "relevant": [document ids] or "evidence":
+    /// [strings a relevant chunk contains], "lang"?: tag}.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Mode to evaluate: hybrid, dense or keyword; repeat for several (default: all three).
+    #[arg(long = "mode", value_name = "MODE", value_parser = crate::parse_mode)]
+    pub modes: Vec<SearchMode>,
+    /// Hits requested per query.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A queries file that cannot be used. `zhiku` exits with status 2 on it.
+#[derive(Debug, thiserror::Error)]
+pub enum QueriesError {
+    /// The file cannot be read.
+    #[error("cannot read queries file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// One line is malformed.
+    #[error("queries file {path}, line {line}: {message}")]
+    Line {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No line holds a query.
+    #[error("queries file {path} holds no queries")]
+    Empty {
+        /// The file.
+        path: String,
+    },
+}
+
+/// What makes a hit relevant to a query (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judgement {
+    /// Ids of the documents that answer the query, without repeats.
+    Relevant(Vec<String>),
+    /// Strings, already [`normalize`]d, of which a relevant chunk contains at least one.
+    Evidence(Vec<String>),
+}
+
+impl Judgement {
+    /// How many relevant hits the ideal ranking has (before the nDCG cutoff).
+    pub fn ideal_hits(&self) -> usize {
+        match self {
+            Judgement::Relevant(ids) => ids.len(),
+            Judgement::Evidence(_) => 1,
+        }
+    }
+
+    /// Which hits, given as `(document_id, chunk text)` in rank order, are relevant.
+    pub fn relevance<'a>(&self, hits: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<bool> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut answered = false;
+        hits.into_iter()
+            .map(|(document_id, text)| match self {
+                Judgement::Relevant(ids) => {
+                    ids.iter().any(|id| id == document_id) && seen.insert(document_id)
+                }
+                Judgement::Evidence(evidence) => {
+                    let relevant = !answered && contains_any(&normalize(text), evidence);
+                    answered |= relevant;
+                    relevant
+                }
+            })
+            .collect()
+    }
+}
+
+/// One judged query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// 1-based line in the queries file.
+    pub line: usize,
+    /// The query text.
+    pub text: String,
+    /// The optional group tag.
+    pub lang: Option<String>,
+    /// What counts as relevant.
+    pub judgement: Judgement,
+}
+
+/// A line of the queries file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    query: String,
+    #[serde(default)]
+    relevant: Option<Vec<String>>,
+    #[serde(default)]
+    evidence: Option<Vec<String>>,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// Text as evidence is compared: whitespace runs collapsed to one space, trimmed, ASCII
+/// letters lowercased (other scripts are left alone).
+pub fn normalize(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
+}
+
+fn contains_any(normalized_text: &str, evidence: &[String]) -> bool {
+    evidence
+        .iter()
+        .any(|e| normalized_text.contains(e.as_str()))
+}
+
+/// Parses a queries file's text; an error names the 1-based line and what is wrong.
+pub fn parse_queries(text: &str) -> Result<Vec<Query>, (usize, String)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut queries = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        queries.push(parse_line(i + 1, raw).map_err(|message| (i + 1, message))?);
+    }
+    Ok(queries)
+}
+
+fn parse_line(number: usize, raw: &str) -> Result<Query, String> {
+    let line: Line = serde_json::from_str(raw).map_err(|e| {
+        format!("expected {{\"query\", \"relevant\" or \"evidence\", \"lang\"?}}: {e}")
+    })?;
+    let text = line.query.trim();
+    if text.is_empty() {
+        return Err("\"query\" is empty".into());
+    }
+    let lang = match line.lang {
+        Some(lang) if lang.trim().is_empty() => return Err("\"lang\" is empty".into()),
+        lang => lang.map(|l| l.trim().to_string()),
+    };
+    let judgement = match (line.relevant, line.evidence) {
+        (Some(ids), None) => Judgement::Relevant(distinct(
+            "relevant",
+            ids.iter().map(|id| id.trim().to_string()),
+        )?),
+        (None, Some(evidence)) => {
+            Judgement::Evidence(distinct("evidence", evidence.iter().map(|e| normalize(e)))?)
+        }
+        (Some(_), Some(_)) => {
+            return Err("has both \"relevant\" and \"evidence\"; give one".into());
+        }
+        (None, None) => {
+            return Err("needs \"relevant\" (document ids) or \"evidence\" (strings a relevant chunk contains)".into());
+        }
+    };
+    Ok(Query {
+        line: number,
+        text: text.to_string(),
+        lang,
+        judgement,
+    })
+}
+
+/// The values of list `key` without repeats; an error if it is empty or holds an empty
+/// string.
+fn distinct(key: &str, values: impl Iterator<Item = String>) -> Result<Vec<String>, String> {
+    let mut unique: Vec<String> = Vec::new();
+    for value in values {
+        if value.is_empty() {
+            return Err(format!("\"{key}\" holds an empty string"));
+        }
+        if !unique.contains(&value) {
+            unique.push(value);
+        }
+    }
+    if unique.is_empty() {
+        return Err(format!("\"{key}\" is empty"));
+    }
+    Ok(unique)
+}
+
+/// Reads and parses a queries file.
+pub fn load_queries(path: &Path) -> Result<Vec<Query>, QueriesError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| QueriesError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let queries = parse_queries(&text).map_err(|(line, message)| QueriesError::Line {
+        path: shown.clone(),
+        line,
+        message,
+    })?;
+    if queries.is_empty() {
+        return Err(QueriesError::Empty { path: shown });
+    }
+    Ok(queries)
+}
+
+/// 1 if a relevant hit is among the first `k`, else 0.
+pub fn hit_at(relevant: &[bool], k: usize) -> f64 {
+    if relevant.iter().take(k).any(|&r| r) {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// 1-based rank of the first relevant hit.
+pub fn first_relevant_rank(relevant: &[bool]) -> Option<usize> {
+    relevant.iter().position(|&r| r).map(|i| i + 1)
+}
+
+/// 1 / rank of the first relevant hit among the first `k`, else 0.
+pub fn reciprocal_rank(relevant: &[bool], k: usize) -> f64 {
+    match first_relevant_rank(relevant) {
+        Some(rank) if rank <= k => 1.0 / rank as f64,
+        _ => 0.0,
+    }
+}
+
+/// Normalised discounted cumulative gain at `k` with binary gains: the DCG of the first
+/// `k` hits over that of a ranking with min(`ideal_hits`, `k`) relevant hits first.
+pub fn ndcg(relevant: &[bool], ideal_hits: usize, k: usize) -> f64 {
+    let discount = |i: usize| 1.0 / ((i + 2) as f64).log2();
+    let ideal: f64 = (0..ideal_hits.min(k)).map(discount).sum();
+    if ideal == 0.0 {
+        return 0.0;
+    }
+    let dcg: f64 = relevant
+        .iter()
+        .take(k)
+        .enumerate()
+        .filter(|(_, r)| **r)
+        .map(|(i, _)| discount(i))
+        .sum();
+    dcg / ideal
+}
+
+/// One query's metrics, or their means over a group of queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Scores {
+    /// A relevant hit first.
+    pub hit_at_1: f64,
+    /// A relevant hit among the first 5.
+    pub hit_at_5: f64,
+    /// Reciprocal rank of the first relevant hit, within 10.
+    pub mrr_at_10: f64,
+    /// nDCG over the first 10 hits.
+    pub ndcg_at_10: f64,
+}
+
+impl Scores {
+    /// The metrics of one ranked list of relevance flags.
+    pub fn of(relevant: &[bool], ideal_hits: usize) -> Self {
+        Self {
+            hit_at_1: hit_at(relevant, 1),
+            hit_at_5: hit_at(relevant, 5),
+            mrr_at_10: reciprocal_rank(relevant, 10),
+            ndcg_at_10: ndcg(relevant, ideal_hits, 10),
+        }
+    }
+}
+
+/// Mean metrics of a group of queries.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    /// Queries in the group.
+    pub queries: usize,
+    /// Their mean metrics.
+    #[serde(flatten)]
+    pub means: Scores,
+}
+
+impl Summary {
+    /// Means over `scores` (all zero for none).
+    pub fn of<'a>(scores: impl IntoIterator<Item = &'a Scores>) -> Self {
+        let mut n = 0;
+        let mut sum = Scores::default();
+        for s in scores {
+            n += 1;
+            sum.hit_at_1 += s.hit_at_1;
+            sum.hit_at_5 += s.hit_at_5;
+            sum.mrr_at_10 += s.mrr_at_10;
+            sum.ndcg_at_10 += s.ndcg_at_10;
+        }
+        let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
+        Self {
+            queries: n,
+            means: Scores {
+                hit_at_1: mean(sum.hit_at_1),
+                hit_at_5: mean(sum.hit_at_5),
+                mrr_at_10: mean(sum.mrr_at_10),
+                ndcg_at_10: mean(sum.ndcg_at_10),
+            },
+        }
+    }
+}
+
+/// One query's outcome in one mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryResult {
+    /// Line in the queries file.
+    pub line: usize,
+    /// Group tag.
+    pub lang: Option<String>,
+    /// The query text.
+    pub query: String,
+    /// Rank of the first relevant hit among the `top_k` returned.
+    pub first_relevant_rank: Option<usize>,
+    /// Its metrics.
+    #[serde(flatten)]
+    pub scores: Scores,
+}
+
+/// The results of one mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeReport {
+    /// The mode.
+    pub mode: SearchMode,
+    /// Means over every query.
+    pub overall: Summary,
+    /// Means per `lang` tag (untagged queries only count in `overall`).
+    pub by_lang: BTreeMap<String, Summary>,
+    /// Each query, in file order.
+    pub per_query: Vec<QueryResult>,
+}
+
+/// What `zhiku eval --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Knowledge base evaluated.
+    pub kb: String,
+    /// The embedding model that built it.
+    pub embedder: String,
+    /// Documents in it.
+    pub documents: usize,
+    /// Chunks in it.
+    pub chunks: usize,
+    /// Queries evaluated.
+    pub queries: usize,
+    /// Hits requested per query.
+    pub top_k: usize,
+    /// Lines of queries that no chunk of the KB can answer (no chunk holds their evidence,
+    /// or none of their documents is in the KB); they count as misses.
+    pub unanswerable: Vec<usize>,
+    /// One entry per mode, in the order asked for.
+    pub modes: Vec<ModeReport>,
+}
+
+/// Runs `zhiku eval`: prints the report as a table, or as JSON with `--json`.
+pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
+    // The file is checked before any model is loaded.
+    let queries = load_queries(&args.queries)?;
+    let mut modes: Vec<SearchMode> = Vec::new();
+    for mode in args.modes {
+        if !modes.contains(&mode) {
+            modes.push(mode);
+        }
+    }
+    if modes.is_empty() {
+        modes = vec![SearchMode::Hybrid, SearchMode::Dense, SearchMode::Keyword];
+    }
+    let services = Services::load(config, Models::EmbedderOnly, false)?;
+    let kb = services.kb(&args.kb)?;
+    let info = kb.info();
+    let chunks = kb.view().chunks()?;
+    let unanswerable = unanswerable(&queries, &chunks, &args.kb);
+
+    let mut reports = Vec::with_capacity(modes.len());
+    for mode in modes {
+        let mut per_query = Vec::with_capacity(queries.len());
+        for query in &queries {
+            let request = SearchRequest {
+                top_k: Some(args.top_k),
+                mode: Some(mode),
+                ..SearchRequest::new(query.text.clone())
+            };
+            let hits = services
+                .search(&args.kb, &request)
+                .map_err(|e| anyhow::anyhow!("query on line {}: {e}", query.line))?;
+            let relevant = query.judgement.relevance(
+                hits.iter()
+                    .map(|h| (h.document_id.as_str(), h.text.as_str())),
+            );
+            per_query.push(QueryResult {
+                line: query.line,
+                lang: query.lang.clone(),
+                query: query.text.clone(),
+                first_relevant_rank: first_relevant_rank(&relevant),
+                scores: Scores::of(&relevant, query.judgement.ideal_hits()),
+            });
+        }
+        let mut tags: BTreeMap<String, Vec<Scores>> = BTreeMap::new();
+        for result in &per_query {
+            if let Some(lang) = &result.lang {
+                tags.entry(lang.clone()).or_default().push(result.scores);
+            }
+        }
+        reports.push(ModeReport {
+            mode,
+            overall: Summary::of(per_query.iter().map(|r| &r.scores)),
+            by_lang: tags
+                .iter()
+                .map(|(tag, scores)| (tag.clone(), Summary::of(scores)))
+                .collect(),
+            per_query,
+        });
+    }
+    let report = Report {
+        kb: args.kb,
+        embedder: info.embedder,
+        documents: info.documents,
+        chunks: info.chunks,
+        queries: queries.len(),
+        top_k: args.top_k,
+        unanswerable,
+        modes: reports,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+/// Lines of the queries that no chunk can answer, each explained on stderr; also warns
+/// about listed documents that are not in the KB.
+fn unanswerable(queries: &[Query], chunks: &[zhiku_schemas::ChunkRecord], kb: &str) -> Vec<usize> {
+    let texts: Vec<String> = chunks.iter().map(|c| normalize(&c.text)).collect();
+    let documents: HashSet<&str> = chunks.iter().map(|c| c.document_id.as_str()).collect();
+    let mut lines = Vec::new();
+    for query in queries {
+        let answerable = match &query.judgement {
+            Judgement::Relevant(ids) => {
+                let missing: Vec<&str> = ids
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|id| !documents.contains(id))
+                    .collect();
+                if !missing.is_empty() {
+                    eprintln!(
+                        "warning: line {}: not in kb {kb}: {}",
+                        query.line,
+                        missing.join(", ")
+                    );
+                }
+                missing.len() < ids.len()
+            }
+            Judgement::Evidence(evidence) => {
+                let found = texts.iter().any(|t| contains_any(t, evidence));
+                if !found {
+                    eprintln!(
+                        "warning: line {}: no chunk of kb {kb} contains any evidence string",
+                        query.line
+                    );
+                }
+                found
+            }
+        };
+        if !answerable {
+            lines.push(query.line);
+        }
+    }
+    if !lines.is_empty() {
+        let shown: Vec<String> = lines.iter().map(usize::to_string).collect();
+        eprintln!(
+            "warning: kb {kb} cannot answer the queries on lines {}; they count as misses",
+            shown.join(", ")
+        );
+    }
+    lines
+}
+
+/// The human-readable report: a header line, then one row per mode and tag.
+fn table(report: &Report) -> String {
+    let mut out = format!(
+        "kb {}: {} documents, {} chunks, embedder {}; {} queries, top {}\n",
+        report.kb, report.documents, report.chunks, report.embedder, report.queries, report.top_k
+    );
+    let mut rows: Vec<[String; 7]> = vec![[
+        "mode".into(),
+        "lang".into(),
+        "queries".into(),
+        "hit@1".into(),
+        "hit@5".into(),
+        "MRR@10".into(),
+        "nDCG@10".into(),
+    ]];
+    for mode in &report.modes {
+        let name = format!("{:?}", mode.mode).to_lowercase();
+        let groups = std::iter::once(("all", &mode.overall))
+            .chain(mode.by_lang.iter().map(|(tag, s)| (tag.as_str(), s)));
+        for (tag, summary) in groups {
+            let m = &summary.means;
+            rows.push([
+                name.clone(),
+                tag.to_string(),
+                summary.queries.to_string(),
+                format!("{:.3}", m.hit_at_1),
+                format!("{:.3}", m.hit_at_5),
+                format!("{:.3}", m.mrr_at_10),
+                format!("{:.3}", m.ndcg_at_10),
+            ]);
+        }
+    }
+    let mut widths = [0; 7];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            // Text columns are left-aligned, numbers right-aligned.
+            .map(|(i, (cell, w))| {
+                if i < 2 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EPS: f64 = 1e-12;
+
+    #[test]
+    fn hit_and_reciprocal_rank() {
+        let ranks = [false, false, true, false, true];
+        assert_eq!(hit_at(&ranks, 1), 0.0);
+        assert_eq!(hit_at(&ranks, 2), 0.0);
+        assert_eq!(hit_at(&ranks, 3), 1.0);
+        assert_eq!(hit_at(&ranks, 5), 1.0);
+        assert_eq!(first_relevant_rank(&ranks), Some(3));
+        assert!((reciprocal_rank(&ranks, 10) - 1.0 / 3.0).abs() < EPS);
+        // Past the cutoff counts as not found.
+        assert_eq!(reciprocal_rank(&ranks, 2), 0.0);
+        assert_eq!(reciprocal_rank(&[], 10), 0.0);
+        assert_eq!(first_relevant_rank(&[false, false]), None);
+    }
+
+    #[test]
+    fn ndcg_by_hand() {
+        // One relevant of one, at rank 1: perfect.
+        assert!((ndcg(&[true, false], 1, 10) - 1.0).abs() < EPS);
+        // One relevant of one, at rank 3: 1/log2(4) = 0.5.
+        assert!((ndcg(&[false, false, true], 1, 10) - 0.5).abs() < EPS);
+        // Two relevant documents, found at ranks 1 and 3:
+        // DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3) = 1.6309297535714575.
+        let got = ndcg(&[true, false, true], 2, 10);
+        assert!((got - 1.5 / 1.6309297535714575).abs() < EPS, "{got}");
+        assert!((got - 0.9197207891481876).abs() < 1e-12, "{got}");
+        // Two relevant documents, only one found (rank 1): 1 / 1.6309297535714575.
+        assert!((ndcg(&[true], 2, 10) - 0.6131471927654584).abs() < EPS);
+        // A hit past the cutoff earns nothing.
+        assert_eq!(ndcg(&[false, false, true], 1, 2), 0.0);
+        // The ideal ranking is capped at k: 12 relevant, 10 found at the top is perfect.
+        assert!((ndcg(&[true; 10], 12, 10) - 1.0).abs() < EPS);
+    }
+
+    #[test]
+    fn scores_and_means() {
+        let a = Scores::of(&[false, true], 1);
+        // Rank 2: MRR 1/2, nDCG 1/log2(3) = 0.6309297535714575.
+        assert_eq!((a.hit_at_1, a.hit_at_5), (0.0, 1.0));
+        assert!((a.mrr_at_10 - 0.5).abs() < EPS);
+        assert!((a.ndcg_at_10 - 0.6309297535714575).abs() < EPS);
+        let b = Scores::of(&[true], 1);
+        let c = Scores::of(&[false; 10], 1);
+        let mean = Summary::of([&a, &b, &c]);
+        assert_eq!(mean.queries, 3);
+        assert!((mean.means.hit_at_1 - 1.0 / 3.0).abs() < EPS);
+        assert!((mean.means.hit_at_5 - 2.0 / 3.0).abs() < EPS);
+        assert!((mean.means.mrr_at_10 - 0.5).abs() < EPS);
+        assert!((mean.means.ndcg_at_10 - 1.6309297535714575 / 3.0).abs() < EPS);
+        assert_eq!(Summary::of([]).queries, 0);
+    }
+
+    #[test]
+    fn relevant_documents_count_once() {
+        let judgement = Judgement::Relevant(vec!["a".into(), "b".into()]);
+        let hits = [("a", "x"), ("a", "y"), ("c", "z"), ("b", "w")];
+        assert_eq!(
+            judgement.relevance(hits),
+            [true, false, false, true],
+            "the second chunk of a is not relevant again"
+        );
+        assert_eq!(judgement.ideal_hits(), 2);
+    }
+
+    #[test]
+    fn evidence_counts_the_first_match_only() {
+        let judgement = Judgement::Evidence(vec![normalize("apt-get  Install"), "备份".into()]);
+        let hits = [
+            ("d1", "nothing here"),
+            ("d2", "Run APT-GET\n   install foo"),
+            ("d3", "apt-get install again"),
+            ("d4", "数据备份"),
+        ];
+        assert_eq!(judgement.relevance(hits), [false, true, false, false]);
+        assert_eq!(judgement.ideal_hits(), 1);
+        // Non-ASCII letters keep their case; whitespace inside CJK text is significant.
+        assert_eq!(normalize(" Ä  b\tC\n中 文 "), "Ä b c 中 文");
+    }
+
+    #[test]
+    fn parses_lines_and_names_bad_ones() {
+        let text = "\u{feff}{\"query\": \" 升级 \", \"relevant\": [\"a\", \"a\", \"b\"], \"lang\": \"zh\"}\n\n\
+                    {\"query\": \"q\", \"evidence\": [\"Foo  Bar\"]}\n";
+        let queries = parse_queries(text).unwrap();
+        assert_eq!(
+            queries,
+            [
+                Query {
+                    line: 1,
+                    text: "升级".into(),
+                    lang: Some("zh".into()),
+                    judgement: Judgement::Relevant(vec!["a".into(), "b".into()]),
+                },
+                Query {
+                    line: 3,
+                    text: "q".into(),
+                    lang: None,
+                    judgement: Judgement::Evidence(vec!["foo bar".into()]),
+                },
+            ]
+        );
+        let error = |text: &str| parse_queries(text).unwrap_err();
+        let ok = "{\"query\": \"q\", \"relevant\": [\"a\"]}\n";
+        let (line, message) = error(&format!("{ok}\n{{not json\n"));
+        assert_eq!(line, 3);
+        assert!(message.contains("expected"), "{message}");
+        let (line, message) = error(&format!(
+            "{ok}{{\"query\": \"q\", \"relevant\": [\"a\"], \"evidence\": [\"b\"]}}"
+        ));
+        assert_eq!(line, 2);
+        assert!(message.contains("both"), "{message}");
+        let (_, message) = error("{\"query\": \"q\"}");
+        assert!(message.contains("needs"), "{message}");
+        let (_, message) = error("{\"query\": \"q\", \"relevent\": [\"a\"]}");
+        assert!(message.contains("relevent"), "{message}");
+        let (_, message) = error("{\"query\": \" \", \"relevant\": [\"a\"]}");
+        assert!(message.contains("\"query\" is empty"), "{message}");
+        let (_, message) = error("{\"query\": \"q\", \"evidence\": []}");
+        assert!(message.contains("\"evidence\" is empty"), "{message}");
+        let (_, message) = error("{\"query\": \"q\", \"evidence\": [\" \\n \"]}");
+        assert!(message.contains("empty string"), "{message}");
+        assert!(parse_queries("\n \n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let summary = |n| Summary {
+            queries: n,
+            means: Scores {
+                hit_at_1: 0.5,
+                hit_at_5: 1.0,
+                mrr_at_10: 0.75,
+                ndcg_at_10: 2.0 / 3.0,
+            },
+        };
+        let report = Report {
+            kb: "faq".into(),
+            embedder: "m".into(),
+            documents: 2,
+            chunks: 3,
+            queries: 12,
+            top_k: 10,
+            unanswerable: vec![],
+            modes: vec![ModeReport {
+                mode: SearchMode::Keyword,
+                overall: summary(12),
+                by_lang: [
+                    ("cross".to_string(), summary(2)),
+                    ("zh".to_string(), summary(10)),
+                ]
+                .into_iter()
+                .collect(),
+                per_query: vec![],
+            }],
+        };
+        assert_eq!(
+            table(&report),
+            "kb faq: 2 documents, 3 chunks, embedder m; 12 queries, top 10\n\
+             mode     lang   queries  hit@1  hit@5  MRR@10  nDCG@10\n\
+             keyword  all         12  0.500  1.000   0.750    0.667\n\
+             keyword  cross        2  0.500  1.000   0.750    0.667\n\
+             keyword  zh          10  0.500  1.000   0.750    0.667\n"
+        );
+    }
+}
