@@ -179,7 +179,7 @@ impl KbView<'_> {
         for (id, &(version, count)) in documents {
             if count > 0 {
                 let last = u32::try_from(count - 1).unwrap_or(u32::MAX);
-                chunks.extend(self.kb.vectors.chunks(id, version, 0, last)?);
+                chunks.extend(self.vectors.chunks(id, version, 0, last)?);
             }
         }
         Ok(chunks)
