@@ -129,7 +129,7 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
     let raw_before = raw()?;
 
     let started = Instant::now();
-    let job = jobs.submit_import("bench", &corpus.to_string_lossy(), None)?;
+    let job = jobs.submit_import("bench", &corpus.to_string_lossy(), None, &[])?;
     let info = loop {
         let info = jobs.get(&job.id)?.context("job vanished")?;
         if info.state.is_finished() {
