@@ -166,7 +166,13 @@ impl KnowledgeBase {
         catalog: Arc<Catalog>,
     ) -> Result<Self, IndexError> {
         let vectors = EdgeVectorStore::open(&dir.join("vectors"), meta.dimension, hnsw)?;
-        let keywords = KeywordIndex::open(&dir.join("keywords"))?;
+        let keywords = KeywordIndex::open(&dir.join("keywords")).map_err(|e| match e {
+            IndexError::Outdated { detail, .. } => IndexError::Outdated {
+                what: format!("knowledge base {:?}", meta.name),
+                detail,
+            },
+            e => e,
+        })?;
         let visible = catalog
             .all_documents(&meta.name)?
             .into_iter()
@@ -487,7 +493,7 @@ impl KbRegistry {
             match self.get(&name) {
                 Ok(Some(kb)) => reports.push((name, kb.reconcile()?)),
                 Ok(None) => {}
-                Err(e @ IndexError::Outdated(_)) => tracing::warn!(kb = %name, "{e}"),
+                Err(e @ IndexError::Outdated { .. }) => tracing::warn!("{e}"),
                 Err(e) => return Err(e),
             }
         }
@@ -864,10 +870,12 @@ mod tests {
         let names: Vec<&str> = reports.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["new"]);
         let error = registry.get("old").err().unwrap();
-        assert!(matches!(error, IndexError::Outdated(_)), "{error}");
+        assert!(matches!(error, IndexError::Outdated { .. }), "{error}");
+        let message = error.to_string();
         assert!(
-            error.to_string().contains("ingest its documents again"),
-            "{error}"
+            message.starts_with("knowledge base \"old\" was built by an older version of zhiku")
+                && message.contains("ingest its documents again"),
+            "{message}"
         );
         // It can still be deleted, to be ingested again.
         assert!(registry.delete("old").unwrap());

@@ -79,11 +79,14 @@ impl KeywordIndex {
                     .map(|(_, entry)| entry.name())
                     .filter(|name| stored.get_field(name).is_err())
                     .collect();
-                return Err(IndexError::Outdated(if missing.is_empty() {
-                    "its keyword index has another schema".into()
-                } else {
-                    format!("its keyword index has no {} field", missing.join(", "))
-                }));
+                return Err(IndexError::Outdated {
+                    what: format!("the keyword index in {}", dir.display()),
+                    detail: if missing.is_empty() {
+                        "its schema differs".into()
+                    } else {
+                        format!("it has no {} field", missing.join(", "))
+                    },
+                });
             }
         }
         let index = Index::open_or_create(directory, schema)?;
@@ -387,7 +390,7 @@ mod tests {
         builder.add_text_field("record", STORED);
         Index::create_in_dir(dir.path(), builder.build()).unwrap();
         let error = KeywordIndex::open(dir.path()).err().unwrap();
-        assert!(matches!(error, IndexError::Outdated(_)), "{error}");
+        assert!(matches!(error, IndexError::Outdated { .. }), "{error}");
         let message = error.to_string();
         assert!(message.contains("older version of zhiku"), "{message}");
         assert!(message.contains("tags, path_prefixes, mime"), "{message}");

@@ -66,9 +66,14 @@ pub enum IndexError {
     /// (e.g. the metadata fields searches filter on). There are no migrations: the
     /// documents must be ingested again.
     #[error(
-        "the knowledge base was built by an older version of zhiku ({0}); delete it and ingest its documents again"
+        "{what} was built by an older version of zhiku ({detail}); delete the knowledge base and ingest its documents again"
     )]
-    Outdated(String),
+    Outdated {
+        /// The KB, or the store within it.
+        what: String,
+        /// What gave it away.
+        detail: String,
+    },
     /// The KB is in use and cannot be changed this way right now.
     #[error("{0}")]
     Busy(String),

@@ -104,7 +104,7 @@ fn index_status(e: &IndexError) -> (StatusCode, &'static str) {
     match e {
         IndexError::ModelMismatch { .. } => (StatusCode::CONFLICT, "model_mismatch"),
         IndexError::Busy(_) => (StatusCode::CONFLICT, "busy"),
-        IndexError::Outdated(_) => (StatusCode::CONFLICT, "outdated_kb"),
+        IndexError::Outdated { .. } => (StatusCode::CONFLICT, "outdated_kb"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "index_failed"),
     }
 }
