@@ -29,6 +29,17 @@ pub struct ChunkRecord {
     /// versions while a document is replaced; only the catalog's current one is visible.
     #[serde(default)]
     pub version: u64,
+    /// The document's tags. Every chunk carries its document's metadata so that both
+    /// indexes can filter inside their own search, and so that a chunk read back from
+    /// either store is enough to rebuild the other.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The document's source path (see [`DocumentInfo::path`]).
+    #[serde(default)]
+    pub path: String,
+    /// MIME type of the document's format (see [`DocumentInfo::format`]).
+    #[serde(default)]
+    pub mime: String,
 }
 
 impl ChunkRecord {
@@ -79,6 +90,57 @@ pub struct SearchRequest {
     /// Return up to this many neighbouring chunks on each side of every hit (0 to 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expand: Option<u32>,
+    /// Only chunks of documents matching this filter are searched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<SearchFilter>,
+}
+
+/// Restricts a search to some documents by their metadata.
+///
+/// A document matches a list if it matches any entry of it; it matches the filter if it
+/// matches every field given. Both indexes apply the filter inside their search, so a
+/// filtered search still returns `top_k` hits when that many matching chunks exist. An
+/// absent field does not restrict; an empty list is rejected rather than read as "no
+/// restriction", which would silently widen a search meant to be scoped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchFilter {
+    /// Document ids (at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_ids: Option<Vec<String>>,
+    /// Tags, compared exactly (case-sensitive) after trimming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// Whole leading components of the document's `path`: `hr` and `hr/` match
+    /// `hr/policy.pdf` and `hr/2024/a.md` but not `hrx/a.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// MIME types as shown in a document's `format`, e.g. `text/markdown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_types: Option<Vec<String>>,
+}
+
+/// The ancestor prefixes of a path, shortest first and ending with the whole path:
+/// `hr/2024/a.md` → `hr`, `hr/2024`, `hr/2024/a.md`.
+///
+/// Stores index these as keywords, so a prefix filter is one exact match on a normalised
+/// prefix (the last element of this function applied to it) and matches whole components
+/// only. Exact matching works the same in Tantivy and in any Qdrant deployment. Both `/`
+/// and `\` separate components (clients on Windows send the latter); empty and `.`
+/// components are dropped, so `./hr//a.md` and `/hr/a.md` mean `hr/a.md`.
+pub fn path_prefixes(path: &str) -> Vec<String> {
+    let mut prefixes: Vec<String> = Vec::new();
+    for part in path
+        .split(['/', '\\'])
+        .filter(|p| !p.is_empty() && *p != ".")
+    {
+        let prefix = match prefixes.last() {
+            Some(parent) => format!("{parent}/{part}"),
+            None => part.to_string(),
+        };
+        prefixes.push(prefix);
+    }
+    prefixes
 }
 
 impl SearchRequest {
@@ -93,6 +155,7 @@ impl SearchRequest {
             alpha: None,
             min_score: None,
             expand: None,
+            filter: None,
         }
     }
 }
@@ -272,9 +335,19 @@ pub struct DocumentInfo {
     /// Lifecycle status; `indexed` once searchable.
     #[serde(default)]
     pub status: DocumentStatus,
-    /// Detected format (MIME type).
+    /// Detected format (MIME type): what `filter.mime_types` of a search matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// Tags given at upload (`tags` form fields) or import (`tags` of the job), for
+    /// filtering searches.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Where the document came from, for `filter.path_prefix`: the file name as the client
+    /// sent it for an upload (it may contain `/`, unlike `name`), the path relative to the
+    /// imported directory for an import. Relative, so that importing a folder on the server
+    /// and uploading it with `zhiku ingest --server` give the same paths.
+    #[serde(default)]
+    pub path: String,
     /// `sha256:<hex>` of the file content together with the pipeline settings that shaped
     /// its chunks; an upload with the same hash is `unchanged`.
     #[serde(default)]
@@ -489,6 +562,10 @@ pub struct CreateJobRequest {
     /// Only files whose path relative to `path` matches this glob (default: all files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glob: Option<String>,
+    /// Tags for every imported document; entries may hold several tags separated by
+    /// commas, as in an upload's `tags` fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// `202 Accepted` body of a request that started a job.
@@ -596,6 +673,28 @@ mod tests {
         assert!(!is_valid_kb_name("Docs"));
         assert!(!is_valid_kb_name("../etc"));
         assert!(!is_valid_kb_name(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn path_prefixes_are_whole_components() {
+        assert_eq!(
+            path_prefixes("hr/2024/a.md"),
+            ["hr", "hr/2024", "hr/2024/a.md"]
+        );
+        assert_eq!(path_prefixes("./hr//a.md"), path_prefixes("/hr/a.md"));
+        assert_eq!(path_prefixes("hr\\a.md"), ["hr", "hr/a.md"]);
+        assert_eq!(path_prefixes("hr/").last().unwrap(), "hr");
+        assert!(path_prefixes("/./").is_empty());
+    }
+
+    #[test]
+    fn filter_rejects_unknown_fields() {
+        let parse = |json| serde_json::from_str::<SearchRequest>(json);
+        assert!(parse(r#"{"query":"x","filter":{"tag":["a"]}}"#).is_err());
+        let r = parse(r#"{"query":"x","filter":{"tags":["a"],"path_prefix":"hr"}}"#).unwrap();
+        let filter = r.filter.unwrap();
+        assert_eq!(filter.tags, Some(vec!["a".to_string()]));
+        assert_eq!(filter.document_ids, None);
     }
 
     #[test]

@@ -130,7 +130,18 @@ fn ingest_against_a_running_server() {
     // Through the server: same job machinery, same summary, partial failure exits 0.
     let (code, stdout, stderr) = zhiku(
         server.data.path(),
-        &["ingest", docs_arg, "--kb", "hr", "--server", &server.url],
+        &[
+            "ingest",
+            docs_arg,
+            "--kb",
+            "hr",
+            "--server",
+            &server.url,
+            "--tag",
+            "hr",
+            "--tag",
+            "leave, 2024",
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
@@ -145,6 +156,13 @@ fn ingest_against_a_running_server() {
     );
     let (status, doc) = server.get("/v1/kbs/hr/documents/hr/leave.md");
     assert_eq!(status, 200, "{doc}");
+    // The same path and tags as a local import would give.
+    assert_eq!(doc["path"], "hr/leave.md", "{doc}");
+    assert_eq!(
+        doc["tags"],
+        serde_json::json!(["hr", "leave", "2024"]),
+        "{doc}"
+    );
     let hits = server.search("hr", "paid leave days", "keyword");
     assert_eq!(hits[0]["document_id"], "hr/leave.md");
 
@@ -336,4 +354,58 @@ fn eval_reports_exact_metrics_and_rejects_bad_queries() {
         stderr.contains("\"nope\" does not exist") && !stderr.contains("panicked"),
         "{stderr}"
     );
+}
+
+#[test]
+fn ingest_tags_locally() {
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(docs.path().join("team")).unwrap();
+    std::fs::write(
+        docs.path().join("team/a.md"),
+        "# Lunch\n\nThe canteen serves lunch from half past eleven.",
+    )
+    .unwrap();
+    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let docs_arg = docs.path().to_str().unwrap();
+    let ingest = |tags: &[&str]| {
+        let mut args = vec!["ingest", docs_arg, "--kb", "t"];
+        for tag in tags {
+            args.extend(["--tag", tag]);
+        }
+        zhiku(data.path(), &args)
+    };
+
+    let (code, stdout, stderr) = ingest(&["x", "y, x"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("(1 indexed, 0 unchanged"), "{stdout}");
+    // The same tags after normalisation: nothing to do.
+    let (code, stdout, stderr) = ingest(&["x,y"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("(0 indexed, 1 unchanged"), "{stdout}");
+    // Other tags: the document is written again with them.
+    let (code, stdout, stderr) = ingest(&["z"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("(1 indexed, 0 unchanged"), "{stdout}");
+    let long = "x".repeat(65);
+    let (code, _, stderr) = ingest(&[&long]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("longer than 64 characters"), "{stderr}");
+
+    let server = zhiku_e2e::Server::start_in(data.clone(), &[]);
+    let (status, doc) = server.get("/v1/kbs/t/documents/team/a.md");
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["tags"], serde_json::json!(["z"]), "{doc}");
+    assert_eq!(doc["path"], "team/a.md", "{doc}");
+    for (tag, hits) in [("z", 1), ("x", 0)] {
+        let (status, body) = server.post_json(
+            "/v1/kbs/t/search",
+            &serde_json::json!({"query": "lunch", "filter": {"tags": [tag]}}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["hits"].as_array().unwrap().len(),
+            hits,
+            "{tag}: {body}"
+        );
+    }
 }

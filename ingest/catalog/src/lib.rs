@@ -75,6 +75,9 @@ pub struct JobSpec {
     /// Uploaded files staged on disk, in upload order (empty for imports).
     #[serde(default)]
     pub uploads: Vec<StagedFile>,
+    /// Tags given to every document of the job, kept here so a resumed job applies them.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// One uploaded file waiting in the job's staging directory.
@@ -82,6 +85,10 @@ pub struct JobSpec {
 pub struct StagedFile {
     /// File name as uploaded.
     pub name: String,
+    /// The file name exactly as the client sent it, directories included: the document's
+    /// `path`.
+    #[serde(default)]
+    pub client_path: String,
     /// Document id it will be stored under.
     pub document_id: String,
     /// Content type declared by the client.
@@ -453,6 +460,8 @@ mod tests {
             chunks: 2,
             status: DocumentStatus::Indexed,
             format: Some("text/plain".into()),
+            tags: vec!["hr".into()],
+            path: format!("docs/{id}.txt"),
             hash: "sha256:00".into(),
             size: 10,
             version,
@@ -467,6 +476,7 @@ mod tests {
             spec: JobSpec {
                 source: JobSource::Upload,
                 uploads: vec![],
+                tags: vec!["hr".into()],
             },
         }
     }
@@ -572,5 +582,16 @@ mod tests {
         assert!(!is_valid_document_id("line\nbreak"));
         assert!(!is_valid_document_id("   "));
         assert!(!is_valid_document_id(&"x".repeat(513)));
+    }
+
+    #[test]
+    fn records_written_before_document_metadata_still_decode() {
+        let doc: DocumentInfo = decode(br#"{"id":"a","name":"a.txt","chunks":1}"#).unwrap();
+        assert!(doc.tags.is_empty() && doc.path.is_empty());
+        let spec: JobSpec = decode(
+            br#"{"source":{"type":"upload"},"uploads":[{"name":"a.txt","document_id":"a","path":"/s/0"}]}"#,
+        )
+        .unwrap();
+        assert!(spec.tags.is_empty() && spec.uploads[0].client_path.is_empty());
     }
 }

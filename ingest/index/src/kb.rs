@@ -13,7 +13,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 use zhiku_catalog::{Catalog, Commit, Intent, now_rfc3339};
 use zhiku_schemas::{
-    ChunkRecord, DocumentInfo, DocumentStatus, KbInfo, StoredCounts, is_valid_kb_name,
+    ChunkRecord, DocumentInfo, DocumentStatus, KbInfo, SearchFilter, StoredCounts, is_valid_kb_name,
 };
 
 use crate::{EdgeVectorStore, HnswParams, IndexError, KeywordIndex, VectorStore};
@@ -60,7 +60,9 @@ pub struct ReindexReport {
 pub struct DocumentWrite {
     /// The document; `version` and timestamps are assigned by [`KnowledgeBase::write`].
     pub document: DocumentInfo,
-    /// Chunks and vectors in document order.
+    /// Chunks and vectors in document order. Their version and metadata (tags, path,
+    /// MIME type) are taken from `document` when written, so the stores cannot disagree
+    /// with the catalog about them.
     pub points: Vec<(ChunkRecord, Vec<f32>)>,
 }
 
@@ -139,13 +141,14 @@ impl KbView<'_> {
             .collect()
     }
 
-    /// Nearest visible chunks to a query vector.
+    /// Nearest visible chunks to a query vector among those matching `filter`.
     pub fn dense_search(
         &self,
         vector: &[f32],
         limit: usize,
+        filter: Option<&SearchFilter>,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        let hits = self.vectors.search(vector, self.fetch(limit))?;
+        let hits = self.vectors.search(vector, self.fetch(limit), filter)?;
         Ok(self.keep(hits, limit))
     }
 
@@ -185,13 +188,14 @@ impl KbView<'_> {
         Ok(chunks)
     }
 
-    /// BM25 keyword search over visible chunks.
+    /// BM25 keyword search over visible chunks matching `filter`.
     pub fn keyword_search(
         &self,
         query: &str,
         limit: usize,
+        filter: Option<&SearchFilter>,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        let hits = self.kb.keywords.search(query, self.fetch(limit))?;
+        let hits = self.kb.keywords.search(query, self.fetch(limit), filter)?;
         Ok(self.keep(hits, limit))
     }
 }
@@ -205,7 +209,13 @@ impl KnowledgeBase {
     ) -> Result<Self, IndexError> {
         remove_retired_vectors(dir, &meta.vectors_dir)?;
         let vectors = EdgeVectorStore::open(&dir.join(&meta.vectors_dir), meta.dimension, hnsw)?;
-        let keywords = KeywordIndex::open(&dir.join("keywords"))?;
+        let keywords = KeywordIndex::open(&dir.join("keywords")).map_err(|e| match e {
+            IndexError::Outdated { detail, .. } => IndexError::Outdated {
+                what: format!("knowledge base {:?}", meta.name),
+                detail,
+            },
+            e => e,
+        })?;
         let visible = catalog
             .all_documents(&meta.name)?
             .into_iter()
@@ -329,6 +339,9 @@ impl KnowledgeBase {
             } = write;
             for (record, _) in &mut points {
                 record.version = version;
+                record.tags.clone_from(&document.tags);
+                record.path.clone_from(&document.path);
+                record.mime = document.format.clone().unwrap_or_default();
             }
             vectors.upsert(&points)?;
             let records: Vec<ChunkRecord> = points.into_iter().map(|(r, _)| r).collect();
@@ -639,11 +652,18 @@ impl KbRegistry {
     }
 
     /// Opens every KB and reconciles its stores with the catalog (run at startup).
+    ///
+    /// A KB built by an older zhiku is skipped with a warning rather than stopping the
+    /// start: the others stay usable, and requests to it fail naming the problem until it
+    /// is deleted and ingested again.
     pub fn reconcile_all(&self) -> Result<Vec<(String, ReconcileReport)>, IndexError> {
         let mut reports = Vec::new();
         for name in self.names()? {
-            if let Some(kb) = self.get(&name)? {
-                reports.push((name, kb.reconcile()?));
+            match self.get(&name) {
+                Ok(Some(kb)) => reports.push((name, kb.reconcile()?)),
+                Ok(None) => {}
+                Err(e @ IndexError::Outdated { .. }) => tracing::warn!("{e}"),
+                Err(e) => return Err(e),
             }
         }
         Ok(reports)
@@ -792,6 +812,9 @@ mod tests {
             heading: None,
             page: None,
             version: 0,
+            tags: Vec::new(),
+            path: String::new(),
+            mime: String::new(),
         }
     }
 
@@ -801,7 +824,9 @@ mod tests {
             name: format!("{id}.txt"),
             chunks: 0,
             status: DocumentStatus::Indexed,
-            format: None,
+            format: Some("text/plain".into()),
+            tags: vec!["t1".into()],
+            path: format!("dir/{id}.txt"),
             hash: String::new(),
             size: 0,
             version: 0,
@@ -854,10 +879,14 @@ mod tests {
         assert_eq!((report.documents, report.chunks), (2, 3));
         assert!(kb.ensure_model("old-model", 2).is_err());
         kb.ensure_model("new-model", 3).unwrap();
-        let hit =
-            |kb: &KnowledgeBase, v: &[f32]| kb.view().dense_search(v, 1).unwrap()[0].0.text.clone();
+        let hit = |kb: &KnowledgeBase, v: &[f32]| {
+            kb.view().dense_search(v, 1, None).unwrap()[0]
+                .0
+                .text
+                .clone()
+        };
         assert_eq!(hit(&kb, &[0.0, 1.0, 0.0]), "beta");
-        assert_eq!(kb.view().keyword_search("gamma", 5).unwrap().len(), 1);
+        assert_eq!(kb.view().keyword_search("gamma", 5, None).unwrap().len(), 1);
         let stores: Vec<String> = std::fs::read_dir(dir.path().join("kbs/docs"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -922,9 +951,9 @@ mod tests {
         assert_eq!(second[0].created_at, first[0].created_at);
         assert_eq!(kb.info().chunks, 2);
         let view = kb.view();
-        assert!(view.keyword_search("hello", 5).unwrap().is_empty());
-        assert_eq!(view.keyword_search("goodbye", 5).unwrap().len(), 1);
-        assert_eq!(view.dense_search(&[0.0, 1.0], 5).unwrap().len(), 2);
+        assert!(view.keyword_search("hello", 5, None).unwrap().is_empty());
+        assert_eq!(view.keyword_search("goodbye", 5, None).unwrap().len(), 1);
+        assert_eq!(view.dense_search(&[0.0, 1.0], 5, None).unwrap().len(), 2);
         // Only the current version, in document order.
         let texts: Vec<String> = view.chunks().unwrap().into_iter().map(|c| c.text).collect();
         assert_eq!(texts, ["goodbye moon", "more"]);
@@ -980,7 +1009,10 @@ mod tests {
         stray.points[0].0.version = 99;
         kb.vectors().upsert(&stray.points).unwrap();
         assert!(
-            kb.view().keyword_search("beta", 5).unwrap().is_empty(),
+            kb.view()
+                .keyword_search("beta", 5, None)
+                .unwrap()
+                .is_empty(),
             "uncommitted is invisible"
         );
         drop(kb);
@@ -996,7 +1028,99 @@ mod tests {
         let kb = registry.get("docs").unwrap().unwrap();
         assert_eq!(kb.vectors().count().unwrap(), 1);
         assert_eq!(kb.keywords.count(), 1);
-        assert_eq!(kb.view().keyword_search("alpha", 5).unwrap().len(), 1);
+        assert_eq!(kb.view().keyword_search("alpha", 5, None).unwrap().len(), 1);
         assert!(registry.catalog().intents("docs").unwrap().is_empty());
+    }
+
+    #[test]
+    fn chunks_carry_their_documents_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = open(dir.path());
+        let kb = registry.get_or_create("docs", "test-model", 2).unwrap();
+        kb.write(
+            vec![write("d1", &[("alpha", [1.0, 0.0]), ("beta", [0.0, 1.0])])],
+            Commit::default(),
+        )
+        .unwrap();
+        let view = kb.view();
+        let dense = view.dense_search(&[1.0, 0.0], 1, None).unwrap();
+        let keyword = view.keyword_search("alpha", 1, None).unwrap();
+        for record in [
+            &dense[0].0,
+            &keyword[0].0,
+            &view.neighbours(&dense[0].0, 1).unwrap()[0],
+        ] {
+            assert_eq!(record.tags, ["t1"]);
+            assert_eq!(record.path, "dir/d1.txt");
+            assert_eq!(record.mime, "text/plain");
+        }
+        let filter: SearchFilter =
+            serde_json::from_value(serde_json::json!({"path_prefix": "dir", "tags": ["t1"]}))
+                .unwrap();
+        assert_eq!(
+            view.dense_search(&[1.0, 0.0], 5, Some(&filter))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            view.keyword_search("beta", 5, Some(&filter)).unwrap().len(),
+            1
+        );
+        let other: SearchFilter =
+            serde_json::from_value(serde_json::json!({"tags": ["t2"]})).unwrap();
+        assert!(
+            view.dense_search(&[1.0, 0.0], 5, Some(&other))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            view.keyword_search("beta", 5, Some(&other))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_kb_from_an_older_build_is_refused_and_skipped_at_startup() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = open(dir.path());
+        registry.get_or_create("new", "test-model", 2).unwrap();
+        let old = registry.get_or_create("old", "test-model", 2).unwrap();
+        old.write(
+            vec![write("d1", &[("alpha", [1.0, 0.0])])],
+            Commit::default(),
+        )
+        .unwrap();
+        drop(old);
+        drop(registry);
+        // Replace the keyword index by one with the schema of the build before filters.
+        let keywords = dir.path().join("kbs/old/keywords");
+        std::fs::remove_dir_all(&keywords).unwrap();
+        std::fs::create_dir_all(&keywords).unwrap();
+        let mut builder = tantivy::schema::Schema::builder();
+        for name in ["document_id", "version_key"] {
+            builder.add_text_field(name, tantivy::schema::STRING);
+        }
+        builder.add_text_field("text", tantivy::schema::TEXT);
+        builder.add_text_field("heading", tantivy::schema::TEXT);
+        builder.add_text_field("record", tantivy::schema::STORED);
+        tantivy::Index::create_in_dir(&keywords, builder.build()).unwrap();
+
+        let registry = open(dir.path());
+        let reports = registry.reconcile_all().unwrap();
+        let names: Vec<&str> = reports.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["new"]);
+        let error = registry.get("old").err().unwrap();
+        assert!(matches!(error, IndexError::Outdated { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("knowledge base \"old\" was built by an older version of zhiku")
+                && message.contains("ingest its documents again"),
+            "{message}"
+        );
+        // It can still be deleted, to be ingested again.
+        assert!(registry.delete("old").unwrap());
+        assert_eq!(registry.names().unwrap(), ["new"]);
     }
 }

@@ -6,15 +6,15 @@ use std::path::Path;
 use parking_lot::Mutex;
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
-use zhiku_schemas::ChunkRecord;
+use zhiku_schemas::{ChunkRecord, SearchFilter, path_prefixes};
 
-use crate::IndexError;
 use crate::analyzer::{ANALYZER_NAME, analyzer, terms};
+use crate::{IndexError, filter_terms};
 
 /// Writer memory budget; Tantivy's minimum per thread is 15 MB.
 const WRITER_HEAP_BYTES: usize = 50_000_000;
@@ -25,6 +25,9 @@ struct Fields {
     version_key: Field,
     text: Field,
     heading: Field,
+    tags: Field,
+    path_prefixes: Field,
+    mime: Field,
     record: Field,
 }
 
@@ -49,6 +52,11 @@ fn schema() -> (Schema, Fields) {
         version_key: builder.add_text_field("version_key", STRING),
         text: builder.add_text_field("text", analyzed.clone()),
         heading: builder.add_text_field("heading", analyzed),
+        // Metadata for filters, as raw keywords (multi-valued: one value per tag, one per
+        // ancestor prefix of the path); indexed only, the record holds them.
+        tags: builder.add_text_field("tags", STRING),
+        path_prefixes: builder.add_text_field("path_prefixes", STRING),
+        mime: builder.add_text_field("mime", STRING),
         // The whole record as JSON, so a hit needs no second store.
         record: builder.add_text_field("record", STORED),
     };
@@ -56,11 +64,31 @@ fn schema() -> (Schema, Fields) {
 }
 
 impl KeywordIndex {
-    /// Opens the index at `dir`, creating it if empty.
+    /// Opens the index at `dir`, creating it if empty. An index whose schema is not this
+    /// build's is refused with [`IndexError::Outdated`]: its chunks lack fields that
+    /// searches rely on, and only re-ingesting the documents can supply them.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         std::fs::create_dir_all(dir).map_err(|e| IndexError::Keyword(e.to_string()))?;
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Keyword(e.to_string()))?;
+        if Index::exists(&directory).map_err(|e| IndexError::Keyword(e.to_string()))? {
+            let stored = Index::open(directory.clone())?.schema();
+            if stored != schema {
+                let missing: Vec<&str> = schema
+                    .fields()
+                    .map(|(_, entry)| entry.name())
+                    .filter(|name| stored.get_field(name).is_err())
+                    .collect();
+                return Err(IndexError::Outdated {
+                    what: format!("the keyword index in {}", dir.display()),
+                    detail: if missing.is_empty() {
+                        "its schema differs".into()
+                    } else {
+                        format!("it has no {} field", missing.join(", "))
+                    },
+                });
+            }
+        }
         let index = Index::open_or_create(directory, schema)?;
         index.tokenizers().register(ANALYZER_NAME, analyzer());
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
@@ -97,6 +125,13 @@ impl KeywordIndex {
             if let Some(heading) = &chunk.heading {
                 doc.add_text(self.fields.heading, heading);
             }
+            for tag in &chunk.tags {
+                doc.add_text(self.fields.tags, tag);
+            }
+            for prefix in path_prefixes(&chunk.path) {
+                doc.add_text(self.fields.path_prefixes, prefix);
+            }
+            doc.add_text(self.fields.mime, &chunk.mime);
             let json =
                 serde_json::to_string(chunk).map_err(|e| IndexError::Corrupt(e.to_string()))?;
             doc.add_text(self.fields.record, json);
@@ -179,8 +214,29 @@ impl KeywordIndex {
         self.reader.searcher().num_docs() as usize
     }
 
-    /// BM25 search: the query is analyzed exactly as the text was and every term may match.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+    /// The filter as required clauses that match or not but never score, so BM25 scores
+    /// are the same with and without a filter.
+    fn filter_clauses(&self, filter: &SearchFilter) -> Vec<(Occur, Box<dyn Query>)> {
+        let f = &self.fields;
+        filter_terms(filter, [f.document_id, f.tags, f.path_prefixes, f.mime])
+            .into_iter()
+            .map(|(field, values)| {
+                let terms = values.iter().map(|v| Term::from_field_text(field, v));
+                let any = ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), 0.0);
+                (Occur::Must, Box::new(any) as Box<dyn Query>)
+            })
+            .collect()
+    }
+
+    /// BM25 search among the chunks matching `filter`: the query is analyzed exactly as the
+    /// text was and every term may match. The filter is part of the query, so a selective
+    /// filter still yields `limit` hits when that many match.
+    pub fn search(
+        &self,
+        query: &str,
+        limit: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
         let mut seen = HashSet::new();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for term in terms(query) {
@@ -200,11 +256,14 @@ impl KeywordIndex {
         if clauses.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        let mut query: Box<dyn Query> = Box::new(BooleanQuery::new(clauses));
+        if let Some(filter) = filter {
+            let mut clauses = self.filter_clauses(filter);
+            clauses.push((Occur::Must, query));
+            query = Box::new(BooleanQuery::new(clauses));
+        }
         let searcher = self.reader.searcher();
-        let top = searcher.search(
-            &BooleanQuery::new(clauses),
-            &TopDocs::with_limit(limit).order_by_score(),
-        )?;
+        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
         top.into_iter()
             .map(|(score, address)| {
                 let doc: TantivyDocument = searcher.doc(address)?;
@@ -228,6 +287,9 @@ mod tests {
             heading: None,
             page: None,
             version,
+            tags: Vec::new(),
+            path: format!("{doc}.txt"),
+            mime: "text/plain".into(),
         }
     }
 
@@ -246,9 +308,9 @@ mod tests {
         index.commit().unwrap();
         assert_eq!(index.count(), 3);
 
-        let hits = index.search("數據庫備份", 5).unwrap();
+        let hits = index.search("數據庫備份", 5, None).unwrap();
         assert_eq!(hits[0].0.chunk_id, "a#0");
-        let hits = index.search("scheduling process", 5).unwrap();
+        let hits = index.search("scheduling process", 5, None).unwrap();
         assert_eq!(hits[0].0.chunk_id, "a#1");
 
         index
@@ -259,13 +321,16 @@ mod tests {
         index.delete_versions("a", Some(3)).unwrap();
         index.commit().unwrap();
         assert_eq!(index.count(), 2);
-        assert!(index.search("数据库", 5).unwrap().is_empty());
-        assert_eq!(index.search("completely", 5).unwrap()[0].0.version, 3);
+        assert!(index.search("数据库", 5, None).unwrap().is_empty());
+        assert_eq!(index.search("completely", 5, None).unwrap()[0].0.version, 3);
 
         drop(index);
         let reopened = KeywordIndex::open(dir.path()).unwrap();
         assert_eq!(reopened.count(), 2);
-        assert_eq!(reopened.search("DHCP", 5).unwrap()[0].0.document_id, "b");
+        assert_eq!(
+            reopened.search("DHCP", 5, None).unwrap()[0].0.document_id,
+            "b"
+        );
         reopened.delete_versions("b", None).unwrap();
         reopened.commit().unwrap();
         assert_eq!(reopened.count(), 1);
@@ -281,6 +346,53 @@ mod tests {
         let index = KeywordIndex::open(dir.path()).unwrap();
         index.add(&[chunk("a", 0, "text", 1)]).unwrap();
         index.commit().unwrap();
-        assert!(index.search("？！。", 5).unwrap().is_empty());
+        assert!(index.search("？！。", 5, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn filters_apply_inside_the_search() {
+        use crate::test_support::{CHUNKS, cases, corpus, documents};
+        let dir = tempfile::tempdir().unwrap();
+        let index = KeywordIndex::open(dir.path()).unwrap();
+        let records: Vec<ChunkRecord> = corpus().into_iter().map(|(r, _)| r).collect();
+        index.add(&records).unwrap();
+        index.commit().unwrap();
+        let unfiltered = index.search("alpha eng", records.len(), None).unwrap();
+        for (filter, expected) in cases() {
+            let hits = index
+                .search("alpha eng", records.len(), Some(&filter))
+                .unwrap();
+            assert_eq!(documents(&hits), expected, "{filter:?}");
+            assert_eq!(hits.len(), expected.len() * CHUNKS as usize, "{filter:?}");
+            // The filter selects; it does not change BM25 scores.
+            for (hit, score) in &hits {
+                let same = unfiltered.iter().find(|(r, _)| r.chunk_id == hit.chunk_id);
+                assert_eq!(same.map(|(_, s)| *s), Some(*score), "{filter:?}");
+            }
+        }
+        // "eng" ranks its own chunks first, yet a filter excluding them fills the limit.
+        let hr = serde_json::from_value(serde_json::json!({"tags": ["hr"]})).unwrap();
+        let hits = index.search("alpha eng", 4, Some(&hr)).unwrap();
+        assert_eq!(hits.len(), 4);
+        assert_eq!(documents(&hits), ["leave", "policy"]);
+    }
+
+    #[test]
+    fn an_index_without_the_metadata_fields_is_outdated() {
+        use tantivy::schema::TEXT;
+        let dir = tempfile::tempdir().unwrap();
+        // The schema of the build before filters.
+        let mut builder = Schema::builder();
+        builder.add_text_field("document_id", STRING);
+        builder.add_text_field("version_key", STRING);
+        builder.add_text_field("text", TEXT);
+        builder.add_text_field("heading", TEXT);
+        builder.add_text_field("record", STORED);
+        Index::create_in_dir(dir.path(), builder.build()).unwrap();
+        let error = KeywordIndex::open(dir.path()).err().unwrap();
+        assert!(matches!(error, IndexError::Outdated { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("older version of zhiku"), "{message}");
+        assert!(message.contains("tags, path_prefixes, mime"), "{message}");
     }
 }

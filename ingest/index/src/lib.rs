@@ -11,12 +11,39 @@ mod kb;
 mod keyword;
 mod vector;
 
+#[cfg(test)]
+mod test_support;
+
 pub use kb::{
     DocumentWrite, KbMeta, KbRegistry, KbView, KnowledgeBase, ReEmbed, ReconcileReport,
     ReindexReport,
 };
 pub use keyword::KeywordIndex;
 pub use vector::{EdgeVectorStore, HnswParams, VectorStore};
+
+use zhiku_schemas::{SearchFilter, path_prefixes};
+
+/// A search filter as `(field, values)` pairs, one per field given, in the order
+/// document ids, tags, path prefixes, MIME types, each named by the store's key for it: a
+/// chunk matches if every pair's field holds one of its values. Both stores build their
+/// queries from this, so they cannot differ in what a filter means; the path prefix is
+/// normalised as stored prefixes are, and one naming no component matches nothing.
+fn filter_terms<F>(filter: &SearchFilter, keys: [F; 4]) -> Vec<(F, Vec<String>)> {
+    let prefix = filter
+        .path_prefix
+        .as_deref()
+        .map(|p| vec![path_prefixes(p).pop().unwrap_or_default()]);
+    let values = [
+        filter.document_ids.clone(),
+        filter.tags.clone(),
+        prefix,
+        filter.mime_types.clone(),
+    ];
+    keys.into_iter()
+        .zip(values)
+        .filter_map(|(key, values)| Some((key, values?)))
+        .collect()
+}
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +70,18 @@ pub enum IndexError {
     /// The embedding model failed while re-embedding chunks.
     #[error("embedding failed: {0}")]
     Embedding(String),
+    /// The KB was written by an older zhiku whose stores lack what this build relies on
+    /// (e.g. the metadata fields searches filter on). There are no migrations: the
+    /// documents must be ingested again.
+    #[error(
+        "{what} was built by an older version of zhiku ({detail}); delete the knowledge base and ingest its documents again"
+    )]
+    Outdated {
+        /// The KB, or the store within it.
+        what: String,
+        /// What gave it away.
+        detail: String,
+    },
     /// The KB is in use and cannot be changed this way right now.
     #[error("{0}")]
     Busy(String),

@@ -12,9 +12,9 @@ use qdrant_edge::{
     PointOperations, PointStruct, QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest,
     SearchParams, UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface, WithVector,
 };
-use zhiku_schemas::ChunkRecord;
+use zhiku_schemas::{ChunkRecord, SearchFilter, path_prefixes};
 
-use crate::IndexError;
+use crate::{IndexError, filter_terms};
 
 /// Where chunk vectors are stored and searched. Implementations must be shareable.
 pub trait VectorStore: Send + Sync {
@@ -37,8 +37,15 @@ pub trait VectorStore: Send + Sync {
         from: u32,
         to: u32,
     ) -> Result<Vec<ChunkRecord>, IndexError>;
-    /// The `limit` chunks nearest to `vector`, best first, with cosine similarity.
-    fn search(&self, vector: &[f32], limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError>;
+    /// The `limit` chunks nearest to `vector` among those matching `filter`, best first,
+    /// with cosine similarity. The filter is part of the query, not applied to its
+    /// results, so a selective filter still yields `limit` hits when that many match.
+    fn search(
+        &self,
+        vector: &[f32],
+        limit: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError>;
     /// Number of chunks stored.
     fn count(&self) -> Result<usize, IndexError>;
     /// Builds indexes and merges segments after a batch of writes.
@@ -76,6 +83,15 @@ pub struct EdgeVectorStore {
 const DOCUMENT_ID: &str = "document_id";
 const VERSION: &str = "version";
 const CHUNK_INDEX: &str = "chunk_index";
+const TAGS: &str = "tags";
+const MIME: &str = "mime";
+/// Payload-only field (not part of the record): every ancestor prefix of the path, see
+/// [`path_prefixes`].
+const PATH_PREFIXES: &str = "path_prefixes";
+/// Payload fields with a keyword index: documents are deleted by id, searches filtered by
+/// all four. Indexed fields also let the query planner pick exact search for selective
+/// filters instead of an HNSW walk that could run out of matching neighbours.
+const KEYWORD_FIELDS: [&str; 4] = [DOCUMENT_ID, TAGS, PATH_PREFIXES, MIME];
 /// Page size of reconciliation scans.
 const SCROLL_PAGE: usize = 1_000;
 
@@ -87,6 +103,21 @@ fn json_path(key: &str) -> Result<JsonPath, IndexError> {
 fn point_id(record: &ChunkRecord) -> PointId {
     let key = format!("{}@{}", record.chunk_id, record.version);
     PointId::Uuid(Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()))
+}
+
+/// The Qdrant form of a search filter: one `must` condition per field given.
+fn payload_filter(filter: &SearchFilter) -> Result<Option<Filter>, IndexError> {
+    let mut must = Vec::new();
+    for (key, values) in filter_terms(filter, [DOCUMENT_ID, TAGS, PATH_PREFIXES, MIME]) {
+        must.push(Condition::Field(FieldCondition::new_match(
+            json_path(key)?,
+            Match::from(values),
+        )));
+    }
+    Ok((!must.is_empty()).then(|| Filter {
+        must: Some(must),
+        ..Filter::default()
+    }))
 }
 
 /// The chunk stored as a point's payload.
@@ -117,13 +148,16 @@ impl EdgeVectorStore {
             EdgeShard::load(dir, None)?
         } else {
             let shard = EdgeShard::new(dir, config)?;
-            // A keyword index on document_id makes document deletes a look-up, not a scan.
-            shard.update(UpdateOperation::FieldIndexOperation(
-                FieldIndexOperations::CreateIndex(CreateIndex {
-                    field_name: json_path(DOCUMENT_ID)?,
-                    field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
-                }),
-            ))?;
+            for field in KEYWORD_FIELDS {
+                shard.update(UpdateOperation::FieldIndexOperation(
+                    FieldIndexOperations::CreateIndex(CreateIndex {
+                        field_name: json_path(field)?,
+                        field_schema: Some(PayloadFieldSchema::FieldType(
+                            PayloadSchemaType::Keyword,
+                        )),
+                    }),
+                ))?;
+            }
             shard
         };
         let stored = shard
@@ -174,8 +208,9 @@ impl VectorStore for EdgeVectorStore {
                     got: vector.len(),
                 });
             }
-            let payload =
+            let mut payload =
                 serde_json::to_value(record).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            payload[PATH_PREFIXES] = path_prefixes(&record.path).into();
             list.push(PointStruct::new(point_id(record), vector.clone(), payload).into());
         }
         self.shard.update(UpdateOperation::PointOperation(
@@ -262,7 +297,12 @@ impl VectorStore for EdgeVectorStore {
         }
     }
 
-    fn search(&self, vector: &[f32], limit: usize) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+    fn search(
+        &self,
+        vector: &[f32],
+        limit: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
         if vector.len() != self.dimension {
             return Err(IndexError::Dimension {
                 expected: self.dimension,
@@ -278,7 +318,7 @@ impl VectorStore for EdgeVectorStore {
                 query: VectorInternal::Dense(vector.to_vec()),
                 using: None,
             }))),
-            filter: None,
+            filter: filter.map(payload_filter).transpose()?.flatten(),
             score_threshold: None,
             limit,
             offset: 0,
@@ -322,6 +362,9 @@ mod tests {
             heading: Some("A > B".into()),
             page: Some(2),
             version: 1,
+            tags: vec!["t".into()],
+            path: format!("dir/{doc}.md"),
+            mime: "text/markdown".into(),
         }
     }
 
@@ -336,7 +379,7 @@ mod tests {
                 (chunk("b", 0), vec![0.0, 0.0, 1.0]),
             ])
             .unwrap();
-        let hits = store.search(&[0.9, 0.1, 0.0], 2).unwrap();
+        let hits = store.search(&[0.9, 0.1, 0.0], 2, None).unwrap();
         assert_eq!(hits[0].0, chunk("a", 0));
         assert!(hits[0].1 > hits[1].1);
         assert_eq!(store.count().unwrap(), 3);
@@ -368,7 +411,9 @@ mod tests {
         drop(store);
         let store = EdgeVectorStore::open(dir.path(), 3, HnswParams::default()).unwrap();
         assert_eq!(
-            store.search(&[0.0, 0.0, 1.0], 5).unwrap()[0].0.document_id,
+            store.search(&[0.0, 0.0, 1.0], 5, None).unwrap()[0]
+                .0
+                .document_id,
             "b"
         );
         // One process owns a shard at a time (the WAL is locked).
@@ -377,5 +422,27 @@ mod tests {
             EdgeVectorStore::open(dir.path(), 4, HnswParams::default()),
             Err(IndexError::Dimension { .. })
         ));
+    }
+
+    #[test]
+    fn filters_apply_inside_the_search() {
+        use crate::test_support::{CHUNKS, cases, corpus, documents};
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeVectorStore::open(dir.path(), 3, HnswParams::default()).unwrap();
+        store.upsert(&corpus()).unwrap();
+        let all = corpus().len();
+        for (filter, expected) in cases() {
+            let hits = store.search(&[0.0, 0.0, 1.0], all, Some(&filter)).unwrap();
+            assert_eq!(documents(&hits), expected, "{filter:?}");
+            assert_eq!(hits.len(), expected.len() * CHUNKS as usize, "{filter:?}");
+        }
+        // The query is nearest to "eng", yet a filter excluding it still fills the limit.
+        let hr = serde_json::from_value(serde_json::json!({"tags": ["hr"]})).unwrap();
+        let hits = store.search(&[0.0, 0.0, 1.0], 4, Some(&hr)).unwrap();
+        assert_eq!(hits.len(), 4);
+        assert_eq!(documents(&hits), ["leave", "policy"]);
+        // A chunk read back carries its metadata, and the derived prefixes stay out of it.
+        let chunk = &store.chunks("leave", 1, 0, 0).unwrap()[0];
+        assert_eq!(chunk, &corpus()[3].0);
     }
 }

@@ -38,6 +38,8 @@ pub struct JobsConfig {
 pub struct UploadFile {
     /// File name as uploaded.
     pub name: String,
+    /// The file name as the client sent it, directories included (the document's `path`).
+    pub path: String,
     /// Document id to store it under.
     pub document_id: String,
     /// Declared content type.
@@ -147,7 +149,14 @@ impl Jobs {
     }
 
     /// Queues a job over uploaded files, staged on disk first so it survives a restart.
-    pub fn submit_upload(&self, kb: &str, files: Vec<UploadFile>) -> Result<JobInfo, JobError> {
+    /// `tags`, already normalised ([`normalize_tags`](crate::normalize_tags)), go to every
+    /// file.
+    pub fn submit_upload(
+        &self,
+        kb: &str,
+        files: Vec<UploadFile>,
+        tags: Vec<String>,
+    ) -> Result<JobInfo, JobError> {
         let info = new_info(kb, JobSource::Upload);
         let dir = self.inner.config.staging_dir.join(&info.id);
         let stage = |e: std::io::Error| JobError::Storage(format!("{}: {e}", dir.display()));
@@ -158,6 +167,7 @@ impl Jobs {
             std::fs::write(&path, &file.bytes).map_err(stage)?;
             uploads.push(StagedFile {
                 name: file.name,
+                client_path: file.path,
                 document_id: file.document_id,
                 content_type: file.content_type,
                 path,
@@ -169,18 +179,22 @@ impl Jobs {
             spec: JobSpec {
                 source: JobSource::Upload,
                 uploads,
+                tags,
             },
             info,
         })
     }
 
     /// Queues the import of a server-side directory, which must lie inside an import root.
+    /// `tags` are as the client wrote them and go to every file.
     pub fn submit_import(
         &self,
         kb: &str,
         path: &str,
         glob: Option<&str>,
+        tags: &[String],
     ) -> Result<JobInfo, JobError> {
+        let tags = crate::normalize_tags(tags)?;
         source::compile_glob(glob)?;
         let dir = source::confine(path, &self.inner.config.import_roots)?;
         let source = JobSource::Import {
@@ -192,6 +206,7 @@ impl Jobs {
             spec: JobSpec {
                 source,
                 uploads: Vec::new(),
+                tags,
             },
         })
     }
@@ -427,13 +442,15 @@ impl Inner {
             self.registry
                 .get_or_create(&job.info.kb, embedder.name(), embedder.dimension())?;
         kb.ensure_model(embedder.name(), embedder.dimension())?;
-        let inputs: Vec<Input> = match &job.spec.source {
+        let mut inputs: Vec<Input> = match &job.spec.source {
             JobSource::Upload => job
                 .spec
                 .uploads
                 .iter()
                 .map(|f| Input {
                     name: f.name.clone(),
+                    path: f.client_path.clone(),
+                    tags: Vec::new(),
                     document_id: f.document_id.clone(),
                     content_type: f.content_type.clone(),
                     source: InputSource::Path(f.path.clone()),
@@ -444,6 +461,9 @@ impl Inner {
                 source::list(std::path::Path::new(path), glob.as_ref())?
             }
         };
+        for input in &mut inputs {
+            input.tags.clone_from(&job.spec.tags);
+        }
         // Resume: counters are rebuilt from the file outcomes committed so far, so they
         // are exact whatever the last persisted snapshot said.
         let done = self.catalog.job_files(&job.info.id)?;

@@ -60,6 +60,11 @@ pub enum InputSource {
 pub struct Input {
     /// File name or path relative to the job's directory; becomes the document name.
     pub name: String,
+    /// The document's `path` for filters: the file name as the client sent it (with its
+    /// directories), or the path relative to the imported directory.
+    pub path: String,
+    /// The document's tags, already normalised ([`normalize_tags`](crate::normalize_tags)).
+    pub tags: Vec<String>,
     /// Document id to store it under.
     pub document_id: String,
     /// Content type declared by the client, a hint for format detection.
@@ -200,9 +205,12 @@ impl Context<'_> {
                 return Message::Done(Box::new(failed(&input, size, &IngestError::Index(e))));
             }
         };
+        // New tags or a new path alone make the document change too: its chunks carry them.
         if let Some(doc) = &previous
             && doc.hash == hash
             && doc.status == DocumentStatus::Indexed
+            && doc.tags == input.tags
+            && doc.path == input.path
         {
             return Message::Done(Box::new(FileResult {
                 record: FileRecord {
@@ -533,6 +541,8 @@ fn commit(
                 chunks: records.len(),
                 status: DocumentStatus::Indexed,
                 format: Some(chunked.format.mime().to_string()),
+                tags: input.tags.clone(),
+                path: input.path.clone(),
                 hash: hash.clone(),
                 size: *size,
                 version: 0,

@@ -41,7 +41,8 @@ pub fn compile_glob(glob: Option<&str>) -> Result<Option<glob::Pattern>, JobErro
 }
 
 /// Lists the regular files under `dir` (recursively, sorted, hidden entries skipped)
-/// whose relative path matches `glob`. A symlink is followed only if its target is still
+/// whose relative path matches `glob`; the relative path is each input's name, document
+/// id and `path`, and tags are left to the job. A symlink is followed only if its target is still
 /// inside `dir`, so a link cannot smuggle files from outside the import root.
 pub fn list(dir: &Path, glob: Option<&glob::Pattern>) -> Result<Vec<Input>, JobError> {
     let options = glob::MatchOptions {
@@ -82,7 +83,9 @@ pub fn list(dir: &Path, glob: Option<&glob::Pattern>) -> Result<Vec<Input>, JobE
         }
         inputs.push(Input {
             document_id: name.clone(),
+            path: name.clone(),
             name,
+            tags: Vec::new(),
             content_type: None,
             source: InputSource::Path(file),
         });

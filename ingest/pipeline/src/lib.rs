@@ -198,7 +198,11 @@ pub fn chunk_file(
                 text: c.text,
                 heading: (!c.heading_path.is_empty()).then(|| c.heading_path.join(" > ")),
                 page: c.page,
+                // Version and metadata are the document's, stamped on when it is stored.
                 version: 0,
+                tags: Vec::new(),
+                path: String::new(),
+                mime: String::new(),
             }
         })
         .collect();

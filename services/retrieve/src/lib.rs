@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use zhiku_embed::{EmbedError, Embedder};
 use zhiku_index::{IndexError, KnowledgeBase};
-use zhiku_schemas::{ChunkRecord, Fusion, Neighbor, SearchHit, SearchMode};
+use zhiku_schemas::{ChunkRecord, Fusion, Neighbor, SearchFilter, SearchHit, SearchMode};
 
 /// Errors of retrieval.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum RetrieveError {
 }
 
 /// How a search runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SearchOptions {
     /// Hits to return.
     pub top_k: usize,
@@ -45,6 +45,10 @@ pub struct SearchOptions {
     pub min_score: Option<f32>,
     /// Neighbouring chunks to return on each side of every hit.
     pub expand: u32,
+    /// Only chunks of matching documents are candidates, on both sides. Given to each
+    /// index rather than applied to the fused list, so filtered searches still fill
+    /// `top_k`; neighbours need no check as every filter field is per document.
+    pub filter: Option<SearchFilter>,
 }
 
 impl Default for SearchOptions {
@@ -58,6 +62,7 @@ impl Default for SearchOptions {
             alpha: 0.5,
             min_score: None,
             expand: 0,
+            filter: None,
         }
     }
 }
@@ -205,18 +210,19 @@ pub fn search(
             Some(embedder.embed_query(query)?)
         }
     };
+    let filter = options.filter.as_ref();
     let view = kb.view();
     let fused: Vec<Scored> = match (options.mode, vector) {
         (SearchMode::Hybrid, Some(vector)) => fuse(
-            view.dense_search(&vector, candidates)?,
-            view.keyword_search(query, candidates)?,
+            view.dense_search(&vector, candidates, filter)?,
+            view.keyword_search(query, candidates, filter)?,
             options.fusion,
             options.rrf_k,
             options.alpha,
         ),
         // A single side keeps its own scale: cosine or BM25.
         (_, Some(vector)) => fuse(
-            view.dense_search(&vector, candidates)?,
+            view.dense_search(&vector, candidates, filter)?,
             Vec::new(),
             Fusion::Rrf,
             0.0,
@@ -230,7 +236,7 @@ pub fn search(
         .collect(),
         (_, None) => fuse(
             Vec::new(),
-            view.keyword_search(query, candidates)?,
+            view.keyword_search(query, candidates, filter)?,
             Fusion::Rrf,
             0.0,
             0.0,
@@ -279,6 +285,9 @@ mod tests {
             heading: None,
             page: None,
             version: 0,
+            tags: Vec::new(),
+            path: String::new(),
+            mime: String::new(),
         }
     }
 

@@ -147,7 +147,7 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
     let raw_before = raw()?;
 
     let started = Instant::now();
-    let job = jobs.submit_import("bench", &corpus.to_string_lossy(), None)?;
+    let job = jobs.submit_import("bench", &corpus.to_string_lossy(), None, &[])?;
     let info = loop {
         let info = jobs.get(&job.id)?.context("job vanished")?;
         if info.state.is_finished() {
@@ -248,6 +248,10 @@ fn load(config: Config, kb: &str, corpus: &Path, size: usize) -> anyhow::Result<
                 heading: line.heading.clone(),
                 page: None,
                 version: 0,
+                // Set from the document by the store write.
+                tags: Vec::new(),
+                path: String::new(),
+                mime: String::new(),
             };
             *index += 1;
             record
@@ -293,6 +297,8 @@ fn load(config: Config, kb: &str, corpus: &Path, size: usize) -> anyhow::Result<
                     version: 0,
                     created_at: String::new(),
                     updated_at: String::new(),
+                    tags: Vec::new(),
+                    path: record.document_id.clone(),
                 },
                 points: vec![(record, vector)],
             }),

@@ -72,6 +72,9 @@ impl ServiceError {
             }
             ServiceError::UploadFailed { status, code, .. } => (*status, code.as_str()),
             ServiceError::Job(JobError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ServiceError::Job(JobError::InvalidTags(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_tags")
+            }
             ServiceError::Job(JobError::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
             ServiceError::Job(JobError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Job(JobError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
@@ -101,6 +104,7 @@ fn index_status(e: &IndexError) -> (StatusCode, &'static str) {
     match e {
         IndexError::ModelMismatch { .. } => (StatusCode::CONFLICT, "model_mismatch"),
         IndexError::Busy(_) => (StatusCode::CONFLICT, "busy"),
+        IndexError::Outdated { .. } => (StatusCode::CONFLICT, "outdated_kb"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "index_failed"),
     }
 }

@@ -171,8 +171,19 @@ fn multipart_error(e: MultipartError) -> ServiceError {
 /// One uploaded file, read whole.
 struct Upload {
     name: String,
+    /// The file name as sent, directories included: the document's `path`.
+    path: String,
     content_type: Option<String>,
     bytes: Vec<u8>,
+}
+
+/// The parts of an upload form.
+struct UploadForm {
+    files: Vec<Upload>,
+    /// `document_id` fields, one per file or none.
+    ids: Vec<String>,
+    /// `tags` fields as sent, for every file.
+    tags: Vec<String>,
 }
 
 /// Query of `POST /v1/kbs/{kb}/documents`.
@@ -196,14 +207,19 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> 
 
 async fn read_uploads(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<(Vec<Upload>, Vec<String>), ServiceError> {
+) -> Result<UploadForm, ServiceError> {
     let mut multipart =
         multipart.map_err(|e| ServiceError::bad_request("invalid_multipart", e.body_text()))?;
     let mut files = Vec::new();
     let mut ids = Vec::new();
+    let mut tags = Vec::new();
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("file") => {}
+            Some("tags") => {
+                tags.push(field.text().await.map_err(multipart_error)?);
+                continue;
+            }
             Some("document_id") => {
                 let id = field.text().await.map_err(multipart_error)?;
                 if !is_valid_document_id(&id) {
@@ -219,7 +235,7 @@ async fn read_uploads(
             }
             _ => continue,
         }
-        let name = field
+        let path = field
             .file_name()
             .map(str::to_string)
             .filter(|n| !n.trim().is_empty())
@@ -227,8 +243,9 @@ async fn read_uploads(
                 ServiceError::bad_request("missing_file_name", "every file part needs a file name")
             })?;
         // Only the last path component: clients send paths ("../x"), and the name is
-        // shown to users; it is never used to build a path on the server.
-        let name = name
+        // shown to users; it is never used to build a path on the server. The whole path
+        // is kept as metadata to filter on.
+        let name = path
             .rsplit(['/', '\\'])
             .find(|part| !part.trim().is_empty() && *part != ".." && *part != ".")
             .unwrap_or("unnamed")
@@ -237,6 +254,7 @@ async fn read_uploads(
         let bytes = field.bytes().await.map_err(multipart_error)?.to_vec();
         files.push(Upload {
             name,
+            path,
             content_type,
             bytes,
         });
@@ -257,7 +275,7 @@ async fn read_uploads(
             ),
         ));
     }
-    Ok((files, ids))
+    Ok(UploadForm { files, ids, tags })
 }
 
 async fn upload(
@@ -268,7 +286,8 @@ async fn upload(
 ) -> Result<Response, ServiceError> {
     Services::check_kb_name(&kb)?;
     let params = query(params)?;
-    let (files, ids) = read_uploads(multipart).await?;
+    let UploadForm { files, ids, tags } = read_uploads(multipart).await?;
+    let tags = zhiku_jobs::normalize_tags(&tags)?;
     let ids: Vec<String> = if ids.is_empty() {
         files
             .iter()
@@ -290,12 +309,13 @@ async fn upload(
             .zip(ids)
             .map(|(f, document_id)| UploadFile {
                 name: f.name,
+                path: f.path,
                 document_id,
                 content_type: f.content_type,
                 bytes: f.bytes,
             })
             .collect();
-        let job = blocking(move || Ok(s.jobs()?.submit_upload(&kb, files)?)).await?;
+        let job = blocking(move || Ok(s.jobs()?.submit_upload(&kb, files, tags)?)).await?;
         return Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id: job.id })).into_response());
     }
     let inputs: Vec<Input> = files
@@ -303,6 +323,8 @@ async fn upload(
         .zip(ids)
         .map(|(f, document_id)| Input {
             name: f.name,
+            path: f.path,
+            tags: tags.clone(),
             document_id,
             content_type: f.content_type,
             source: InputSource::Bytes(f.bytes.into()),
@@ -397,8 +419,12 @@ async fn create_job(
     let request = json_body(body)?;
     Services::check_kb_name(&request.kb)?;
     let job = blocking(move || {
-        Ok(s.jobs()?
-            .submit_import(&request.kb, &request.path, request.glob.as_deref())?)
+        Ok(s.jobs()?.submit_import(
+            &request.kb,
+            &request.path,
+            request.glob.as_deref(),
+            &request.tags,
+        )?)
     })
     .await?;
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id: job.id })))

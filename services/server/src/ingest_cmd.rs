@@ -18,15 +18,18 @@ const POLL: Duration = Duration::from_millis(200);
 const UPLOAD_FILES: usize = 64;
 const UPLOAD_BYTES: u64 = 16 << 20;
 
-/// Runs the command; returns whether the job succeeded.
+/// Runs the command; returns whether the job succeeded. Every document gets `tags`.
 pub fn run(
     mut config: Config,
     dir: &Path,
     kb: &str,
     glob: Option<&str>,
+    tags: &[String],
     server: Option<&str>,
 ) -> anyhow::Result<bool> {
     Services::check_kb_name(kb)?;
+    // Checked before anything is loaded or sent.
+    let tags = zhiku_jobs::normalize_tags(tags)?;
     let dir =
         std::fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
     anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
@@ -37,7 +40,7 @@ pub fn run(
             config.jobs.import_roots = vec![dir.clone()];
             let services = Services::load(config, Models::EmbedderOnly, true)?;
             let jobs = services.jobs()?;
-            let job = jobs.submit_import(kb, &dir.to_string_lossy(), glob)?;
+            let job = jobs.submit_import(kb, &dir.to_string_lossy(), glob, &tags)?;
             loop {
                 let info = jobs
                     .get(&job.id)?
@@ -49,7 +52,7 @@ pub fn run(
                 std::thread::sleep(POLL);
             }
         }
-        Some(url) => remote(url, &dir, kb, glob, &bar)?,
+        Some(url) => remote(url, &dir, kb, glob, &tags, &bar)?,
     };
     bar.finish_and_clear();
     summary(&info);
@@ -136,6 +139,7 @@ fn remote(
     dir: &Path,
     kb: &str,
     glob: Option<&str>,
+    tags: &[String],
     bar: &ProgressBar,
 ) -> anyhow::Result<JobInfo> {
     let url = url.trim_end_matches('/');
@@ -157,7 +161,7 @@ fn remote(
         batch_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         batch.push((input.name, path));
         if batch.len() == UPLOAD_FILES || batch_bytes >= UPLOAD_BYTES || i + 1 == total {
-            job_ids.push(upload(&client, url, kb, &batch)?);
+            job_ids.push(upload(&client, url, kb, &batch, tags)?);
             bar.set_position(i as u64 + 1);
             batch.clear();
             batch_bytes = 0;
@@ -188,13 +192,18 @@ fn upload(
     url: &str,
     kb: &str,
     files: &[(String, PathBuf)],
+    tags: &[String],
 ) -> anyhow::Result<String> {
     let mut form = reqwest::blocking::multipart::Form::new();
+    if !tags.is_empty() {
+        form = form.text("tags", tags.join(","));
+    }
     for (name, path) in files {
         form = form.text("document_id", name.clone());
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        // The server keeps only the last path component as the file name.
+        // The server keeps only the last path component as the file name, and the whole
+        // relative path as the document's `path`, as a local import does.
         let part = reqwest::blocking::multipart::Part::bytes(bytes).file_name(name.clone());
         form = form.part("file", part);
     }

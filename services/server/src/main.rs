@@ -65,6 +65,10 @@ enum Command {
         /// Only files whose relative path matches this glob, e.g. '**/*.md'.
         #[arg(long)]
         glob: Option<String>,
+        /// Tag every document (repeatable; a value may also list tags separated by commas),
+        /// for filtering searches.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
         /// Send the files to the zhiku server at this URL instead of using the data
         /// directory directly (needed while a server holds it).
         #[arg(long)]
@@ -163,9 +167,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             kb,
             glob,
+            tags,
             server,
         } => {
-            if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), server.as_deref())? {
+            if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), &tags, server.as_deref())? {
                 std::process::exit(2);
             }
             Ok(())

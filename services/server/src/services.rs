@@ -17,8 +17,8 @@ use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{FileResult, Input, Jobs, JobsConfig, Recorder};
 use zhiku_retrieve::SearchOptions;
 use zhiku_schemas::{
-    AskRequest, AskResponse, Citation, DocumentOutcome, FileError, ReindexResponse, SearchHit,
-    SearchRequest, UploadedDocument, Usage, is_valid_kb_name,
+    AskRequest, AskResponse, Citation, DocumentOutcome, FileError, ReindexResponse, SearchFilter,
+    SearchHit, SearchRequest, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
 };
 
 use crate::config::Config;
@@ -36,6 +36,61 @@ pub struct Services {
     pub generator: Option<Arc<dyn Generator>>,
     /// The batch job system; absent for commands that run no jobs.
     pub jobs: Option<Jobs>,
+}
+
+/// Most entries a list of a search filter may have: each becomes a term of both index
+/// queries.
+const MAX_FILTER_VALUES: usize = 1000;
+
+/// Checks a search filter and puts it in the form the indexes match exactly: tags
+/// trimmed as at ingest, MIME types lowercased, the path prefix normalised to whole
+/// components. Errors name the offending field.
+fn check_filter(filter: &SearchFilter) -> Result<SearchFilter, ServiceError> {
+    let bad = |message: String| ServiceError::bad_request("invalid_filter", message);
+    let list = |field: &str,
+                values: &Option<Vec<String>>,
+                clean: fn(&str) -> String|
+     -> Result<Option<Vec<String>>, ServiceError> {
+        let Some(values) = values else {
+            return Ok(None);
+        };
+        if values.is_empty() {
+            return Err(bad(format!(
+                "filter.{field} is an empty list, which would match nothing; leave the field out to not filter by it"
+            )));
+        }
+        if values.len() > MAX_FILTER_VALUES {
+            return Err(bad(format!(
+                "filter.{field} has {} entries; at most {MAX_FILTER_VALUES} are allowed",
+                values.len()
+            )));
+        }
+        let mut cleaned = Vec::with_capacity(values.len());
+        for (i, value) in values.iter().enumerate() {
+            let value = clean(value);
+            if value.is_empty() {
+                return Err(bad(format!("filter.{field}[{i}] is an empty string")));
+            }
+            cleaned.push(value);
+        }
+        Ok(Some(cleaned))
+    };
+    let path_prefix = match &filter.path_prefix {
+        None => None,
+        Some(prefix) => Some(path_prefixes(prefix).pop().ok_or_else(|| {
+            bad(format!(
+                "filter.path_prefix {prefix:?} names no path component"
+            ))
+        })?),
+    };
+    Ok(SearchFilter {
+        document_ids: list("document_ids", &filter.document_ids, str::to_string)?,
+        tags: list("tags", &filter.tags, |t| t.trim().to_string())?,
+        path_prefix,
+        mime_types: list("mime_types", &filter.mime_types, |m| {
+            m.trim().to_ascii_lowercase()
+        })?,
+    })
 }
 
 /// Which models a command needs.
@@ -249,7 +304,9 @@ impl Services {
                 "expand must be between 0 and 5",
             ));
         }
+        let filter = request.filter.as_ref().map(check_filter).transpose()?;
         let options = SearchOptions {
+            filter,
             expand,
             top_k,
             mode: request.mode.unwrap_or_default(),
