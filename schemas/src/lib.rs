@@ -165,9 +165,9 @@ impl SearchRequest {
 #[serde(rename_all = "lowercase")]
 pub enum Fusion {
     /// Reciprocal rank fusion: Σ 1/(rrf_k + rank); needs no score calibration.
-    #[default]
     Rrf,
     /// `alpha · dense + (1 − alpha) · keyword`, each min-max normalised over its candidates.
+    #[default]
     Weighted,
 }
 

@@ -28,7 +28,8 @@ fn scores_fusion_and_thresholds() {
     let (status, body) = server.upload("kb", &docs);
     assert_eq!(status, 201, "{body}");
 
-    // Hybrid (RRF): each hit carries the raw score of every side that found it.
+    // Hybrid (default: weighted): each hit carries the raw score of every side that found
+    // it; the fused score is on the normalised 0-1 scale.
     let (status, hybrid) = search(
         &server,
         json!({"query": "database backup archive", "top_k": 4}),
@@ -36,8 +37,19 @@ fn scores_fusion_and_thresholds() {
     assert_eq!(status, 200, "{hybrid}");
     assert_eq!(hybrid["no_relevant_context"], false);
     let top = &hybrid["hits"][0];
+    assert_eq!(top["document_name"], "backup.md", "{top}");
     assert!(top["dense_score"].as_f64().unwrap() > 0.0, "{top}");
     assert!(top["keyword_score"].as_f64().unwrap() > 0.0, "{top}");
+    let fused = top["score"].as_f64().unwrap();
+    assert!(fused > 0.5 && fused <= 1.0 + 1e-6, "weighted scale: {top}");
+
+    // RRF on request: scores on its 1/(k + rank) scale.
+    let (status, rrf) = search(
+        &server,
+        json!({"query": "database backup archive", "top_k": 4, "fusion": "rrf"}),
+    );
+    assert_eq!(status, 200, "{rrf}");
+    let top = &rrf["hits"][0];
     assert!(top["score"].as_f64().unwrap() < 0.1, "RRF scale: {top}");
 
     // Single modes report their own scale in `score`.
