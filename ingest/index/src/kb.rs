@@ -152,6 +152,17 @@ impl KbView<'_> {
         Ok(self.keep(hits, limit))
     }
 
+    /// The truly nearest visible chunks by brute force, to measure the approximate
+    /// index's recall against.
+    pub fn dense_search_exact(
+        &self,
+        vector: &[f32],
+        limit: usize,
+    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+        let hits = self.vectors.search_exact(vector, self.fetch(limit))?;
+        Ok(self.keep(hits, limit))
+    }
+
     /// Up to `radius` chunks on each side of `hit` in its document (same version), in
     /// order, without the hit itself.
     pub fn neighbours(

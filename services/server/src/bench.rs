@@ -52,6 +52,9 @@ pub enum BenchCommand {
         /// Searches per mode.
         #[arg(long, default_value_t = 200)]
         iterations: usize,
+        /// Also measure recall@10 of the dense (HNSW) index against exact search, per query.
+        #[arg(long)]
+        recall: bool,
     },
 }
 
@@ -64,7 +67,8 @@ pub fn run(config: Config, what: BenchCommand) -> anyhow::Result<()> {
             kb,
             queries,
             iterations,
-        } => search(config, &kb, queries, iterations),
+            recall,
+        } => search(config, &kb, queries, iterations, recall),
     }
 }
 
@@ -285,33 +289,43 @@ fn load(config: Config, kb: &str, corpus: &Path, size: usize) -> anyhow::Result<
                 doc.document.chunks += 1;
                 doc.points.push((record, vector));
             }
-            _ => pending.push(DocumentWrite {
-                document: DocumentInfo {
-                    id: record.document_id.clone(),
-                    name: record.document_name.clone(),
-                    chunks: 1,
-                    status: zhiku_schemas::DocumentStatus::Indexed,
-                    format: Some("text/plain".into()),
-                    hash: String::new(),
-                    size: 0,
-                    version: 0,
-                    created_at: String::new(),
-                    updated_at: String::new(),
-                    tags: Vec::new(),
-                    path: record.document_id.clone(),
-                },
-                points: vec![(record, vector)],
-            }),
+            _ => {
+                // Writes end at document boundaries: writing part of a document again
+                // would replace the part written before.
+                if pending_chunks >= LOAD_BATCH {
+                    store.write(std::mem::take(&mut pending), Default::default())?;
+                    bar.set_position(i as u64);
+                    pending_chunks = 0;
+                }
+                pending.push(DocumentWrite {
+                    document: DocumentInfo {
+                        id: record.document_id.clone(),
+                        name: record.document_name.clone(),
+                        chunks: 1,
+                        status: zhiku_schemas::DocumentStatus::Indexed,
+                        format: Some("text/plain".into()),
+                        hash: String::new(),
+                        size: 0,
+                        version: 0,
+                        created_at: String::new(),
+                        updated_at: String::new(),
+                        tags: Vec::new(),
+                        path: record.document_id.clone(),
+                    },
+                    points: vec![(record, vector)],
+                });
+            }
         }
         pending_chunks += 1;
-        if pending_chunks >= LOAD_BATCH || i + 1 == size {
-            store.write(std::mem::take(&mut pending), Default::default())?;
-            bar.set_position(i as u64 + 1);
-            pending_chunks = 0;
-        }
     }
+    store.write(pending, Default::default())?;
     bar.finish_and_clear();
     let info = store.info();
+    anyhow::ensure!(
+        info.chunks == size,
+        "stored {} chunks, not {size}",
+        info.chunks
+    );
     println!(
         "bench load: kb {kb}: {} chunks in {} documents ({} distinct lines) stored in {:.1} s",
         info.chunks,
@@ -415,6 +429,7 @@ fn search(
     kb: &str,
     queries: Option<PathBuf>,
     iterations: usize,
+    recall: bool,
 ) -> anyhow::Result<()> {
     let queries: Vec<String> = match queries {
         Some(path) => std::fs::read_to_string(&path)?
@@ -454,5 +469,48 @@ fn search(
             ms(*times.last().unwrap_or(&Duration::ZERO)),
         );
     }
+    if recall {
+        let (mean, worst) = dense_recall(&services, kb, &queries, 10)?;
+        println!(
+            "  dense recall@10 vs exact search: mean {mean:.4}, worst query {worst:.2} ({} queries; hnsw m {}, ef_construct {}, ef {})",
+            queries.len(),
+            services.config.index.hnsw_m,
+            services.config.index.hnsw_ef_construct,
+            services.config.index.hnsw_ef
+        );
+    }
     Ok(())
+}
+
+/// Mean and worst recall@k of the HNSW search against brute force: the share of each
+/// query's exact top k that the index also returns.
+fn dense_recall(
+    services: &Services,
+    kb: &str,
+    queries: &[String],
+    k: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let kb = services.kb(kb)?;
+    let view = kb.view();
+    let mut recalls = Vec::with_capacity(queries.len());
+    for query in queries {
+        let vector = services.embedder.embed_query(query)?;
+        let exact: std::collections::HashSet<String> = view
+            .dense_search_exact(&vector, k)?
+            .into_iter()
+            .map(|(c, _)| c.chunk_id)
+            .collect();
+        if exact.is_empty() {
+            continue;
+        }
+        let found = view
+            .dense_search(&vector, k, None)?
+            .into_iter()
+            .filter(|(c, _)| exact.contains(&c.chunk_id))
+            .count();
+        recalls.push(found as f64 / exact.len() as f64);
+    }
+    anyhow::ensure!(!recalls.is_empty(), "no query had any neighbour");
+    let mean = recalls.iter().sum::<f64>() / recalls.len() as f64;
+    Ok((mean, recalls.iter().copied().fold(1.0, f64::min)))
 }
