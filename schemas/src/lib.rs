@@ -601,6 +601,94 @@ pub struct KbInfo {
     pub stored: Option<StoredCounts>,
 }
 
+/// One loaded model (`GET /v1/models`): what LLM primers call its size, quantization and
+/// context, as this service runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// `llm` (answers) or `embedder` (vectors).
+    pub role: String,
+    /// Name used in logs and recorded in knowledge bases.
+    pub name: String,
+    /// `llama.cpp` or `onnxruntime`.
+    pub engine: String,
+    /// The model file.
+    pub path: String,
+    /// Its size in bytes.
+    pub file_size: u64,
+    /// Parameter count, where the engine reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<u64>,
+    /// The same, rounded for people: `135M`, `1.5B`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters_label: Option<String>,
+    /// Weight format, e.g. `Q4_1`, where the file declares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    /// Context length the model was trained with (LLM) or tokens per window (embedder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u32>,
+    /// Context window the service runs the LLM with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+    /// Vector dimension (embedder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_dimension: Option<usize>,
+    /// Chat template applied (LLM): `model` (the file's own) or the fallback's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
+}
+
+impl ModelInfo {
+    /// `135M`, `1.5B`: a parameter count as model cards write it.
+    pub fn label(parameters: u64) -> String {
+        let p = parameters as f64;
+        if p >= 1e9 {
+            format!("{:.1}B", p / 1e9).replace(".0B", "B")
+        } else if p >= 1e6 {
+            format!("{:.0}M", p / 1e6)
+        } else {
+            format!("{:.0}K", p / 1e3)
+        }
+    }
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    /// The LLM and the embedding model.
+    pub models: Vec<ModelInfo>,
+}
+
+/// `POST /v1/tokenize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeRequest {
+    /// Text to tokenize.
+    pub text: String,
+}
+
+/// One LLM token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    /// Id in the LLM's vocabulary.
+    pub id: i32,
+    /// Its text (a replacement character where a token holds part of a character).
+    pub piece: String,
+}
+
+/// How the two sides of zhiku see a text: the LLM's tokens (what counts against the
+/// context window) and the keyword index's words (jieba segmentation for Chinese,
+/// stemmed English, traditional folded to simplified).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenizeResponse {
+    /// Number of LLM tokens.
+    pub count: usize,
+    /// The LLM tokens in order.
+    pub tokens: Vec<Token>,
+    /// The keyword analyzer's terms in order.
+    pub words: Vec<String>,
+}
+
 /// Result of re-embedding a KB with the service's embedding model
 /// (`POST /v1/kbs/{kb}/reindex`, `zhiku reindex`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -660,6 +748,17 @@ pub fn is_valid_kb_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod model_label_tests {
+    #[test]
+    fn parameter_counts_read_like_model_cards() {
+        assert_eq!(super::ModelInfo::label(134_515_008), "135M");
+        assert_eq!(super::ModelInfo::label(1_543_714_304), "1.5B");
+        assert_eq!(super::ModelInfo::label(7_000_000_000), "7B");
+        assert_eq!(super::ModelInfo::label(117_000), "117K");
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use zhiku_llama::llama_cpp_2::model::LlamaModel;
 use zhiku_llama::llama_cpp_2::model::params::LlamaModelParams;
 use zhiku_llama::llama_cpp_2::token::LlamaToken;
 
-use crate::{EmbedError, Embedder, EmbedderConfig, PoolingKind};
+use crate::{EmbedError, Embedder, EmbedderConfig, ModelDetails, PoolingKind};
 
 /// Texts beyond this are refused before reaching llama.cpp, whose tokenizer takes `i32`
 /// lengths (and the bindings panic past them). No chunk or query comes near it.
@@ -245,5 +245,12 @@ impl Embedder for GgufEmbedder {
         self.embed_texts(&self.config.query_prefix, &[text.to_string()])?
             .pop()
             .ok_or_else(|| EmbedError::Inference("model returned no vector".into()))
+    }
+
+    fn details(&self) -> ModelDetails {
+        ModelDetails {
+            parameters: Some(self.model.n_params()),
+            quantization: zhiku_llama::quantization(self.model),
+        }
     }
 }

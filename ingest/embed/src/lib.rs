@@ -58,6 +58,19 @@ pub trait Embedder: Send + Sync {
     fn embed_passages(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
     /// Embeds one query (applying the model's query prefix, if any).
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError>;
+    /// Size and weight format, where the engine can tell (for `GET /v1/models`).
+    fn details(&self) -> ModelDetails {
+        ModelDetails::default()
+    }
+}
+
+/// What an engine can tell about its model beyond name and dimension.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelDetails {
+    /// Parameter count.
+    pub parameters: Option<u64>,
+    /// Weight format by llama.cpp's name, e.g. `Q4_0`.
+    pub quantization: Option<String>,
 }
 
 /// How token vectors become one text vector.

@@ -63,8 +63,65 @@ pub fn check_gguf(path: &Path) -> Result<(), GgufProblem> {
     Ok(())
 }
 
+/// The quantization a GGUF model declares (`general.file_type`), by llama.cpp's name for
+/// it, e.g. `Q4_1`; `None` if the file does not say or the number is unknown.
+pub fn quantization(model: &llama_cpp_2::model::LlamaModel) -> Option<String> {
+    let file_type: u32 = model.meta_val_str("general.file_type").ok()?.parse().ok()?;
+    file_type_name(file_type).map(str::to_string)
+}
+
+/// llama.cpp's `llama_ftype` numbers and names (`general.file_type` in GGUF).
+fn file_type_name(file_type: u32) -> Option<&'static str> {
+    const NAMES: [(u32, &str); 32] = [
+        (0, "F32"),
+        (1, "F16"),
+        (2, "Q4_0"),
+        (3, "Q4_1"),
+        (7, "Q8_0"),
+        (8, "Q5_0"),
+        (9, "Q5_1"),
+        (10, "Q2_K"),
+        (11, "Q3_K_S"),
+        (12, "Q3_K_M"),
+        (13, "Q3_K_L"),
+        (14, "Q4_K_S"),
+        (15, "Q4_K_M"),
+        (16, "Q5_K_S"),
+        (17, "Q5_K_M"),
+        (18, "Q6_K"),
+        (19, "IQ2_XXS"),
+        (20, "IQ2_XS"),
+        (21, "Q2_K_S"),
+        (22, "IQ3_XS"),
+        (23, "IQ3_XXS"),
+        (24, "IQ1_S"),
+        (25, "IQ4_NL"),
+        (26, "IQ3_S"),
+        (27, "IQ3_M"),
+        (28, "IQ2_S"),
+        (29, "IQ2_M"),
+        (30, "IQ4_XS"),
+        (31, "IQ1_M"),
+        (32, "BF16"),
+        (36, "TQ1_0"),
+        (37, "TQ2_0"),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == file_type)
+        .map(|(_, name)| *name)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn file_types_have_llama_cpp_names() {
+        assert_eq!(super::file_type_name(2), Some("Q4_0"));
+        assert_eq!(super::file_type_name(3), Some("Q4_1"));
+        assert_eq!(super::file_type_name(15), Some("Q4_K_M"));
+        assert_eq!(super::file_type_name(4), None);
+    }
+
     use super::*;
 
     #[test]

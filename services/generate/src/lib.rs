@@ -161,8 +161,43 @@ pub struct Generation {
     pub finish_reason: FinishReason,
 }
 
+/// What a loaded LLM is, for `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmInfo {
+    /// The model file.
+    pub path: std::path::PathBuf,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+    /// Parameter count.
+    pub parameters: u64,
+    /// Quantization by llama.cpp's name (e.g. `Q4_1`), if the file declares it.
+    pub quantization: Option<String>,
+    /// The context length the model was trained with.
+    pub trained_context: u32,
+    /// The context window this service runs it with.
+    pub context_window: u32,
+    /// Which chat template is applied: `"model"` (the one in the file) or the fallback's
+    /// name from the config.
+    pub chat_template: String,
+}
+
+/// One token of the LLM's vocabulary as it appears in a tokenized text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPiece {
+    /// Token id.
+    pub id: i32,
+    /// Its text (lossy where a token is part of a multi-byte character).
+    pub piece: String,
+}
+
 /// The seam between the service and any LLM backend.
 pub trait Generator: Send + Sync {
+    /// What the model is: size, quantization, context, template.
+    fn info(&self) -> LlmInfo;
+
+    /// The model's tokens of `text` (no special tokens added).
+    fn tokenize(&self, text: &str) -> Result<Vec<TokenPiece>, GenerateError>;
+
     /// A short model name for logs and responses, e.g. the file stem of the GGUF.
     fn name(&self) -> &str;
 

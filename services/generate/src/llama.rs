@@ -16,7 +16,10 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::vocab::VocabType;
 
 use crate::utf8::Utf8Stream;
-use crate::{ChatMessage, FinishReason, GenerateError, Generation, Generator, SamplingParams};
+use crate::{
+    ChatMessage, FinishReason, GenerateError, Generation, Generator, LlmInfo, SamplingParams,
+    TokenPiece,
+};
 
 /// Prompt tokens decoded per llama.cpp call; also the default physical batch of llama.cpp,
 /// so larger values would only cost memory.
@@ -60,6 +63,9 @@ impl Default for LlamaConfig {
 pub struct LlamaGenerator {
     model: LlamaModel,
     template: LlamaChatTemplate,
+    /// `"model"` or the fallback template's name, for [`Generator::info`].
+    template_source: String,
+    path: PathBuf,
     name: String,
     n_ctx: u32,
     n_batch: u32,
@@ -114,7 +120,7 @@ impl LlamaGenerator {
                 path: path.clone(),
                 detail: format!("llama.cpp could not load it ({e})"),
             })?;
-        let template = choose_template(&model, &config.fallback_template)?;
+        let (template, template_source) = choose_template(&model, &config.fallback_template)?;
         let n_ctx = if config.n_ctx == 0 {
             model.n_ctx_train()
         } else {
@@ -152,6 +158,8 @@ impl LlamaGenerator {
         Ok(Self {
             model,
             template,
+            template_source,
+            path: path.clone(),
             name,
             n_ctx,
             n_batch: n_ctx.min(MAX_BATCH),
@@ -291,7 +299,12 @@ fn dedupe_bos(mut tokens: Vec<LlamaToken>, bos: LlamaToken) -> Vec<LlamaToken> {
 }
 
 /// The model's own chat template if llama.cpp can apply it, else the configured fallback.
-fn choose_template(model: &LlamaModel, fallback: &str) -> Result<LlamaChatTemplate, GenerateError> {
+/// The model's own chat template if llama.cpp can apply it, else the fallback; with
+/// `"model"` or the fallback's name saying which.
+fn choose_template(
+    model: &LlamaModel,
+    fallback: &str,
+) -> Result<(LlamaChatTemplate, String), GenerateError> {
     let usable = |template: &LlamaChatTemplate| {
         let probe = [
             llama_message("system", "s")?,
@@ -306,7 +319,7 @@ fn choose_template(model: &LlamaModel, fallback: &str) -> Result<LlamaChatTempla
     };
     match model.chat_template(None) {
         Ok(template) => match usable(&template) {
-            Ok(()) => return Ok(template),
+            Ok(()) => return Ok((template, "model".to_string())),
             Err(e) => tracing::warn!(
                 fallback,
                 error = %e,
@@ -326,7 +339,7 @@ fn choose_template(model: &LlamaModel, fallback: &str) -> Result<LlamaChatTempla
             "fallback chat template {fallback:?} is not supported by llama.cpp: {e}"
         ))
     })?;
-    Ok(template)
+    Ok((template, fallback.to_string()))
 }
 
 fn sampler(params: &SamplingParams) -> LlamaSampler {
@@ -354,6 +367,34 @@ fn position(pos: usize) -> Result<i32, GenerateError> {
 impl Generator for LlamaGenerator {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn info(&self) -> LlmInfo {
+        LlmInfo {
+            file_size: std::fs::metadata(&self.path).map_or(0, |m| m.len()),
+            path: self.path.clone(),
+            parameters: self.model.n_params(),
+            quantization: zhiku_llama::quantization(&self.model),
+            trained_context: self.model.n_ctx_train(),
+            context_window: self.n_ctx,
+            chat_template: self.template_source.clone(),
+        }
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<TokenPiece>, GenerateError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(self.too_long(text.len()));
+        }
+        let vocab = self.model.vocab();
+        Ok(vocab
+            .tokenize(text.as_bytes(), false, false)
+            .into_iter()
+            .map(|token| TokenPiece {
+                id: token.0,
+                piece: String::from_utf8_lossy(&vocab.token_to_piece(token, false, None))
+                    .into_owned(),
+            })
+            .collect())
     }
 
     fn context_window(&self) -> usize {

@@ -23,7 +23,8 @@ use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::{
     AskRequest, CreateJobRequest, DocumentInfo, DocumentList, JobAccepted, JobInfo, JobList,
-    KbList, ReindexResponse, SearchRequest, SearchResponse, UploadResponse,
+    KbList, ModelList, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
+    TokenizeResponse, UploadResponse,
 };
 
 use crate::error::{ServiceError, file_status};
@@ -37,6 +38,8 @@ pub fn router(services: AppState) -> Router {
     let upload_limit = services.config.server.max_upload_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/v1/models", get(models))
+        .route("/v1/tokenize", post(tokenize))
         .route("/v1/kbs", get(list_kbs))
         .route("/v1/kbs/{kb}", get(get_kb).delete(delete_kb))
         .route(
@@ -503,6 +506,18 @@ async fn search(
 ) -> Result<Json<SearchResponse>, ServiceError> {
     let request = json_body(body)?;
     blocking(move || Ok(Json(SearchResponse::new(s.search(&kb, &request)?)))).await
+}
+
+async fn models(State(s): State<AppState>) -> Json<ModelList> {
+    Json(s.models())
+}
+
+async fn tokenize(
+    State(s): State<AppState>,
+    body: Result<Json<TokenizeRequest>, JsonRejection>,
+) -> Result<Json<TokenizeResponse>, ServiceError> {
+    let request = json_body(body)?;
+    blocking(move || Ok(Json(s.tokenize(&request.text)?))).await
 }
 
 /// Runs to completion before answering: a reindex is an operator's action, and the

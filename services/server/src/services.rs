@@ -17,8 +17,9 @@ use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{FileResult, Input, Jobs, JobsConfig, Recorder};
 use zhiku_retrieve::SearchOptions;
 use zhiku_schemas::{
-    AskRequest, AskResponse, Citation, DocumentOutcome, FileError, ReindexResponse, SearchFilter,
-    SearchHit, SearchRequest, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
+    AskRequest, AskResponse, Citation, DocumentOutcome, FileError, ModelInfo, ModelList,
+    ReindexResponse, SearchFilter, SearchHit, SearchRequest, Token, TokenizeResponse,
+    UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
 };
 
 use crate::config::Config;
@@ -266,6 +267,75 @@ impl Services {
             documents: report.documents,
             chunks: report.chunks,
             elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// The loaded models, as `GET /v1/models` shows them.
+    pub fn models(&self) -> ModelList {
+        let embedder_config = self.config.embedder();
+        let details = self.embedder.details();
+        let mut models = vec![ModelInfo {
+            role: "embedder".into(),
+            name: self.embedder.name().to_string(),
+            engine: match embedder_config.kind {
+                zhiku_embed::EmbedderKind::Gguf => "llama.cpp",
+                zhiku_embed::EmbedderKind::Onnx => "onnxruntime",
+            }
+            .into(),
+            file_size: std::fs::metadata(&embedder_config.model).map_or(0, |m| m.len()),
+            path: embedder_config.model.display().to_string(),
+            parameters_label: details.parameters.map(ModelInfo::label),
+            parameters: details.parameters,
+            quantization: details.quantization,
+            context_length: u32::try_from(embedder_config.max_length).ok(),
+            context_window: None,
+            embedding_dimension: Some(self.embedder.dimension()),
+            chat_template: None,
+        }];
+        if let Some(generator) = &self.generator {
+            let info = generator.info();
+            models.insert(
+                0,
+                ModelInfo {
+                    role: "llm".into(),
+                    name: generator.name().to_string(),
+                    engine: "llama.cpp".into(),
+                    path: info.path.display().to_string(),
+                    file_size: info.file_size,
+                    parameters: Some(info.parameters),
+                    parameters_label: Some(ModelInfo::label(info.parameters)),
+                    quantization: info.quantization,
+                    context_length: Some(info.trained_context),
+                    context_window: Some(info.context_window),
+                    embedding_dimension: None,
+                    chat_template: Some(info.chat_template),
+                },
+            );
+        }
+        ModelList { models }
+    }
+
+    /// The LLM's tokens and the keyword index's words for a text.
+    pub fn tokenize(&self, text: &str) -> Result<TokenizeResponse, ServiceError> {
+        if text.is_empty() {
+            return Err(ServiceError::bad_request("empty_text", "text is empty"));
+        }
+        let generator = self
+            .generator
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("no LLM is loaded".into()))?;
+        let tokens: Vec<Token> = generator
+            .tokenize(text)?
+            .into_iter()
+            .map(|t| Token {
+                id: t.id,
+                piece: t.piece,
+            })
+            .collect();
+        Ok(TokenizeResponse {
+            count: tokens.len(),
+            tokens,
+            words: zhiku_index::analyzer::terms(text),
         })
     }
 
