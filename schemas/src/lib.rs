@@ -273,6 +273,19 @@ pub struct AskRequest {
     /// Upper bound on generated tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// Nucleus sampling: sample from the smallest set of tokens whose probabilities add up
+    /// to this, in (0, 1] (default 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Sample from this many most likely tokens, 1 to 1000 (default 40).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k_tokens: Option<i32>,
+    /// Random seed: the same seed, question and settings give the same answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+    /// Up to 4 strings (1 to 64 characters) at which the answer ends; they are not part of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
 }
 
 /// A numbered source the answer may cite as `[index]`.

@@ -27,7 +27,12 @@ fn models_and_tokens_are_visible() {
     assert_eq!(embedder["name"], "multilingual-e5-small-q4");
     assert_eq!(embedder["embedding_dimension"], 384);
     assert_eq!(embedder["quantization"], "Q4_0", "{embedder}");
-    assert!(embedder["path"].as_str().unwrap().ends_with("e5-small-q4_0.gguf"));
+    assert!(
+        embedder["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("e5-small-q4_0.gguf")
+    );
 
     let (status, body) = server.post_json("/v1/tokenize", &json!({"text": "我想吃虾丸"}));
     assert_eq!(status, 200, "{body}");
@@ -52,7 +57,10 @@ fn models_and_tokens_are_visible() {
         .map(|t| t["piece"].as_str().unwrap())
         .collect();
     assert_eq!(spelled.trim(), "Running backups nightly", "{body}");
-    assert!(body["words"].as_array().unwrap().contains(&json!("backup")), "{body}");
+    assert!(
+        body["words"].as_array().unwrap().contains(&json!("backup")),
+        "{body}"
+    );
 
     let (status, body) = server.post_json("/v1/tokenize", &json!({"text": ""}));
     assert_eq!(status, 400, "{body}");

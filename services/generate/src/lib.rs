@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 mod llama;
 pub mod prompt;
+mod stop;
 mod utf8;
 
 pub use llama::{LlamaConfig, LlamaGenerator};
@@ -103,7 +104,7 @@ impl ChatMessage {
 }
 
 /// Per-request sampling. `temperature <= 0` means greedy (deterministic).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
     /// Softmax temperature; `<= 0` (or NaN) selects greedy decoding.
     pub temperature: f32,
@@ -115,6 +116,9 @@ pub struct SamplingParams {
     pub seed: u32,
     /// Upper bound on generated tokens; lowered further to what fits the context window.
     pub max_tokens: u32,
+    /// Generation ends where any of these strings would appear; the string itself is not
+    /// part of the answer.
+    pub stop: Vec<String>,
 }
 
 impl Default for SamplingParams {
@@ -125,6 +129,7 @@ impl Default for SamplingParams {
             top_k: 40,
             seed: 42,
             max_tokens: 256,
+            stop: Vec::new(),
         }
     }
 }

@@ -15,6 +15,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::vocab::VocabType;
 
+use crate::stop::StopScanner;
 use crate::utf8::Utf8Stream;
 use crate::{
     ChatMessage, FinishReason, GenerateError, Generation, Generator, LlmInfo, SamplingParams,
@@ -467,6 +468,7 @@ impl Generator for LlamaGenerator {
 
         let mut sampler = sampler(params);
         let mut stream = Utf8Stream::default();
+        let mut stops = StopScanner::new(&params.stop);
         let mut logits_at = batch.n_tokens() - 1;
         let mut pos = prompt.len();
         let mut cancelled = false;
@@ -477,7 +479,8 @@ impl Generator for LlamaGenerator {
                 break;
             }
             generation.completion_tokens += 1;
-            let piece = stream.push(&vocab.token_to_piece(token, false, None));
+            let scanned = stops.push(&stream.push(&vocab.token_to_piece(token, false, None)));
+            let piece = scanned.release;
             if !piece.is_empty() {
                 generation.text.push_str(&piece);
                 if !on_token(&piece) {
@@ -485,6 +488,12 @@ impl Generator for LlamaGenerator {
                     cancelled = true;
                     break;
                 }
+            }
+            if scanned.stopped {
+                generation.finish_reason = FinishReason::Stop;
+                // Nothing after a stop sequence is released.
+                cancelled = true;
+                break;
             }
             if generation.completion_tokens >= budget {
                 generation.finish_reason = FinishReason::Length;
@@ -500,7 +509,8 @@ impl Generator for LlamaGenerator {
             logits_at = 0;
         }
         if !cancelled {
-            let rest = stream.finish();
+            let mut rest = stops.push(&stream.finish()).release;
+            rest.push_str(&stops.finish());
             if !rest.is_empty() {
                 generation.text.push_str(&rest);
                 on_token(&rest);

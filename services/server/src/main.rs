@@ -243,6 +243,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 top_k: None,
                 temperature,
                 max_tokens,
+                top_p: None,
+                top_k_tokens: None,
+                seed: None,
+                stop: Vec::new(),
             };
             let mut stdout = std::io::stdout();
             let response = services.ask(&kb, &request, &mut |piece| {

@@ -94,6 +94,48 @@ fn check_filter(filter: &SearchFilter) -> Result<SearchFilter, ServiceError> {
     })
 }
 
+/// The sampling settings of an ask request, checked; errors name the field.
+fn sampling(
+    request: &AskRequest,
+    temperature: f32,
+    max_tokens: u32,
+) -> Result<SamplingParams, ServiceError> {
+    let defaults = SamplingParams::default();
+    let top_p = request.top_p.unwrap_or(defaults.top_p);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(ServiceError::bad_request(
+            "invalid_top_p",
+            "top_p must be greater than 0 and at most 1",
+        ));
+    }
+    let top_k = request.top_k_tokens.unwrap_or(defaults.top_k);
+    if !(1..=1000).contains(&top_k) {
+        return Err(ServiceError::bad_request(
+            "invalid_top_k_tokens",
+            "top_k_tokens must be between 1 and 1000",
+        ));
+    }
+    if request.stop.len() > 4
+        || request
+            .stop
+            .iter()
+            .any(|s| s.is_empty() || s.chars().count() > 64)
+    {
+        return Err(ServiceError::bad_request(
+            "invalid_stop",
+            "stop takes at most 4 strings of 1 to 64 characters",
+        ));
+    }
+    Ok(SamplingParams {
+        temperature,
+        top_p,
+        top_k,
+        seed: request.seed.unwrap_or(defaults.seed),
+        max_tokens,
+        stop: request.stop.clone(),
+    })
+}
+
 /// Which models a command needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Models {
@@ -441,6 +483,7 @@ impl Services {
                 "temperature must be between 0 and 2",
             ));
         }
+        let params = sampling(request, temperature, max_tokens)?;
         let search = SearchRequest {
             top_k: Some(request.top_k.unwrap_or(llm.context_chunks)),
             ..SearchRequest::new(question)
@@ -466,11 +509,6 @@ impl Services {
             .collect();
         let prompt =
             build_grounded_prompt(generator.as_ref(), question, &sources, max_tokens as usize)?;
-        let params = SamplingParams {
-            temperature,
-            max_tokens,
-            ..SamplingParams::default()
-        };
         let generation = generator.generate(&prompt.messages, &params, on_token)?;
         let citations = hits
             .into_iter()

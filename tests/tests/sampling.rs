@@ -1,0 +1,78 @@
+//! Sampling controls on `/ask`: temperature 0 is greedy and deterministic, a seed makes
+//! sampled answers reproducible, stop sequences end the answer, bad values are 400s.
+
+use serde_json::{Value, json};
+use zhiku_e2e::Server;
+
+fn ask(server: &Server, body: Value) -> (u16, Value) {
+    server.post_json("/v1/kbs/kb/ask", &body)
+}
+
+fn answer(server: &Server, body: Value) -> String {
+    let (status, response) = ask(server, body);
+    assert_eq!(status, 200, "{response}");
+    response["answer"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn sampling_is_controllable_and_reproducible() {
+    let server = Server::start();
+    let (status, body) = server.upload(
+        "kb",
+        &[(
+            "backup.md",
+            b"# Backups\n\nThe nightly backup runs at two o'clock and copies the database to the archive server in building C. Restores are requested from the operations team.".to_vec(),
+        )],
+    );
+    assert_eq!(status, 201, "{body}");
+    let question = "When does the nightly backup run and where does it go?";
+
+    let greedy = json!({"question": question, "temperature": 0, "max_tokens": 48});
+    let first = answer(&server, greedy.clone());
+    assert!(!first.trim().is_empty());
+    assert_eq!(
+        answer(&server, greedy.clone()),
+        first,
+        "temperature 0 is deterministic"
+    );
+
+    let sampled = json!({"question": question, "temperature": 1.2, "seed": 7, "max_tokens": 48});
+    let a = answer(&server, sampled.clone());
+    assert_eq!(answer(&server, sampled), a, "same seed, same answer");
+
+    // Stop at a word from the middle of the greedy answer: the answer ends just before it.
+    let words: Vec<&str> = first.split_whitespace().collect();
+    assert!(words.len() >= 4, "answer too short to test stop: {first}");
+    let stop = words[words.len() / 2];
+    let at = first.find(stop).unwrap();
+    let mut with_stop = greedy.clone();
+    with_stop["stop"] = json!([stop]);
+    let (status, response) = ask(&server, with_stop);
+    assert_eq!(status, 200, "{response}");
+    // The service trims the answer it returns.
+    assert_eq!(
+        response["answer"].as_str().unwrap(),
+        first[..at].trim_end(),
+        "{response}"
+    );
+    assert_eq!(response["finish_reason"], "stop", "{response}");
+
+    for (bad, code) in [
+        (json!({"question": question, "top_p": 0}), "invalid_top_p"),
+        (json!({"question": question, "top_p": 1.5}), "invalid_top_p"),
+        (
+            json!({"question": question, "top_k_tokens": 0}),
+            "invalid_top_k_tokens",
+        ),
+        (
+            json!({"question": question, "stop": ["a", "b", "c", "d", "e"]}),
+            "invalid_stop",
+        ),
+        (json!({"question": question, "stop": [""]}), "invalid_stop"),
+        (json!({"question": question, "seed": -1}), "invalid_json"),
+    ] {
+        let (status, body) = ask(&server, bad.clone());
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], code, "{bad}: {body}");
+    }
+}
