@@ -307,6 +307,9 @@ pub struct Citation {
     /// 1-based PDF page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+    /// The sentence of `text` that best matches the question, verbatim from the stored
+    /// chunk: what to read to check the claim.
+    pub quote: String,
 }
 
 /// Token counts of one generation.
@@ -323,8 +326,12 @@ pub struct Usage {
 pub struct AskResponse {
     /// The generated answer, citing sources as `[n]`.
     pub answer: String,
-    /// The sources given to the model, numbered as cited.
+    /// The sources the answer cites, numbered as in its `[n]` markers. Every marker left
+    /// in the answer has one; markers naming no source given to the model are removed.
     pub citations: Vec<Citation>,
+    /// Sources given to the model that the answer does not cite.
+    #[serde(default)]
+    pub context: Vec<Citation>,
     /// False when retrieval found nothing to ground an answer on and the model was not called.
     pub grounded: bool,
     /// Why generation stopped: `stop` or `length`.

@@ -95,7 +95,15 @@ fn ingest_directory_then_search_and_ask() {
     );
     assert_eq!(code, 0, "{stderr}");
     let body: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(body["citations"][0]["document_name"], "a.md", "{stdout}");
+    let first_source = body["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(body["context"].as_array().unwrap())
+        .find(|c| c["index"] == 1)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(first_source["document_name"], "a.md", "{stdout}");
     assert!(!body["answer"].as_str().unwrap().is_empty());
 
     let (code, _, stderr) = zhiku(data.path(), &["search", "x", "--kb", "missing"]);

@@ -1,6 +1,6 @@
 //! Upload → search → ask on the real binary, models and indexes.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use zhiku_e2e::{Server, simple_pdf};
 
 const HANDBOOK: &str = "\
@@ -111,14 +111,31 @@ fn upload_search_and_ask() {
     let answer = body["answer"].as_str().unwrap();
     assert!(!answer.trim().is_empty(), "{body}");
     assert_eq!(body["grounded"], json!(true));
-    let citations = body["citations"].as_array().unwrap();
-    assert!(!citations.is_empty(), "{body}");
-    assert_eq!(citations[0]["index"], json!(1));
-    assert_eq!(citations[0]["document_name"], json!("handbook.md"));
+    // Sources are split into those the answer cites and the rest (`context`); source 1
+    // is the backup section whichever list it is in.
+    let cited = body["citations"].as_array().unwrap();
+    let mut sources: Vec<&Value> = cited
+        .iter()
+        .chain(body["context"].as_array().unwrap())
+        .collect();
+    sources.sort_by_key(|c| c["index"].as_u64());
+    assert!(!sources.is_empty(), "{body}");
+    assert_eq!(sources[0]["index"], json!(1));
+    assert_eq!(sources[0]["document_name"], json!("handbook.md"));
     assert!(
-        citations[0]["text"].as_str().unwrap().contains("02:00 UTC"),
+        sources[0]["text"].as_str().unwrap().contains("02:00 UTC"),
         "{body}"
     );
+    // The quote is the matching sentence, verbatim from the chunk.
+    let quote = sources[0]["quote"].as_str().unwrap();
+    assert!(quote.contains("02:00 UTC"), "{body}");
+    assert!(sources[0]["text"].as_str().unwrap().contains(quote));
+    // Every marker left in the answer names a cited source, and only cited ones are listed.
+    for n in 1..=9 {
+        let marked = answer.contains(&format!("[{n}]"));
+        let listed = cited.iter().any(|c| c["index"] == json!(n));
+        assert_eq!(marked, listed, "marker [{n}] vs citations: {body}");
+    }
     assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 
     // KB listing and deletion.

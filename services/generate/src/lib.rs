@@ -8,11 +8,13 @@
 
 use std::path::PathBuf;
 
+mod citations;
 mod llama;
 pub mod prompt;
 mod stop;
 mod utf8;
 
+pub use citations::resolve_citations;
 pub use llama::{LlamaConfig, LlamaGenerator};
 pub use prompt::{GroundedPrompt, Source, build_grounded_prompt, not_found_answer};
 

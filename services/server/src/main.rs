@@ -268,8 +268,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "[{}] {} — {}",
                         c.index,
                         c.document_name,
-                        one_line(&c.text, 120)
+                        one_line(&c.quote, 120)
                     );
+                }
+                if !response.context.is_empty() {
+                    println!("also given to the model, not cited:");
+                    for c in &response.context {
+                        println!(
+                            "  ({}) {} — {}",
+                            c.index,
+                            c.document_name,
+                            one_line(&c.quote, 120)
+                        );
+                    }
                 }
             }
             Ok(())

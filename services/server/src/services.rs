@@ -12,6 +12,7 @@ use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
 use zhiku_embed::Embedder;
 use zhiku_generate::{
     Generator, LlamaGenerator, SamplingParams, Source, build_grounded_prompt, not_found_answer,
+    resolve_citations,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{FileResult, Input, Jobs, JobsConfig, Recorder};
@@ -493,6 +494,7 @@ impl Services {
             return Ok(AskResponse {
                 answer: not_found_answer(question).to_string(),
                 citations: Vec::new(),
+                context: Vec::new(),
                 grounded: false,
                 finish_reason: None,
                 usage: Usage::default(),
@@ -510,23 +512,31 @@ impl Services {
         let prompt =
             build_grounded_prompt(generator.as_ref(), question, &sources, max_tokens as usize)?;
         let generation = generator.generate(&prompt.messages, &params, on_token)?;
-        let citations = hits
-            .into_iter()
-            .take(prompt.sources_used)
-            .enumerate()
-            .map(|(i, h)| Citation {
+        let (answer, cited) = resolve_citations(generation.text.trim(), prompt.sources_used);
+        let (mut citations, mut context) = (Vec::new(), Vec::new());
+        for (i, h) in hits.into_iter().take(prompt.sources_used).enumerate() {
+            let citation = Citation {
                 index: i + 1,
+                quote: zhiku_retrieve::best_sentence(&h.text, question).to_string(),
                 chunk_id: h.chunk_id,
                 document_id: h.document_id,
                 document_name: h.document_name,
                 text: h.text,
                 heading: h.heading,
                 page: h.page,
-            })
-            .collect();
+            };
+            if cited.contains(&citation.index) {
+                citations.push(citation);
+            } else {
+                context.push(citation);
+            }
+        }
+        // In the order the answer cites them.
+        citations.sort_by_key(|c| cited.iter().position(|n| *n == c.index));
         Ok(AskResponse {
-            answer: generation.text.trim().to_string(),
+            answer,
             citations,
+            context,
             grounded: true,
             finish_reason: Some(generation.finish_reason.as_str().to_string()),
             usage: Usage {
