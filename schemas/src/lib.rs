@@ -286,6 +286,67 @@ pub struct AskRequest {
     /// Up to 4 strings (1 to 64 characters) at which the answer ends; they are not part of it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// How to answer: a persona and the CO-STAR fields, merged over the configured defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PromptFields>,
+}
+
+/// A persona and the CO-STAR prompt fields (Context, Objective, Style, Tone, Audience,
+/// Response format). They shape the system prompt after the grounding rules, which they
+/// cannot change: answers still come only from the sources, with `[n]` citations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptFields {
+    /// Who answers, e.g. "a customer-support lead".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persona: Option<String>,
+    /// Background the model should know about the situation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// What the answer should achieve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objective: Option<String>,
+    /// Writing style, e.g. "plain and brief".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    /// Attitude, e.g. "friendly".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tone: Option<String>,
+    /// Who reads the answer, e.g. "new employees".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Shape of the answer, e.g. "a numbered list".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<String>,
+}
+
+impl PromptFields {
+    /// Field names and values in CO-STAR order, persona first.
+    pub fn entries(&self) -> [(&'static str, Option<&str>); 7] {
+        [
+            ("persona", self.persona.as_deref()),
+            ("context", self.context.as_deref()),
+            ("objective", self.objective.as_deref()),
+            ("style", self.style.as_deref()),
+            ("tone", self.tone.as_deref()),
+            ("audience", self.audience.as_deref()),
+            ("response_format", self.response_format.as_deref()),
+        ]
+    }
+
+    /// These fields, with any left unset taken from `defaults`.
+    pub fn over(&self, defaults: &PromptFields) -> PromptFields {
+        let pick = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
+        PromptFields {
+            persona: pick(&self.persona, &defaults.persona),
+            context: pick(&self.context, &defaults.context),
+            objective: pick(&self.objective, &defaults.objective),
+            style: pick(&self.style, &defaults.style),
+            tone: pick(&self.tone, &defaults.tone),
+            audience: pick(&self.audience, &defaults.audience),
+            response_format: pick(&self.response_format, &defaults.response_format),
+        }
+    }
 }
 
 /// A numbered source the answer may cite as `[index]`.

@@ -57,7 +57,27 @@ fn sampling_is_controllable_and_reproducible() {
     );
     assert_eq!(response["finish_reason"], "stop", "{response}");
 
+    // A persona and CO-STAR fields reach the model: the greedy answer changes.
+    let mut styled = greedy.clone();
+    styled["prompt"] = json!({
+        "persona": "a pirate captain",
+        "tone": "exuberant",
+        "response_format": "one short sentence that starts with 'Ahoy'"
+    });
+    let (status, response) = ask(&server, styled);
+    assert_eq!(status, 200, "{response}");
+    assert_ne!(response["answer"].as_str().unwrap(), first, "{response}");
+    assert_eq!(response["grounded"], true);
+
     for (bad, code) in [
+        (
+            json!({"question": question, "prompt": {"personna": "x"}}),
+            "invalid_json",
+        ),
+        (
+            json!({"question": question, "prompt": {"tone": "x".repeat(2001)}}),
+            "invalid_prompt",
+        ),
         (json!({"question": question, "top_p": 0}), "invalid_top_p"),
         (json!({"question": question, "top_p": 1.5}), "invalid_top_p"),
         (

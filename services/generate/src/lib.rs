@@ -16,7 +16,9 @@ mod utf8;
 
 pub use citations::resolve_citations;
 pub use llama::{LlamaConfig, LlamaGenerator};
-pub use prompt::{GroundedPrompt, Source, build_grounded_prompt, not_found_answer};
+pub use prompt::{
+    GroundedPrompt, Source, build_grounded_prompt, build_styled_prompt, not_found_answer,
+};
 
 /// The errors of this crate.
 #[derive(thiserror::Error, Debug)]

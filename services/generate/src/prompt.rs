@@ -58,6 +58,34 @@ pub fn build_grounded_prompt(
     sources: &[Source],
     reserve_answer_tokens: usize,
 ) -> Result<GroundedPrompt, GenerateError> {
+    build_styled_prompt(generator, question, sources, reserve_answer_tokens, &[])
+}
+
+/// [`build_grounded_prompt`] with a persona and CO-STAR fields: `style` is `(field,
+/// value)` pairs (`persona`, `context`, `objective`, `style`, `tone`, `audience`,
+/// `response_format`), added to the system prompt after the grounding rules under a line
+/// saying the rules still apply. Empty values are left out.
+///
+/// The system prompt then reads (English; Chinese labels for Chinese questions):
+///
+/// ```text
+/// <grounding rules>
+/// The rules above always apply. Within them:
+/// Persona: <persona>
+/// Context: <context>
+/// ...
+/// Response format: <response_format>
+/// ```
+///
+/// # Errors
+/// As [`build_grounded_prompt`].
+pub fn build_styled_prompt(
+    generator: &dyn Generator,
+    question: &str,
+    sources: &[Source],
+    reserve_answer_tokens: usize,
+    style: &[(&str, &str)],
+) -> Result<GroundedPrompt, GenerateError> {
     let lang = if is_mostly_cjk(question) {
         Lang::Zh
     } else {
@@ -79,7 +107,7 @@ pub fn build_grounded_prompt(
         };
 
     // The common case: everything fits.
-    let all_tokens = match fit(compose(lang, question, sources, None))? {
+    let all_tokens = match fit(compose(lang, question, sources, None, style))? {
         Ok(messages) => {
             return Ok(GroundedPrompt {
                 messages,
@@ -99,7 +127,7 @@ pub fn build_grounded_prompt(
     let mut best = None;
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        match fit(compose(lang, question, &sources[..mid], None))? {
+        match fit(compose(lang, question, &sources[..mid], None, style))? {
             Ok(messages) => {
                 lo = mid;
                 best = Some(messages);
@@ -117,7 +145,7 @@ pub fn build_grounded_prompt(
     // Not even the best source fits whole: keep as much of it as fits rather than answering
     // without evidence.
     let one = std::slice::from_ref(first);
-    let mut best = match fit(compose(lang, question, one, Some("")))? {
+    let mut best = match fit(compose(lang, question, one, Some(""), style))? {
         Ok(messages) => messages,
         Err(tokens) => return Err(too_long(tokens)),
     };
@@ -127,7 +155,13 @@ pub fn build_grounded_prompt(
     let (mut lo, mut hi) = (0, cuts.len() - 1);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        match fit(compose(lang, question, one, Some(&first.text[..cuts[mid]])))? {
+        match fit(compose(
+            lang,
+            question,
+            one,
+            Some(&first.text[..cuts[mid]]),
+            style,
+        ))? {
             Ok(messages) => {
                 lo = mid;
                 best = messages;
@@ -148,6 +182,7 @@ fn compose(
     question: &str,
     sources: &[Source],
     first_text: Option<&str>,
+    style: &[(&str, &str)],
 ) -> Vec<ChatMessage> {
     let mut user = String::new();
     user.push_str(match lang {
@@ -191,9 +226,48 @@ fn compose(
         }
     }
     vec![
-        ChatMessage::system(system_prompt(lang)),
+        ChatMessage::system(styled_system_prompt(lang, style)),
         ChatMessage::user(user),
     ]
+}
+
+/// The grounding rules, then the persona and CO-STAR fields as the rules' refinement.
+fn styled_system_prompt(lang: Lang, style: &[(&str, &str)]) -> String {
+    let mut prompt = system_prompt(lang).to_string();
+    let fields: Vec<(&str, &str)> = style
+        .iter()
+        .map(|(k, v)| (*k, v.trim()))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    if fields.is_empty() {
+        return prompt;
+    }
+    prompt.push_str(match lang {
+        Lang::En => "\nThe rules above always apply. Within them:",
+        Lang::Zh => "\n以上规则始终有效。在此前提下：",
+    });
+    for (field, value) in fields {
+        let label = match (lang, field) {
+            (Lang::En, "persona") => "Persona",
+            (Lang::En, "context") => "Context",
+            (Lang::En, "objective") => "Objective",
+            (Lang::En, "style") => "Style",
+            (Lang::En, "tone") => "Tone",
+            (Lang::En, "audience") => "Audience",
+            (Lang::En, "response_format") => "Response format",
+            (Lang::Zh, "persona") => "角色",
+            (Lang::Zh, "context") => "背景",
+            (Lang::Zh, "objective") => "目标",
+            (Lang::Zh, "style") => "风格",
+            (Lang::Zh, "tone") => "语气",
+            (Lang::Zh, "audience") => "受众",
+            (Lang::Zh, "response_format") => "回答格式",
+            (_, other) => other,
+        };
+        let one_line = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        prompt.push_str(&format!("\n{label}: {one_line}"));
+    }
+    prompt
 }
 
 fn system_prompt(lang: Lang) -> &'static str {
@@ -292,7 +366,7 @@ mod tests {
     #[test]
     fn sources_are_numbered_in_order() {
         let sources = [source("A", "alpha"), source("B", "beta")];
-        let messages = compose(Lang::En, "q?", &sources, None);
+        let messages = compose(Lang::En, "q?", &sources, None, &[]);
         assert_eq!(messages.len(), 2);
         let user = &messages[1].content;
         let a = user.find("[1] A\nalpha").expect("first source");
@@ -327,6 +401,7 @@ mod tests {
             "密码是什么？",
             &[source("手册", "密码是 1234。")],
             None,
+            &[],
         );
         assert!(messages[0].content.contains("只使用资料"));
         assert!(messages[1].content.contains("[1] 手册\n密码是 1234。"));
@@ -335,7 +410,34 @@ mod tests {
 
     #[test]
     fn truncated_first_source_is_marked() {
-        let messages = compose(Lang::En, "q", &[source("A", "long text")], Some("long"));
+        let messages = compose(
+            Lang::En,
+            "q",
+            &[source("A", "long text")],
+            Some("long"),
+            &[],
+        );
         assert!(messages[1].content.contains("[1] A\nlong …\n"));
+    }
+
+    #[test]
+    fn persona_and_co_star_follow_the_grounding_rules() {
+        let style = [
+            ("persona", "a customer-support lead"),
+            ("tone", "  friendly\n and calm "),
+            ("audience", ""),
+            ("response_format", "numbered steps"),
+        ];
+        let en = styled_system_prompt(Lang::En, &style);
+        assert!(en.starts_with(system_prompt(Lang::En)), "rules first: {en}");
+        assert!(en.ends_with(
+            "The rules above always apply. Within them:\nPersona: a customer-support lead\nTone: friendly and calm\nResponse format: numbered steps"
+        ), "{en}");
+        assert!(!en.contains("Audience"));
+        let zh = styled_system_prompt(Lang::Zh, &style);
+        assert!(
+            zh.contains("角色: a customer-support lead") && zh.contains("回答格式: numbered steps")
+        );
+        assert_eq!(styled_system_prompt(Lang::En, &[]), system_prompt(Lang::En));
     }
 }

@@ -26,6 +26,35 @@ pub struct Config {
     pub llm: LlmConfig,
     /// Batch ingestion.
     pub jobs: JobsSection,
+    /// Default persona and CO-STAR fields for answers, overall and per knowledge base.
+    pub prompt: PromptSection,
+}
+
+/// Default persona and CO-STAR fields (`[prompt.default]`, and `[prompt.kb.<name>]` for
+/// one knowledge base). A request's `prompt` overrides them field by field, then the KB's,
+/// then the overall defaults apply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptSection {
+    /// For every knowledge base.
+    pub default: zhiku_schemas::PromptFields,
+    /// Per knowledge base, by name.
+    pub kb: std::collections::BTreeMap<String, zhiku_schemas::PromptFields>,
+}
+
+impl PromptSection {
+    /// The fields for a request to `kb`: the request's, then the KB's, then the defaults.
+    pub fn resolve(
+        &self,
+        kb: &str,
+        request: Option<&zhiku_schemas::PromptFields>,
+    ) -> zhiku_schemas::PromptFields {
+        let kb_fields = self
+            .kb
+            .get(kb)
+            .map_or_else(|| self.default.clone(), |f| f.over(&self.default));
+        request.map_or(kb_fields.clone(), |r| r.over(&kb_fields))
+    }
 }
 
 /// Batch ingestion: imports, limits and pipeline tuning.
@@ -352,6 +381,35 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&loaded).unwrap(),
             serde_json::to_value(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn prompt_fields_resolve_request_then_kb_then_default() {
+        let fields = |persona: Option<&str>, tone: Option<&str>| zhiku_schemas::PromptFields {
+            persona: persona.map(String::from),
+            tone: tone.map(String::from),
+            ..Default::default()
+        };
+        let mut section = PromptSection {
+            default: fields(Some("librarian"), Some("neutral")),
+            ..Default::default()
+        };
+        section
+            .kb
+            .insert("support".into(), fields(Some("support lead"), None));
+        assert_eq!(
+            section.resolve("other", None),
+            fields(Some("librarian"), Some("neutral"))
+        );
+        assert_eq!(
+            section.resolve("support", None),
+            fields(Some("support lead"), Some("neutral"))
+        );
+        let request = fields(None, Some("warm"));
+        assert_eq!(
+            section.resolve("support", Some(&request)),
+            fields(Some("support lead"), Some("warm"))
         );
     }
 

@@ -247,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 top_k_tokens: None,
                 seed: None,
                 stop: Vec::new(),
+                prompt: None,
             };
             let mut stdout = std::io::stdout();
             let response = services.ask(&kb, &request, &mut |piece| {

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
 use zhiku_embed::Embedder;
 use zhiku_generate::{
-    Generator, LlamaGenerator, SamplingParams, Source, build_grounded_prompt, not_found_answer,
+    Generator, LlamaGenerator, SamplingParams, Source, build_styled_prompt, not_found_answer,
     resolve_citations,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
@@ -95,7 +95,8 @@ fn check_filter(filter: &SearchFilter) -> Result<SearchFilter, ServiceError> {
     })
 }
 
-/// The sampling settings of an ask request, checked; errors name the field.
+/// The sampling settings of an ask request, checked with its prompt fields; errors name
+/// the field.
 fn sampling(
     request: &AskRequest,
     temperature: f32,
@@ -125,6 +126,17 @@ fn sampling(
         return Err(ServiceError::bad_request(
             "invalid_stop",
             "stop takes at most 4 strings of 1 to 64 characters",
+        ));
+    }
+    if let Some(prompt) = &request.prompt
+        && let Some((field, _)) = prompt
+            .entries()
+            .into_iter()
+            .find(|(_, v)| v.is_some_and(|v| v.chars().count() > 2000))
+    {
+        return Err(ServiceError::bad_request(
+            "invalid_prompt",
+            format!("prompt.{field} is longer than 2000 characters"),
         ));
     }
     Ok(SamplingParams {
@@ -509,8 +521,19 @@ impl Services {
                 text: h.text.clone(),
             })
             .collect();
-        let prompt =
-            build_grounded_prompt(generator.as_ref(), question, &sources, max_tokens as usize)?;
+        let style = self.config.prompt.resolve(kb, request.prompt.as_ref());
+        let style: Vec<(&str, &str)> = style
+            .entries()
+            .into_iter()
+            .filter_map(|(field, value)| value.map(|v| (field, v)))
+            .collect();
+        let prompt = build_styled_prompt(
+            generator.as_ref(),
+            question,
+            &sources,
+            max_tokens as usize,
+            &style,
+        )?;
         let generation = generator.generate(&prompt.messages, &params, on_token)?;
         let (answer, cited) = resolve_citations(generation.text.trim(), prompt.sources_used);
         let (mut citations, mut context) = (Vec::new(), Vec::new());
