@@ -401,6 +401,13 @@ pub struct AskResponse {
     /// Token counts.
     #[serde(default)]
     pub usage: Usage,
+    /// Retrieved chunks given to the model; the rest did not fit the context window
+    /// beside the question and the answer budget (the lowest ranked are dropped first).
+    #[serde(default)]
+    pub sources_used: usize,
+    /// Retrieved chunks left out for lack of room.
+    #[serde(default)]
+    pub sources_dropped: usize,
 }
 
 /// A document as stored in a knowledge base.

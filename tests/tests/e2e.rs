@@ -120,6 +120,12 @@ fn upload_search_and_ask() {
         .collect();
     sources.sort_by_key(|c| c["index"].as_u64());
     assert!(!sources.is_empty(), "{body}");
+    assert_eq!(body["sources_used"], json!(sources.len()), "{body}");
+    assert_eq!(
+        body["sources_dropped"],
+        json!(0),
+        "short chunks all fit: {body}"
+    );
     assert_eq!(sources[0]["index"], json!(1));
     assert_eq!(sources[0]["document_name"], json!("handbook.md"));
     assert!(

@@ -69,6 +69,35 @@ fn sampling_is_controllable_and_reproducible() {
     assert_ne!(response["answer"].as_str().unwrap(), first, "{response}");
     assert_eq!(response["grounded"], true);
 
+    // A window too small for every source: the lowest ranked are dropped, and said so.
+    drop(server);
+    let small = Server::start_with_env(&[("ZHIKU_LLM__N_CTX", "512")]);
+    let long: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| {
+            let body = format!(
+                "# Backup note {i}\n\n{}",
+                "The nightly backup copies the database to the archive server. ".repeat(12)
+            );
+            (format!("note{i}.md"), body.into_bytes())
+        })
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = long.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let (status, body) = small.upload("kb", &files);
+    assert_eq!(status, 201, "{body}");
+    let (status, response) = small.post_json(
+        "/v1/kbs/kb/ask",
+        &json!({"question": question, "temperature": 0, "max_tokens": 32, "top_k": 4}),
+    );
+    assert_eq!(status, 200, "{response}");
+    let used = response["sources_used"].as_u64().unwrap();
+    let dropped = response["sources_dropped"].as_u64().unwrap();
+    assert!(used >= 1 && dropped >= 1, "{response}");
+    assert_eq!(used + dropped, 4, "{response}");
+    let given = response["citations"].as_array().unwrap().len()
+        + response["context"].as_array().unwrap().len();
+    assert_eq!(given as u64, used, "{response}");
+    let server = small;
+
     for (bad, code) in [
         (
             json!({"question": question, "prompt": {"personna": "x"}}),

@@ -507,6 +507,8 @@ impl Services {
                 answer: not_found_answer(question).to_string(),
                 citations: Vec::new(),
                 context: Vec::new(),
+                sources_used: 0,
+                sources_dropped: 0,
                 grounded: false,
                 finish_reason: None,
                 usage: Usage::default(),
@@ -536,6 +538,7 @@ impl Services {
         )?;
         let generation = generator.generate(&prompt.messages, &params, on_token)?;
         let (answer, cited) = resolve_citations(generation.text.trim(), prompt.sources_used);
+        let sources_dropped = hits.len() - prompt.sources_used;
         let (mut citations, mut context) = (Vec::new(), Vec::new());
         for (i, h) in hits.into_iter().take(prompt.sources_used).enumerate() {
             let citation = Citation {
@@ -560,6 +563,8 @@ impl Services {
             answer,
             citations,
             context,
+            sources_used: prompt.sources_used,
+            sources_dropped,
             grounded: true,
             finish_reason: Some(generation.finish_reason.as_str().to_string()),
             usage: Usage {
