@@ -227,14 +227,7 @@ impl Embedder for GgufEmbedder {
     }
 
     fn count_tokens(&self, text: &str) -> usize {
-        if text.len() > MAX_TEXT_BYTES {
-            // The chunker only needs "too many"; tokenizing this much would not fit i32.
-            return text.len();
-        }
-        self.model
-            .vocab()
-            .tokenize(text.as_bytes(), false, false)
-            .len()
+        zhiku_llama::count_tokens(self.model, text, MAX_TEXT_BYTES)
     }
 
     fn embed_passages(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -63,6 +63,17 @@ pub fn check_gguf(path: &Path) -> Result<(), GgufProblem> {
     Ok(())
 }
 
+/// Tokens `model` splits `text` into, without special tokens. Texts over `max_bytes`
+/// return their byte count instead: every token covers at least one byte, so that bounds
+/// the count from above, and the caller's limit keeps llama.cpp's `i32` lengths (whose
+/// overflow the bindings turn into a panic) out of reach.
+pub fn count_tokens(model: &llama_cpp_2::model::LlamaModel, text: &str, max_bytes: usize) -> usize {
+    if text.len() > max_bytes {
+        return text.len();
+    }
+    model.vocab().tokenize(text.as_bytes(), false, false).len()
+}
+
 /// The quantization a GGUF model declares (`general.file_type`), by llama.cpp's name for
 /// it, e.g. `Q4_1`; `None` if the file does not say or the number is unknown.
 pub fn quantization(model: &llama_cpp_2::model::LlamaModel) -> Option<String> {

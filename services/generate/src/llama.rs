@@ -403,15 +403,7 @@ impl Generator for LlamaGenerator {
     }
 
     fn count_tokens(&self, text: &str) -> usize {
-        if text.len() > MAX_TEXT_BYTES {
-            // Every token covers at least one byte, so this bounds the count from above; any
-            // such text is far beyond every context window anyway.
-            return text.len();
-        }
-        self.model
-            .vocab()
-            .tokenize(text.as_bytes(), false, false)
-            .len()
+        zhiku_llama::count_tokens(&self.model, text, MAX_TEXT_BYTES)
     }
 
     fn count_chat_tokens(&self, messages: &[ChatMessage]) -> Result<usize, GenerateError> {

@@ -264,8 +264,7 @@ fn styled_system_prompt(lang: Lang, style: &[(&str, &str)]) -> String {
             (Lang::Zh, "response_format") => "回答格式",
             (_, other) => other,
         };
-        let one_line = value.split_whitespace().collect::<Vec<_>>().join(" ");
-        prompt.push_str(&format!("\n{label}: {one_line}"));
+        prompt.push_str(&format!("\n{label}: {}", one_line(value)));
     }
     prompt
 }
@@ -291,9 +290,13 @@ fn system_prompt(lang: Lang) -> &'static str {
     }
 }
 
+/// `text` with every run of whitespace (newlines included) made one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// `[n] Title › Heading (page p)`, on one line whatever the metadata contains.
 fn source_header(lang: Lang, n: usize, source: &Source) -> String {
-    let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut header = format!("[{n}] {}", one_line(&source.title));
     if let Some(heading) = source
         .heading
