@@ -289,6 +289,72 @@ pub struct AskRequest {
     /// How to answer: a persona and the CO-STAR fields, merged over the configured defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptFields>,
+    /// Constrains the answer's form: `{"type": "json_schema", "schema": {...}}` makes it
+    /// JSON valid against the schema (returned parsed as `json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// Answer as Server-Sent Events (`sources`, `token`…, `done`) instead of one JSON
+    /// body; also selected by `Accept: text/event-stream`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// The form an answer must take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponseFormat {
+    /// Free text (the default).
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against a JSON Schema, given either directly as `schema` or, as in the
+    /// OpenAI API, as `json_schema: {"name", "schema"}`.
+    JsonSchema {
+        /// The schema.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema: Option<serde_json::Value>,
+        /// The OpenAI form: the schema with a name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        json_schema: Option<NamedJsonSchema>,
+    },
+}
+
+impl ResponseFormat {
+    /// The JSON Schema the answer must follow: `None` for free text, an object schema for
+    /// `json_object`. Errors say what is missing.
+    pub fn schema(&self) -> Result<Option<serde_json::Value>, String> {
+        match self {
+            ResponseFormat::Text => Ok(None),
+            ResponseFormat::JsonObject => Ok(Some(serde_json::json!({ "type": "object" }))),
+            ResponseFormat::JsonSchema {
+                schema,
+                json_schema,
+            } => match (schema, json_schema) {
+                (Some(schema), None) => Ok(Some(schema.clone())),
+                (None, Some(named)) => Ok(Some(named.schema.clone())),
+                (None, None) => Err("response_format of type json_schema needs a `schema`".into()),
+                (Some(_), Some(_)) => {
+                    Err("response_format gives both `schema` and `json_schema`; give one".into())
+                }
+            },
+        }
+    }
+}
+
+/// A named JSON Schema, the OpenAI `response_format.json_schema` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedJsonSchema {
+    /// A name for the schema (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the schema is for (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The schema.
+    pub schema: serde_json::Value,
+    /// Accepted for compatibility; output always follows the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 /// A persona and the CO-STAR prompt fields (Context, Objective, Style, Tone, Audience,
@@ -382,11 +448,53 @@ pub struct Usage {
     pub completion_tokens: usize,
 }
 
+/// Where the time of an answer went, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Timings {
+    /// Embedding the question and searching the KB.
+    pub retrieval_ms: u64,
+    /// Waiting for a free generation slot.
+    pub queue_ms: u64,
+    /// From the request to the first answer token (prompt building and processing
+    /// included); absent when no token was generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_first_token_ms: Option<u64>,
+    /// Generating, from the slot being granted to the last token.
+    pub generation_ms: u64,
+    /// Answer tokens per second after the first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+    /// The whole request.
+    pub total_ms: u64,
+}
+
+/// The first event of a streamed answer: the numbered sources the model is given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AskSources {
+    /// Every source given to the model, numbered as the answer will cite them.
+    pub sources: Vec<Citation>,
+    /// Retrieved chunks left out for lack of room.
+    pub sources_dropped: usize,
+    /// False when nothing relevant was found; no tokens follow, only `done`.
+    pub grounded: bool,
+}
+
+/// One piece of a streamed answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AskToken {
+    /// The text, to append to what came before.
+    pub text: String,
+}
+
 /// `POST /v1/kbs/{kb}/ask` response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AskResponse {
     /// The generated answer, citing sources as `[n]`.
     pub answer: String,
+    /// The answer parsed, when `response_format` asked for JSON and the answer is complete
+    /// JSON (it may be cut short by `max_tokens`, then this is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
     /// The sources the answer cites, numbered as in its `[n]` markers. Every marker left
     /// in the answer has one; markers naming no source given to the model are removed.
     pub citations: Vec<Citation>,
@@ -408,6 +516,9 @@ pub struct AskResponse {
     /// Retrieved chunks left out for lack of room.
     #[serde(default)]
     pub sources_dropped: usize,
+    /// Where the time went.
+    #[serde(default)]
+    pub timings: Timings,
 }
 
 /// A document as stored in a knowledge base.
@@ -724,6 +835,29 @@ pub struct ModelInfo {
     /// Chat template applied (LLM): `model` (the file's own) or the fallback's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// Generation slots and their occupancy (LLM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotInfo>,
+}
+
+/// The LLM's generation slots: how many answers run at once, how many may wait, and what
+/// happened so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SlotInfo {
+    /// Answers generated at once (`llm.parallel`).
+    pub parallel: usize,
+    /// Requests that may wait for a slot (`llm.queue`); beyond it → 503.
+    pub queue: usize,
+    /// Slots in use now.
+    pub busy: usize,
+    /// Requests waiting now.
+    pub queued: usize,
+    /// Slots granted since start.
+    pub admitted: u64,
+    /// Requests refused with 503 since start.
+    pub rejected: u64,
+    /// Generations stopped because the client went away, since start.
+    pub cancelled: u64,
 }
 
 impl ModelInfo {

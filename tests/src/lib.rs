@@ -41,12 +41,14 @@ pub fn models_dir() -> PathBuf {
 
 /// The environment that switches the embedder from the default (multilingual-e5-small,
 /// GGUF) to all-MiniLM-L6-v2 on ONNX Runtime.
-pub const MINILM_ENV: [(&str, &str); 5] = [
+pub const MINILM_ENV: [(&str, &str); 6] = [
     ("ZHIKU_EMBEDDER__KIND", "onnx"),
     ("ZHIKU_EMBEDDER__NAME", "all-minilm-l6-v2"),
     ("ZHIKU_EMBEDDER__MODEL", "all-minilm-l6-v2/model.onnx"),
     ("ZHIKU_EMBEDDER__QUERY_PREFIX", ""),
     ("ZHIKU_EMBEDDER__PASSAGE_PREFIX", ""),
+    // The relevance floor is on e5's cosine scale; MiniLM's is different.
+    ("ZHIKU_LLM__MIN_RELEVANCE", "0"),
 ];
 
 /// The `zhiku` binary under test.
@@ -276,6 +278,50 @@ impl Server {
     /// Whether the server process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+/// Server-Sent Events read from a streaming response as they arrive.
+pub struct EventStream {
+    reader: std::io::BufReader<reqwest::blocking::Response>,
+}
+
+impl EventStream {
+    /// Wraps a response whose body is `text/event-stream`.
+    pub fn new(response: reqwest::blocking::Response) -> Self {
+        Self {
+            reader: std::io::BufReader::new(response),
+        }
+    }
+
+    /// The next event as `(name, data as JSON)`, skipping comments (keep-alives); `None`
+    /// when the stream ends.
+    pub fn next_event(&mut self) -> Option<(String, Value)> {
+        use std::io::BufRead;
+        let (mut name, mut data) = (String::new(), String::new());
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).expect("read event stream") == 0 {
+                return None;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if name.is_empty() && data.is_empty() {
+                    continue;
+                }
+                let value = serde_json::from_str(&data)
+                    .unwrap_or_else(|_| panic!("event {name} data is not JSON: {data}"));
+                return Some((name, value));
+            }
+            if let Some(rest) = line.strip_prefix("event:") {
+                name = rest.trim().to_string();
+            } else if let Some(rest) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 mod citations;
 mod llama;
 pub mod prompt;
+mod slots;
 mod stop;
 mod utf8;
 
@@ -19,6 +20,7 @@ pub use llama::{LlamaConfig, LlamaGenerator};
 pub use prompt::{
     GroundedPrompt, Source, build_grounded_prompt, build_styled_prompt, not_found_answer,
 };
+pub use slots::{Slot, SlotError, SlotStatus, Slots};
 
 /// The errors of this crate.
 #[derive(thiserror::Error, Debug)]
@@ -45,6 +47,9 @@ pub enum GenerateError {
         /// The context window in tokens.
         window: usize,
     },
+    /// A JSON schema for structured output that llama.cpp cannot turn into a grammar.
+    #[error("the JSON schema cannot be used to constrain the answer: {0}")]
+    InvalidSchema(String),
     /// llama.cpp failed (context creation, decoding, templating).
     #[error("LLM backend error: {0}")]
     Backend(String),
@@ -123,6 +128,9 @@ pub struct SamplingParams {
     /// Generation ends where any of these strings would appear; the string itself is not
     /// part of the answer.
     pub stop: Vec<String>,
+    /// A GBNF grammar every answer must match (see [`Generator::schema_grammar`]), applied before
+    /// the other samplers so the answer is always a prefix of a valid sentence of it.
+    pub grammar: Option<String>,
 }
 
 impl Default for SamplingParams {
@@ -134,6 +142,7 @@ impl Default for SamplingParams {
             seed: 42,
             max_tokens: 256,
             stop: Vec::new(),
+            grammar: None,
         }
     }
 }
@@ -215,6 +224,12 @@ pub trait Generator: Send + Sync {
 
     /// Tokens of `text` as plain message content (no special tokens added or parsed).
     fn count_tokens(&self, text: &str) -> usize;
+
+    /// The grammar that holds answers to a JSON schema, checked usable with this model.
+    ///
+    /// # Errors
+    /// [`GenerateError::InvalidSchema`] naming why the schema cannot be used.
+    fn schema_grammar(&self, schema: &str) -> Result<String, GenerateError>;
 
     /// Tokens of the fully templated chat (so callers can budget the prompt exactly).
     fn count_chat_tokens(&self, messages: &[ChatMessage]) -> Result<usize, GenerateError>;

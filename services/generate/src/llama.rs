@@ -44,6 +44,10 @@ pub struct LlamaConfig {
     /// Chat template used when the model carries none llama.cpp can apply: a llama.cpp
     /// built-in template name such as `"chatml"`, or a template string.
     pub fallback_template: String,
+    /// llama.cpp contexts (KV caches) created at load and kept for reuse: the number of
+    /// generations expected to run at once (at least 1). More concurrent calls still work,
+    /// each with a context of its own that is dropped afterwards.
+    pub parallel: usize,
 }
 
 impl Default for LlamaConfig {
@@ -53,16 +57,23 @@ impl Default for LlamaConfig {
             n_ctx: 2048,
             threads: 2,
             fallback_template: "chatml".to_string(),
+            parallel: 1,
         }
     }
 }
 
 /// A GGUF chat model run in-process by llama.cpp.
 ///
-/// The weights are loaded once and shared; every [`Generator::generate`] call gets its own
-/// llama.cpp context (KV cache), so concurrent calls are independent.
+/// The weights are loaded once and shared; every [`Generator::generate`] call borrows a
+/// llama.cpp context (KV cache) of its own from a pool, so concurrent calls are independent
+/// and none pays for allocating a context.
 pub struct LlamaGenerator {
-    model: LlamaModel,
+    // Loaded once and never freed: pooled contexts borrow the model beyond any one call.
+    // One LLM per process, so nothing accumulates.
+    model: &'static LlamaModel,
+    /// Idle contexts, at most `parallel`.
+    idle: Mutex<Vec<LlamaContext<'static>>>,
+    parallel: usize,
     template: LlamaChatTemplate,
     /// `"model"` or the fallback template's name, for [`Generator::info`].
     template_source: String,
@@ -122,6 +133,7 @@ impl LlamaGenerator {
                 detail: format!("llama.cpp could not load it ({e})"),
             })?;
         let (template, template_source) = choose_template(&model, &config.fallback_template)?;
+        let model: &'static LlamaModel = Box::leak(Box::new(model));
         let n_ctx = if config.n_ctx == 0 {
             model.n_ctx_train()
         } else {
@@ -149,15 +161,19 @@ impl LlamaGenerator {
         let name = path
             .file_stem()
             .map_or_else(|| "llama".to_string(), |s| s.to_string_lossy().into_owned());
+        let parallel = config.parallel.max(1);
         tracing::info!(
             model = %name,
             n_ctx,
             threads,
+            parallel,
             params = model.n_params(),
             "loaded LLM"
         );
-        Ok(Self {
+        let generator = Self {
             model,
+            idle: Mutex::new(Vec::with_capacity(parallel)),
+            parallel,
             template,
             template_source,
             path: path.clone(),
@@ -166,6 +182,35 @@ impl LlamaGenerator {
             n_batch: n_ctx.min(MAX_BATCH),
             threads,
             context_lock: Mutex::new(()),
+        };
+        // All contexts up front: memory use is known at startup, and the first requests do
+        // not pay for allocation.
+        let contexts = (0..parallel)
+            .map(|_| generator.new_context())
+            .collect::<Result<Vec<_>, _>>()?;
+        *generator.idle_contexts() = contexts;
+        Ok(generator)
+    }
+
+    fn idle_contexts(&self) -> std::sync::MutexGuard<'_, Vec<LlamaContext<'static>>> {
+        // A context is only ever pushed or popped whole; a panic elsewhere cannot leave
+        // the list half-changed.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle context with an empty KV cache, or a new one when all are in use.
+    fn take_context(&self) -> Result<Pooled<'_>, GenerateError> {
+        let idle = self.idle_contexts().pop();
+        let mut ctx = match idle {
+            Some(ctx) => ctx,
+            None => self.new_context()?,
+        };
+        ctx.clear_kv_cache();
+        Ok(Pooled {
+            generator: self,
+            ctx: Some(ctx),
         })
     }
 
@@ -258,7 +303,7 @@ impl LlamaGenerator {
         }
     }
 
-    fn new_context(&self) -> Result<LlamaContext<'_>, GenerateError> {
+    fn new_context(&self) -> Result<LlamaContext<'static>, GenerateError> {
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(self.n_ctx))
             .with_n_batch(self.n_batch)
@@ -275,6 +320,55 @@ impl LlamaGenerator {
             .new_context(backend, params)
             .map_err(|e| GenerateError::Backend(format!("cannot create a llama.cpp context: {e}")))
     }
+}
+
+/// A context borrowed from the pool; returned to it on drop (kept only while the pool is
+/// below `parallel`).
+struct Pooled<'a> {
+    generator: &'a LlamaGenerator,
+    ctx: Option<LlamaContext<'static>>,
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            let mut idle = self.generator.idle_contexts();
+            if idle.len() < self.generator.parallel {
+                idle.push(ctx);
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = LlamaContext<'static>;
+    fn deref(&self) -> &Self::Target {
+        self.ctx.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.ctx.as_mut().expect("present until drop")
+    }
+}
+
+/// Converts a JSON schema into the GBNF grammar that makes the model's output valid JSON
+/// matching it (llama.cpp's converter, the one its server uses for `json_schema`).
+fn json_schema_grammar(schema: &str) -> Result<String, GenerateError> {
+    if schema.len() > MAX_TEXT_BYTES || schema.contains('\0') {
+        return Err(GenerateError::InvalidSchema(
+            "the schema is too large or contains a NUL character".into(),
+        ));
+    }
+    let grammar = llama_cpp_2::json_schema_to_grammar(schema)
+        .map_err(|e| GenerateError::InvalidSchema(e.to_string()))?;
+    if grammar.trim().is_empty() {
+        return Err(GenerateError::InvalidSchema(
+            "the converter produced an empty grammar".into(),
+        ));
+    }
+    Ok(grammar)
 }
 
 /// A placeholder for message `i` that no template or content will contain by accident.
@@ -343,12 +437,20 @@ fn choose_template(
     Ok((template, fallback.to_string()))
 }
 
-fn sampler(params: &SamplingParams) -> LlamaSampler {
+fn sampler(model: &LlamaModel, params: &SamplingParams) -> Result<LlamaSampler, GenerateError> {
+    let mut chain = Vec::with_capacity(5);
+    if let Some(grammar) = &params.grammar {
+        // First, so every later sampler only sees tokens the grammar allows.
+        chain.push(
+            LlamaSampler::grammar(model, grammar, "root")
+                .map_err(|e| GenerateError::InvalidSchema(format!("grammar rejected: {e}")))?,
+        );
+    }
     // NaN would poison every logit; treat it like "no temperature given".
     if params.temperature.is_nan() || params.temperature <= 0.0 {
-        return LlamaSampler::greedy();
+        chain.push(LlamaSampler::greedy());
+        return Ok(LlamaSampler::chain_simple(chain));
     }
-    let mut chain = Vec::with_capacity(4);
     if params.top_k > 0 {
         chain.push(LlamaSampler::top_k(params.top_k));
     }
@@ -357,7 +459,7 @@ fn sampler(params: &SamplingParams) -> LlamaSampler {
     }
     chain.push(LlamaSampler::temp(params.temperature));
     chain.push(LlamaSampler::dist(params.seed));
-    LlamaSampler::chain_simple(chain)
+    Ok(LlamaSampler::chain_simple(chain))
 }
 
 fn position(pos: usize) -> Result<i32, GenerateError> {
@@ -375,7 +477,7 @@ impl Generator for LlamaGenerator {
             file_size: std::fs::metadata(&self.path).map_or(0, |m| m.len()),
             path: self.path.clone(),
             parameters: self.model.n_params(),
-            quantization: zhiku_llama::quantization(&self.model),
+            quantization: zhiku_llama::quantization(self.model),
             trained_context: self.model.n_ctx_train(),
             context_window: self.n_ctx,
             chat_template: self.template_source.clone(),
@@ -403,7 +505,19 @@ impl Generator for LlamaGenerator {
     }
 
     fn count_tokens(&self, text: &str) -> usize {
-        zhiku_llama::count_tokens(&self.model, text, MAX_TEXT_BYTES)
+        zhiku_llama::count_tokens(self.model, text, MAX_TEXT_BYTES)
+    }
+
+    fn schema_grammar(&self, schema: &str) -> Result<String, GenerateError> {
+        let grammar = json_schema_grammar(schema)?;
+        // llama.cpp's grammar parser has limits of its own (e.g. on repetitions), so a
+        // converted schema can still be unusable: find out now, not mid-answer.
+        LlamaSampler::grammar(self.model, &grammar, "root").map_err(|e| {
+            GenerateError::InvalidSchema(format!(
+                "llama.cpp cannot use the grammar made from it ({e}); simplify the schema, e.g. smaller minItems/minLength"
+            ))
+        })?;
+        Ok(grammar)
     }
 
     fn count_chat_tokens(&self, messages: &[ChatMessage]) -> Result<usize, GenerateError> {
@@ -438,8 +552,10 @@ impl Generator for LlamaGenerator {
             return Ok(generation);
         }
 
+        // Before any decoding, so a bad grammar costs nothing.
+        let mut sampler = sampler(self.model, params)?;
         let started = Instant::now();
-        let mut ctx = self.new_context()?;
+        let mut ctx = self.take_context()?;
         let vocab = self.model.vocab();
         let n_batch = self.n_batch as usize;
         let mut batch = LlamaBatch::new(n_batch, 1);
@@ -458,7 +574,6 @@ impl Generator for LlamaGenerator {
         }
         let prompt_done = Instant::now();
 
-        let mut sampler = sampler(params);
         let mut stream = Utf8Stream::default();
         let mut stops = StopScanner::new(&params.stop);
         let mut logits_at = batch.n_tokens() - 1;

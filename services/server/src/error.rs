@@ -1,7 +1,7 @@
 //! The crate's one error type, and the one place errors become HTTP statuses.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use zhiku_generate::GenerateError;
 use zhiku_index::IndexError;
@@ -48,6 +48,17 @@ pub enum ServiceError {
     /// A job request failed.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// Every generation slot is busy and the queue is full: 503 with `Retry-After`.
+    #[error("{message}")]
+    Overloaded {
+        /// What is full.
+        message: String,
+        /// Seconds after which a retry is likely to be admitted.
+        retry_after_secs: u64,
+    },
+    /// The client went away before the answer was done; nobody reads the response.
+    #[error("the client closed the connection")]
+    ClientGone,
     /// A background task died; never expected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,6 +105,15 @@ impl ServiceError {
             ServiceError::Generate(GenerateError::PromptTooLong { .. }) => {
                 (StatusCode::BAD_REQUEST, "prompt_too_long")
             }
+            ServiceError::Generate(GenerateError::InvalidSchema(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_response_format")
+            }
+            ServiceError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            // nginx's "client closed request": never seen by the client, but honest in logs.
+            ServiceError::ClientGone => (
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                "client_closed_request",
+            ),
             ServiceError::Generate(_) => (StatusCode::INTERNAL_SERVER_ERROR, "generation_failed"),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -121,23 +141,42 @@ pub fn file_status(code: &str) -> StatusCode {
     }
 }
 
-impl IntoResponse for ServiceError {
-    fn into_response(self) -> Response {
+impl ServiceError {
+    /// The JSON error body (also sent as the `error` event of a stream that fails midway);
+    /// logs server-side failures.
+    pub fn body(&self) -> ErrorBody {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let files = match &self {
+        let files = match self {
             ServiceError::UploadFailed { files, .. } => files.clone(),
             _ => Vec::new(),
         };
-        let body = ErrorBody {
+        ErrorBody {
             error: ErrorDetail {
                 code: code.to_string(),
                 message: self.to_string(),
                 files,
             },
-        };
-        (status, Json(body)).into_response()
+        }
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        let body = self.body();
+        let mut response = (status, Json(body)).into_response();
+        if let ServiceError::Overloaded {
+            retry_after_secs, ..
+        } = &self
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(*retry_after_secs),
+            );
+        }
+        response
     }
 }

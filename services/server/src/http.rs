@@ -3,13 +3,14 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::Request;
 use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,17 +19,18 @@ use axum::{Json, Router};
 use futures_util::Stream;
 use http_body_util::BodyExt;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tower_http::trace::TraceLayer;
 use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::{
-    AskRequest, CreateJobRequest, DocumentInfo, DocumentList, JobAccepted, JobInfo, JobList,
-    KbList, ModelList, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
-    TokenizeResponse, UploadResponse,
+    AskRequest, AskResponse, AskSources, AskToken, CreateJobRequest, DocumentInfo, DocumentList,
+    JobAccepted, JobInfo, JobList, KbList, ModelList, ReindexResponse, SearchRequest,
+    SearchResponse, TokenizeRequest, TokenizeResponse, UploadResponse,
 };
 
 use crate::error::{ServiceError, file_status};
-use crate::services::Services;
+use crate::services::{AskSink, Services};
 
 /// Shared state of every handler.
 pub type AppState = Arc<Services>;
@@ -529,11 +531,145 @@ async fn reindex(
     blocking(move || Ok(Json(s.reindex(&kb)?))).await
 }
 
+/// Marks a request's client as gone when the handler's future is dropped, which hyper does
+/// when the connection closes before the response is sent.
+struct GoneOnDrop(Arc<AtomicBool>);
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// An answer collected whole for one JSON response.
+struct JsonSink {
+    gone: Arc<AtomicBool>,
+}
+
+impl AskSink for JsonSink {
+    fn sources(&mut self, _: &AskSources) -> bool {
+        !self.gone()
+    }
+
+    fn token(&mut self, _: &str) -> bool {
+        !self.gone()
+    }
+
+    fn gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+}
+
+/// What a streamed answer sends, in order: sources, tokens, then done or error.
+enum AskEvent {
+    Sources(AskSources),
+    Token(String),
+    Done(Box<AskResponse>),
+    Failed(ServiceError),
+}
+
+/// An answer sent as events; the receiver is dropped with the response stream when the
+/// client disconnects, which the sink reports as gone.
+struct StreamSink {
+    events: mpsc::UnboundedSender<AskEvent>,
+}
+
+impl AskSink for StreamSink {
+    fn sources(&mut self, sources: &AskSources) -> bool {
+        self.events.send(AskEvent::Sources(sources.clone())).is_ok()
+    }
+
+    fn token(&mut self, piece: &str) -> bool {
+        self.events.send(AskEvent::Token(piece.to_string())).is_ok()
+    }
+
+    fn gone(&self) -> bool {
+        self.events.is_closed()
+    }
+}
+
+impl AskEvent {
+    fn into_sse(self) -> Event {
+        let (name, data) = match self {
+            AskEvent::Sources(sources) => ("sources", serde_json::to_value(sources)),
+            AskEvent::Token(text) => ("token", serde_json::to_value(AskToken { text })),
+            AskEvent::Done(response) => ("done", serde_json::to_value(response)),
+            AskEvent::Failed(error) => ("error", serde_json::to_value(error.body())),
+        };
+        let event = Event::default().event(name);
+        match data {
+            Ok(data) => event
+                .json_data(data)
+                .unwrap_or_else(|_| Event::default().event(name)),
+            Err(_) => event,
+        }
+    }
+
+    fn is_last(&self) -> bool {
+        matches!(self, AskEvent::Done(_) | AskEvent::Failed(_))
+    }
+}
+
+/// Whether the client asked for Server-Sent Events: `"stream": true`, or an `Accept`
+/// header naming `text/event-stream` (unless the body says `"stream": false`).
+fn wants_events(request: &AskRequest, headers: &HeaderMap) -> bool {
+    request.stream.unwrap_or_else(|| {
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/event-stream"))
+    })
+}
+
 async fn ask(
     State(s): State<AppState>,
     Path(kb): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<AskRequest>, JsonRejection>,
-) -> Result<impl IntoResponse, ServiceError> {
+) -> Result<Response, ServiceError> {
     let request = json_body(body)?;
-    blocking(move || Ok(Json(s.ask(&kb, &request, &mut |_| true)?))).await
+    if !wants_events(&request, &headers) {
+        let gone = Arc::new(AtomicBool::new(false));
+        let _guard = GoneOnDrop(gone.clone());
+        return blocking(move || {
+            let response = s.ask(&kb, &request, &mut JsonSink { gone })?;
+            Ok(Json(response).into_response())
+        })
+        .await;
+    }
+    let (events, mut receiver) = mpsc::unbounded_channel();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = StreamSink {
+            events: events.clone(),
+        };
+        let last = match s.ask(&kb, &request, &mut sink) {
+            Ok(response) => AskEvent::Done(Box::new(response)),
+            Err(ServiceError::ClientGone) => return,
+            Err(error) => AskEvent::Failed(error),
+        };
+        let _ = events.send(last);
+    });
+    // Until the first event the response has not started: a refusal (bad request, unknown
+    // KB, all slots busy) is still a plain HTTP error with its status.
+    let first = match receiver.recv().await {
+        Some(AskEvent::Failed(error)) => return Err(error),
+        Some(event) => event,
+        None => return Err(ServiceError::Internal("the answer task ended early".into())),
+    };
+    let stream = futures_util::stream::unfold(
+        (Some(first), Some(receiver)),
+        |(pending, receiver)| async move {
+            let mut receiver = receiver?;
+            let event = match pending {
+                Some(event) => event,
+                None => receiver.recv().await?,
+            };
+            let next = (!event.is_last()).then_some(receiver);
+            Some((Ok::<_, Infallible>(event.into_sse()), (None, next)))
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -248,9 +248,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: None,
                 stop: Vec::new(),
                 prompt: None,
+                response_format: None,
+                stream: None,
             };
             let mut stdout = std::io::stdout();
-            let response = services.ask(&kb, &request, &mut |piece| {
+            let response = services.ask(&kb, &request, &mut |piece: &str| {
                 if !json {
                     let _ = write!(stdout, "{piece}");
                     let _ = stdout.flush();

@@ -11,16 +11,16 @@ use anyhow::Context as _;
 use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
 use zhiku_embed::Embedder;
 use zhiku_generate::{
-    Generator, LlamaGenerator, SamplingParams, Source, build_styled_prompt, not_found_answer,
-    resolve_citations,
+    Generator, LlamaGenerator, SamplingParams, SlotError, Slots, Source, build_styled_prompt,
+    not_found_answer, resolve_citations,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{FileResult, Input, Jobs, JobsConfig, Recorder};
 use zhiku_retrieve::SearchOptions;
 use zhiku_schemas::{
-    AskRequest, AskResponse, Citation, DocumentOutcome, FileError, ModelInfo, ModelList,
-    ReindexResponse, SearchFilter, SearchHit, SearchRequest, Token, TokenizeResponse,
-    UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
+    AskRequest, AskResponse, AskSources, Citation, DocumentOutcome, FileError, ModelInfo,
+    ModelList, ReindexResponse, SearchFilter, SearchHit, SearchRequest, SlotInfo, Timings, Token,
+    TokenizeResponse, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
 };
 
 use crate::config::Config;
@@ -38,6 +38,8 @@ pub struct Services {
     pub generator: Option<Arc<dyn Generator>>,
     /// The batch job system; absent for commands that run no jobs.
     pub jobs: Option<Jobs>,
+    /// The gate in front of the LLM: `llm.parallel` answers at once, `llm.queue` waiting.
+    pub slots: Slots,
 }
 
 /// Most entries a list of a search filter may have: each becomes a term of both index
@@ -146,7 +148,56 @@ fn sampling(
         seed: request.seed.unwrap_or(defaults.seed),
         max_tokens,
         stop: request.stop.clone(),
+        grammar: None,
     })
+}
+
+/// The JSON Schema an ask request's `response_format` asks for, checked; errors are 400s
+/// naming the field.
+fn response_schema(request: &AskRequest) -> Result<Option<serde_json::Value>, ServiceError> {
+    let Some(format) = &request.response_format else {
+        return Ok(None);
+    };
+    let schema = format
+        .schema()
+        .map_err(|message| ServiceError::bad_request("invalid_response_format", message))?;
+    if let Some(schema) = &schema
+        && !(schema.is_object() || schema.is_boolean())
+    {
+        return Err(ServiceError::bad_request(
+            "invalid_response_format",
+            "response_format.schema must be a JSON Schema object",
+        ));
+    }
+    Ok(schema)
+}
+
+/// Receives an answer while it is made: the HTTP layer (one JSON body, or Server-Sent
+/// Events) and the CLI implement it.
+pub trait AskSink {
+    /// The numbered sources, once retrieval is done and a generation slot is granted (or,
+    /// with `grounded: false`, when there is nothing to generate from). Returns false when
+    /// the client is gone.
+    fn sources(&mut self, _sources: &AskSources) -> bool {
+        true
+    }
+
+    /// A piece of the answer. Returns false when the client is gone, which stops
+    /// generation.
+    fn token(&mut self, piece: &str) -> bool;
+
+    /// Whether the client is gone; polled while the request waits for a slot.
+    fn gone(&self) -> bool {
+        false
+    }
+}
+
+/// A closure taking each piece of the answer is a sink that never reports the client gone
+/// on its own (the CLI prints pieces as they come).
+impl<F: FnMut(&str) -> bool> AskSink for F {
+    fn token(&mut self, piece: &str) -> bool {
+        self(piece)
+    }
 }
 
 /// Which models a command needs.
@@ -227,6 +278,7 @@ impl Services {
             None
         };
         Ok(Self {
+            slots: Slots::new(config.llm.parallel, config.llm.queue),
             config,
             registry,
             embedder,
@@ -346,6 +398,7 @@ impl Services {
             context_window: None,
             embedding_dimension: Some(self.embedder.dimension()),
             chat_template: None,
+            slots: None,
         }];
         if let Some(generator) = &self.generator {
             let info = generator.info();
@@ -364,6 +417,7 @@ impl Services {
                     context_window: Some(info.context_window),
                     embedding_dimension: None,
                     chat_template: Some(info.chat_template),
+                    slots: Some(self.slot_info()),
                 },
             );
         }
@@ -462,14 +516,20 @@ impl Services {
         Ok(top_k)
     }
 
-    /// Answers a question from a KB's documents, citing them. `on_token` receives the answer
-    /// as it is generated and may return false to stop.
+    /// Answers a question from a KB's documents, citing them. `sink` receives the numbered
+    /// sources before generation and the answer as it is generated; when it reports the
+    /// client gone, generation stops and the slot is freed.
+    ///
+    /// The order is: check the request, retrieve, decide whether the KB holds an answer
+    /// (no model call when it does not), build the prompt to fit the window, wait for a
+    /// generation slot (or refuse with [`ServiceError::Overloaded`]), generate.
     pub fn ask(
         &self,
         kb: &str,
         request: &AskRequest,
-        on_token: &mut dyn FnMut(&str) -> bool,
+        sink: &mut dyn AskSink,
     ) -> Result<AskResponse, ServiceError> {
+        let started = Instant::now();
         let llm = &self.config.llm;
         let generator = self
             .generator
@@ -496,15 +556,32 @@ impl Services {
                 "temperature must be between 0 and 2",
             ));
         }
-        let params = sampling(request, temperature, max_tokens)?;
+        let mut params = sampling(request, temperature, max_tokens)?;
+        let schema = response_schema(request)?;
+        if let Some(schema) = &schema {
+            params.grammar = Some(generator.schema_grammar(&schema.to_string())?);
+        }
+
         let search = SearchRequest {
             top_k: Some(request.top_k.unwrap_or(llm.context_chunks)),
             ..SearchRequest::new(question)
         };
         let hits = self.search(kb, &search)?;
-        if hits.is_empty() {
+        let retrieval_ms = started.elapsed().as_millis() as u64;
+        let best = hits
+            .iter()
+            .filter_map(|h| h.dense_score)
+            .fold(f32::NEG_INFINITY, f32::max);
+        if hits.is_empty() || (llm.min_relevance > 0.0 && best < llm.min_relevance) {
+            tracing::debug!(best, threshold = llm.min_relevance, "no relevant context");
+            sink.sources(&AskSources {
+                sources: Vec::new(),
+                sources_dropped: 0,
+                grounded: false,
+            });
             return Ok(AskResponse {
                 answer: not_found_answer(question).to_string(),
+                json: None,
                 citations: Vec::new(),
                 context: Vec::new(),
                 sources_used: 0,
@@ -512,8 +589,14 @@ impl Services {
                 grounded: false,
                 finish_reason: None,
                 usage: Usage::default(),
+                timings: Timings {
+                    retrieval_ms,
+                    total_ms: started.elapsed().as_millis() as u64,
+                    ..Timings::default()
+                },
             });
         }
+
         let sources: Vec<Source> = hits
             .iter()
             .map(|h| Source {
@@ -524,10 +607,19 @@ impl Services {
             })
             .collect();
         let style = self.config.prompt.resolve(kb, request.prompt.as_ref());
+        let json_instruction = schema
+            .as_ref()
+            .map(|schema| format!("JSON that follows this JSON Schema: {schema}"));
         let style: Vec<(&str, &str)> = style
             .entries()
             .into_iter()
-            .filter_map(|(field, value)| value.map(|v| (field, v)))
+            .filter_map(|(field, value)| {
+                // A schema decides the form of the answer, whatever the prompt fields say.
+                match (field, &json_instruction) {
+                    ("response_format", Some(json)) => Some((field, json.as_str())),
+                    _ => value.map(|v| (field, v)),
+                }
+            })
             .collect();
         let prompt = build_styled_prompt(
             generator.as_ref(),
@@ -536,12 +628,12 @@ impl Services {
             max_tokens as usize,
             &style,
         )?;
-        let generation = generator.generate(&prompt.messages, &params, on_token)?;
-        let (answer, cited) = resolve_citations(generation.text.trim(), prompt.sources_used);
         let sources_dropped = hits.len() - prompt.sources_used;
-        let (mut citations, mut context) = (Vec::new(), Vec::new());
-        for (i, h) in hits.into_iter().take(prompt.sources_used).enumerate() {
-            let citation = Citation {
+        let numbered: Vec<Citation> = hits
+            .into_iter()
+            .take(prompt.sources_used)
+            .enumerate()
+            .map(|(i, h)| Citation {
                 index: i + 1,
                 quote: zhiku_retrieve::best_sentence(&h.text, question).to_string(),
                 chunk_id: h.chunk_id,
@@ -550,17 +642,66 @@ impl Services {
                 text: h.text,
                 heading: h.heading,
                 page: h.page,
-            };
-            if cited.contains(&citation.index) {
-                citations.push(citation);
-            } else {
-                context.push(citation);
-            }
+            })
+            .collect();
+
+        let queued = Instant::now();
+        let slot = self.slots.acquire(&|| sink.gone()).map_err(|e| match e {
+            SlotError::Busy {
+                retry_after_secs, ..
+            } => ServiceError::Overloaded {
+                message: e.to_string(),
+                retry_after_secs,
+            },
+            SlotError::Cancelled => ServiceError::ClientGone,
+        })?;
+        let slot_granted = Instant::now();
+        if !sink.sources(&AskSources {
+            sources: numbered.clone(),
+            sources_dropped,
+            grounded: true,
+        }) {
+            self.slots.record_cancelled();
+            return Err(ServiceError::ClientGone);
         }
+        let mut first_token = None;
+        let mut gone = false;
+        let generation = generator.generate(&prompt.messages, &params, &mut |piece| {
+            first_token.get_or_insert_with(Instant::now);
+            gone = !sink.token(piece);
+            !gone
+        })?;
+        let finished = Instant::now();
+        drop(slot);
+        if gone {
+            self.slots.record_cancelled();
+            return Err(ServiceError::ClientGone);
+        }
+
+        let text = generation.text.trim();
+        let (answer, cited, json) = if schema.is_some() {
+            // JSON is returned as generated: removing a marker could break it (`[3]` may be
+            // an array), so only the citations are resolved.
+            let (_, cited) = resolve_citations(text, prompt.sources_used);
+            (text.to_string(), cited, serde_json::from_str(text).ok())
+        } else {
+            let (answer, cited) = resolve_citations(text, prompt.sources_used);
+            (answer, cited, None)
+        };
+        let (mut citations, context): (Vec<Citation>, Vec<Citation>) =
+            numbered.into_iter().partition(|c| cited.contains(&c.index));
         // In the order the answer cites them.
         citations.sort_by_key(|c| cited.iter().position(|n| *n == c.index));
+        let ms = |from: Instant, to: Instant| (to - from).as_millis() as u64;
+        let tokens_per_second = first_token
+            .filter(|_| generation.completion_tokens > 1)
+            .map(|first| {
+                (generation.completion_tokens - 1) as f64
+                    / (finished - first).as_secs_f64().max(1e-6)
+            });
         Ok(AskResponse {
             answer,
+            json,
             citations,
             context,
             sources_used: prompt.sources_used,
@@ -571,6 +712,28 @@ impl Services {
                 prompt_tokens: generation.prompt_tokens,
                 completion_tokens: generation.completion_tokens,
             },
+            timings: Timings {
+                retrieval_ms,
+                queue_ms: ms(queued, slot_granted),
+                time_to_first_token_ms: first_token.map(|t| ms(started, t)),
+                generation_ms: ms(slot_granted, finished),
+                tokens_per_second,
+                total_ms: ms(started, Instant::now()),
+            },
         })
+    }
+
+    /// The generation slots' occupancy, for `GET /v1/models`.
+    pub fn slot_info(&self) -> SlotInfo {
+        let s = self.slots.status();
+        SlotInfo {
+            parallel: s.parallel,
+            queue: s.queue,
+            busy: s.busy,
+            queued: s.queued,
+            admitted: s.admitted,
+            rejected: s.rejected,
+            cancelled: s.cancelled,
+        }
     }
 }
