@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures retrieval quality in one command: sets up (idempotent), builds, assembles the
 # Debian FAQ corpus (deploy/corpus.sh --faq), ingests it into a fresh data directory as the
-# knowledge base `faq`, and runs `zhiku eval` on deploy/eval/debian-faq.jsonl in every mode.
+# knowledge base `faq`, and runs `zhiku eval` on deploy/eval/debian-faq.jsonl in every mode,
+# with the off-topic questions of deploy/eval/off-topic.txt to check llm.min_relevance.
 #
 #   deploy/eval.sh                 # the table (the README's "Retrieval quality")
 #   deploy/eval.sh --json          # extra arguments go to `zhiku eval`
@@ -36,4 +37,5 @@ fi
 zhiku="$CARGO_TARGET_DIR/debug/zhiku"
 # Only the report goes to stdout.
 "$zhiku" --data "$data" ingest "$corpus" --kb faq >&2
-"$zhiku" --data "$data" eval --kb faq --queries deploy/eval/debian-faq.jsonl "$@"
+"$zhiku" --data "$data" eval --kb faq --queries deploy/eval/debian-faq.jsonl \
+  --off-topic deploy/eval/off-topic.txt "$@"

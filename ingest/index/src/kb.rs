@@ -266,6 +266,14 @@ impl KnowledgeBase {
         self.vectors.read().clone()
     }
 
+    /// Persists both indexes to disk. Every write already ends with this; shutdown calls
+    /// it once more so nothing depends on that staying true.
+    pub fn flush(&self) -> Result<(), IndexError> {
+        let _turn = self.write.lock();
+        self.keywords.commit()?;
+        self.vectors().flush()
+    }
+
     /// A KB may only be written or queried with the embedding model that built it.
     pub fn ensure_model(&self, embedder: &str, dimension: usize) -> Result<(), IndexError> {
         let meta = self.meta.read();
@@ -678,6 +686,22 @@ impl KbRegistry {
             }
         }
         Ok(reports)
+    }
+
+    /// Flushes every open KB (at shutdown); failures are logged, and the rest still
+    /// flushed.
+    pub fn flush_all(&self) {
+        let open: Vec<(String, Arc<KnowledgeBase>)> = self
+            .open
+            .read()
+            .iter()
+            .map(|(name, kb)| (name.clone(), kb.clone()))
+            .collect();
+        for (name, kb) in open {
+            if let Err(e) = kb.flush() {
+                tracing::error!(kb = %name, error = %e, "could not flush the knowledge base");
+            }
+        }
     }
 
     fn dir(&self, name: &str) -> PathBuf {

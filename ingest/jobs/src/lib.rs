@@ -13,7 +13,7 @@ mod manager;
 mod runner;
 pub mod source;
 
-pub use manager::{Jobs, JobsConfig, UploadFile};
+pub use manager::{JobStats, Jobs, JobsConfig, UploadFile};
 pub use runner::{FileResult, Input, InputSource, PipelineSettings, Recorder, run};
 
 use zhiku_catalog::CatalogError;

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -62,12 +62,27 @@ struct Inner {
     wake: Condvar,
     live: Mutex<HashMap<String, Live>>,
     shutdown: AtomicBool,
+    /// Chunks indexed by jobs since this process started, for metrics.
+    chunks_indexed: AtomicU64,
+}
+
+/// A snapshot of the job system's load, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobStats {
+    /// Jobs waiting to run.
+    pub queued: usize,
+    /// Jobs running.
+    pub running: usize,
+    /// Chunks indexed by jobs since the process started.
+    pub chunks_indexed: u64,
 }
 
 /// The job system; cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
     inner: Arc<Inner>,
+    /// The worker thread, to wait for at shutdown.
+    worker: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 fn new_info(kb: &str, source: JobSource) -> JobInfo {
@@ -135,17 +150,21 @@ impl Jobs {
             wake: Condvar::new(),
             live: Mutex::new(HashMap::new()),
             shutdown: AtomicBool::new(false),
+            chunks_indexed: AtomicU64::new(0),
         });
         for job in &pending {
             tracing::info!(job = %job.info.id, kb = %job.info.kb, done = job.info.files_done, "resuming job");
             inner.track(&job.info);
         }
         let worker = inner.clone();
-        std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name("zhiku-jobs".into())
             .spawn(move || worker.work())
             .map_err(|e| JobError::Storage(format!("could not start the job worker: {e}")))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            worker: Arc::new(Mutex::new(Some(worker))),
+        })
     }
 
     /// Queues a job over uploaded files, staged on disk first so it survives a restart.
@@ -286,6 +305,15 @@ impl Jobs {
         Ok(job.info)
     }
 
+    /// Jobs waiting and running now, and chunks indexed by jobs since start.
+    pub fn stats(&self) -> JobStats {
+        JobStats {
+            queued: self.inner.queue.lock().len(),
+            running: self.inner.live.lock().len(),
+            chunks_indexed: self.inner.chunks_indexed.load(Ordering::Relaxed),
+        }
+    }
+
     /// Stops the worker after the current commit, leaving unfinished jobs to be resumed
     /// by the next start.
     pub fn shutdown(&self) {
@@ -294,6 +322,25 @@ impl Jobs {
             live.cancel.store(true, Ordering::SeqCst);
         }
         self.inner.wake.notify_all();
+    }
+
+    /// [`Jobs::shutdown`], then waits up to `limit` for the worker to commit what it has
+    /// and stop. Returns false if it was still busy when the time ran out (the job then
+    /// resumes from its last commit at the next start, as after a crash).
+    pub fn shutdown_within(&self, limit: std::time::Duration) -> bool {
+        self.shutdown();
+        let deadline = Instant::now() + limit;
+        let Some(worker) = self.worker.lock().take() else {
+            return true;
+        };
+        while !worker.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = worker.join();
+        true
     }
 }
 
@@ -547,6 +594,16 @@ impl Recorder for JobRecorder<'_> {
 
     fn committed(&mut self, results: Vec<FileResult>) {
         let records: Vec<FileRecord> = results.into_iter().map(|r| r.record).collect();
+        let chunks: u64 = records
+            .iter()
+            .map(|r| match &r.outcome {
+                FileOutcome::Indexed { chunks, .. } => *chunks as u64,
+                _ => 0,
+            })
+            .sum();
+        self.inner
+            .chunks_indexed
+            .fetch_add(chunks, Ordering::Relaxed);
         self.job = self.updated(&records);
         self.inner.publish(&self.job.info);
     }

@@ -99,6 +99,9 @@ pub struct ServerConfig {
     pub models_dir: PathBuf,
     /// Largest accepted upload request, in bytes.
     pub max_upload_bytes: usize,
+    /// On SIGTERM/Ctrl-C: how long requests in flight may take to finish, and then how
+    /// long a running job may take to reach its next commit.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +111,7 @@ impl Default for ServerConfig {
             data_dir: "./data".into(),
             models_dir: "./models".into(),
             max_upload_bytes: 50 * 1024 * 1024,
+            shutdown_timeout_secs: 30,
         }
     }
 }
@@ -292,6 +296,14 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration as TOML, with text values of keys naming a secret (a word `key`,
+    /// `secret`, `token` or `password`, e.g. `api_key`) masked, for `zhiku config show`.
+    pub fn show(&self) -> anyhow::Result<String> {
+        let mut value = toml::Value::try_from(self)?;
+        mask_secrets(&mut value);
+        Ok(toml::to_string_pretty(&value)?)
+    }
+
     /// A model path as configured, resolved against the models directory when relative.
     pub fn model_path(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -349,6 +361,32 @@ impl Config {
             ef_construct: self.index.hnsw_ef_construct,
             ef: self.index.hnsw_ef,
         }
+    }
+}
+
+/// Replaces the values of keys that name secrets, at any depth.
+fn mask_secrets(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                // Whole words, so `tokenizer_dir` is not a token; and only text, since
+                // token counts and limits are numbers, not credentials.
+                let secret = key.split(['_', '-']).any(|word| {
+                    [
+                        "key", "keys", "secret", "secrets", "token", "tokens", "password",
+                    ]
+                    .contains(&word)
+                }) && (value.is_str() || value.is_array());
+                if secret {
+                    *value = toml::Value::String("********".into());
+                } else {
+                    mask_secrets(value);
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
     }
 }
 

@@ -55,6 +55,28 @@ pub struct EvalArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Questions the KB cannot answer, one per line: the report then shows how well
+    /// `llm.min_relevance` tells them from the judged (answerable) queries.
+    #[arg(long, value_name = "FILE")]
+    pub off_topic: Option<PathBuf>,
+}
+
+/// How the best retrieved similarity separates answerable questions from off-topic ones:
+/// the evidence for `llm.min_relevance`, under which `/ask` answers "not found" without
+/// calling the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelevanceReport {
+    /// The configured `llm.min_relevance`.
+    pub threshold: f32,
+    /// Best dense similarity among the chunks `/ask` retrieves, per answerable query,
+    /// ascending.
+    pub answerable: Vec<f32>,
+    /// The same for each off-topic question, ascending.
+    pub off_topic: Vec<f32>,
+    /// Answerable queries the threshold would turn away.
+    pub answerable_refused: usize,
+    /// Off-topic questions the threshold turns away.
+    pub off_topic_refused: usize,
 }
 
 /// A queries file that cannot be used. `zhiku` exits with status 2 on it.
@@ -395,6 +417,9 @@ pub struct Report {
     /// Lines of queries that no chunk of the KB can answer (no chunk holds their evidence,
     /// or none of their documents is in the KB); they count as misses.
     pub unanswerable: Vec<usize>,
+    /// The relevance floor's evidence, with `--off-topic`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relevance: Option<RelevanceReport>,
     /// One entry per mode, in the order asked for.
     pub modes: Vec<ModeReport>,
 }
@@ -458,7 +483,12 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
             per_query,
         });
     }
+    let relevance = match &args.off_topic {
+        Some(path) => Some(relevance(&services, &args.kb, &queries, path)?),
+        None => None,
+    };
     let report = Report {
+        relevance,
         kb: args.kb,
         embedder: info.embedder,
         documents: info.documents,
@@ -478,6 +508,53 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
 
 /// Lines of the queries that no chunk can answer, each explained on stderr; also warns
 /// about listed documents that are not in the KB.
+/// Best dense similarity of the chunks `/ask` would retrieve for a question.
+fn best_similarity(services: &Services, kb: &str, question: &str) -> anyhow::Result<f32> {
+    let request = SearchRequest {
+        top_k: Some(services.config.llm.context_chunks),
+        ..SearchRequest::new(question)
+    };
+    Ok(services
+        .search(kb, &request)?
+        .iter()
+        .filter_map(|h| h.dense_score)
+        .fold(0.0, f32::max))
+}
+
+fn relevance(
+    services: &Services,
+    kb: &str,
+    queries: &[Query],
+    off_topic: &Path,
+) -> anyhow::Result<RelevanceReport> {
+    let text = std::fs::read_to_string(off_topic)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", off_topic.display()))?;
+    let score_all = |questions: Vec<&str>| -> anyhow::Result<Vec<f32>> {
+        let mut scores = questions
+            .into_iter()
+            .map(|q| best_similarity(services, kb, q))
+            .collect::<anyhow::Result<Vec<f32>>>()?;
+        scores.sort_by(f32::total_cmp);
+        Ok(scores)
+    };
+    let answerable = score_all(queries.iter().map(|q| q.text.as_str()).collect())?;
+    let off_topic = score_all(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect(),
+    )?;
+    let threshold = services.config.llm.min_relevance;
+    let refused = |scores: &[f32]| scores.iter().filter(|s| **s < threshold).count();
+    Ok(RelevanceReport {
+        threshold,
+        answerable_refused: refused(&answerable),
+        off_topic_refused: refused(&off_topic),
+        answerable,
+        off_topic,
+    })
+}
+
 fn unanswerable(queries: &[Query], chunks: &[zhiku_schemas::ChunkRecord], kb: &str) -> Vec<usize> {
     let texts: Vec<String> = chunks.iter().map(|c| normalize(&c.text)).collect();
     let documents: HashSet<&str> = chunks.iter().map(|c| c.document_id.as_str()).collect();
@@ -555,6 +632,25 @@ fn table(report: &Report) -> String {
                 format!("{:.3}", m.ndcg_at_10),
             ]);
         }
+    }
+    if let Some(r) = &report.relevance {
+        let span = |s: &[f32]| match (s.first(), s.get(s.len() / 2), s.last()) {
+            (Some(lo), Some(mid), Some(hi)) => format!("min {lo:.3}, median {mid:.3}, max {hi:.3}"),
+            _ => "none".to_string(),
+        };
+        out.push_str(&format!(
+            "best similarity of the retrieved chunks: answerable {} ({}); off-topic {} ({})\n\
+             llm.min_relevance {:.3} refuses {} of {} answerable and {} of {} off-topic questions\n",
+            r.answerable.len(),
+            span(&r.answerable),
+            r.off_topic.len(),
+            span(&r.off_topic),
+            r.threshold,
+            r.answerable_refused,
+            r.answerable.len(),
+            r.off_topic_refused,
+            r.off_topic.len(),
+        ));
     }
     let mut widths = [0; 7];
     for row in &rows {
@@ -731,6 +827,7 @@ mod tests {
             queries: 12,
             top_k: 10,
             unanswerable: vec![],
+            relevance: None,
             modes: vec![ModeReport {
                 mode: SearchMode::Keyword,
                 overall: summary(12),

@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -20,6 +20,7 @@ use futures_util::Stream;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
@@ -40,6 +41,8 @@ pub fn router(services: AppState) -> Router {
     let upload_limit = services.config.server.max_upload_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
         .route("/v1/tokenize", post(tokenize))
         .route("/v1/kbs", get(list_kbs))
@@ -65,8 +68,43 @@ pub fn router(services: AppState) -> Router {
         .route("/v1/kbs/{kb}/reindex", post(reindex))
         .route("/v1/kbs/{kb}/ask", post(ask))
         .fallback(not_found)
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(services.clone(), track))
+        // Layers added last run first: every request gets an id (a client's own
+        // `x-request-id` is kept) before the trace span opens, and the response carries it.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(services)
+}
+
+/// The tracing span of a request: method, path and request id, so every log line of the
+/// request can be found by the id the client saw.
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+}
+
+/// Counts every request by route pattern and status, with its latency.
+async fn track(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    s.metrics.request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// Runs blocking work off the async threads.
@@ -85,8 +123,58 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ServiceError>
 }
 
 async fn healthz() -> impl IntoResponse {
-    // The server only starts listening once the models are loaded.
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready for traffic: the models are loaded (the server only listens once they are), every
+/// knowledge base's indexes open, and no shutdown under way.
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.draining.load(Ordering::Relaxed) {
+        let body = serde_json::json!({ "status": "draining" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    let checked = blocking(move || {
+        let mut problems = Vec::new();
+        let names = s.registry.names()?;
+        for name in &names {
+            if let Err(e) = s.registry.get(name) {
+                problems.push(format!("{name}: {e}"));
+            }
+        }
+        Ok((s.models(), names.len(), problems))
+    })
+    .await;
+    match checked {
+        Ok((models, kbs, problems)) if problems.is_empty() => Json(serde_json::json!({
+            "status": "ready",
+            "models": models.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            "kbs": kbs,
+        }))
+        .into_response(),
+        Ok((_, _, problems)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "problems": problems })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "problems": [e.to_string()] })),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus text exposition (OpenMetrics).
+async fn metrics(State(s): State<AppState>) -> Result<Response, ServiceError> {
+    let text = blocking(move || s.metrics_text()).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn not_found() -> ServiceError {

@@ -6,6 +6,7 @@ mod error;
 mod eval;
 mod http;
 mod ingest_cmd;
+mod metrics;
 mod services;
 
 use std::io::Write;
@@ -44,6 +45,27 @@ struct GlobalArgs {
     /// Models directory (overrides server.models_dir).
     #[arg(long, global = true)]
     models: Option<PathBuf>,
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ZHIKU_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `zhiku config ...`.
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (defaults, then the file, then ZHIKU_*
+    /// variables, then flags) as TOML, with secrets masked.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +144,11 @@ enum Command {
     /// Measure retrieval quality against judged queries: hit@1, hit@5, MRR@10 and nDCG@10
     /// per search mode and per language tag. A queries file that cannot be used exits 2.
     Eval(eval::EvalArgs),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
     /// Measure ingestion and search speed.
     Bench {
         #[command(subcommand)]
@@ -135,14 +162,21 @@ fn parse_mode(s: &str) -> Result<SearchMode, String> {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,ort=warn,qdrant_edge=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,ort=warn,qdrant_edge=error"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.global.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+    if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         // Like a usage error: the queries file given to `zhiku eval` is unusable.
         let unusable_input = e.downcast_ref::<eval::QueriesError>().is_some();
@@ -290,6 +324,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval(args) => eval::run(config, args),
         Command::Bench { what } => bench::run(config, what),
+        Command::Config {
+            what: ConfigCommand::Show,
+        } => {
+            print!("{}", config.show()?);
+            Ok(())
+        }
     }
 }
 
@@ -319,25 +359,58 @@ fn one_line(text: &str, max_chars: usize) -> String {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.server.addr.clone();
+    let grace = std::time::Duration::from_secs(config.server.shutdown_timeout_secs);
     let services = Arc::new(Services::load(config, Models::All, true)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "zhiku is listening");
-        axum::serve(listener, http::router(services.clone()))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
-        // A running job stops after its current commit and resumes at the next start.
-        if let Some(jobs) = &services.jobs {
-            jobs.shutdown();
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let signalled = {
+            let services = services.clone();
+            async move {
+                shutdown_signal().await;
+                tracing::info!(
+                    grace_secs = grace.as_secs(),
+                    "shutting down: no new connections, finishing requests in flight"
+                );
+                services
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = stopping_tx.send(true);
+            }
+        };
+        let server = axum::serve(listener, http::router(services.clone()))
+            .with_graceful_shutdown(signalled)
+            .into_future();
+        tokio::pin!(server);
+        // In-flight requests get `grace` after the signal; then the rest are dropped
+        // (their clients see the connection close; a generation stops at once).
+        let mut stopping = stopping;
+        tokio::select! {
+            result = &mut server => result?,
+            _ = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!("requests still running after the grace period were cut off"),
         }
-        tracing::info!("stopped");
-        Ok(())
-    })
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // A running job stops after its current commit and resumes at the next start.
+    if let Some(jobs) = &services.jobs
+        && !jobs.shutdown_within(grace)
+    {
+        tracing::warn!(
+            "the running job did not reach a commit in time; it resumes from its last one at the next start"
+        );
+    }
+    services.registry.flush_all();
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -25,6 +25,7 @@ use zhiku_schemas::{
 
 use crate::config::Config;
 use crate::error::ServiceError;
+use crate::metrics::{Metrics, Snapshot};
 
 /// Loaded models and open stores, shared by every request.
 pub struct Services {
@@ -40,6 +41,11 @@ pub struct Services {
     pub jobs: Option<Jobs>,
     /// The gate in front of the LLM: `llm.parallel` answers at once, `llm.queue` waiting.
     pub slots: Slots,
+    /// Counters and histograms for `GET /metrics`.
+    pub metrics: Metrics,
+    /// Set when shutdown begins: `/readyz` then answers 503 so load balancers stop
+    /// sending work while in-flight requests finish.
+    pub draining: AtomicBool,
 }
 
 /// Most entries a list of a search filter may have: each becomes a term of both index
@@ -279,6 +285,8 @@ impl Services {
         };
         Ok(Self {
             slots: Slots::new(config.llm.parallel, config.llm.queue),
+            metrics: Metrics::new(),
+            draining: AtomicBool::new(false),
             config,
             registry,
             embedder,
@@ -337,8 +345,17 @@ impl Services {
             &cancel,
             &mut collect,
         )?;
-        let mut documents = Vec::new();
+        let mut documents: Vec<UploadedDocument> = Vec::new();
         let mut errors = Vec::new();
+        let chunks: usize = collect
+            .results
+            .iter()
+            .map(|r| match &r.record.outcome {
+                FileOutcome::Indexed { chunks, .. } => *chunks,
+                _ => 0,
+            })
+            .sum();
+        self.metrics.uploaded(chunks);
         for result in collect.results {
             if let Some(error) = result.error() {
                 errors.push(error);
@@ -496,12 +513,29 @@ impl Services {
             min_score: request.min_score,
         };
         let kb = self.kb(kb)?;
-        Ok(zhiku_retrieve::search(
-            &kb,
-            self.embedder.as_ref(),
-            &request.query,
-            &options,
-        )?)
+        let started = Instant::now();
+        let hits = zhiku_retrieve::search(&kb, self.embedder.as_ref(), &request.query, &options)?;
+        self.metrics.search(started.elapsed().as_secs_f64());
+        Ok(hits)
+    }
+
+    /// `GET /metrics`: the metrics, with gauges read from the slots, the jobs and every
+    /// knowledge base now.
+    pub fn metrics_text(&self) -> Result<String, ServiceError> {
+        let mut kbs = Vec::new();
+        for name in self.registry.names()? {
+            // A KB that cannot be opened (e.g. outdated) is left out rather than failing
+            // the scrape of everything else.
+            if let Ok(Some(kb)) = self.registry.get(&name) {
+                let info = kb.info();
+                kbs.push((name, info.documents, info.chunks));
+            }
+        }
+        Ok(self.metrics.render(&Snapshot {
+            slots: self.slots.status(),
+            jobs: self.jobs.as_ref().map(Jobs::stats),
+            kbs,
+        }))
     }
 
     fn top_k(&self, requested: Option<usize>) -> Result<usize, ServiceError> {
@@ -693,12 +727,25 @@ impl Services {
         // In the order the answer cites them.
         citations.sort_by_key(|c| cited.iter().position(|n| *n == c.index));
         let ms = |from: Instant, to: Instant| (to - from).as_millis() as u64;
+        let usage = Usage {
+            prompt_tokens: generation.prompt_tokens,
+            completion_tokens: generation.completion_tokens,
+        };
         let tokens_per_second = first_token
             .filter(|_| generation.completion_tokens > 1)
             .map(|first| {
                 (generation.completion_tokens - 1) as f64
                     / (finished - first).as_secs_f64().max(1e-6)
             });
+        let timings = Timings {
+            retrieval_ms,
+            queue_ms: ms(queued, slot_granted),
+            time_to_first_token_ms: first_token.map(|t| ms(started, t)),
+            generation_ms: ms(slot_granted, finished),
+            tokens_per_second,
+            total_ms: ms(started, Instant::now()),
+        };
+        self.metrics.answer(&timings, &usage);
         Ok(AskResponse {
             answer,
             json,
@@ -708,18 +755,8 @@ impl Services {
             sources_dropped,
             grounded: true,
             finish_reason: Some(generation.finish_reason.as_str().to_string()),
-            usage: Usage {
-                prompt_tokens: generation.prompt_tokens,
-                completion_tokens: generation.completion_tokens,
-            },
-            timings: Timings {
-                retrieval_ms,
-                queue_ms: ms(queued, slot_granted),
-                time_to_first_token_ms: first_token.map(|t| ms(started, t)),
-                generation_ms: ms(slot_granted, finished),
-                tokens_per_second,
-                total_ms: ms(started, Instant::now()),
-            },
+            usage,
+            timings,
         })
     }
 
