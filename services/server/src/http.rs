@@ -15,9 +15,8 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures_util::Stream;
-use http_body_util::BodyExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -30,16 +29,19 @@ use zhiku_schemas::{
     SearchResponse, TokenizeRequest, TokenizeResponse, UploadResponse,
 };
 
-use crate::error::{ServiceError, file_status};
+use crate::auth::Principal;
+use crate::error::{ServiceError, file_status, kb_not_found};
+use crate::guard::{self, Guard, UPLOAD_ROUTE};
 use crate::services::{AskSink, Services};
 
 /// Shared state of every handler.
 pub type AppState = Arc<Services>;
 
-/// The API's routes.
-pub fn router(services: AppState) -> Router {
-    let upload_limit = services.config.server.max_upload_bytes;
-    Router::new()
+/// The API's routes, behind the [`Guard`]'s layers. Every route must be listed in
+/// [`crate::access::ROUTES`]: an unlisted one is refused.
+pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
+    let upload_limit = guard.max_upload_bytes;
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -48,15 +50,11 @@ pub fn router(services: AppState) -> Router {
         .route("/v1/kbs", get(list_kbs))
         .route("/v1/kbs/{kb}", get(get_kb).delete(delete_kb))
         .route(
-            "/v1/kbs/{kb}/documents",
+            UPLOAD_ROUTE,
             post(upload)
                 .layer(DefaultBodyLimit::max(upload_limit))
-                .layer(middleware::from_fn_with_state(
-                    upload_limit,
-                    reject_oversize,
-                )),
+                .get(list_documents),
         )
-        .route("/v1/kbs/{kb}/documents", get(list_documents))
         .route(
             "/v1/kbs/{kb}/documents/{*id}",
             get(get_document).delete(delete_document),
@@ -68,24 +66,47 @@ pub fn router(services: AppState) -> Router {
         .route("/v1/kbs/{kb}/reindex", post(reindex))
         .route("/v1/kbs/{kb}/ask", post(ask))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(services.clone(), track))
-        // Layers added last run first: every request gets an id (a client's own
-        // `x-request-id` is kept) before the trace span opens, and the response carries it.
+        // Layers added last run first. Innermost: body limits (the upload route's own
+        // limit above wins over this one), then access, then the timeout, then metrics,
+        // which so count refusals too.
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            guard::reject_oversize,
+        ))
+        .layer(DefaultBodyLimit::max(guard.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            guard::check_access,
+        ))
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            guard::time_limit,
+        ))
+        .layer(middleware::from_fn_with_state(services.clone(), track));
+    // CORS answers preflights before access is checked, and its headers reach refusals.
+    let router = match &guard.cors {
+        Some(cors) => router.layer(cors.clone()),
+        None => router,
+    };
+    // Every request gets an id (a client's own `x-request-id` is kept) before the trace
+    // span opens, and the response carries it.
+    router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(services)
 }
 
-/// The tracing span of a request: method, path and request id, so every log line of the
-/// request can be found by the id the client saw.
+/// The tracing span of a request: method, path, request id and API key id, so every log
+/// line of the request can be found by the id the client saw, and traced to a key.
 fn request_span(request: &Request) -> tracing::Span {
     let id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+    // `key` is filled in once the API key is known.
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, key = tracing::field::Empty)
 }
 
 /// Counts every request by route pattern and status, with its latency.
@@ -116,10 +137,18 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ServiceError::Internal(e.to_string()))?
 }
 
-/// A JSON body, or a 400 that says what is wrong with it.
+/// A JSON body, or a 400 that says what is wrong with it (413 when it is too large).
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ServiceError> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ServiceError::bad_request("invalid_json", e.body_text()))
+    body.map(|Json(v)| v).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ServiceError::PayloadTooLarge(format!(
+                "request body is larger than the limit (server.max_body_bytes): {}",
+                e.body_text()
+            ))
+        } else {
+            ServiceError::bad_request("invalid_json", e.body_text())
+        }
+    })
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -181,10 +210,17 @@ async fn not_found() -> ServiceError {
     ServiceError::NotFound("no such route".into())
 }
 
-async fn list_kbs(State(s): State<AppState>) -> Result<Json<KbList>, ServiceError> {
+/// The knowledge bases the caller may read.
+async fn list_kbs(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<KbList>, ServiceError> {
     blocking(move || {
         let mut kbs = Vec::new();
         for name in s.registry.names()? {
+            if !principal.can_read(&name) {
+                continue;
+            }
             if let Some(kb) = s.registry.get(&name)? {
                 kbs.push(kb.info());
             }
@@ -215,39 +251,10 @@ async fn delete_kb(
         if s.registry.delete(&kb)? {
             Ok(StatusCode::NO_CONTENT)
         } else {
-            Err(ServiceError::NotFound(format!(
-                "knowledge base {kb:?} does not exist"
-            )))
+            Err(kb_not_found(&kb))
         }
     })
     .await
-}
-
-/// Bytes of an oversize body read and thrown away before answering 413. Clients send the
-/// whole body before reading the response; a server that answers early and closes makes
-/// most of them report a broken connection instead of the 413.
-const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
-
-/// Answers 413 to a declared-oversize upload before any of it is parsed.
-async fn reject_oversize(State(limit): State<usize>, request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(length) if length > limit => {
-            if length <= DRAIN_LIMIT {
-                let mut body = request.into_body();
-                while let Some(Ok(_)) = body.frame().await {}
-            }
-            ServiceError::PayloadTooLarge(format!(
-                "upload of {length} bytes is larger than the limit of {limit} bytes (server.max_upload_bytes)"
-            ))
-            .into_response()
-        }
-        _ => next.run(request).await,
-    }
 }
 
 fn multipart_error(e: MultipartError) -> ServiceError {
@@ -507,10 +514,12 @@ async fn delete_document(
 
 async fn create_job(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Result<Json<CreateJobRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ServiceError> {
     let request = json_body(body)?;
     Services::check_kb_name(&request.kb)?;
+    principal.write(&request.kb)?;
     let job = blocking(move || {
         Ok(s.jobs()?.submit_import(
             &request.kb,
@@ -523,11 +532,15 @@ async fn create_job(
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id: job.id })))
 }
 
-async fn list_jobs(State(s): State<AppState>) -> Result<Json<JobList>, ServiceError> {
+/// The jobs of the knowledge bases the caller may read.
+async fn list_jobs(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<JobList>, ServiceError> {
     blocking(move || {
-        Ok(Json(JobList {
-            jobs: s.jobs()?.list()?,
-        }))
+        let mut jobs = s.jobs()?.list()?;
+        jobs.retain(|job| principal.can_read(&job.kb));
+        Ok(Json(JobList { jobs }))
     })
     .await
 }
@@ -536,36 +549,49 @@ fn job_not_found(id: &str) -> ServiceError {
     ServiceError::NotFound(format!("job {id:?} does not exist"))
 }
 
+/// The job `id` if the caller may read its knowledge base; otherwise the same 404 as for
+/// a job that does not exist.
+fn visible_job(s: &Services, principal: &Principal, id: &str) -> Result<JobInfo, ServiceError> {
+    s.jobs()?
+        .get(id)?
+        .filter(|job| principal.can_read(&job.kb))
+        .ok_or_else(|| job_not_found(id))
+}
+
 async fn get_job(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<JobInfo>, ServiceError> {
-    blocking(move || {
-        s.jobs()?
-            .get(&id)?
-            .map(Json)
-            .ok_or_else(|| job_not_found(&id))
-    })
-    .await
+    blocking(move || visible_job(&s, &principal, &id).map(Json)).await
 }
 
 async fn cancel_job(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<JobInfo>, ServiceError> {
-    blocking(move || Ok(Json(s.jobs()?.cancel(&id)?))).await
+    blocking(move || {
+        principal.write(&visible_job(&s, &principal, &id)?.kb)?;
+        Ok(Json(s.jobs()?.cancel(&id)?))
+    })
+    .await
 }
 
 /// Progress as Server-Sent Events: a `progress` event per change, then one `done` event
 /// with the final state, then the stream ends.
 async fn job_events(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ServiceError> {
     let lookup = id.clone();
-    let receiver = blocking(move || Ok(s.jobs()?.subscribe(&lookup)?))
-        .await?
-        .ok_or_else(|| job_not_found(&id))?;
+    let receiver = blocking(move || {
+        visible_job(&s, &principal, &lookup)?;
+        Ok(s.jobs()?.subscribe(&lookup)?)
+    })
+    .await?
+    .ok_or_else(|| job_not_found(&id))?;
     let stream = futures_util::stream::unfold(Some((receiver, true)), |state| async move {
         let (mut receiver, first) = state?;
         if !first && receiver.changed().await.is_err() {

@@ -1,11 +1,15 @@
 //! `zhiku`: the knowledge-base service and its command-line tools.
 
+mod access;
+mod auth;
 mod bench;
 mod config;
 mod error;
 mod eval;
+mod guard;
 mod http;
 mod ingest_cmd;
+mod limits;
 mod metrics;
 mod services;
 
@@ -95,6 +99,14 @@ enum Command {
         /// directory directly (needed while a server holds it).
         #[arg(long)]
         server: Option<String>,
+        /// API key for --server (a write key for the KB, or an admin key).
+        #[arg(
+            long,
+            env = "ZHIKU_API_KEY",
+            hide_env_values = true,
+            requires = "server"
+        )]
+        api_key: Option<String>,
     },
     /// Re-embed a knowledge base with the configured embedding model and switch it over
     /// atomically: locally, or on a running server with --server.
@@ -106,6 +118,14 @@ enum Command {
         /// data directory; the server's embedder is the one used).
         #[arg(long)]
         server: Option<String>,
+        /// API key for --server (a write key for the KB, or an admin key).
+        #[arg(
+            long,
+            env = "ZHIKU_API_KEY",
+            hide_env_values = true,
+            requires = "server"
+        )]
+        api_key: Option<String>,
     },
     /// Search a knowledge base.
     Search {
@@ -144,6 +164,12 @@ enum Command {
     /// Measure retrieval quality against judged queries: hit@1, hit@5, MRR@10 and nDCG@10
     /// per search mode and per language tag. A queries file that cannot be used exits 2.
     Eval(eval::EvalArgs),
+    /// Manage API keys (in the data directory; works while a server runs, which sees
+    /// the change on its next request).
+    Keys {
+        #[command(subcommand)]
+        what: auth::KeysCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -203,15 +229,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             glob,
             tags,
             server,
+            api_key,
         } => {
-            if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), &tags, server.as_deref())? {
+            let server = server
+                .as_deref()
+                .map(|url| ingest_cmd::Remote::new(url, api_key.as_deref()))
+                .transpose()?;
+            if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), &tags, server.as_ref())? {
                 std::process::exit(2);
             }
             Ok(())
         }
-        Command::Reindex { kb, server } => {
+        Command::Reindex {
+            kb,
+            server,
+            api_key,
+        } => {
             let response = match server {
-                Some(url) => reindex_remote(&url, &kb)?,
+                Some(url) => {
+                    reindex_remote(&ingest_cmd::Remote::new(&url, api_key.as_deref())?, &kb)?
+                }
                 None => Services::load(config, Models::EmbedderOnly, false)?.reindex(&kb)?,
             };
             eprintln!(
@@ -323,6 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => eval::run(config, args),
+        Command::Keys { what } => auth::run(&config.server.data_dir, what),
         Command::Bench { what } => bench::run(config, what),
         Command::Config {
             what: ConfigCommand::Show,
@@ -335,10 +373,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `POST /v1/kbs/{kb}/reindex` on a running server; it answers when done, however long
 /// that takes, so there is no client timeout.
-fn reindex_remote(url: &str, kb: &str) -> anyhow::Result<zhiku_schemas::ReindexResponse> {
-    let client = reqwest::blocking::Client::builder().timeout(None).build()?;
-    let response = client
-        .post(format!("{}/v1/kbs/{kb}/reindex", url.trim_end_matches('/')))
+fn reindex_remote(
+    server: &ingest_cmd::Remote,
+    kb: &str,
+) -> anyhow::Result<zhiku_schemas::ReindexResponse> {
+    let response = server
+        .request(reqwest::Method::POST, &format!("/v1/kbs/{kb}/reindex"))
         .send()?;
     anyhow::ensure!(
         response.status().is_success(),
@@ -357,9 +397,55 @@ fn one_line(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// Whether every address `addr` names is a loopback address; an address that does not
+/// resolve is not.
+fn is_loopback(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match addr.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The API keys, after refusing the one unsafe start: no keys on an address other than
+/// loopback without `server.allow_unauthenticated`. Checked before models load, so the
+/// refusal is immediate.
+fn load_keys(config: &Config) -> anyhow::Result<auth::Keys> {
+    let server = &config.server;
+    let loopback = is_loopback(&server.addr);
+    let keys = auth::Keys::load(&server.data_dir, !loopback && !server.allow_unauthenticated)?;
+    match (keys.count(), loopback, server.allow_unauthenticated) {
+        (0, false, false) => anyhow::bail!(
+            "refusing to serve on {} without API keys: anyone who can reach it could read, change and delete every knowledge base. \
+             Create a key with `zhiku keys create --admin` (or --kb NAME --scope read|write), listen on loopback (127.0.0.1), \
+             or set server.allow_unauthenticated = true (ZHIKU_SERVER__ALLOW_UNAUTHENTICATED=true) if something in front of zhiku authenticates",
+            server.addr
+        ),
+        (0, false, true) => tracing::warn!(
+            addr = %server.addr,
+            "serving WITHOUT API keys beyond loopback (server.allow_unauthenticated = true): anyone who can reach this address has full access"
+        ),
+        (0, true, _) => tracing::warn!(
+            "no API keys: the API is open to every local user; create one with `zhiku keys create` to require keys"
+        ),
+        (n, _, _) => tracing::info!(keys = n, "API keys required"),
+    }
+    Ok(keys)
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.server.addr.clone();
     let grace = std::time::Duration::from_secs(config.server.shutdown_timeout_secs);
+    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            config.server.data_dir.display()
+        )
+    })?;
+    let guard = Arc::new(guard::Guard::new(&config.server, load_keys(&config)?)?);
     let services = Arc::new(Services::load(config, Models::All, true)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -384,7 +470,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 let _ = stopping_tx.send(true);
             }
         };
-        let server = axum::serve(listener, http::router(services.clone()))
+        // The client address keys the rate limit while no API keys exist.
+        let app = http::router(services.clone(), guard)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(listener, app)
             .with_graceful_shutdown(signalled)
             .into_future();
         tokio::pin!(server);

@@ -24,7 +24,7 @@ use zhiku_schemas::{
 };
 
 use crate::config::Config;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, kb_not_found};
 use crate::metrics::{Metrics, Snapshot};
 
 /// Loaded models and open stores, shared by every request.
@@ -304,9 +304,7 @@ impl Services {
 
     /// The KB called `name`, or a 404 naming it.
     pub fn kb(&self, name: &str) -> Result<Arc<KnowledgeBase>, ServiceError> {
-        self.registry.get(name)?.ok_or_else(|| {
-            ServiceError::NotFound(format!("knowledge base {name:?} does not exist"))
-        })
+        self.registry.get(name)?.ok_or_else(|| kb_not_found(name))
     }
 
     /// Checks a KB name given by a client.
