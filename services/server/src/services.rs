@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
 use zhiku_embed::Embedder;
 use zhiku_generate::{
-    Generator, LlamaGenerator, SamplingParams, Source, build_styled_prompt, not_found_answer,
+    Generator, LlamaGenerator, SamplingParams, Source, build_conversation_prompt, not_found_answer,
     resolve_citations,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
@@ -24,6 +24,7 @@ use zhiku_schemas::{
 };
 
 use crate::config::Config;
+use crate::conversations::ConversationStore;
 use crate::error::ServiceError;
 
 /// Loaded models and open stores, shared by every request.
@@ -38,6 +39,8 @@ pub struct Services {
     pub generator: Option<Arc<dyn Generator>>,
     /// The batch job system; absent for commands that run no jobs.
     pub jobs: Option<Jobs>,
+    /// Conversation histories and ratings.
+    pub conversations: ConversationStore,
 }
 
 /// Most entries a list of a search filter may have: each becomes a term of both index
@@ -194,6 +197,7 @@ impl Services {
             ),
             Err(e) => return Err(e.into()),
         };
+        let conversations = ConversationStore::open(&data_dir.join("conversations.redb"))?;
         let generator: Option<Arc<dyn Generator>> = match models {
             Models::All => {
                 let llm = config.llm();
@@ -232,6 +236,7 @@ impl Services {
             embedder,
             generator,
             jobs,
+            conversations,
         })
     }
 
@@ -497,13 +502,16 @@ impl Services {
             ));
         }
         let params = sampling(request, temperature, max_tokens)?;
+        // Conversations: history and a standalone search query for a follow-up.
+        let conversation = self.conversation_context(kb, request, question, generator.as_ref())?;
+        let search_query = conversation.search_query.as_str();
         let search = SearchRequest {
             top_k: Some(request.top_k.unwrap_or(llm.context_chunks)),
-            ..SearchRequest::new(question)
+            ..SearchRequest::new(search_query)
         };
         let hits = self.search(kb, &search)?;
         if hits.is_empty() {
-            return Ok(AskResponse {
+            let response = AskResponse {
                 answer: not_found_answer(question).to_string(),
                 citations: Vec::new(),
                 context: Vec::new(),
@@ -512,7 +520,13 @@ impl Services {
                 grounded: false,
                 finish_reason: None,
                 usage: Usage::default(),
-            });
+                conversation_id: conversation.id.clone(),
+                search_query: search_query.to_string(),
+                rewrite: conversation.rewrite,
+                history_turns_used: 0,
+            };
+            self.record_turn(kb, question, &conversation, &response)?;
+            return Ok(response);
         }
         let sources: Vec<Source> = hits
             .iter()
@@ -529,9 +543,11 @@ impl Services {
             .into_iter()
             .filter_map(|(field, value)| value.map(|v| (field, v)))
             .collect();
-        let prompt = build_styled_prompt(
+        let prompt = build_conversation_prompt(
             generator.as_ref(),
             question,
+            search_query,
+            &conversation.history,
             &sources,
             max_tokens as usize,
             &style,
@@ -543,7 +559,7 @@ impl Services {
         for (i, h) in hits.into_iter().take(prompt.sources_used).enumerate() {
             let citation = Citation {
                 index: i + 1,
-                quote: zhiku_retrieve::best_sentence(&h.text, question).to_string(),
+                quote: zhiku_retrieve::best_sentence(&h.text, search_query).to_string(),
                 chunk_id: h.chunk_id,
                 document_id: h.document_id,
                 document_name: h.document_name,
@@ -559,7 +575,7 @@ impl Services {
         }
         // In the order the answer cites them.
         citations.sort_by_key(|c| cited.iter().position(|n| *n == c.index));
-        Ok(AskResponse {
+        let response = AskResponse {
             answer,
             citations,
             context,
@@ -571,6 +587,12 @@ impl Services {
                 prompt_tokens: generation.prompt_tokens,
                 completion_tokens: generation.completion_tokens,
             },
-        })
+            conversation_id: conversation.id.clone(),
+            search_query: search_query.to_string(),
+            rewrite: conversation.rewrite,
+            history_turns_used: prompt.history_used,
+        };
+        self.record_turn(kb, question, &conversation, &response)?;
+        Ok(response)
     }
 }
