@@ -25,11 +25,13 @@ use tower_http::trace::TraceLayer;
 use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::{
-    AskRequest, AskResponse, AskSources, AskToken, CreateJobRequest, DocumentInfo, DocumentList,
-    JobAccepted, JobInfo, JobList, KbList, ModelList, ReindexResponse, SearchRequest,
-    SearchResponse, TokenizeRequest, TokenizeResponse, UploadResponse,
+    AskRequest, AskResponse, AskSources, AskToken, Conversation, ConversationList,
+    CreateJobRequest, DocumentInfo, DocumentList, FeedbackRequest, JobAccepted, JobInfo, JobList,
+    KbList, ModelList, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
+    TokenizeResponse, UploadResponse,
 };
 
+use crate::conversations::check_id;
 use crate::error::{ServiceError, file_status};
 use crate::services::{AskSink, Services};
 
@@ -67,6 +69,16 @@ pub fn router(services: AppState) -> Router {
         .route("/v1/kbs/{kb}/search", post(search))
         .route("/v1/kbs/{kb}/reindex", post(reindex))
         .route("/v1/kbs/{kb}/ask", post(ask))
+        .route("/v1/kbs/{kb}/export/qa.jsonl", get(export_qa))
+        .route("/v1/conversations", get(list_conversations))
+        .route(
+            "/v1/conversations/{id}",
+            get(get_conversation).delete(delete_conversation),
+        )
+        .route(
+            "/v1/conversations/{id}/feedback",
+            post(conversation_feedback),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(services.clone(), track))
         // Layers added last run first: every request gets an id (a client's own
@@ -213,6 +225,7 @@ async fn delete_kb(
 ) -> Result<StatusCode, ServiceError> {
     blocking(move || {
         if s.registry.delete(&kb)? {
+            s.conversations.purge_kb(&kb)?;
             Ok(StatusCode::NO_CONTENT)
         } else {
             Err(ServiceError::NotFound(format!(
@@ -759,5 +772,106 @@ async fn ask(
     );
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Query of `GET /v1/conversations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationsQuery {
+    /// Only the conversations of this knowledge base.
+    kb: Option<String>,
+}
+
+async fn list_conversations(
+    State(s): State<AppState>,
+    params: Result<Query<ConversationsQuery>, QueryRejection>,
+) -> Result<Json<ConversationList>, ServiceError> {
+    let params = query(params)?;
+    blocking(move || {
+        Ok(Json(ConversationList {
+            conversations: s.conversations.list(params.kb.as_deref())?,
+        }))
+    })
+    .await
+}
+
+fn conversation_not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound(format!("conversation {id:?} does not exist"))
+}
+
+async fn get_conversation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ServiceError> {
+    check_id(&id)?;
+    blocking(move || {
+        s.conversations
+            .get(&id)?
+            .map(Json)
+            .ok_or_else(|| conversation_not_found(&id))
+    })
+    .await
+}
+
+async fn delete_conversation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ServiceError> {
+    check_id(&id)?;
+    blocking(move || {
+        if s.conversations.delete(&id)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(conversation_not_found(&id))
+        }
+    })
+    .await
+}
+
+async fn conversation_feedback(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<FeedbackRequest>, JsonRejection>,
+) -> Result<StatusCode, ServiceError> {
+    check_id(&id)?;
+    let request = json_body(body)?;
+    blocking(move || {
+        s.conversations.feedback(&id, &request)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// The turns of a KB's conversations rated good, one chat fine-tuning record per line,
+/// streamed as they are read. A storage failure midway aborts the response, so a
+/// truncated export is never mistaken for a complete one.
+async fn export_qa(
+    State(s): State<AppState>,
+    Path(kb): Path<String>,
+) -> Result<Response, ServiceError> {
+    let check = s.clone();
+    let name = kb.clone();
+    blocking(move || check.kb(&name).map(drop)).await?;
+    let (lines, mut received) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
+    tokio::task::spawn_blocking(move || {
+        let result = s.conversations.export_good(&kb, &mut |record| {
+            let line = serde_json::to_string(&record)
+                .map(|line| line + "\n")
+                .map_err(std::io::Error::other);
+            let failed = line.is_err();
+            // A send fails once the client has gone: stop reading then too.
+            lines.blocking_send(line).is_ok() && !failed
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, kb, "export failed midway");
+            let _ = lines.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| received.poll_recv(cx));
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
         .into_response())
 }
