@@ -2,29 +2,10 @@
 //! (tests/openai/client.py, installed by `ZHIKU_TEST_TOOLS=1 deploy/setup.sh`), plus the
 //! raw stream shape the client hides.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use zhiku_e2e::{Server, workspace_root};
-
-/// The test tools' Python: `ZHIKU_TEST_PYTHON`, else the virtualenv setup made.
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("ZHIKU_TEST_PYTHON") {
-        return python.into();
-    }
-    let cache = std::env::var_os("ZHIKU_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/zhiku"),
-        PathBuf::from,
-    );
-    let python = cache.join("test-venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} not found: run ZHIKU_TEST_TOOLS=1 deploy/setup.sh (deploy/test.sh does)",
-        python.display()
-    );
-    python
-}
+use zhiku_e2e::{Server, test_tool, workspace_root};
 
 /// The text without `[n]` markers, whitespace collapsed.
 fn without_markers(text: &str) -> String {
@@ -58,7 +39,7 @@ fn an_openai_client_works_unchanged() {
     let llm = models["data"][0]["id"].as_str().unwrap().to_string();
     let embedder = models["data"][1]["id"].as_str().unwrap().to_string();
 
-    let output = Command::new(python())
+    let output = Command::new(test_tool("python"))
         .arg(workspace_root().join("tests/openai/client.py"))
         .args([server.url.as_str(), "handbook", &llm, &embedder])
         .output()
