@@ -69,6 +69,35 @@ fn case(method: &str, template: &'static str, access: Access) -> Option<Case> {
     let (body, own, scoped, writes, creates) = match (method, template) {
         ("GET", "/healthz" | "/readyz" | "/metrics") => (Body::None, 200, false, false, false),
         ("GET", "/v1/models") => (Body::None, 200, false, false, false),
+        ("POST", "/v1/embeddings") => (
+            Body::Json(r#"{"input": "backup", "model": "all-minilm-l6-v2"}"#),
+            200,
+            false,
+            false,
+            false,
+        ),
+        ("POST", "/v1/chat/completions") => (
+            Body::Json(
+                r#"{"model": "kb:{kb}", "max_tokens": 4,
+                    "messages": [{"role": "user", "content": "When does the backup run?"}]}"#,
+            ),
+            200,
+            true,
+            false,
+            false,
+        ),
+        ("GET", "/v1/kbs/{kb}/export/qa.jsonl") => (Body::None, 200, true, false, false),
+        ("GET", "/v1/conversations") => (Body::None, 200, false, false, false),
+        ("GET", "/v1/conversations/{id}") => (Body::None, 200, true, false, false),
+        // Conversations are made by asking: a read key may rate and delete them.
+        ("DELETE", "/v1/conversations/{id}") => (Body::None, 204, true, false, false),
+        ("POST", "/v1/conversations/{id}/feedback") => (
+            Body::Json(r#"{"turn": 1, "rating": "good"}"#),
+            204,
+            true,
+            false,
+            false,
+        ),
         ("POST", "/v1/tokenize") => (
             Body::Json(r#"{"text": "备份 backup"}"#),
             200,
@@ -131,10 +160,25 @@ fn case(method: &str, template: &'static str, access: Access) -> Option<Case> {
     })
 }
 
-/// What a route is called on: a knowledge base and one of its jobs.
+/// What a route is called on: a knowledge base, one of its jobs and one of its
+/// conversations.
 struct Target<'a> {
     kb: &'a str,
     job: &'a str,
+    conversation: &'a str,
+}
+
+impl Target<'_> {
+    /// The name a route's refusal names: the job, the conversation or the KB.
+    fn name(&self, template: &str) -> &str {
+        if template.starts_with("/v1/jobs/") {
+            self.job
+        } else if template.starts_with("/v1/conversations/") {
+            self.conversation
+        } else {
+            self.kb
+        }
+    }
 }
 
 /// A response: status, headers, body text.
@@ -172,7 +216,7 @@ fn call(api: &Api, case: &Case, target: &Target, import: &str) -> Reply {
                 "doc-keep"
             },
         )
-        .replace("{id}", target.job);
+        .replace("{id}", target.name(case.template));
     let request = api.request(case.method.clone(), &path);
     let request = match &case.body {
         Body::None => request,
@@ -197,9 +241,9 @@ fn call(api: &Api, case: &Case, target: &Target, import: &str) -> Reply {
     }
 }
 
-/// Two documents (`doc-keep`, `doc-del`) and one finished upload job in `kb`; returns the
-/// job id.
-fn seed(api: &Api, kb: &str) -> String {
+/// Two documents (`doc-keep`, `doc-del`), one finished upload job and a conversation of
+/// one turn in `kb`; returns the job id and the conversation id.
+fn seed(api: &Api, kb: &str) -> (String, String) {
     let (status, body) = api.upload_form(
         kb,
         "",
@@ -231,7 +275,20 @@ fn seed(api: &Api, kb: &str) -> String {
     assert_eq!(status, 202, "{body}");
     let job = body["job_id"].as_str().expect("job_id").to_string();
     assert_eq!(api.wait_job(&job)["state"], "succeeded");
-    job
+    (job, converse(api, kb))
+}
+
+/// A new conversation of one turn in `kb`.
+fn converse(api: &Api, kb: &str) -> String {
+    let (status, body) = api.post_json(
+        &format!("/v1/kbs/{kb}/ask"),
+        &json!({"question": "When does the backup run?", "max_tokens": 4}),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["conversation_id"]
+        .as_str()
+        .expect("conversation_id")
+        .to_string()
 }
 
 fn names(list: &Value, field: &str, key: &str) -> BTreeSet<String> {
@@ -279,19 +336,22 @@ fn keys_isolate_knowledge_bases_route_by_route() {
         server.as_key(&a_write),
         server.as_key(&a_read),
     );
-    let job_a = seed(&as_admin, "a");
-    let job_b = seed(&as_admin, "b");
+    let (job_a, conversation_a) = seed(&as_admin, "a");
+    let (job_b, conversation_b) = seed(&as_admin, "b");
     let own = Target {
         kb: "a",
         job: &job_a,
+        conversation: &conversation_a,
     };
     let other = Target {
         kb: "b",
         job: &job_b,
+        conversation: &conversation_b,
     };
     let missing = Target {
         kb: "nope",
         job: "0123456789abcdef",
+        conversation: "conv_0123456789abcdef0123456789abcdef",
     };
 
     let mut cases = Vec::new();
@@ -306,8 +366,12 @@ fn keys_isolate_knowledge_bases_route_by_route() {
         uncovered.is_empty(),
         "routes without an isolation case in tests/tests/auth.rs: {uncovered:?}"
     );
-    // The destructive case last.
-    cases.sort_by_key(|(c, _)| c.method == Method::DELETE && c.template == "/v1/kbs/{kb}");
+    // Deletions last on the own KB: the conversation, then the KB.
+    cases.sort_by_key(|(c, _)| match (&c.method, c.template) {
+        (&Method::DELETE, "/v1/conversations/{id}") => 1,
+        (&Method::DELETE, "/v1/kbs/{kb}") => 2,
+        _ => 0,
+    });
 
     // Without a key, or with a wrong one, only the open routes answer.
     let flipped = format!("{}x", &a_write[..a_write.len() - 1]);
@@ -332,6 +396,7 @@ fn keys_isolate_knowledge_bases_route_by_route() {
         &Target {
             kb: "a/nothing/here",
             job: "",
+            conversation: "",
         },
         "",
     );
@@ -353,24 +418,19 @@ fn keys_isolate_knowledge_bases_route_by_route() {
                 "{who}, {what} on nope: {}",
                 to_missing.text
             );
-            let name = |t: &Target| {
-                if case.template.contains("{id}") {
-                    t.job.to_string()
-                } else {
-                    t.kb.to_string()
-                }
-            };
+            let (other_name, missing_name) =
+                (other.name(case.template), missing.name(case.template));
             assert_eq!(
-                to_other.error_for(&name(&other)),
-                to_missing.error_for(&name(&missing)),
+                to_other.error_for(other_name),
+                to_missing.error_for(missing_name),
                 "{who}, {what}"
             );
             if !case.creates {
                 // ...and what an admin gets for one that truly does not exist.
                 let truly = call(&as_admin, case, &missing, &import_dir);
                 assert_eq!(
-                    to_other.error_for(&name(&other)),
-                    truly.error_for(&name(&missing)),
+                    to_other.error_for(other_name),
+                    truly.error_for(missing_name),
                     "{who}, {what}: admin on nope"
                 );
             }
@@ -398,6 +458,40 @@ fn keys_isolate_knowledge_bases_route_by_route() {
     );
     let (_, jobs) = as_admin.get("/v1/jobs");
     assert_eq!(names(&jobs, "jobs", "kb").len(), 2, "{jobs}");
+    let (_, list) = as_reader.get("/v1/conversations");
+    assert_eq!(
+        names(&list, "conversations", "kb"),
+        BTreeSet::from(["a".to_string()])
+    );
+    let (_, list) = as_reader.get("/v1/conversations?kb=b");
+    assert_eq!(list["conversations"], json!([]), "{list}");
+    let (_, list) = as_admin.get("/v1/conversations");
+    assert_eq!(names(&list, "conversations", "kb").len(), 2, "{list}");
+    let (_, models) = as_reader.get("/v1/models");
+    let kb_models: BTreeSet<String> = names(&models, "data", "id")
+        .into_iter()
+        .filter(|id| id.starts_with("kb:"))
+        .collect();
+    assert_eq!(kb_models, BTreeSet::from(["kb:a".to_string()]), "{models}");
+    let (_, models) = as_admin.get("/v1/models");
+    assert!(models.to_string().contains("\"kb:b\""), "{models}");
+    // Probes name no knowledge base.
+    let (_, ready) = server.get("/readyz");
+    assert!(!ready.to_string().contains("kb:"), "{ready}");
+    // Asking a with b's conversation is refused like a conversation that does not exist.
+    let follow_up = |conversation: &str| {
+        as_writer.post_json(
+            "/v1/kbs/a/ask",
+            &json!({"question": "And on Sundays?", "max_tokens": 4, "conversation_id": conversation}),
+        )
+    };
+    let (status, to_other) = follow_up(&conversation_b);
+    assert_eq!(status, 404, "{to_other}");
+    let (_, to_missing) = follow_up(missing.conversation);
+    assert_eq!(
+        to_other.to_string().replace(&conversation_b, "…"),
+        to_missing.to_string().replace(missing.conversation, "…")
+    );
 
     // A read key reads its KB and is refused (403, not 404) on its write routes.
     for (case, _) in cases.iter().filter(|(c, _)| c.scoped) {
@@ -447,7 +541,13 @@ fn keys_isolate_knowledge_bases_route_by_route() {
     assert_ne!(code, 0);
     assert!(stderr.contains("nosuchid"), "{stderr}");
 
-    // Everything works on the key's own KB (the KB is deleted last).
+    // Everything works on the key's own KB (the KB is deleted last), with a new
+    // conversation: the read key deleted the first.
+    let conversation = converse(&as_writer, "a");
+    let own = Target {
+        conversation: &conversation,
+        ..own
+    };
     for (case, _) in &cases {
         let reply = call(&as_writer, case, &own, &import_dir);
         assert_eq!(

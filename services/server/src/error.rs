@@ -26,6 +26,17 @@ pub enum ServiceError {
     /// The path exists, but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request conflicts with the state of what it names.
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What the conflict is and what to do.
+        message: String,
+    },
+    /// The service's own storage (conversations) failed.
+    #[error("storage: {0}")]
+    Storage(String),
     /// The request body is over the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -100,6 +111,8 @@ impl ServiceError {
             ServiceError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
+            ServiceError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ServiceError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
             ServiceError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
@@ -151,6 +164,21 @@ impl ServiceError {
 pub fn kb_not_found(name: &str) -> ServiceError {
     ServiceError::NotFound(format!("knowledge base {name:?} does not exist"))
 }
+macro_rules! storage_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ServiceError {
+            fn from(e: $t) -> Self {
+                ServiceError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 fn index_status(e: &IndexError) -> (StatusCode, &'static str) {
     match e {

@@ -16,20 +16,26 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
+use zhiku_schemas::openai::{
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChunkChoice, ChunkDelta, CompletionUsage, EmbeddingRequest, EmbeddingResponse,
+};
 use zhiku_schemas::{
-    AskRequest, AskResponse, AskSources, AskToken, CreateJobRequest, DocumentInfo, DocumentList,
-    JobAccepted, JobInfo, JobList, KbList, ModelList, ReindexResponse, SearchRequest,
-    SearchResponse, TokenizeRequest, TokenizeResponse, UploadResponse,
+    AskRequest, AskResponse, AskSources, AskToken, Conversation, ConversationList,
+    CreateJobRequest, DocumentInfo, DocumentList, FeedbackRequest, JobAccepted, JobInfo, JobList,
+    KbList, ModelList, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
+    TokenizeResponse, UploadResponse,
 };
 
 use crate::auth::Principal;
+use crate::conversations::check_id;
 use crate::error::{ServiceError, file_status, kb_not_found};
 use crate::guard::{self, Guard, UPLOAD_ROUTE};
 use crate::services::{AskSink, Services};
@@ -47,6 +53,8 @@ pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
         .route("/v1/tokenize", post(tokenize))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/embeddings", post(embeddings))
         .route("/v1/kbs", get(list_kbs))
         .route("/v1/kbs/{kb}", get(get_kb).delete(delete_kb))
         .route(
@@ -65,6 +73,16 @@ pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
         .route("/v1/kbs/{kb}/search", post(search))
         .route("/v1/kbs/{kb}/reindex", post(reindex))
         .route("/v1/kbs/{kb}/ask", post(ask))
+        .route("/v1/kbs/{kb}/export/qa.jsonl", get(export_qa))
+        .route("/v1/conversations", get(list_conversations))
+        .route(
+            "/v1/conversations/{id}",
+            get(get_conversation).delete(delete_conversation),
+        )
+        .route(
+            "/v1/conversations/{id}/feedback",
+            post(conversation_feedback),
+        )
         .fallback(not_found)
         // Layers added last run first. Innermost: body limits (the upload route's own
         // limit above wins over this one), then access, then the timeout, then metrics,
@@ -170,13 +188,14 @@ async fn readyz(State(s): State<AppState>) -> Response {
                 problems.push(format!("{name}: {e}"));
             }
         }
-        Ok((s.models(), names.len(), problems))
+        // Knowledge bases are left out: probes need no key, and KB names are not theirs.
+        Ok((s.models(&|_| false)?, names.len(), problems))
     })
     .await;
     match checked {
         Ok((models, kbs, problems)) if problems.is_empty() => Json(serde_json::json!({
             "status": "ready",
-            "models": models.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            "models": models.data.iter().filter(|m| m.role != "knowledge_base").map(|m| &m.name).collect::<Vec<_>>(),
             "kbs": kbs,
         }))
         .into_response(),
@@ -249,6 +268,7 @@ async fn delete_kb(
 ) -> Result<StatusCode, ServiceError> {
     blocking(move || {
         if s.registry.delete(&kb)? {
+            s.conversations.purge_kb(&kb)?;
             Ok(StatusCode::NO_CONTENT)
         } else {
             Err(kb_not_found(&kb))
@@ -624,8 +644,12 @@ async fn search(
     blocking(move || Ok(Json(SearchResponse::new(s.search(&kb, &request)?)))).await
 }
 
-async fn models(State(s): State<AppState>) -> Json<ModelList> {
-    Json(s.models())
+/// The models, with the knowledge bases the caller may read as `kb:` models.
+async fn models(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<ModelList>, ServiceError> {
+    blocking(move || Ok(Json(s.models(&|kb| principal.can_read(kb))?))).await
 }
 
 async fn tokenize(
@@ -674,21 +698,23 @@ impl AskSink for JsonSink {
     }
 }
 
-/// What a streamed answer sends, in order: sources, tokens, then done or error.
-enum AskEvent {
+/// What a streamed answer sends, in order: sources, tokens, then done or error. `T` is
+/// the finished answer: an [`AskResponse`] or a chat completion's
+/// [`ChatOutcome`](crate::openai::ChatOutcome).
+enum AskEvent<T> {
     Sources(AskSources),
     Token(String),
-    Done(Box<AskResponse>),
+    Done(Box<T>),
     Failed(ServiceError),
 }
 
 /// An answer sent as events; the receiver is dropped with the response stream when the
 /// client disconnects, which the sink reports as gone.
-struct StreamSink {
-    events: mpsc::UnboundedSender<AskEvent>,
+struct StreamSink<T> {
+    events: mpsc::UnboundedSender<AskEvent<T>>,
 }
 
-impl AskSink for StreamSink {
+impl<T> AskSink for StreamSink<T> {
     fn sources(&mut self, sources: &AskSources) -> bool {
         self.events.send(AskEvent::Sources(sources.clone())).is_ok()
     }
@@ -702,7 +728,13 @@ impl AskSink for StreamSink {
     }
 }
 
-impl AskEvent {
+impl<T> AskEvent<T> {
+    fn is_last(&self) -> bool {
+        matches!(self, AskEvent::Done(_) | AskEvent::Failed(_))
+    }
+}
+
+impl AskEvent<AskResponse> {
     fn into_sse(self) -> Event {
         let (name, data) = match self {
             AskEvent::Sources(sources) => ("sources", serde_json::to_value(sources)),
@@ -718,10 +750,44 @@ impl AskEvent {
             Err(_) => event,
         }
     }
+}
 
-    fn is_last(&self) -> bool {
-        matches!(self, AskEvent::Done(_) | AskEvent::Failed(_))
-    }
+/// Runs an answer on the blocking pool and waits for its first event. Until then the
+/// response has not started, so a refusal (bad request, unknown KB or model, all slots
+/// busy) is still a plain HTTP error with its status; after it, the events follow on the
+/// receiver, ending with `Done` or `Failed`.
+async fn start_stream<T: Send + 'static>(
+    work: impl FnOnce(&mut StreamSink<T>) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<impl Stream<Item = AskEvent<T>>, ServiceError> {
+    let (events, mut receiver) = mpsc::unbounded_channel();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = StreamSink {
+            events: events.clone(),
+        };
+        let last = match work(&mut sink) {
+            Ok(done) => AskEvent::Done(Box::new(done)),
+            Err(ServiceError::ClientGone) => return,
+            Err(error) => AskEvent::Failed(error),
+        };
+        let _ = events.send(last);
+    });
+    let first = match receiver.recv().await {
+        Some(AskEvent::Failed(error)) => return Err(error),
+        Some(event) => event,
+        None => return Err(ServiceError::Internal("the answer task ended early".into())),
+    };
+    Ok(futures_util::stream::unfold(
+        (Some(first), Some(receiver)),
+        |(pending, receiver)| async move {
+            let mut receiver = receiver?;
+            let event = match pending {
+                Some(event) => event,
+                None => receiver.recv().await?,
+            };
+            let next = (!event.is_last()).then_some(receiver);
+            Some((event, (None, next)))
+        },
+    ))
 }
 
 /// Whether the client asked for Server-Sent Events: `"stream": true`, or an `Accept`
@@ -752,38 +818,277 @@ async fn ask(
         })
         .await;
     }
-    let (events, mut receiver) = mpsc::unbounded_channel();
-    tokio::task::spawn_blocking(move || {
-        let mut sink = StreamSink {
-            events: events.clone(),
-        };
-        let last = match s.ask(&kb, &request, &mut sink) {
-            Ok(response) => AskEvent::Done(Box::new(response)),
-            Err(ServiceError::ClientGone) => return,
-            Err(error) => AskEvent::Failed(error),
-        };
-        let _ = events.send(last);
-    });
-    // Until the first event the response has not started: a refusal (bad request, unknown
-    // KB, all slots busy) is still a plain HTTP error with its status.
-    let first = match receiver.recv().await {
-        Some(AskEvent::Failed(error)) => return Err(error),
-        Some(event) => event,
-        None => return Err(ServiceError::Internal("the answer task ended early".into())),
-    };
-    let stream = futures_util::stream::unfold(
-        (Some(first), Some(receiver)),
-        |(pending, receiver)| async move {
-            let mut receiver = receiver?;
-            let event = match pending {
-                Some(event) => event,
-                None => receiver.recv().await?,
-            };
-            let next = (!event.is_last()).then_some(receiver);
-            Some((Ok::<_, Infallible>(event.into_sse()), (None, next)))
-        },
-    );
+    let events = start_stream(move |sink| s.ask(&kb, &request, sink)).await?;
+    let stream = events.map(|event| Ok::<_, Infallible>(event.into_sse()));
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// Query of `GET /v1/conversations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationsQuery {
+    /// Only the conversations of this knowledge base.
+    kb: Option<String>,
+}
+
+/// The conversations of the knowledge bases the caller may read (of one, with `?kb=`:
+/// empty for one it may not read, as for one that does not exist).
+async fn list_conversations(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<ConversationsQuery>, QueryRejection>,
+) -> Result<Json<ConversationList>, ServiceError> {
+    let params = query(params)?;
+    blocking(move || {
+        let mut conversations = s.conversations.list(params.kb.as_deref())?;
+        conversations.retain(|c| principal.can_read(&c.kb));
+        Ok(Json(ConversationList { conversations }))
+    })
+    .await
+}
+
+fn conversation_not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound(format!("conversation {id:?} does not exist"))
+}
+
+/// Conversation `id` if the caller may read its knowledge base; otherwise the same 404 as
+/// for one that does not exist. Whoever may ask a knowledge base may also read, rate and
+/// delete its conversations: they are made by asking.
+fn visible_conversation(
+    s: &Services,
+    principal: &Principal,
+    id: &str,
+) -> Result<Conversation, ServiceError> {
+    check_id(id)?;
+    s.conversations
+        .get(id)?
+        .filter(|c| principal.can_read(&c.kb))
+        .ok_or_else(|| conversation_not_found(id))
+}
+
+async fn get_conversation(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ServiceError> {
+    blocking(move || visible_conversation(&s, &principal, &id).map(Json)).await
+}
+
+async fn delete_conversation(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ServiceError> {
+    blocking(move || {
+        visible_conversation(&s, &principal, &id)?;
+        if s.conversations.delete(&id)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(conversation_not_found(&id))
+        }
+    })
+    .await
+}
+
+async fn conversation_feedback(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<Json<FeedbackRequest>, JsonRejection>,
+) -> Result<StatusCode, ServiceError> {
+    check_id(&id)?;
+    let request = json_body(body)?;
+    blocking(move || {
+        visible_conversation(&s, &principal, &id)?;
+        s.conversations.feedback(&id, &request)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// The turns of a KB's conversations rated good, one chat fine-tuning record per line,
+/// streamed as they are read. A storage failure midway aborts the response, so a
+/// truncated export is never mistaken for a complete one.
+async fn export_qa(
+    State(s): State<AppState>,
+    Path(kb): Path<String>,
+) -> Result<Response, ServiceError> {
+    let check = s.clone();
+    let name = kb.clone();
+    blocking(move || check.kb(&name).map(drop)).await?;
+    let (lines, mut received) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
+    tokio::task::spawn_blocking(move || {
+        let result = s.conversations.export_good(&kb, &mut |record| {
+            let line = serde_json::to_string(&record)
+                .map(|line| line + "\n")
+                .map_err(std::io::Error::other);
+            let failed = line.is_err();
+            // A send fails once the client has gone: stop reading then too.
+            lines.blocking_send(line).is_ok() && !failed
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, kb, "export failed midway");
+            let _ = lines.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| received.poll_recv(cx));
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Seconds since the Unix epoch, for OpenAI's `created`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `POST /v1/chat/completions`: OpenAI's chat API over a knowledge base (`kb:<name>`) or
+/// the bare LLM; streamed as `chat.completion.chunk` events ending with `data: [DONE]`.
+async fn chat_completions(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+) -> Result<Response, ServiceError> {
+    let request = json_body(body)?;
+    // A `kb:` model is its knowledge base: unreadable ones are unknown models.
+    if let Some(kb) = request.model.strip_prefix("kb:") {
+        principal.read(kb)?;
+    }
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = unix_now();
+    let model = request.model.clone();
+    if !request.stream.unwrap_or(false) {
+        let gone = Arc::new(AtomicBool::new(false));
+        let _guard = GoneOnDrop(gone.clone());
+        let outcome = blocking(move || s.chat(&request, &mut JsonSink { gone })).await?;
+        return Ok(Json(ChatCompletion {
+            id,
+            object: "chat.completion".into(),
+            created,
+            model,
+            choices: vec![ChatChoice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant".into(),
+                    content: outcome.content,
+                    refusal: None,
+                },
+                finish_reason: outcome.finish_reason,
+                logprobs: None,
+            }],
+            usage: CompletionUsage::new(
+                outcome.usage.prompt_tokens,
+                outcome.usage.completion_tokens,
+            ),
+            system_fingerprint: None,
+            citations: outcome.citations,
+            context: outcome.context,
+            search_query: outcome.search_query,
+            grounded: outcome.grounded,
+        })
+        .into_response());
+    }
+    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+    let events = start_stream(move |sink| s.chat(&request, sink)).await?;
+    let chunk = move |delta: ChunkDelta, finish_reason: Option<String>| ChatCompletionChunk {
+        id: id.clone(),
+        object: "chat.completion.chunk".into(),
+        created,
+        model: model.clone(),
+        choices: vec![ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+            logprobs: None,
+        }],
+        usage: None,
+        system_fingerprint: None,
+        citations: None,
+    };
+    let data = |value: &ChatCompletionChunk| {
+        Event::default()
+            .json_data(value)
+            .unwrap_or_else(|_| Event::default().data("{}"))
+    };
+    // Whether any token went out: a "not found" answer is never generated, so it is sent
+    // whole before the finishing chunk.
+    let mut streamed = false;
+    let stream = events
+        .map(move |event| {
+            let mut out = Vec::new();
+            match event {
+                AskEvent::Sources(sources) => {
+                    let mut first = chunk(
+                        ChunkDelta {
+                            role: Some("assistant".into()),
+                            content: Some(String::new()),
+                        },
+                        None,
+                    );
+                    first.citations = Some(sources.sources).filter(|c| !c.is_empty());
+                    out.push(data(&first));
+                }
+                AskEvent::Token(text) => {
+                    streamed = true;
+                    out.push(data(&chunk(
+                        ChunkDelta {
+                            role: None,
+                            content: Some(text),
+                        },
+                        None,
+                    )));
+                }
+                AskEvent::Done(outcome) => {
+                    if !streamed && !outcome.content.is_empty() {
+                        out.push(data(&chunk(
+                            ChunkDelta {
+                                role: None,
+                                content: Some(outcome.content.clone()),
+                            },
+                            None,
+                        )));
+                    }
+                    let mut last = chunk(ChunkDelta::default(), Some(outcome.finish_reason));
+                    last.citations = Some(outcome.citations).filter(|c| !c.is_empty());
+                    out.push(data(&last));
+                    if include_usage {
+                        let mut usage = chunk(ChunkDelta::default(), None);
+                        usage.choices.clear();
+                        usage.usage = Some(CompletionUsage::new(
+                            outcome.usage.prompt_tokens,
+                            outcome.usage.completion_tokens,
+                        ));
+                        out.push(data(&usage));
+                    }
+                }
+                AskEvent::Failed(error) => out.push(
+                    Event::default()
+                        .json_data(error.body())
+                        .unwrap_or_else(|_| Event::default().data("{}")),
+                ),
+            }
+            futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
+        })
+        .flatten()
+        .chain(futures_util::stream::once(async {
+            Ok(Event::default().data("[DONE]"))
+        }));
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// `POST /v1/embeddings`: OpenAI's embeddings API over the service's embedding model.
+async fn embeddings(
+    State(s): State<AppState>,
+    body: Result<Json<EmbeddingRequest>, JsonRejection>,
+) -> Result<Json<EmbeddingResponse>, ServiceError> {
+    let request = json_body(body)?;
+    blocking(move || Ok(Json(s.embeddings(&request)?))).await
 }

@@ -4,6 +4,7 @@ mod access;
 mod auth;
 mod bench;
 mod config;
+mod conversations;
 mod error;
 mod eval;
 mod guard;
@@ -11,6 +12,7 @@ mod http;
 mod ingest_cmd;
 mod limits;
 mod metrics;
+mod openai;
 mod services;
 
 use std::io::Write;
@@ -157,6 +159,9 @@ enum Command {
         /// Answer length bound in tokens.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// Continue this conversation (the id printed after an earlier answer).
+        #[arg(long)]
+        conversation: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -306,6 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             kb,
             temperature,
             max_tokens,
+            conversation: conversation_id,
             json,
         } => {
             let services = Services::load(config, Models::All, false)?;
@@ -321,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 prompt: None,
                 response_format: None,
                 stream: None,
+                conversation_id,
             };
             let mut stdout = std::io::stdout();
             let response = services.ask(&kb, &request, &mut |piece: &str| {
@@ -356,6 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                 }
+                println!("\nconversation: {}", response.conversation_id);
             }
             Ok(())
         }
