@@ -359,7 +359,7 @@ pub enum KeysCommand {
     /// Create a key and print it once on stdout (its id and scope go to stderr). Only a
     /// salted hash is stored: a lost key cannot be shown again, only revoked.
     Create(CreateArgs),
-    /// List the keys: id, scope, knowledge base, name, created (never the secret).
+    /// List the keys: id, scope, knowledge base, created, name (never the secret).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]

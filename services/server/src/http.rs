@@ -158,15 +158,26 @@ async fn blocking<T: Send + 'static>(
 /// A JSON body, or a 400 that says what is wrong with it (413 when it is too large).
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ServiceError> {
     body.map(|Json(v)| v).map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ServiceError::PayloadTooLarge(format!(
-                "request body is larger than the limit (server.max_body_bytes): {}",
-                e.body_text()
-            ))
-        } else {
-            ServiceError::bad_request("invalid_json", e.body_text())
-        }
+        body_error(
+            e.status(),
+            e.body_text(),
+            "invalid_json",
+            "server.max_body_bytes",
+        )
     })
+}
+
+/// A body that could not be read: 413 naming the setting when it was over the limit
+/// (`DefaultBodyLimit` cuts bodies of undeclared length while they are read), else a 400
+/// with `code`.
+fn body_error(status: StatusCode, text: String, code: &'static str, limit: &str) -> ServiceError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ServiceError::PayloadTooLarge(format!(
+            "request body is larger than the limit ({limit}): {text}"
+        ))
+    } else {
+        ServiceError::bad_request(code, text)
+    }
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -278,14 +289,12 @@ async fn delete_kb(
 }
 
 fn multipart_error(e: MultipartError) -> ServiceError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ServiceError::PayloadTooLarge(format!(
-            "upload is larger than the limit: {}",
-            e.body_text()
-        ))
-    } else {
-        ServiceError::bad_request("invalid_multipart", e.body_text())
-    }
+    body_error(
+        e.status(),
+        e.body_text(),
+        "invalid_multipart",
+        "server.max_upload_bytes",
+    )
 }
 
 /// One uploaded file, read whole.

@@ -57,6 +57,33 @@ struct GlobalArgs {
     log_format: LogFormat,
 }
 
+/// Where a command that can run on a server sends its work.
+#[derive(Args)]
+struct RemoteArgs {
+    /// Send the work to the zhiku server at this URL instead of using the data directory
+    /// directly (needed while a server holds it).
+    #[arg(long)]
+    server: Option<String>,
+    /// API key for --server (a write key for the KB, or an admin key).
+    #[arg(
+        long,
+        env = "ZHIKU_API_KEY",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    api_key: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The server to send the work to, if one was named.
+    fn remote(&self) -> anyhow::Result<Option<ingest_cmd::Remote>> {
+        self.server
+            .as_deref()
+            .map(|url| ingest_cmd::Remote::new(url, self.api_key.as_deref()))
+            .transpose()
+    }
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -97,37 +124,18 @@ enum Command {
         /// for filtering searches.
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
-        /// Send the files to the zhiku server at this URL instead of using the data
-        /// directory directly (needed while a server holds it).
-        #[arg(long)]
-        server: Option<String>,
-        /// API key for --server (a write key for the KB, or an admin key).
-        #[arg(
-            long,
-            env = "ZHIKU_API_KEY",
-            hide_env_values = true,
-            requires = "server"
-        )]
-        api_key: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Re-embed a knowledge base with the configured embedding model and switch it over
-    /// atomically: locally, or on a running server with --server.
+    /// atomically: locally, or on a running server with --server (whose embedder is the
+    /// one used).
     Reindex {
         /// Knowledge base name.
         #[arg(long)]
         kb: String,
-        /// Ask the zhiku server at this URL to do it (needed while a server holds the
-        /// data directory; the server's embedder is the one used).
-        #[arg(long)]
-        server: Option<String>,
-        /// API key for --server (a write key for the KB, or an admin key).
-        #[arg(
-            long,
-            env = "ZHIKU_API_KEY",
-            hide_env_values = true,
-            requires = "server"
-        )]
-        api_key: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Search a knowledge base.
     Search {
@@ -233,27 +241,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             kb,
             glob,
             tags,
-            server,
-            api_key,
+            remote,
         } => {
-            let server = server
-                .as_deref()
-                .map(|url| ingest_cmd::Remote::new(url, api_key.as_deref()))
-                .transpose()?;
+            let server = remote.remote()?;
             if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), &tags, server.as_ref())? {
                 std::process::exit(2);
             }
             Ok(())
         }
-        Command::Reindex {
-            kb,
-            server,
-            api_key,
-        } => {
-            let response = match server {
-                Some(url) => {
-                    reindex_remote(&ingest_cmd::Remote::new(&url, api_key.as_deref())?, &kb)?
-                }
+        Command::Reindex { kb, remote } => {
+            let response = match remote.remote()? {
+                Some(server) => reindex_remote(&server, &kb)?,
                 None => Services::load(config, Models::EmbedderOnly, false)?.reindex(&kb)?,
             };
             eprintln!(
@@ -523,4 +521,19 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_addresses_are_loopback() {
+        for addr in ["127.0.0.1:8080", "[::1]:8080", "localhost:8080"] {
+            assert!(is_loopback(addr), "{addr}");
+        }
+        for addr in ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:80", "not an address"] {
+            assert!(!is_loopback(addr), "{addr}");
+        }
+    }
 }
