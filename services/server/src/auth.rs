@@ -501,10 +501,11 @@ fn create(data_dir: &Path, args: &CreateArgs) -> anyhow::Result<(StoredKey, Stri
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key(dir: &Path, scope: Option<KbScope>, kb: Option<&str>) -> (StoredKey, String) {
+    /// Creates a key (admin without `scope`) and returns it with the full key text.
+    pub(crate) fn key(dir: &Path, scope: Option<KbScope>, kb: Option<&str>) -> (StoredKey, String) {
         create(
             dir,
             &CreateArgs {

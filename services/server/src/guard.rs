@@ -238,7 +238,92 @@ pub async fn reject_oversize(
 
 #[cfg(test)]
 mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
     use super::*;
+    use crate::auth::{KEY_FILE, Principal};
+
+    /// A router with the access check and stand-in handlers that report the principal.
+    fn app(data: &std::path::Path) -> Router {
+        let keys = Keys::load(data, false).unwrap();
+        let guard = Arc::new(Guard::new(&ServerConfig::default(), keys).unwrap());
+        let who = |axum::Extension(p): axum::Extension<Principal>| async move { format!("{p:?}") };
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/v1/kbs/{kb}", get(who).delete(who))
+            .route("/v1/unlisted", get(who))
+            .layer(axum::middleware::from_fn_with_state(guard, check_access))
+    }
+
+    async fn send(app: &Router, method: &str, path: &str, key: Option<&str>) -> (u16, String) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn routes_are_served_only_as_the_access_table_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = app(dir.path());
+        // A route missing from the table never reaches its handler, nor does a method
+        // missing from a listed path.
+        assert_eq!(send(&open, "GET", "/v1/unlisted", None).await.0, 500);
+        assert_eq!(send(&open, "POST", "/healthz", None).await.0, 405);
+        assert_eq!(send(&open, "GET", "/healthz", None).await.0, 200);
+        assert_eq!(
+            send(&open, "GET", "/v1/kbs/a", None).await,
+            (200, "Open".to_string())
+        );
+
+        // The keys file is read per request: from now on keys are required.
+        std::fs::write(
+            dir.path().join(KEY_FILE),
+            br#"{"keys": [{"id": "k1", "scope": "read", "kb": "a", "created": "now",
+                "salt": "s", "hash": "4f3c1e4d5c0bd8e0d2bd3c2f2e4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a99887766"}]}"#,
+        )
+        .unwrap();
+        let (status, body) = send(&open, "GET", "/v1/kbs/a", None).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(send(&open, "GET", "/healthz", None).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn kb_routes_check_the_path_kb() {
+        let dir = tempfile::tempdir().unwrap();
+        let (read, write) = (
+            crate::auth::tests::key(dir.path(), Some(crate::auth::KbScope::Read), Some("a")).1,
+            crate::auth::tests::key(dir.path(), Some(crate::auth::KbScope::Write), Some("a")).1,
+        );
+        let app = app(dir.path());
+        let (status, body) = send(&app, "GET", "/v1/kbs/a", Some(&read)).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("write: false"), "{body}");
+        let (status, body) = send(&app, "GET", "/v1/kbs/b", Some(&read)).await;
+        assert_eq!(status, 404);
+        assert!(
+            body.contains(r#"knowledge base \"b\" does not exist"#),
+            "{body}"
+        );
+        // Percent-encoding does not get around the check.
+        assert_eq!(send(&app, "GET", "/v1/kbs/%62", Some(&read)).await.0, 404);
+        assert_eq!(send(&app, "DELETE", "/v1/kbs/a", Some(&read)).await.0, 403);
+        assert_eq!(send(&app, "DELETE", "/v1/kbs/a", Some(&write)).await.0, 200);
+        assert_eq!(send(&app, "DELETE", "/v1/kbs/b", Some(&write)).await.0, 404);
+    }
 
     #[test]
     fn cors_origins_are_checked() {
