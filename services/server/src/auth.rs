@@ -44,7 +44,8 @@ pub enum Scope {
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad`, so the `keys list` table's column widths apply.
+        f.pad(match self {
             Scope::Admin => "admin",
             Scope::Read => "read",
             Scope::Write => "write",
