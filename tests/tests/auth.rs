@@ -692,21 +692,27 @@ const BACKUP: &str = "# Backups\n\nThe nightly backup runs at two o'clock and co
 
 #[test]
 fn request_timeout_spares_started_streams_and_limits_by_address_without_keys() {
-    let server = Server::start_with_env(&[
-        ("ZHIKU_SERVER__REQUEST_TIMEOUT_SECS", "1"),
-        ("ZHIKU_SERVER__RATE_LIMIT_PER_MINUTE", "1"),
-        ("ZHIKU_SERVER__RATE_LIMIT_BURST", "8"),
-        ("ZHIKU_LLM__MIN_RELEVANCE", "0"),
-    ]);
-    // Open on loopback, with a warning.
-    assert!(server.log().contains("no API keys"), "{}", server.log());
+    // The document goes in first, without limits: on a loaded machine an upload can take
+    // longer than the one-second timeout under test.
+    let server = Server::start();
     let (status, body) = server.upload("kb", &[("backup.md", BACKUP.as_bytes().to_vec())]);
     assert_eq!(status, 201, "{body}");
+    let server = Server::start_in(
+        server.kill(),
+        &[
+            ("ZHIKU_SERVER__REQUEST_TIMEOUT_SECS", "1"),
+            ("ZHIKU_SERVER__RATE_LIMIT_PER_MINUTE", "1"),
+            ("ZHIKU_SERVER__RATE_LIMIT_BURST", "8"),
+            ("ZHIKU_LLM__MIN_RELEVANCE", "0"),
+        ],
+    );
+    // Open on loopback, with a warning.
+    assert!(server.log().contains("no API keys"), "{}", server.log());
     // The grammar admits no array shorter than 1,900 numbers: generation takes all of
     // max_tokens, many seconds.
     let long = json!({
         "question": "When does the nightly backup run?",
-        "max_tokens": 400,
+        "max_tokens": 1000,
         "response_format": {"type": "json_schema", "schema": {
             "type": "array", "minItems": 1900, "items": {"type": "integer"}
         }}
