@@ -121,9 +121,43 @@ pub async fn check_access(
     request: Request,
     next: Next,
 ) -> Response {
-    match authorize(&guard, request).await {
-        Ok(request) => next.run(request).await,
-        Err(error) => error.into_response(),
+    // The body stays aside while the headers are checked: a refused request's body is
+    // read and dropped before answering, since clients send the whole body before
+    // reading the response, and one answered early and cut off sees a broken connection
+    // instead of the 401/404.
+    let (parts, body) = request.into_parts();
+    let declared = declared_length(&parts.headers);
+    match authorize(&guard, Request::from_parts(parts, axum::body::Body::empty())).await {
+        Ok(request) => {
+            let (parts, _) = request.into_parts();
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(error) => {
+            discard(body, declared).await;
+            error.into_response()
+        }
+    }
+}
+
+/// The `Content-Length` a request declares.
+fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Reads and drops a refused request's body, unless it is declared larger than
+/// [`DRAIN_LIMIT`] (then the connection is cut rather than read for long).
+async fn discard(mut body: axum::body::Body, declared: Option<usize>) {
+    if declared.is_none_or(|length| length <= DRAIN_LIMIT) {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > DRAIN_LIMIT {
+                break;
+            }
+        }
     }
 }
 
@@ -216,17 +250,9 @@ pub async fn reject_oversize(
     } else {
         (guard.max_body_bytes, "server.max_body_bytes")
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match declared {
+    match declared_length(request.headers()) {
         Some(length) if length > limit => {
-            if length <= DRAIN_LIMIT {
-                let mut body = request.into_body();
-                while let Some(Ok(_)) = body.frame().await {}
-            }
+            discard(request.into_body(), Some(length)).await;
             ServiceError::PayloadTooLarge(format!(
                 "request body of {length} bytes is larger than the limit of {limit} bytes ({key})"
             ))
