@@ -206,6 +206,26 @@ impl Server {
         )
     }
 
+    /// GETs a path that answers text (HTML, metrics); returns status, content type and body.
+    pub fn get_text(&self, path: &str) -> (u16, String, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .expect("request");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (
+            response.status().as_u16(),
+            content_type,
+            response.text().expect("body"),
+        )
+    }
+
     /// DELETEs a path; returns status and JSON body (Null when empty).
     pub fn delete(&self, path: &str) -> (u16, Value) {
         into_parts(

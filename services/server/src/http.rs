@@ -10,15 +10,15 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use futures_util::Stream;
 use http_body_util::BodyExt;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -26,47 +26,108 @@ use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::{
     AskRequest, AskResponse, AskSources, AskToken, CreateJobRequest, DocumentInfo, DocumentList,
-    JobAccepted, JobInfo, JobList, KbList, ModelList, ReindexResponse, SearchRequest,
-    SearchResponse, TokenizeRequest, TokenizeResponse, UploadResponse,
+    DocumentListParams, Health, JobAccepted, JobInfo, JobList, KbInfo, KbList, ModelList,
+    Readiness, ReadyState, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
+    TokenizeResponse, UploadForm, UploadParams, UploadResponse,
 };
 
 use crate::error::{ServiceError, file_status};
+use crate::openapi::{
+    self, BadRequest, Conflict, DocumentPath, Forbidden, JobPath, KbPath, NotFound, Overloaded,
+    PayloadTooLarge, UnprocessableContent, UnsupportedMediaType,
+};
 use crate::services::{AskSink, Services};
 
 /// Shared state of every handler.
 pub type AppState = Arc<Services>;
 
-/// The API's routes.
-pub fn router(services: AppState) -> Router {
-    let upload_limit = services.config.server.max_upload_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/models", get(models))
-        .route("/v1/tokenize", post(tokenize))
-        .route("/v1/kbs", get(list_kbs))
-        .route("/v1/kbs/{kb}", get(get_kb).delete(delete_kb))
-        .route(
-            "/v1/kbs/{kb}/documents",
-            post(upload)
+/// The API's routes, as the router matches them: `(method, path)`. `zhiku routes` prints
+/// them and the e2e test checks each against the OpenAPI document, so a route added here
+/// without `#[utoipa::path]` docs fails the build's tests.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes(usize::MAX).table
+}
+
+/// The router and the list of what it routes, built together so that they cannot differ.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add_wrapped(method, path, handler, |route| route)
+    }
+
+    /// A route whose handler gets its own layers (e.g. a body limit).
+    fn add_wrapped<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        handler: H,
+        wrap: impl FnOnce(MethodRouter<AppState>) -> MethodRouter<AppState>,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| panic!("{method} cannot be routed"));
+        self.router = self.router.route(path, wrap(on(filter, handler)));
+        self.table.push((method, path));
+        self
+    }
+}
+
+/// Every route; the only place routes are added.
+fn routes(upload_limit: usize) -> Routes {
+    let api = Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    };
+    api.add(Method::GET, "/healthz", healthz)
+        .add(Method::GET, "/readyz", readyz)
+        .add(Method::GET, "/metrics", metrics)
+        .add(Method::GET, "/openapi.json", openapi::spec)
+        .add(Method::GET, "/docs", openapi::docs)
+        .add(Method::GET, "/v1/models", models)
+        .add(Method::POST, "/v1/tokenize", tokenize)
+        .add(Method::GET, "/v1/kbs", list_kbs)
+        .add(Method::GET, "/v1/kbs/{kb}", get_kb)
+        .add(Method::DELETE, "/v1/kbs/{kb}", delete_kb)
+        .add_wrapped(Method::POST, "/v1/kbs/{kb}/documents", upload, |route| {
+            route
                 .layer(DefaultBodyLimit::max(upload_limit))
                 .layer(middleware::from_fn_with_state(
                     upload_limit,
                     reject_oversize,
-                )),
-        )
-        .route("/v1/kbs/{kb}/documents", get(list_documents))
-        .route(
+                ))
+        })
+        .add(Method::GET, "/v1/kbs/{kb}/documents", list_documents)
+        .add(Method::GET, "/v1/kbs/{kb}/documents/{*id}", get_document)
+        .add(
+            Method::DELETE,
             "/v1/kbs/{kb}/documents/{*id}",
-            get(get_document).delete(delete_document),
+            delete_document,
         )
-        .route("/v1/jobs", post(create_job).get(list_jobs))
-        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
-        .route("/v1/jobs/{id}/events", get(job_events))
-        .route("/v1/kbs/{kb}/search", post(search))
-        .route("/v1/kbs/{kb}/reindex", post(reindex))
-        .route("/v1/kbs/{kb}/ask", post(ask))
+        .add(Method::POST, "/v1/jobs", create_job)
+        .add(Method::GET, "/v1/jobs", list_jobs)
+        .add(Method::GET, "/v1/jobs/{id}", get_job)
+        .add(Method::DELETE, "/v1/jobs/{id}", cancel_job)
+        .add(Method::GET, "/v1/jobs/{id}/events", job_events)
+        .add(Method::POST, "/v1/kbs/{kb}/search", search)
+        .add(Method::POST, "/v1/kbs/{kb}/reindex", reindex)
+        .add(Method::POST, "/v1/kbs/{kb}/ask", ask)
+}
+
+/// The API's router.
+pub fn router(services: AppState) -> Router {
+    routes(services.config.server.max_upload_bytes)
+        .router
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(services.clone(), track))
         // Layers added last run first: every request gets an id (a client's own
@@ -122,15 +183,34 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ServiceError>
         .map_err(|e| ServiceError::bad_request("invalid_json", e.body_text()))
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
+/// Liveness
+///
+/// 200 while the process serves; it listens only once the models are loaded.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves.", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
+/// Readiness
+///
 /// Ready for traffic: the models are loaded (the server only listens once they are), every
 /// knowledge base's indexes open, and no shutdown under way.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready: send traffic.", body = Readiness),
+    (status = 503, description = "Draining for shutdown, or a knowledge base cannot be opened.", body = Readiness),
+))]
 async fn readyz(State(s): State<AppState>) -> Response {
+    let unready = |status, problems| Readiness {
+        status,
+        models: None,
+        kbs: None,
+        problems,
+    };
     if s.draining.load(Ordering::Relaxed) {
-        let body = serde_json::json!({ "status": "draining" });
+        let body = unready(ReadyState::Draining, Vec::new());
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     let checked = blocking(move || {
@@ -145,26 +225,35 @@ async fn readyz(State(s): State<AppState>) -> Response {
     })
     .await;
     match checked {
-        Ok((models, kbs, problems)) if problems.is_empty() => Json(serde_json::json!({
-            "status": "ready",
-            "models": models.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
-            "kbs": kbs,
-        }))
+        Ok((models, kbs, problems)) if problems.is_empty() => Json(Readiness {
+            status: ReadyState::Ready,
+            models: Some(models.models.into_iter().map(|m| m.name).collect()),
+            kbs: Some(kbs),
+            problems: Vec::new(),
+        })
         .into_response(),
         Ok((_, _, problems)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "problems": problems })),
+            Json(unready(ReadyState::Unavailable, problems)),
         )
             .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "problems": [e.to_string()] })),
+            Json(unready(ReadyState::Unavailable, vec![e.to_string()])),
         )
             .into_response(),
     }
 }
 
-/// Prometheus text exposition (OpenMetrics).
+/// Metrics
+///
+/// Prometheus text exposition (OpenMetrics): requests by route and status, latencies, time
+/// to first token, tokens per second, ingestion, the job queue, generation slots and
+/// per-KB counts.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "The metrics.", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+))]
 async fn metrics(State(s): State<AppState>) -> Result<Response, ServiceError> {
     let text = blocking(move || s.metrics_text()).await?;
     Ok((
@@ -181,6 +270,13 @@ async fn not_found() -> ServiceError {
     ServiceError::NotFound("no such route".into())
 }
 
+/// List knowledge bases
+///
+/// Every knowledge base with its document and chunk counts.
+#[utoipa::path(get, path = "/v1/kbs", tag = "knowledge bases", responses(
+    (status = 200, description = "The knowledge bases, by name.", body = KbList),
+    (status = 409, response = Conflict),
+))]
 async fn list_kbs(State(s): State<AppState>) -> Result<Json<KbList>, ServiceError> {
     blocking(move || {
         let mut kbs = Vec::new();
@@ -194,6 +290,14 @@ async fn list_kbs(State(s): State<AppState>) -> Result<Json<KbList>, ServiceErro
     .await
 }
 
+/// Get a knowledge base
+///
+/// Its counts, embedding model and what each index physically stores.
+#[utoipa::path(get, path = "/v1/kbs/{kb}", tag = "knowledge bases", params(KbPath), responses(
+    (status = 200, description = "The knowledge base.", body = KbInfo),
+    (status = 404, response = NotFound),
+    (status = 409, response = Conflict),
+))]
 async fn get_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -207,6 +311,14 @@ async fn get_kb(
     .await
 }
 
+/// Delete a knowledge base
+///
+/// Removes its directory: documents, both indexes and their catalog entries.
+#[utoipa::path(delete, path = "/v1/kbs/{kb}", tag = "knowledge bases", params(KbPath), responses(
+    (status = 204, description = "Deleted."),
+    (status = 404, response = NotFound),
+    (status = 409, response = Conflict),
+))]
 async fn delete_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -270,26 +382,13 @@ struct Upload {
     bytes: Vec<u8>,
 }
 
-/// The parts of an upload form.
-struct UploadForm {
+/// The parts of an upload form, read.
+struct UploadParts {
     files: Vec<Upload>,
     /// `document_id` fields, one per file or none.
     ids: Vec<String>,
     /// `tags` fields as sent, for every file.
     tags: Vec<String>,
-}
-
-/// Query of `POST /v1/kbs/{kb}/documents`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UploadQuery {
-    /// Wait until the files are searchable (default), or return 202 with a job id.
-    #[serde(default = "yes")]
-    wait: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> {
@@ -300,7 +399,7 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> 
 
 async fn read_uploads(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<UploadForm, ServiceError> {
+) -> Result<UploadParts, ServiceError> {
     let mut multipart =
         multipart.map_err(|e| ServiceError::bad_request("invalid_multipart", e.body_text()))?;
     let mut files = Vec::new();
@@ -368,18 +467,37 @@ async fn read_uploads(
             ),
         ));
     }
-    Ok(UploadForm { files, ids, tags })
+    Ok(UploadParts { files, ids, tags })
 }
 
+/// Upload documents
+///
+/// Parses, chunks, embeds and indexes the files; the knowledge base is created on first
+/// upload. Each file succeeds or fails alone: failures of some files are listed in
+/// `errors`, and only when every file failed is the answer an error, whose status is the
+/// first failure's (`error.files` lists them all). Identical content is `unchanged`;
+/// changed content replaces the stored version atomically.
+#[utoipa::path(post, path = "/v1/kbs/{kb}/documents", tag = "documents",
+    params(KbPath, UploadParams),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Searchable now (`wait=true`).", body = UploadResponse),
+        (status = 202, description = "Queued as a job (`wait=false`); follow it at `/v1/jobs/{id}`.", body = JobAccepted),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ))]
 async fn upload(
     State(s): State<AppState>,
     Path(kb): Path<String>,
-    params: Result<Query<UploadQuery>, QueryRejection>,
+    params: Result<Query<UploadParams>, QueryRejection>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ServiceError> {
     Services::check_kb_name(&kb)?;
     let params = query(params)?;
-    let UploadForm { files, ids, tags } = read_uploads(multipart).await?;
+    let UploadParts { files, ids, tags } = read_uploads(multipart).await?;
     let tags = zhiku_jobs::normalize_tags(&tags)?;
     let ids: Vec<String> = if ids.is_empty() {
         files
@@ -441,20 +559,20 @@ async fn upload(
     .await
 }
 
-/// Query of `GET /v1/kbs/{kb}/documents`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    /// Page size, 1 to 1000 (default 100).
-    limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
+/// List documents
+///
+/// One page of documents in id order; pass `next_cursor` as `cursor` for the next.
+#[utoipa::path(get, path = "/v1/kbs/{kb}/documents", tag = "documents",
+    params(KbPath, DocumentListParams), responses(
+        (status = 200, description = "A page of documents.", body = DocumentList),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn list_documents(
     State(s): State<AppState>,
     Path(kb): Path<String>,
-    params: Result<Query<ListQuery>, QueryRejection>,
+    params: Result<Query<DocumentListParams>, QueryRejection>,
 ) -> Result<Json<DocumentList>, ServiceError> {
     let params = query(params)?;
     let limit = params.limit.unwrap_or(100);
@@ -477,6 +595,15 @@ async fn list_documents(
     .await
 }
 
+/// Get a document
+///
+/// Name, path, format, tags, chunks, status, content hash, size, version and dates.
+#[utoipa::path(get, path = "/v1/kbs/{kb}/documents/{id}", tag = "documents",
+    params(DocumentPath), responses(
+        (status = 200, description = "The document.", body = DocumentInfo),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn get_document(
     State(s): State<AppState>,
     Path((kb, id)): Path<(String, String)>,
@@ -489,6 +616,15 @@ async fn get_document(
     .await
 }
 
+/// Delete a document
+///
+/// Removes its chunks from both indexes and its catalog entry.
+#[utoipa::path(delete, path = "/v1/kbs/{kb}/documents/{id}", tag = "documents",
+    params(DocumentPath), responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn delete_document(
     State(s): State<AppState>,
     Path((kb, id)): Path<(String, String)>,
@@ -505,6 +641,17 @@ async fn delete_document(
     .await
 }
 
+/// Import a server directory
+///
+/// Starts a batch job that ingests the files of a directory on the server, which must lie
+/// inside a configured import root (`..` and symlinks are resolved first). Each file's
+/// path relative to the directory becomes its document id.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJobRequest, responses(
+    (status = 202, description = "Queued; follow it at `/v1/jobs/{id}`.", body = JobAccepted),
+    (status = 400, response = BadRequest),
+    (status = 403, response = Forbidden),
+    (status = 409, response = Conflict),
+))]
 async fn create_job(
     State(s): State<AppState>,
     body: Result<Json<CreateJobRequest>, JsonRejection>,
@@ -523,6 +670,12 @@ async fn create_job(
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id: job.id })))
 }
 
+/// List jobs
+///
+/// Every job, newest first, with its progress.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses(
+    (status = 200, description = "The jobs.", body = JobList),
+))]
 async fn list_jobs(State(s): State<AppState>) -> Result<Json<JobList>, ServiceError> {
     blocking(move || {
         Ok(Json(JobList {
@@ -536,6 +689,13 @@ fn job_not_found(id: &str) -> ServiceError {
     ServiceError::NotFound(format!("job {id:?} does not exist"))
 }
 
+/// Get a job
+///
+/// State, file and chunk counts, rate, ETA and per-file errors.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath), responses(
+    (status = 200, description = "The job.", body = JobInfo),
+    (status = 404, response = NotFound),
+))]
 async fn get_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -549,6 +709,14 @@ async fn get_job(
     .await
 }
 
+/// Cancel a job
+///
+/// Stops a queued or running job; documents it already committed stay.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath), responses(
+    (status = 200, description = "The job, cancelled.", body = JobInfo),
+    (status = 404, response = NotFound),
+    (status = 409, response = Conflict),
+))]
 async fn cancel_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -556,8 +724,16 @@ async fn cancel_job(
     blocking(move || Ok(Json(s.jobs()?.cancel(&id)?))).await
 }
 
+/// Follow a job
+///
 /// Progress as Server-Sent Events: a `progress` event per change, then one `done` event
-/// with the final state, then the stream ends.
+/// with the final state, then the stream ends. The `data` of both is a `JobInfo`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(JobPath), responses(
+    (status = 200, description = "Server-Sent Events `progress` (data: `JobInfo`), then `done` (data: `JobInfo`).",
+        content_type = "text/event-stream", body = String,
+        example = "event: progress\ndata: {\"id\":\"…\",\"state\":\"running\",…}\n\nevent: done\ndata: {\"id\":\"…\",\"state\":\"succeeded\",…}\n\n"),
+    (status = 404, response = NotFound),
+))]
 async fn job_events(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -589,6 +765,17 @@ fn job_event(name: &str, info: &JobInfo) -> Event {
         .unwrap_or_else(|_| Event::default().event(name))
 }
 
+/// Search
+///
+/// Hybrid (BM25 and dense, fused), dense or keyword search, optionally filtered by document
+/// metadata and expanded with neighbouring chunks.
+#[utoipa::path(post, path = "/v1/kbs/{kb}/search", tag = "search", params(KbPath),
+    request_body = SearchRequest, responses(
+        (status = 200, description = "Hits, best first.", body = SearchResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn search(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -598,10 +785,24 @@ async fn search(
     blocking(move || Ok(Json(SearchResponse::new(s.search(&kb, &request)?)))).await
 }
 
+/// Loaded models
+///
+/// The LLM and the embedder: engine, file, size, parameters, quantization, context and
+/// the LLM's generation slots.
+#[utoipa::path(get, path = "/v1/models", tag = "models", responses(
+    (status = 200, description = "The models.", body = ModelList),
+))]
 async fn models(State(s): State<AppState>) -> Json<ModelList> {
     Json(s.models())
 }
 
+/// Tokenize
+///
+/// How the two sides of zhiku see a text: the LLM's tokens and the keyword index's words.
+#[utoipa::path(post, path = "/v1/tokenize", tag = "models", request_body = TokenizeRequest, responses(
+    (status = 200, description = "Tokens and words.", body = TokenizeResponse),
+    (status = 400, response = BadRequest),
+))]
 async fn tokenize(
     State(s): State<AppState>,
     body: Result<Json<TokenizeRequest>, JsonRejection>,
@@ -610,8 +811,17 @@ async fn tokenize(
     blocking(move || Ok(Json(s.tokenize(&request.text)?))).await
 }
 
-/// Runs to completion before answering: a reindex is an operator's action, and the
-/// answer says what it did.
+/// Reindex
+///
+/// Re-embeds every chunk with the service's embedding model and switches the knowledge
+/// base to it atomically; searches use the old vectors until then. Runs to completion
+/// before answering: a reindex is an operator's action, and the answer says what it did.
+#[utoipa::path(post, path = "/v1/kbs/{kb}/reindex", tag = "knowledge bases", params(KbPath),
+    responses(
+        (status = 200, description = "Done.", body = ReindexResponse),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn reindex(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -710,6 +920,24 @@ fn wants_events(request: &AskRequest, headers: &HeaderMap) -> bool {
     })
 }
 
+/// Ask
+///
+/// A grounded answer from the knowledge base's documents, citing them as `[n]`. As one
+/// JSON body, or, with `"stream": true` or `Accept: text/event-stream`, as Server-Sent
+/// Events: `sources` (data: `AskSources`), a `token` (data: `AskToken`) per piece, then
+/// `done` (data: `AskResponse`) or `error` (data: `ErrorBody`). Errors found before the
+/// first event are plain HTTP errors.
+#[utoipa::path(post, path = "/v1/kbs/{kb}/ask", tag = "ask", params(KbPath),
+    request_body = AskRequest, responses(
+        (status = 200, description = "The answer, or its events.", content(
+            (AskResponse = "application/json"),
+            (String = "text/event-stream", example = "event: sources\ndata: {\"sources\":[…],\"sources_dropped\":0,\"grounded\":true}\n\nevent: token\ndata: {\"text\":\"The backup\"}\n\nevent: done\ndata: {\"answer\":\"The backup runs at 02:00 [1].\",…}\n\n"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Overloaded),
+    ))]
 async fn ask(
     State(s): State<AppState>,
     Path(kb): Path<String>,
