@@ -109,6 +109,19 @@ pub fn terms(text: &str) -> Vec<String> {
     out
 }
 
+/// The words of a text as written (not lowercased or stemmed, traditional characters
+/// kept): jieba's plain segmentation, without the extra sub-words search mode adds, and
+/// without punctuation and whitespace. For building queries that people and the
+/// embedding model read, where [`terms`] would give stems like `packag`.
+pub fn words(text: &str) -> Vec<String> {
+    jieba()
+        .cut(text, true)
+        .into_iter()
+        .filter(|t| t.word.chars().any(char::is_alphanumeric))
+        .map(|t| t.word.to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +131,17 @@ mod tests {
         let t = terms("我们使用数据库。");
         assert!(t.contains(&"数据库".to_string()), "{t:?}");
         assert!(!t.iter().any(|w| w == "。"), "{t:?}");
+    }
+
+    #[test]
+    fn words_are_kept_as_written() {
+        assert_eq!(
+            words("What does the Pro plan include?"),
+            ["What", "does", "the", "Pro", "plan", "include"]
+        );
+        let w = words("智库备份的专业版包括什么？");
+        assert!(w.iter().any(|w| w == "专业版" || w == "专业"), "{w:?}");
+        assert!(!w.iter().any(|w| w == "？"), "{w:?}");
     }
 
     #[test]

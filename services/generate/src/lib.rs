@@ -18,7 +18,8 @@ mod utf8;
 pub use citations::resolve_citations;
 pub use llama::{LlamaConfig, LlamaGenerator};
 pub use prompt::{
-    GroundedPrompt, Source, build_grounded_prompt, build_styled_prompt, not_found_answer,
+    GroundedPrompt, HistoryTurn, Source, build_conversation_prompt, build_grounded_prompt,
+    build_styled_prompt, grounded_messages, is_mostly_cjk, not_found_answer,
 };
 pub use slots::{Slot, SlotError, SlotStatus, Slots};
 

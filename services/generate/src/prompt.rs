@@ -16,15 +16,29 @@ pub struct Source {
     pub text: String,
 }
 
+/// An earlier exchange of a conversation, offered to the model before the current
+/// question so it can resolve references like "it".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryTurn {
+    /// What the user asked, as asked.
+    pub question: String,
+    /// What was answered. Its `[n]` markers are removed when composed: they numbered that
+    /// turn's sources, and would point at the wrong ones now.
+    pub answer: String,
+}
+
 /// A chat ready for [`Generator::generate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroundedPrompt {
-    /// The system and user messages.
+    /// The system message, the history turns if any, and the grounded user message.
     pub messages: Vec<ChatMessage>,
     /// How many of the given sources made it into the prompt: always the first
     /// `sources_used`, numbered `[1]..=[sources_used]`, so a citation `[n]` refers to
     /// `sources[n - 1]`.
     pub sources_used: usize,
+    /// How many of the given history turns made it into the prompt: always the most
+    /// recent `history_used`.
+    pub history_used: usize,
 }
 
 /// The language the instructions are written in; small models follow instructions in the
@@ -86,11 +100,7 @@ pub fn build_styled_prompt(
     reserve_answer_tokens: usize,
     style: &[(&str, &str)],
 ) -> Result<GroundedPrompt, GenerateError> {
-    let lang = if is_mostly_cjk(question) {
-        Lang::Zh
-    } else {
-        Lang::En
-    };
+    let lang = lang_of(question);
     let window = generator.context_window();
     let too_long = |prompt_tokens: usize| GenerateError::PromptTooLong {
         tokens: prompt_tokens.saturating_add(reserve_answer_tokens),
@@ -107,11 +117,12 @@ pub fn build_styled_prompt(
         };
 
     // The common case: everything fits.
-    let all_tokens = match fit(compose(lang, question, sources, None, style))? {
+    let all_tokens = match fit(compose(lang, question, sources, None, style, &[]))? {
         Ok(messages) => {
             return Ok(GroundedPrompt {
                 messages,
                 sources_used: sources.len(),
+                history_used: 0,
             });
         }
         Err(tokens) => tokens,
@@ -127,7 +138,7 @@ pub fn build_styled_prompt(
     let mut best = None;
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        match fit(compose(lang, question, &sources[..mid], None, style))? {
+        match fit(compose(lang, question, &sources[..mid], None, style, &[]))? {
             Ok(messages) => {
                 lo = mid;
                 best = Some(messages);
@@ -139,13 +150,14 @@ pub fn build_styled_prompt(
         return Ok(GroundedPrompt {
             messages,
             sources_used: lo,
+            history_used: 0,
         });
     }
 
     // Not even the best source fits whole: keep as much of it as fits rather than answering
     // without evidence.
     let one = std::slice::from_ref(first);
-    let mut best = match fit(compose(lang, question, one, Some(""), style))? {
+    let mut best = match fit(compose(lang, question, one, Some(""), style, &[]))? {
         Ok(messages) => messages,
         Err(tokens) => return Err(too_long(tokens)),
     };
@@ -161,6 +173,7 @@ pub fn build_styled_prompt(
             one,
             Some(&first.text[..cuts[mid]]),
             style,
+            &[],
         ))? {
             Ok(messages) => {
                 lo = mid;
@@ -172,17 +185,134 @@ pub fn build_styled_prompt(
     Ok(GroundedPrompt {
         messages: best,
         sources_used: 1,
+        history_used: 0,
     })
 }
 
-/// The chat for `sources`; `first_text` replaces the first source's text when it had to be
-/// cut to fit.
+/// [`build_styled_prompt`] for a turn of a conversation: the most recent earlier turns
+/// (`history`, oldest first) go between the system message and the grounded user message
+/// as user/assistant messages, their answers without `[n]` markers.
+///
+/// `question` is the question as the user asked it; `standalone` is the same question
+/// rewritten to stand alone (the search query). The grounded message carries `question`
+/// when at least one turn is in the prompt, else `standalone`: without history the model
+/// has nothing to resolve "it" against.
+///
+/// Fits to the window in this order, each as far as it goes:
+///
+/// 1. the best source, whole;
+/// 2. earlier turns, most recent first (the oldest are dropped first);
+/// 3. further sources, best first (the lowest ranked are dropped first).
+///
+/// Evidence comes first because the answer must be grounded, and retrieval has already
+/// used what the history adds (through the search query). When the best source does not
+/// fit beside even the most recent turn, the prompt is [`build_styled_prompt`] of
+/// `standalone` with no history (the first source cut short if need be). Without history
+/// the result is exactly [`build_styled_prompt`] of `standalone`.
+///
+/// # Errors
+/// As [`build_grounded_prompt`].
+#[allow(clippy::too_many_arguments)]
+pub fn build_conversation_prompt(
+    generator: &dyn Generator,
+    question: &str,
+    standalone: &str,
+    history: &[HistoryTurn],
+    sources: &[Source],
+    reserve_answer_tokens: usize,
+    style: &[(&str, &str)],
+) -> Result<GroundedPrompt, GenerateError> {
+    let without_history =
+        || build_styled_prompt(generator, standalone, sources, reserve_answer_tokens, style);
+    if history.is_empty() {
+        return without_history();
+    }
+    let lang = lang_of(question);
+    let window = generator.context_window();
+    let fits = |messages: &[ChatMessage]| -> Result<bool, GenerateError> {
+        let tokens = generator.count_chat_tokens(messages)?;
+        Ok(tokens.saturating_add(reserve_answer_tokens) <= window)
+    };
+    let with = |turns: usize, used: usize| {
+        compose(
+            lang,
+            question,
+            &sources[..used],
+            None,
+            style,
+            &history[history.len() - turns..],
+        )
+    };
+    let prompt = |messages, sources_used, history_used| GroundedPrompt {
+        messages,
+        sources_used,
+        history_used,
+    };
+
+    let all = with(history.len(), sources.len());
+    if fits(&all)? {
+        return Ok(prompt(all, sources.len(), history.len()));
+    }
+    // The best source, then as many recent turns as fit beside it.
+    let base = sources.len().min(1);
+    let mut kept = None;
+    for turns in (1..=history.len()).rev() {
+        let messages = with(turns, base);
+        if fits(&messages)? {
+            kept = Some((turns, messages));
+            break;
+        }
+    }
+    let Some((turns, mut best)) = kept else {
+        return without_history();
+    };
+    // Then as many further sources as fit beside those turns. Invariant: `lo` sources
+    // fit, `hi` do not (all of them are known not to fit only beside every turn).
+    let (mut lo, mut hi) = (base, sources.len());
+    if turns < history.len() {
+        let messages = with(turns, hi);
+        if fits(&messages)? {
+            return Ok(prompt(messages, hi, turns));
+        }
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let messages = with(turns, mid);
+        if fits(&messages)? {
+            lo = mid;
+            best = messages;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(prompt(best, lo, turns))
+}
+
+/// The system and user messages of a grounded question, composed as for the model (no
+/// history, no style, nothing cut to fit): for records of what a grounded exchange
+/// looks like, such as fine-tuning data.
+pub fn grounded_messages(question: &str, sources: &[Source]) -> Vec<ChatMessage> {
+    compose(lang_of(question), question, sources, None, &[], &[])
+}
+
+/// Chinese instructions for a mostly Chinese question, else English.
+fn lang_of(question: &str) -> Lang {
+    if is_mostly_cjk(question) {
+        Lang::Zh
+    } else {
+        Lang::En
+    }
+}
+
+/// The chat for `sources`, after the `history` turns; `first_text` replaces the first
+/// source's text when it had to be cut to fit.
 fn compose(
     lang: Lang,
     question: &str,
     sources: &[Source],
     first_text: Option<&str>,
     style: &[(&str, &str)],
+    history: &[HistoryTurn],
 ) -> Vec<ChatMessage> {
     let mut user = String::new();
     user.push_str(match lang {
@@ -225,10 +355,14 @@ fn compose(
             );
         }
     }
-    vec![
-        ChatMessage::system(styled_system_prompt(lang, style)),
-        ChatMessage::user(user),
-    ]
+    let mut messages = vec![ChatMessage::system(styled_system_prompt(lang, style))];
+    for turn in history {
+        messages.push(ChatMessage::user(turn.question.trim()));
+        let (answer, _) = crate::resolve_citations(turn.answer.trim(), 0);
+        messages.push(ChatMessage::assistant(answer));
+    }
+    messages.push(ChatMessage::user(user));
+    messages
 }
 
 /// The grounding rules, then the persona and CO-STAR fields as the rules' refinement.
@@ -369,7 +503,7 @@ mod tests {
     #[test]
     fn sources_are_numbered_in_order() {
         let sources = [source("A", "alpha"), source("B", "beta")];
-        let messages = compose(Lang::En, "q?", &sources, None, &[]);
+        let messages = compose(Lang::En, "q?", &sources, None, &[], &[]);
         assert_eq!(messages.len(), 2);
         let user = &messages[1].content;
         let a = user.find("[1] A\nalpha").expect("first source");
@@ -405,6 +539,7 @@ mod tests {
             &[source("手册", "密码是 1234。")],
             None,
             &[],
+            &[],
         );
         assert!(messages[0].content.contains("只使用资料"));
         assert!(messages[1].content.contains("[1] 手册\n密码是 1234。"));
@@ -419,8 +554,58 @@ mod tests {
             &[source("A", "long text")],
             Some("long"),
             &[],
+            &[],
         );
         assert!(messages[1].content.contains("[1] A\nlong …\n"));
+    }
+
+    #[test]
+    fn history_goes_between_system_and_question_without_markers() {
+        let history = [
+            HistoryTurn {
+                question: " What is the Pro plan? ".into(),
+                answer: "It is the paid tier [1], with backups [2][3].".into(),
+            },
+            HistoryTurn {
+                question: "Who sells it?".into(),
+                answer: "Zhiku Ltd [1].".into(),
+            },
+        ];
+        let messages = compose(
+            Lang::En,
+            "What does it include?",
+            &[source("A", "alpha")],
+            None,
+            &[],
+            &history,
+        );
+        use crate::Role;
+        let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant,
+                Role::User
+            ]
+        );
+        assert_eq!(messages[1].content, "What is the Pro plan?");
+        assert_eq!(messages[2].content, "It is the paid tier, with backups.");
+        assert_eq!(messages[4].content, "Zhiku Ltd.");
+        assert!(messages[5].content.contains("[1] A\nalpha"));
+        assert!(
+            messages[5]
+                .content
+                .contains("Question: What does it include?")
+        );
+        // No history: exactly the plain grounded chat.
+        assert_eq!(
+            grounded_messages("q?", &[source("A", "alpha")]),
+            compose(Lang::En, "q?", &[source("A", "alpha")], None, &[], &[])
+        );
     }
 
     #[test]

@@ -28,6 +28,47 @@ pub struct Config {
     pub jobs: JobsSection,
     /// Default persona and CO-STAR fields for answers, overall and per knowledge base.
     pub prompt: PromptSection,
+    /// Conversations: history, follow-up rewriting, limits.
+    pub conversations: ConversationsConfig,
+}
+
+/// How follow-up questions are made standalone before retrieval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RewriteMode {
+    /// Ask the LLM, check its rewrite, and fall back to `keywords` if it fails a check.
+    Model,
+    /// Add the previous search query's key terms to the question.
+    Keywords,
+    /// Search every question as asked.
+    Off,
+}
+
+/// Conversations: history, follow-up rewriting, limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConversationsConfig {
+    /// Turns a conversation may have; further questions are refused (409) so that no
+    /// rated turn is ever dropped to make room.
+    pub max_turns: u32,
+    /// Most recent turns offered to the model with a follow-up (fewer when the context
+    /// window is full).
+    pub history_turns: usize,
+    /// How a follow-up becomes a standalone search query.
+    pub rewrite: RewriteMode,
+    /// Longest question accepted, in characters (every question is stored).
+    pub max_question_chars: usize,
+}
+
+impl Default for ConversationsConfig {
+    fn default() -> Self {
+        Self {
+            max_turns: 100,
+            history_turns: 4,
+            rewrite: RewriteMode::Model,
+            max_question_chars: 4000,
+        }
+    }
 }
 
 /// Default persona and CO-STAR fields (`[prompt.default]`, and `[prompt.kb.<name>]` for

@@ -23,6 +23,17 @@ pub enum ServiceError {
     /// A named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the state of what it names.
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What the conflict is and what to do.
+        message: String,
+    },
+    /// The service's own storage (conversations) failed.
+    #[error("storage: {0}")]
+    Storage(String),
     /// The request body is over the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -78,6 +89,8 @@ impl ServiceError {
         match self {
             ServiceError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ServiceError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
             ServiceError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
@@ -119,6 +132,22 @@ impl ServiceError {
         }
     }
 }
+
+macro_rules! storage_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ServiceError {
+            fn from(e: $t) -> Self {
+                ServiceError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 fn index_status(e: &IndexError) -> (StatusCode, &'static str) {
     match e {

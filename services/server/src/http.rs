@@ -25,16 +25,18 @@ use tower_http::trace::TraceLayer;
 use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::{
-    AskRequest, AskResponse, AskSources, AskToken, CreateJobRequest, DocumentInfo, DocumentList,
-    DocumentListParams, Health, JobAccepted, JobInfo, JobList, KbInfo, KbList, ModelList,
+    AskRequest, AskResponse, AskSources, AskToken, Conversation, ConversationList,
+    ConversationListParams, CreateJobRequest, DocumentInfo, DocumentList, DocumentListParams,
+    FeedbackRequest, Health, JobAccepted, JobInfo, JobList, KbInfo, KbList, ModelList, QaRecord,
     Readiness, ReadyState, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
     TokenizeResponse, UploadForm, UploadParams, UploadResponse,
 };
 
+use crate::conversations::check_id;
 use crate::error::{ServiceError, file_status};
 use crate::openapi::{
-    self, BadRequest, Conflict, DocumentPath, Forbidden, JobPath, KbPath, NotFound, Overloaded,
-    PayloadTooLarge, UnprocessableContent, UnsupportedMediaType,
+    self, BadRequest, Conflict, ConversationPath, DocumentPath, Forbidden, JobPath, KbPath,
+    NotFound, Overloaded, PayloadTooLarge, UnprocessableContent, UnsupportedMediaType,
 };
 use crate::services::{AskSink, Services};
 
@@ -122,6 +124,19 @@ fn routes(upload_limit: usize) -> Routes {
         .add(Method::POST, "/v1/kbs/{kb}/search", search)
         .add(Method::POST, "/v1/kbs/{kb}/reindex", reindex)
         .add(Method::POST, "/v1/kbs/{kb}/ask", ask)
+        .add(Method::GET, "/v1/kbs/{kb}/export/qa.jsonl", export_qa)
+        .add(Method::GET, "/v1/conversations", list_conversations)
+        .add(Method::GET, "/v1/conversations/{id}", get_conversation)
+        .add(
+            Method::DELETE,
+            "/v1/conversations/{id}",
+            delete_conversation,
+        )
+        .add(
+            Method::POST,
+            "/v1/conversations/{id}/feedback",
+            conversation_feedback,
+        )
 }
 
 /// The API's router.
@@ -325,6 +340,7 @@ async fn delete_kb(
 ) -> Result<StatusCode, ServiceError> {
     blocking(move || {
         if s.registry.delete(&kb)? {
+            s.conversations.purge_kb(&kb)?;
             Ok(StatusCode::NO_CONTENT)
         } else {
             Err(ServiceError::NotFound(format!(
@@ -926,7 +942,8 @@ fn wants_events(request: &AskRequest, headers: &HeaderMap) -> bool {
 /// JSON body, or, with `"stream": true` or `Accept: text/event-stream`, as Server-Sent
 /// Events: `sources` (data: `AskSources`), a `token` (data: `AskToken`) per piece, then
 /// `done` (data: `AskResponse`) or `error` (data: `ErrorBody`). Errors found before the
-/// first event are plain HTTP errors.
+/// first event are plain HTTP errors. Every answer is a turn of a conversation: send its
+/// `conversation_id` with the next question to ask a follow-up.
 #[utoipa::path(post, path = "/v1/kbs/{kb}/ask", tag = "ask", params(KbPath),
     request_body = AskRequest, responses(
         (status = 200, description = "The answer, or its events.", content(
@@ -987,5 +1004,143 @@ async fn ask(
     );
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// List conversations
+///
+/// Conversations without their turns, most recently updated first.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations",
+    params(ConversationListParams), responses(
+        (status = 200, description = "The conversations.", body = ConversationList),
+        (status = 400, response = BadRequest),
+    ))]
+async fn list_conversations(
+    State(s): State<AppState>,
+    params: Result<Query<ConversationListParams>, QueryRejection>,
+) -> Result<Json<ConversationList>, ServiceError> {
+    let params = query(params)?;
+    blocking(move || {
+        Ok(Json(ConversationList {
+            conversations: s.conversations.list(params.kb.as_deref())?,
+        }))
+    })
+    .await
+}
+
+fn conversation_not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound(format!("conversation {id:?} does not exist"))
+}
+
+/// Get a conversation
+///
+/// Every turn: question, search query, answer, sources and feedback.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+    params(ConversationPath), responses(
+        (status = 200, description = "The conversation.", body = Conversation),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ))]
+async fn get_conversation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ServiceError> {
+    check_id(&id)?;
+    blocking(move || {
+        s.conversations
+            .get(&id)?
+            .map(Json)
+            .ok_or_else(|| conversation_not_found(&id))
+    })
+    .await
+}
+
+/// Delete a conversation
+///
+/// Its turns and feedback; later questions naming it are refused.
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations",
+    params(ConversationPath), responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ))]
+async fn delete_conversation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ServiceError> {
+    check_id(&id)?;
+    blocking(move || {
+        if s.conversations.delete(&id)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(conversation_not_found(&id))
+        }
+    })
+    .await
+}
+
+/// Rate an answer
+///
+/// Feedback on one turn; later feedback replaces earlier. Turns rated `good` are exported
+/// by `GET /v1/kbs/{kb}/export/qa.jsonl`.
+#[utoipa::path(post, path = "/v1/conversations/{id}/feedback", tag = "conversations",
+    params(ConversationPath), request_body = FeedbackRequest, responses(
+        (status = 204, description = "Recorded."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ))]
+async fn conversation_feedback(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<FeedbackRequest>, JsonRejection>,
+) -> Result<StatusCode, ServiceError> {
+    check_id(&id)?;
+    let request = json_body(body)?;
+    blocking(move || {
+        s.conversations.feedback(&id, &request)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// Export fine-tuning data
+///
+/// The turns of a KB's conversations rated good, one chat fine-tuning record (`QaRecord`)
+/// per line, streamed as they are read. A storage failure midway aborts the response, so a
+/// truncated export is never mistaken for a complete one.
+#[utoipa::path(get, path = "/v1/kbs/{kb}/export/qa.jsonl", tag = "conversations",
+    params(KbPath), responses(
+        (status = 200, description = "JSON Lines: one `QaRecord` per line.",
+            content_type = "application/x-ndjson", body = QaRecord),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
+async fn export_qa(
+    State(s): State<AppState>,
+    Path(kb): Path<String>,
+) -> Result<Response, ServiceError> {
+    let check = s.clone();
+    let name = kb.clone();
+    blocking(move || check.kb(&name).map(drop)).await?;
+    let (lines, mut received) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
+    tokio::task::spawn_blocking(move || {
+        let result = s.conversations.export_good(&kb, &mut |record| {
+            let line = serde_json::to_string(&record)
+                .map(|line| line + "\n")
+                .map_err(std::io::Error::other);
+            let failed = line.is_err();
+            // A send fails once the client has gone: stop reading then too.
+            lines.blocking_send(line).is_ok() && !failed
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, kb, "export failed midway");
+            let _ = lines.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| received.poll_recv(cx));
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
         .into_response())
 }

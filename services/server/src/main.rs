@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod conversations;
 mod error;
 mod eval;
 mod http;
@@ -138,6 +139,9 @@ enum Command {
         /// Answer length bound in tokens.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// Continue this conversation (the id printed after an earlier answer).
+        #[arg(long)]
+        conversation: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -301,6 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             kb,
             temperature,
             max_tokens,
+            conversation: conversation_id,
             json,
         } => {
             let services = Services::load(config, Models::All, false)?;
@@ -316,6 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 prompt: None,
                 response_format: None,
                 stream: None,
+                conversation_id,
             };
             let mut stdout = std::io::stdout();
             let response = services.ask(&kb, &request, &mut |piece: &str| {
@@ -351,6 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                 }
+                println!("\nconversation: {}", response.conversation_id);
             }
             Ok(())
         }

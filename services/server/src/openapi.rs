@@ -49,6 +49,11 @@ use crate::http;
         http::search,
         http::reindex,
         http::ask,
+        http::export_qa,
+        http::list_conversations,
+        http::get_conversation,
+        http::delete_conversation,
+        http::conversation_feedback,
     ),
     components(
         // The error body is named only by the shared responses below; the others are sent
@@ -76,6 +81,7 @@ use crate::http;
         (name = "jobs", description = "Batch imports of server directories, and uploads with `wait=false`."),
         (name = "search", description = "Retrieval without generation."),
         (name = "ask", description = "Answers generated from retrieved sources, with citations."),
+        (name = "conversations", description = "Every answer is a turn of a conversation: follow-ups, feedback, and the export of good answers as fine-tuning data."),
     ),
 )]
 pub struct ApiDoc;
@@ -110,9 +116,12 @@ impl Modify for EveryOperationCanFail {
 /// The request is malformed; `error.code` says how, e.g. `invalid_json`, `invalid_query`,
 /// `invalid_kb_name`, `invalid_multipart`, `no_files`, `missing_file_name`,
 /// `invalid_document_id`, `duplicate_document`, `invalid_tags`, `invalid_limit`,
-/// `invalid_request`, `invalid_filter`, `invalid_top_k`, `empty_query`, `empty_question`,
-/// `empty_text`, `invalid_max_tokens`, `invalid_temperature`, `prompt_too_long`,
-/// `invalid_response_format`.
+/// `invalid_request`, `invalid_filter`, `invalid_top_k`, `invalid_rrf_k`, `invalid_alpha`,
+/// `invalid_min_score`, `invalid_expand`, `empty_query`, `empty_question`,
+/// `question_too_long`, `empty_text`, `invalid_max_tokens`, `invalid_temperature`,
+/// `invalid_top_p`, `invalid_top_k_tokens`, `invalid_stop`, `invalid_prompt`,
+/// `prompt_too_long`, `invalid_response_format`, `invalid_conversation_id`,
+/// `invalid_turn`, `invalid_comment`.
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct BadRequest(ErrorBody);
@@ -122,15 +131,17 @@ pub struct BadRequest(ErrorBody);
 #[allow(dead_code)] // Describes a response; never built.
 pub struct Forbidden(ErrorBody);
 
-/// The knowledge base, document or job does not exist (`not_found`).
+/// The knowledge base, document, job or conversation does not exist (`not_found`); a
+/// conversation of another knowledge base counts as not existing.
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct NotFound(ErrorBody);
 
 /// The request conflicts with the stored state: the KB was built with another embedding
 /// model (`model_mismatch`; reindex it) or by an older zhiku (`outdated_kb`; ingest it
-/// again), it is busy with another change (`busy`), or the job already finished
-/// (`conflict`).
+/// again), it is busy with another change (`busy`), the job already finished
+/// (`conflict`), or the conversation has reached its maximum number of turns
+/// (`conversation_full`).
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct Conflict(ErrorBody);
@@ -185,6 +196,15 @@ pub struct DocumentPath {
     kb: String,
     /// Document id; it may contain `/`, which need not be escaped: the rest of the path
     /// is the id.
+    id: String,
+}
+
+/// Path parameter of routes on one conversation.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Describes parameters; never built.
+pub struct ConversationPath {
+    /// Conversation id: `conv_` and 32 lowercase hex digits, as returned by an answer.
     id: String,
 }
 

@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
 use zhiku_embed::Embedder;
 use zhiku_generate::{
-    Generator, LlamaGenerator, SamplingParams, SlotError, Slots, Source, build_styled_prompt,
-    not_found_answer, resolve_citations,
+    Generator, LlamaGenerator, SamplingParams, Slot, SlotError, Slots, Source,
+    build_conversation_prompt, not_found_answer, resolve_citations,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{FileResult, Input, Jobs, JobsConfig, Recorder};
@@ -23,7 +23,8 @@ use zhiku_schemas::{
     TokenizeResponse, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
 };
 
-use crate::config::Config;
+use crate::config::{Config, RewriteMode};
+use crate::conversations::ConversationStore;
 use crate::error::ServiceError;
 use crate::metrics::{Metrics, Snapshot};
 
@@ -46,6 +47,8 @@ pub struct Services {
     /// Set when shutdown begins: `/readyz` then answers 503 so load balancers stop
     /// sending work while in-flight requests finish.
     pub draining: AtomicBool,
+    /// Conversation histories and ratings.
+    pub conversations: ConversationStore,
 }
 
 /// Most entries a list of a search filter may have: each becomes a term of both index
@@ -251,6 +254,7 @@ impl Services {
             ),
             Err(e) => return Err(e.into()),
         };
+        let conversations = ConversationStore::open(&data_dir.join("conversations.redb"))?;
         let generator: Option<Arc<dyn Generator>> = match models {
             Models::All => {
                 let llm = config.llm();
@@ -292,6 +296,7 @@ impl Services {
             embedder,
             generator,
             jobs,
+            conversations,
         })
     }
 
@@ -595,10 +600,18 @@ impl Services {
         if let Some(schema) = &schema {
             params.grammar = Some(generator.schema_grammar(&schema.to_string())?);
         }
-
+        // Conversations: history and a standalone search query for a follow-up. A model
+        // rewrite is a generation like any other, so it waits for a slot of its own.
+        let rewrite_slot = (request.conversation_id.is_some()
+            && self.config.conversations.rewrite == RewriteMode::Model)
+            .then(|| self.acquire_slot(sink))
+            .transpose()?;
+        let conversation = self.conversation_context(kb, request, question, generator.as_ref())?;
+        drop(rewrite_slot);
+        let search_query = conversation.search_query.as_str();
         let search = SearchRequest {
             top_k: Some(request.top_k.unwrap_or(llm.context_chunks)),
-            ..SearchRequest::new(question)
+            ..SearchRequest::new(search_query)
         };
         let hits = self.search(kb, &search)?;
         let retrieval_ms = started.elapsed().as_millis() as u64;
@@ -613,7 +626,7 @@ impl Services {
                 sources_dropped: 0,
                 grounded: false,
             });
-            return Ok(AskResponse {
+            let response = AskResponse {
                 answer: not_found_answer(question).to_string(),
                 json: None,
                 citations: Vec::new(),
@@ -628,7 +641,13 @@ impl Services {
                     total_ms: started.elapsed().as_millis() as u64,
                     ..Timings::default()
                 },
-            });
+                conversation_id: conversation.id.clone(),
+                search_query: search_query.to_string(),
+                rewrite: conversation.rewrite,
+                history_turns_used: 0,
+            };
+            self.record_turn(kb, question, &conversation, &response)?;
+            return Ok(response);
         }
 
         let sources: Vec<Source> = hits
@@ -655,9 +674,11 @@ impl Services {
                 }
             })
             .collect();
-        let prompt = build_styled_prompt(
+        let prompt = build_conversation_prompt(
             generator.as_ref(),
             question,
+            search_query,
+            &conversation.history,
             &sources,
             max_tokens as usize,
             &style,
@@ -669,7 +690,7 @@ impl Services {
             .enumerate()
             .map(|(i, h)| Citation {
                 index: i + 1,
-                quote: zhiku_retrieve::best_sentence(&h.text, question).to_string(),
+                quote: zhiku_retrieve::best_sentence(&h.text, search_query).to_string(),
                 chunk_id: h.chunk_id,
                 document_id: h.document_id,
                 document_name: h.document_name,
@@ -680,15 +701,7 @@ impl Services {
             .collect();
 
         let queued = Instant::now();
-        let slot = self.slots.acquire(&|| sink.gone()).map_err(|e| match e {
-            SlotError::Busy {
-                retry_after_secs, ..
-            } => ServiceError::Overloaded {
-                message: e.to_string(),
-                retry_after_secs,
-            },
-            SlotError::Cancelled => ServiceError::ClientGone,
-        })?;
+        let slot = self.acquire_slot(sink)?;
         let slot_granted = Instant::now();
         if !sink.sources(&AskSources {
             sources: numbered.clone(),
@@ -746,7 +759,7 @@ impl Services {
             total_ms: ms(started, Instant::now()),
         };
         self.metrics.answer(&timings, &usage);
-        Ok(AskResponse {
+        let response = AskResponse {
             answer,
             json,
             citations,
@@ -757,6 +770,26 @@ impl Services {
             finish_reason: Some(generation.finish_reason.as_str().to_string()),
             usage,
             timings,
+            conversation_id: conversation.id.clone(),
+            search_query: search_query.to_string(),
+            rewrite: conversation.rewrite,
+            history_turns_used: prompt.history_used,
+        };
+        self.record_turn(kb, question, &conversation, &response)?;
+        Ok(response)
+    }
+
+    /// A generation slot, waiting in the queue while `sink`'s client is there; 503 when the
+    /// queue is full.
+    fn acquire_slot(&self, sink: &dyn AskSink) -> Result<Slot<'_>, ServiceError> {
+        self.slots.acquire(&|| sink.gone()).map_err(|e| match e {
+            SlotError::Busy {
+                retry_after_secs, ..
+            } => ServiceError::Overloaded {
+                message: e.to_string(),
+                retry_after_secs,
+            },
+            SlotError::Cancelled => ServiceError::ClientGone,
         })
     }
 
