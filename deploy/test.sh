@@ -9,7 +9,7 @@ cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zhiku/target}
 export ZHIKU_MODELS=${ZHIKU_MODELS:-$root/models}
 
-bash deploy/setup.sh
+ZHIKU_TEST_TOOLS=1 bash deploy/setup.sh
 # One build of every target with the same feature set `cargo test` uses, so nothing (not
 # Qdrant Edge, 10 minutes on 2 cores) is compiled twice; it also builds the binary the
 # end-to-end tests start.

@@ -977,13 +977,25 @@ pub struct KbInfo {
 /// context, as this service runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
-    /// `llm` (answers) or `embedder` (vectors).
+    /// OpenAI: the name to put in `model` (the LLM's or embedder's name, or `kb:<name>`).
+    pub id: String,
+    /// OpenAI: always `model`.
+    pub object: String,
+    /// OpenAI: Unix seconds (the model file's modification time; a KB's creation).
+    pub created: u64,
+    /// OpenAI: always `zhiku`.
+    pub owned_by: String,
+    /// `llm` (answers), `embedder` (vectors) or `knowledge_base` (chat completions
+    /// answered from a KB by the LLM).
     pub role: String,
     /// Name used in logs and recorded in knowledge bases.
     pub name: String,
-    /// `llama.cpp` or `onnxruntime`.
+    /// `llama.cpp`, `onnxruntime`, or `zhiku` for a knowledge base.
     pub engine: String,
-    /// The model file.
+    /// What a knowledge base entry is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The model file (empty for a knowledge base).
     pub path: String,
     /// Its size in bytes.
     pub file_size: u64,
@@ -1050,8 +1062,10 @@ impl ModelInfo {
 /// `GET /v1/models`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelList {
-    /// The LLM and the embedding model.
-    pub models: Vec<ModelInfo>,
+    /// OpenAI: always `list`.
+    pub object: String,
+    /// The LLM, the embedding model, and every knowledge base as a `kb:<name>` model.
+    pub data: Vec<ModelInfo>,
 }
 
 /// `POST /v1/tokenize`.
@@ -1235,6 +1249,8 @@ pub fn is_valid_kb_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
+
+pub mod openai;
 
 #[cfg(test)]
 mod model_label_tests {

@@ -39,6 +39,28 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
+/// A program of the test tools' virtualenv (`python`, `hadolint`, `yamllint`), made by
+/// `ZHIKU_TEST_TOOLS=1 deploy/setup.sh` (deploy/test.sh does); `ZHIKU_TEST_TOOLS_BIN`
+/// names another directory.
+pub fn test_tool(name: &str) -> PathBuf {
+    let bin = match std::env::var_os("ZHIKU_TEST_TOOLS_BIN") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("ZHIKU_CACHE")
+            .map_or_else(
+                || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/zhiku"),
+                PathBuf::from,
+            )
+            .join("test-venv/bin"),
+    };
+    let tool = bin.join(name);
+    assert!(
+        tool.exists(),
+        "{} not found: run ZHIKU_TEST_TOOLS=1 deploy/setup.sh (deploy/test.sh does)",
+        tool.display()
+    );
+    tool
+}
+
 /// The environment that switches the embedder from the default (multilingual-e5-small,
 /// GGUF) to all-MiniLM-L6-v2 on ONNX Runtime.
 pub const MINILM_ENV: [(&str, &str); 6] = [

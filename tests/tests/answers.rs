@@ -20,7 +20,7 @@ fn start_with_backup_doc(env: &[(&str, &str)]) -> Server {
 fn slots(server: &Server) -> Value {
     let (status, models) = server.get("/v1/models");
     assert_eq!(status, 200, "{models}");
-    models["models"]
+    models["data"]
         .as_array()
         .unwrap()
         .iter()

@@ -9,8 +9,15 @@ fn models_and_tokens_are_visible() {
     let server = Server::start();
     let (status, body) = server.get("/v1/models");
     assert_eq!(status, 200, "{body}");
-    let models = body["models"].as_array().unwrap();
-    assert_eq!(models.len(), 2, "{body}");
+    // The OpenAI shape, with our fields in each entry.
+    assert_eq!(body["object"], "list", "{body}");
+    let models = body["data"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "no knowledge base yet: {body}");
+    assert!(
+        models
+            .iter()
+            .all(|m| m["object"] == "model" && m["id"] == m["name"])
+    );
 
     let llm = &models[0];
     assert_eq!(llm["role"], "llm", "{body}");
@@ -32,6 +39,18 @@ fn models_and_tokens_are_visible() {
             .as_str()
             .unwrap()
             .ends_with("e5-small-q4_0.gguf")
+    );
+
+    // Every knowledge base is a model for chat completions.
+    let (status, _) = server.upload("handbook", &[("a.md", b"# A\n\nText.".to_vec())]);
+    assert_eq!(status, 201);
+    let (_, body) = server.get("/v1/models");
+    let kb = &body["data"][2];
+    assert_eq!(kb["id"], "kb:handbook", "{body}");
+    assert_eq!(kb["role"], "knowledge_base");
+    assert!(
+        kb["description"].as_str().unwrap().contains("1 documents"),
+        "{kb}"
     );
 
     let (status, body) = server.post_json("/v1/tokenize", &json!({"text": "我想吃虾丸"}));

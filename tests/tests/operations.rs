@@ -190,7 +190,7 @@ fn sigterm_finishes_requests_in_flight_then_exits() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, models) = server.get("/v1/models");
-        if models["models"][0]["slots"]["busy"] == 1 {
+        if models["data"][0]["slots"]["busy"] == 1 {
             break;
         }
         assert!(

@@ -469,6 +469,9 @@ pub struct ConversationContext {
     pub id: String,
     /// Whether the conversation existed before this question.
     existing: bool,
+    /// Whether the turn is stored: not for conversations a client carries itself (the
+    /// OpenAI-style `messages` of a chat completion).
+    store: bool,
     /// The most recent earlier turns, oldest first, for the prompt.
     pub history: Vec<HistoryTurn>,
     /// What to search for.
@@ -504,6 +507,7 @@ impl Services {
             return Ok(ConversationContext {
                 id: new_id(),
                 existing: false,
+                store: true,
                 history: Vec::new(),
                 search_query: question.to_string(),
                 rewrite: None,
@@ -536,10 +540,52 @@ impl Services {
         Ok(ConversationContext {
             id: id.clone(),
             existing: true,
+            store: true,
             history,
             search_query,
             rewrite,
         })
+    }
+
+    /// The context of a question whose conversation the client sends along (earlier
+    /// question/answer pairs, oldest first), as in the OpenAI chat API: rewritten like a
+    /// stored conversation's follow-up, using at most `history_turns` of it, and not
+    /// stored.
+    pub fn inline_context(
+        &self,
+        question: &str,
+        turns: &[HistoryTurn],
+        generator: &dyn Generator,
+    ) -> ConversationContext {
+        let config = &self.config.conversations;
+        let (search_query, rewrite) = match turns.last() {
+            Some(previous) => {
+                let previous = ConversationTurn {
+                    turn: 0,
+                    question: previous.question.clone(),
+                    search_query: previous.question.clone(),
+                    rewrite: None,
+                    answer: previous.answer.clone(),
+                    grounded: true,
+                    citations: Vec::new(),
+                    context: Vec::new(),
+                    history_turns_used: 0,
+                    created_at: String::new(),
+                    feedback: None,
+                };
+                rewrite::standalone(question, &previous, config.rewrite, generator)
+            }
+            None => (question.to_string(), None),
+        };
+        let skip = turns.len().saturating_sub(config.history_turns);
+        ConversationContext {
+            id: String::new(),
+            existing: false,
+            store: false,
+            history: turns[skip..].to_vec(),
+            search_query,
+            rewrite,
+        }
     }
 
     /// Stores the answered question as the conversation's next turn (creating the
@@ -551,6 +597,9 @@ impl Services {
         context: &ConversationContext,
         response: &AskResponse,
     ) -> Result<(), ServiceError> {
+        if !context.store {
+            return Ok(());
+        }
         let source = |c: &Citation| SourceRef {
             index: c.index,
             document_id: c.document_id.clone(),

@@ -17,13 +17,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
+use zhiku_schemas::openai::{
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChunkChoice, ChunkDelta, CompletionUsage, EmbeddingRequest, EmbeddingResponse,
+};
 use zhiku_schemas::{
     AskRequest, AskResponse, AskSources, AskToken, Conversation, ConversationList,
     ConversationListParams, CreateJobRequest, DocumentInfo, DocumentList, DocumentListParams,
@@ -98,6 +102,8 @@ fn routes(upload_limit: usize) -> Routes {
         .add(Method::GET, "/docs", openapi::docs)
         .add(Method::GET, "/v1/models", models)
         .add(Method::POST, "/v1/tokenize", tokenize)
+        .add(Method::POST, "/v1/chat/completions", chat_completions)
+        .add(Method::POST, "/v1/embeddings", embeddings)
         .add(Method::GET, "/v1/kbs", list_kbs)
         .add(Method::GET, "/v1/kbs/{kb}", get_kb)
         .add(Method::DELETE, "/v1/kbs/{kb}", delete_kb)
@@ -236,13 +242,20 @@ async fn readyz(State(s): State<AppState>) -> Response {
                 problems.push(format!("{name}: {e}"));
             }
         }
-        Ok((s.models(), names.len(), problems))
+        Ok((s.models()?, names.len(), problems))
     })
     .await;
     match checked {
         Ok((models, kbs, problems)) if problems.is_empty() => Json(Readiness {
             status: ReadyState::Ready,
-            models: Some(models.models.into_iter().map(|m| m.name).collect()),
+            models: Some(
+                models
+                    .data
+                    .into_iter()
+                    .filter(|m| m.role != "knowledge_base")
+                    .map(|m| m.name)
+                    .collect(),
+            ),
             kbs: Some(kbs),
             problems: Vec::new(),
         })
@@ -801,15 +814,16 @@ async fn search(
     blocking(move || Ok(Json(SearchResponse::new(s.search(&kb, &request)?)))).await
 }
 
-/// Loaded models
+/// Models
 ///
-/// The LLM and the embedder: engine, file, size, parameters, quantization, context and
-/// the LLM's generation slots.
+/// In OpenAI's shape, so OpenAI clients can list them: the LLM and the embedder (engine,
+/// file, size, parameters, quantization, context, the LLM's generation slots), and every
+/// knowledge base as a `kb:<name>` model for chat completions.
 #[utoipa::path(get, path = "/v1/models", tag = "models", responses(
     (status = 200, description = "The models.", body = ModelList),
 ))]
-async fn models(State(s): State<AppState>) -> Json<ModelList> {
-    Json(s.models())
+async fn models(State(s): State<AppState>) -> Result<Json<ModelList>, ServiceError> {
+    blocking(move || Ok(Json(s.models()?))).await
 }
 
 /// Tokenize
@@ -874,21 +888,23 @@ impl AskSink for JsonSink {
     }
 }
 
-/// What a streamed answer sends, in order: sources, tokens, then done or error.
-enum AskEvent {
+/// What a streamed answer sends, in order: sources, tokens, then done or error. `T` is
+/// the finished answer: an [`AskResponse`] or a chat completion's
+/// [`ChatOutcome`](crate::openai::ChatOutcome).
+enum AskEvent<T> {
     Sources(AskSources),
     Token(String),
-    Done(Box<AskResponse>),
+    Done(Box<T>),
     Failed(ServiceError),
 }
 
 /// An answer sent as events; the receiver is dropped with the response stream when the
 /// client disconnects, which the sink reports as gone.
-struct StreamSink {
-    events: mpsc::UnboundedSender<AskEvent>,
+struct StreamSink<T> {
+    events: mpsc::UnboundedSender<AskEvent<T>>,
 }
 
-impl AskSink for StreamSink {
+impl<T> AskSink for StreamSink<T> {
     fn sources(&mut self, sources: &AskSources) -> bool {
         self.events.send(AskEvent::Sources(sources.clone())).is_ok()
     }
@@ -902,7 +918,13 @@ impl AskSink for StreamSink {
     }
 }
 
-impl AskEvent {
+impl<T> AskEvent<T> {
+    fn is_last(&self) -> bool {
+        matches!(self, AskEvent::Done(_) | AskEvent::Failed(_))
+    }
+}
+
+impl AskEvent<AskResponse> {
     fn into_sse(self) -> Event {
         let (name, data) = match self {
             AskEvent::Sources(sources) => ("sources", serde_json::to_value(sources)),
@@ -918,10 +940,44 @@ impl AskEvent {
             Err(_) => event,
         }
     }
+}
 
-    fn is_last(&self) -> bool {
-        matches!(self, AskEvent::Done(_) | AskEvent::Failed(_))
-    }
+/// Runs an answer on the blocking pool and waits for its first event. Until then the
+/// response has not started, so a refusal (bad request, unknown KB or model, all slots
+/// busy) is still a plain HTTP error with its status; after it, the events follow on the
+/// receiver, ending with `Done` or `Failed`.
+async fn start_stream<T: Send + 'static>(
+    work: impl FnOnce(&mut StreamSink<T>) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<impl Stream<Item = AskEvent<T>>, ServiceError> {
+    let (events, mut receiver) = mpsc::unbounded_channel();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = StreamSink {
+            events: events.clone(),
+        };
+        let last = match work(&mut sink) {
+            Ok(done) => AskEvent::Done(Box::new(done)),
+            Err(ServiceError::ClientGone) => return,
+            Err(error) => AskEvent::Failed(error),
+        };
+        let _ = events.send(last);
+    });
+    let first = match receiver.recv().await {
+        Some(AskEvent::Failed(error)) => return Err(error),
+        Some(event) => event,
+        None => return Err(ServiceError::Internal("the answer task ended early".into())),
+    };
+    Ok(futures_util::stream::unfold(
+        (Some(first), Some(receiver)),
+        |(pending, receiver)| async move {
+            let mut receiver = receiver?;
+            let event = match pending {
+                Some(event) => event,
+                None => receiver.recv().await?,
+            };
+            let next = (!event.is_last()).then_some(receiver);
+            Some((event, (None, next)))
+        },
+    ))
 }
 
 /// Whether the client asked for Server-Sent Events: `"stream": true`, or an `Accept`
@@ -971,37 +1027,8 @@ async fn ask(
         })
         .await;
     }
-    let (events, mut receiver) = mpsc::unbounded_channel();
-    tokio::task::spawn_blocking(move || {
-        let mut sink = StreamSink {
-            events: events.clone(),
-        };
-        let last = match s.ask(&kb, &request, &mut sink) {
-            Ok(response) => AskEvent::Done(Box::new(response)),
-            Err(ServiceError::ClientGone) => return,
-            Err(error) => AskEvent::Failed(error),
-        };
-        let _ = events.send(last);
-    });
-    // Until the first event the response has not started: a refusal (bad request, unknown
-    // KB, all slots busy) is still a plain HTTP error with its status.
-    let first = match receiver.recv().await {
-        Some(AskEvent::Failed(error)) => return Err(error),
-        Some(event) => event,
-        None => return Err(ServiceError::Internal("the answer task ended early".into())),
-    };
-    let stream = futures_util::stream::unfold(
-        (Some(first), Some(receiver)),
-        |(pending, receiver)| async move {
-            let mut receiver = receiver?;
-            let event = match pending {
-                Some(event) => event,
-                None => receiver.recv().await?,
-            };
-            let next = (!event.is_last()).then_some(receiver);
-            Some((Ok::<_, Infallible>(event.into_sse()), (None, next)))
-        },
-    );
+    let events = start_stream(move |sink| s.ask(&kb, &request, sink)).await?;
+    let stream = events.map(|event| Ok::<_, Infallible>(event.into_sse()));
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -1143,4 +1170,176 @@ async fn export_qa(
         axum::body::Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Seconds since the Unix epoch, for OpenAI's `created`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Chat completions (OpenAI)
+///
+/// OpenAI's chat API over a knowledge base (`model: "kb:<name>"`: retrieval, a grounded
+/// answer, `citations`; earlier messages are the conversation) or the bare LLM (its name),
+/// so OpenAI clients work unchanged. With `"stream": true`, Server-Sent Events without
+/// names whose `data` is a `ChatCompletionChunk` (the first carries the sources as
+/// `citations`), an `ErrorBody` if generation fails midway, and finally `[DONE]`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    request_body = ChatCompletionRequest, responses(
+        (status = 200, description = "The completion, or its chunks.", content(
+            (ChatCompletion = "application/json"),
+            (String = "text/event-stream", example = "data: {\"id\":\"chatcmpl-…\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},…}],…}\n\ndata: {…\"delta\":{\"content\":\"The backup\"}…}\n\ndata: [DONE]\n\n"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Overloaded),
+    ))]
+async fn chat_completions(
+    State(s): State<AppState>,
+    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+) -> Result<Response, ServiceError> {
+    let request = json_body(body)?;
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = unix_now();
+    let model = request.model.clone();
+    if !request.stream.unwrap_or(false) {
+        let gone = Arc::new(AtomicBool::new(false));
+        let _guard = GoneOnDrop(gone.clone());
+        let outcome = blocking(move || s.chat(&request, &mut JsonSink { gone })).await?;
+        return Ok(Json(ChatCompletion {
+            id,
+            object: "chat.completion".into(),
+            created,
+            model,
+            choices: vec![ChatChoice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant".into(),
+                    content: outcome.content,
+                    refusal: None,
+                },
+                finish_reason: outcome.finish_reason,
+                logprobs: None,
+            }],
+            usage: CompletionUsage::new(
+                outcome.usage.prompt_tokens,
+                outcome.usage.completion_tokens,
+            ),
+            system_fingerprint: None,
+            citations: outcome.citations,
+            context: outcome.context,
+            search_query: outcome.search_query,
+            grounded: outcome.grounded,
+        })
+        .into_response());
+    }
+    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+    let events = start_stream(move |sink| s.chat(&request, sink)).await?;
+    let chunk = move |delta: ChunkDelta, finish_reason: Option<String>| ChatCompletionChunk {
+        id: id.clone(),
+        object: "chat.completion.chunk".into(),
+        created,
+        model: model.clone(),
+        choices: vec![ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+            logprobs: None,
+        }],
+        usage: None,
+        system_fingerprint: None,
+        citations: None,
+    };
+    let data = |value: &ChatCompletionChunk| {
+        Event::default()
+            .json_data(value)
+            .unwrap_or_else(|_| Event::default().data("{}"))
+    };
+    // Whether any token went out: a "not found" answer is never generated, so it is sent
+    // whole before the finishing chunk.
+    let mut streamed = false;
+    let stream = events
+        .map(move |event| {
+            let mut out = Vec::new();
+            match event {
+                AskEvent::Sources(sources) => {
+                    let mut first = chunk(
+                        ChunkDelta {
+                            role: Some("assistant".into()),
+                            content: Some(String::new()),
+                        },
+                        None,
+                    );
+                    first.citations = Some(sources.sources).filter(|c| !c.is_empty());
+                    out.push(data(&first));
+                }
+                AskEvent::Token(text) => {
+                    streamed = true;
+                    out.push(data(&chunk(
+                        ChunkDelta {
+                            role: None,
+                            content: Some(text),
+                        },
+                        None,
+                    )));
+                }
+                AskEvent::Done(outcome) => {
+                    if !streamed && !outcome.content.is_empty() {
+                        out.push(data(&chunk(
+                            ChunkDelta {
+                                role: None,
+                                content: Some(outcome.content.clone()),
+                            },
+                            None,
+                        )));
+                    }
+                    let mut last = chunk(ChunkDelta::default(), Some(outcome.finish_reason));
+                    last.citations = Some(outcome.citations).filter(|c| !c.is_empty());
+                    out.push(data(&last));
+                    if include_usage {
+                        let mut usage = chunk(ChunkDelta::default(), None);
+                        usage.choices.clear();
+                        usage.usage = Some(CompletionUsage::new(
+                            outcome.usage.prompt_tokens,
+                            outcome.usage.completion_tokens,
+                        ));
+                        out.push(data(&usage));
+                    }
+                }
+                AskEvent::Failed(error) => out.push(
+                    Event::default()
+                        .json_data(error.body())
+                        .unwrap_or_else(|_| Event::default().data("{}")),
+                ),
+            }
+            futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
+        })
+        .flatten()
+        .chain(futures_util::stream::once(async {
+            Ok(Event::default().data("[DONE]"))
+        }));
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Embeddings (OpenAI)
+///
+/// OpenAI's embeddings API over the service's embedding model: L2-normalised vectors as
+/// floats or base64.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
+    request_body = EmbeddingRequest, responses(
+        (status = 200, description = "One embedding per input, in order.", body = EmbeddingResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ))]
+async fn embeddings(
+    State(s): State<AppState>,
+    body: Result<Json<EmbeddingRequest>, JsonRejection>,
+) -> Result<Json<EmbeddingResponse>, ServiceError> {
+    let request = json_body(body)?;
+    blocking(move || Ok(Json(s.embeddings(&request)?))).await
 }

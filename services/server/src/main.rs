@@ -8,6 +8,7 @@ mod eval;
 mod http;
 mod ingest_cmd;
 mod metrics;
+mod openai;
 mod openapi;
 mod services;
 

@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 use utoipa::openapi::{ComponentsBuilder, OpenApi as Spec, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse};
+use zhiku_schemas::openai::ChatCompletionChunk;
 use zhiku_schemas::{AskSources, AskToken, ErrorBody};
 
 use crate::http;
@@ -34,6 +35,8 @@ use crate::http;
         docs,
         http::models,
         http::tokenize,
+        http::chat_completions,
+        http::embeddings,
         http::list_kbs,
         http::get_kb,
         http::delete_kb,
@@ -58,7 +61,7 @@ use crate::http;
     components(
         // The error body is named only by the shared responses below; the others are sent
         // only as `data` of Server-Sent Events, which OpenAPI 3.1 cannot type.
-        schemas(ErrorBody, AskSources, AskToken),
+        schemas(ErrorBody, AskSources, AskToken, ChatCompletionChunk),
         responses(
             BadRequest,
             Forbidden,
@@ -81,6 +84,7 @@ use crate::http;
         (name = "jobs", description = "Batch imports of server directories, and uploads with `wait=false`."),
         (name = "search", description = "Retrieval without generation."),
         (name = "ask", description = "Answers generated from retrieved sources, with citations."),
+        (name = "openai", description = "OpenAI-compatible chat completions and embeddings, for existing OpenAI clients."),
         (name = "conversations", description = "Every answer is a turn of a conversation: follow-ups, feedback, and the export of good answers as fine-tuning data."),
     ),
 )]
@@ -121,7 +125,9 @@ impl Modify for EveryOperationCanFail {
 /// `question_too_long`, `empty_text`, `invalid_max_tokens`, `invalid_temperature`,
 /// `invalid_top_p`, `invalid_top_k_tokens`, `invalid_stop`, `invalid_prompt`,
 /// `prompt_too_long`, `invalid_response_format`, `invalid_conversation_id`,
-/// `invalid_turn`, `invalid_comment`.
+/// `invalid_turn`, `invalid_comment`; OpenAI-compatible routes: `invalid_messages`,
+/// `invalid_n`, `tools_not_supported`, `logprobs_not_supported`, `invalid_input`,
+/// `invalid_input_type`, `invalid_encoding_format`, `invalid_dimensions`.
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct BadRequest(ErrorBody);
@@ -131,8 +137,9 @@ pub struct BadRequest(ErrorBody);
 #[allow(dead_code)] // Describes a response; never built.
 pub struct Forbidden(ErrorBody);
 
-/// The knowledge base, document, job or conversation does not exist (`not_found`); a
-/// conversation of another knowledge base counts as not existing.
+/// The knowledge base, document, job, conversation or (OpenAI-compatible routes) model
+/// does not exist (`not_found`); a conversation of another knowledge base counts as not
+/// existing.
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct NotFound(ErrorBody);

@@ -24,6 +24,7 @@ use zhiku_schemas::{
 };
 
 use crate::config::{Config, RewriteMode};
+use crate::conversations::ConversationContext;
 use crate::conversations::ConversationStore;
 use crate::error::ServiceError;
 use crate::metrics::{Metrics, Snapshot};
@@ -179,6 +180,18 @@ fn response_schema(request: &AskRequest) -> Result<Option<serde_json::Value>, Se
         ));
     }
     Ok(schema)
+}
+
+/// An ask request that passed its checks, with what the checks worked out.
+pub struct CheckedAsk<'r> {
+    /// The LLM.
+    pub generator: Arc<dyn Generator>,
+    /// The question, trimmed.
+    pub question: &'r str,
+    /// Sampling, with the schema's grammar when one was asked for.
+    pub params: SamplingParams,
+    /// The JSON Schema the answer must follow, if any.
+    pub schema: Option<serde_json::Value>,
 }
 
 /// Receives an answer while it is made: the HTTP layer (one JSON body, or Server-Sent
@@ -400,50 +413,90 @@ impl Services {
     }
 
     /// The loaded models, as `GET /v1/models` shows them.
-    pub fn models(&self) -> ModelList {
+    pub fn models(&self) -> Result<ModelList, ServiceError> {
+        let created = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs())
+        };
+        let entry = |id: String, role: &str, engine: &str| ModelInfo {
+            name: id.clone(),
+            id,
+            object: "model".into(),
+            created: 0,
+            owned_by: "zhiku".into(),
+            role: role.into(),
+            engine: engine.into(),
+            description: None,
+            path: String::new(),
+            file_size: 0,
+            parameters: None,
+            parameters_label: None,
+            quantization: None,
+            context_length: None,
+            context_window: None,
+            embedding_dimension: None,
+            chat_template: None,
+            slots: None,
+        };
+        let mut data = Vec::new();
+        if let Some(generator) = &self.generator {
+            let info = generator.info();
+            data.push(ModelInfo {
+                created: created(&info.path),
+                path: info.path.display().to_string(),
+                file_size: info.file_size,
+                parameters: Some(info.parameters),
+                parameters_label: Some(ModelInfo::label(info.parameters)),
+                quantization: info.quantization,
+                context_length: Some(info.trained_context),
+                context_window: Some(info.context_window),
+                chat_template: Some(info.chat_template),
+                slots: Some(self.slot_info()),
+                ..entry(generator.name().to_string(), "llm", "llama.cpp")
+            });
+        }
         let embedder_config = self.config.embedder();
         let details = self.embedder.details();
-        let mut models = vec![ModelInfo {
-            role: "embedder".into(),
-            name: self.embedder.name().to_string(),
-            engine: match embedder_config.kind {
-                zhiku_embed::EmbedderKind::Gguf => "llama.cpp",
-                zhiku_embed::EmbedderKind::Onnx => "onnxruntime",
-            }
-            .into(),
+        let engine = match embedder_config.kind {
+            zhiku_embed::EmbedderKind::Gguf => "llama.cpp",
+            zhiku_embed::EmbedderKind::Onnx => "onnxruntime",
+        };
+        data.push(ModelInfo {
+            created: created(&embedder_config.model),
             file_size: std::fs::metadata(&embedder_config.model).map_or(0, |m| m.len()),
             path: embedder_config.model.display().to_string(),
             parameters_label: details.parameters.map(ModelInfo::label),
             parameters: details.parameters,
             quantization: details.quantization,
             context_length: u32::try_from(embedder_config.max_length).ok(),
-            context_window: None,
             embedding_dimension: Some(self.embedder.dimension()),
-            chat_template: None,
-            slots: None,
-        }];
+            ..entry(self.embedder.name().to_string(), "embedder", engine)
+        });
         if let Some(generator) = &self.generator {
-            let info = generator.info();
-            models.insert(
-                0,
-                ModelInfo {
-                    role: "llm".into(),
-                    name: generator.name().to_string(),
-                    engine: "llama.cpp".into(),
-                    path: info.path.display().to_string(),
-                    file_size: info.file_size,
-                    parameters: Some(info.parameters),
-                    parameters_label: Some(ModelInfo::label(info.parameters)),
-                    quantization: info.quantization,
-                    context_length: Some(info.trained_context),
-                    context_window: Some(info.context_window),
-                    embedding_dimension: None,
-                    chat_template: Some(info.chat_template),
-                    slots: Some(self.slot_info()),
-                },
-            );
+            for name in self.registry.names()? {
+                let Ok(Some(kb)) = self.registry.get(&name) else {
+                    continue;
+                };
+                let info = kb.info();
+                data.push(ModelInfo {
+                    description: Some(format!(
+                        "answers from knowledge base {name} ({} documents, {} chunks) by {}, with citations",
+                        info.documents,
+                        info.chunks,
+                        generator.name()
+                    )),
+                    embedding_dimension: Some(info.dimension),
+                    ..entry(format!("kb:{name}"), "knowledge_base", "zhiku")
+                });
+            }
         }
-        ModelList { models }
+        Ok(ModelList {
+            object: "list".into(),
+            data,
+        })
     }
 
     /// The LLM's tokens and the keyword index's words for a text.
@@ -569,37 +622,8 @@ impl Services {
         sink: &mut dyn AskSink,
     ) -> Result<AskResponse, ServiceError> {
         let started = Instant::now();
-        let llm = &self.config.llm;
-        let generator = self
-            .generator
-            .as_ref()
-            .ok_or_else(|| ServiceError::Internal("the LLM is not loaded".into()))?;
-        let question = request.question.trim();
-        if question.is_empty() {
-            return Err(ServiceError::bad_request(
-                "empty_question",
-                "question is empty",
-            ));
-        }
-        let max_tokens = request.max_tokens.unwrap_or(llm.max_tokens);
-        if max_tokens == 0 || max_tokens > llm.max_tokens_limit {
-            return Err(ServiceError::bad_request(
-                "invalid_max_tokens",
-                format!("max_tokens must be between 1 and {}", llm.max_tokens_limit),
-            ));
-        }
-        let temperature = request.temperature.unwrap_or(llm.temperature);
-        if !(0.0..=2.0).contains(&temperature) {
-            return Err(ServiceError::bad_request(
-                "invalid_temperature",
-                "temperature must be between 0 and 2",
-            ));
-        }
-        let mut params = sampling(request, temperature, max_tokens)?;
-        let schema = response_schema(request)?;
-        if let Some(schema) = &schema {
-            params.grammar = Some(generator.schema_grammar(&schema.to_string())?);
-        }
+        let checked = self.check_ask(request)?;
+        let (generator, question) = (checked.generator.clone(), checked.question);
         // Conversations: history and a standalone search query for a follow-up. A model
         // rewrite is a generation like any other, so it waits for a slot of its own.
         let rewrite_slot = (request.conversation_id.is_some()
@@ -608,6 +632,28 @@ impl Services {
             .transpose()?;
         let conversation = self.conversation_context(kb, request, question, generator.as_ref())?;
         drop(rewrite_slot);
+        self.answer(kb, request, checked, conversation, sink, started)
+    }
+
+    /// [`Services::ask`] with the conversation's context worked out: retrieval, the "not
+    /// found" check, the prompt, a generation slot, generation, citations; the turn is
+    /// recorded when the context says so. `started` is when the request arrived.
+    pub fn answer(
+        &self,
+        kb: &str,
+        request: &AskRequest,
+        checked: CheckedAsk<'_>,
+        conversation: ConversationContext,
+        sink: &mut dyn AskSink,
+        started: Instant,
+    ) -> Result<AskResponse, ServiceError> {
+        let CheckedAsk {
+            generator,
+            question,
+            params,
+            schema,
+        } = checked;
+        let llm = &self.config.llm;
         let search_query = conversation.search_query.as_str();
         let search = SearchRequest {
             top_k: Some(request.top_k.unwrap_or(llm.context_chunks)),
@@ -680,7 +726,7 @@ impl Services {
             search_query,
             &conversation.history,
             &sources,
-            max_tokens as usize,
+            params.max_tokens as usize,
             &style,
         )?;
         let sources_dropped = hits.len() - prompt.sources_used;
@@ -779,9 +825,51 @@ impl Services {
         Ok(response)
     }
 
+    /// Checks an ask request: the LLM, the question, sampling and response format; the
+    /// schema's grammar is made here, so a bad schema costs nothing.
+    pub fn check_ask<'r>(&self, request: &'r AskRequest) -> Result<CheckedAsk<'r>, ServiceError> {
+        let llm = &self.config.llm;
+        let generator = self
+            .generator
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("the LLM is not loaded".into()))?;
+        let question = request.question.trim();
+        if question.is_empty() {
+            return Err(ServiceError::bad_request(
+                "empty_question",
+                "question is empty",
+            ));
+        }
+        let max_tokens = request.max_tokens.unwrap_or(llm.max_tokens);
+        if max_tokens == 0 || max_tokens > llm.max_tokens_limit {
+            return Err(ServiceError::bad_request(
+                "invalid_max_tokens",
+                format!("max_tokens must be between 1 and {}", llm.max_tokens_limit),
+            ));
+        }
+        let temperature = request.temperature.unwrap_or(llm.temperature);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ServiceError::bad_request(
+                "invalid_temperature",
+                "temperature must be between 0 and 2",
+            ));
+        }
+        let mut params = sampling(request, temperature, max_tokens)?;
+        let schema = response_schema(request)?;
+        if let Some(schema) = &schema {
+            params.grammar = Some(generator.schema_grammar(&schema.to_string())?);
+        }
+        Ok(CheckedAsk {
+            generator: generator.clone(),
+            question,
+            params,
+            schema,
+        })
+    }
+
     /// A generation slot, waiting in the queue while `sink`'s client is there; 503 when the
     /// queue is full.
-    fn acquire_slot(&self, sink: &dyn AskSink) -> Result<Slot<'_>, ServiceError> {
+    pub(crate) fn acquire_slot(&self, sink: &dyn AskSink) -> Result<Slot<'_>, ServiceError> {
         self.slots.acquire(&|| sink.gone()).map_err(|e| match e {
             SlotError::Busy {
                 retry_after_secs, ..
