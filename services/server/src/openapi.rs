@@ -91,9 +91,13 @@ use crate::http;
 pub struct ApiDoc;
 
 /// A server-side failure (`internal`, `storage_failed`, `index_failed`, `embedding_failed`,
-/// `generation_failed`) can end any request; documented once here rather than on every
-/// handler.
+/// `generation_failed`) can end almost any request; documented once here rather than on
+/// every handler, so a new route gets it without anyone remembering to.
 struct EveryOperationCanFail;
+
+/// Operations that touch no storage or model and so never answer 500 (`/readyz` reports
+/// its failures as 503).
+const INFALLIBLE: [&str; 4] = ["healthz", "readyz", "spec", "docs"];
 
 impl Modify for EveryOperationCanFail {
     fn modify(&self, openapi: &mut Spec) {
@@ -107,6 +111,9 @@ impl Modify for EveryOperationCanFail {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
+                if INFALLIBLE.contains(&operation.operation_id.as_deref().unwrap_or_default()) {
+                    continue;
+                }
                 operation
                     .responses
                     .responses
