@@ -21,7 +21,7 @@ pub use prompt::{
     GroundedPrompt, HistoryTurn, Source, build_conversation_prompt, build_grounded_prompt,
     build_styled_prompt, grounded_messages, is_mostly_cjk, not_found_answer,
 };
-pub use slots::{Slot, SlotError, SlotStatus, Slots};
+pub use slots::{Slot, SlotError, SlotInfo, Slots};
 
 /// The errors of this crate.
 #[derive(thiserror::Error, Debug)]

@@ -8,6 +8,10 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// Occupancy and counters, for `GET /v1/models` and metrics: the API's type, so the
+/// service reports it as is.
+pub use zhiku_schemas::SlotInfo;
+
 /// How often a queued request checks whether its client is still there.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
@@ -31,28 +35,9 @@ pub enum SlotError {
     Cancelled,
 }
 
-/// Occupancy and counters, for `GET /v1/models` and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SlotStatus {
-    /// Generations that may run at once.
-    pub parallel: usize,
-    /// Requests that may wait for a slot.
-    pub queue: usize,
-    /// Slots in use now.
-    pub busy: usize,
-    /// Requests waiting now.
-    pub queued: usize,
-    /// Slots granted since start.
-    pub admitted: u64,
-    /// Requests refused because the queue was full.
-    pub rejected: u64,
-    /// Generations stopped early because their client went away (while queued or running).
-    pub cancelled: u64,
-}
-
 #[derive(Debug, Default)]
 struct State {
-    status: SlotStatus,
+    status: SlotInfo,
     /// Mean time a slot is held, smoothed; drives `Retry-After`.
     mean_hold: Option<Duration>,
 }
@@ -76,10 +61,10 @@ impl Slots {
     pub fn new(parallel: usize, queue: usize) -> Self {
         Self {
             state: Mutex::new(State {
-                status: SlotStatus {
+                status: SlotInfo {
                     parallel: parallel.max(1),
                     queue,
-                    ..SlotStatus::default()
+                    ..SlotInfo::default()
                 },
                 mean_hold: None,
             }),
@@ -94,11 +79,11 @@ impl Slots {
     }
 
     /// Current occupancy and counters.
-    pub fn status(&self) -> SlotStatus {
+    pub fn status(&self) -> SlotInfo {
         self.lock().status
     }
 
-    /// Counts a generation its client abandoned (for [`SlotStatus::cancelled`]).
+    /// Counts a generation its client abandoned (for [`SlotInfo::cancelled`]).
     pub fn record_cancelled(&self) {
         self.lock().status.cancelled += 1;
     }
@@ -149,7 +134,7 @@ impl Slots {
 
 /// Seconds until a queued request would likely be served: the queue ahead drained
 /// `parallel` at a time at the mean hold time; at least 1.
-fn retry_after(status: &SlotStatus, mean_hold: Option<Duration>) -> u64 {
+fn retry_after(status: &SlotInfo, mean_hold: Option<Duration>) -> u64 {
     let hold = mean_hold.unwrap_or(Duration::from_secs(1)).as_secs_f64();
     let rounds = (status.queued + 1) as f64 / status.parallel as f64;
     (hold * rounds).ceil().clamp(1.0, 600.0) as u64

@@ -133,6 +133,14 @@ impl ConversationStore {
         Ok(Self { db })
     }
 
+    /// A conversation's summary record, if it exists.
+    fn meta(txn: &redb::ReadTransaction, id: &str) -> Result<Option<Meta>, ServiceError> {
+        txn.open_table(META)?
+            .get(id)?
+            .map(|v| decode::<Meta>(v.value()))
+            .transpose()
+    }
+
     /// The conversation's knowledge base, number of turns and last `n` turns (oldest
     /// first), or `None` if it does not exist.
     fn recent(
@@ -141,12 +149,7 @@ impl ConversationStore {
         n: usize,
     ) -> Result<Option<(String, u32, Vec<ConversationTurn>)>, ServiceError> {
         let txn = self.db.begin_read()?;
-        let Some(meta) = txn
-            .open_table(META)?
-            .get(id)?
-            .map(|v| decode::<Meta>(v.value()))
-            .transpose()?
-        else {
+        let Some(meta) = Self::meta(&txn, id)? else {
             return Ok(None);
         };
         let (start, end) = prefix_range(id);
@@ -166,12 +169,7 @@ impl ConversationStore {
     /// A whole conversation.
     pub fn get(&self, id: &str) -> Result<Option<Conversation>, ServiceError> {
         let txn = self.db.begin_read()?;
-        let Some(meta) = txn
-            .open_table(META)?
-            .get(id)?
-            .map(|v| decode::<Meta>(v.value()))
-            .transpose()?
-        else {
+        let Some(meta) = Self::meta(&txn, id)? else {
             return Ok(None);
         };
         let turns = Self::turns(&txn.open_table(TURNS)?, id)?;

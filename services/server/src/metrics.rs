@@ -46,7 +46,7 @@ struct SlotLabels {
 /// Observations as they are made, for the gauges read at scrape time.
 pub struct Snapshot {
     /// Generation slots.
-    pub slots: zhiku_generate::SlotStatus,
+    pub slots: zhiku_schemas::SlotInfo,
     /// Job system load; absent when no job system runs.
     pub jobs: Option<zhiku_jobs::JobStats>,
     /// `(kb, documents, chunks)` for every knowledge base.

@@ -883,15 +883,6 @@ impl Services {
 
     /// The generation slots' occupancy, for `GET /v1/models`.
     pub fn slot_info(&self) -> SlotInfo {
-        let s = self.slots.status();
-        SlotInfo {
-            parallel: s.parallel,
-            queue: s.queue,
-            busy: s.busy,
-            queued: s.queued,
-            admitted: s.admitted,
-            rejected: s.rejected,
-            cancelled: s.cancelled,
-        }
+        self.slots.status()
     }
 }
