@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, multipart};
+use reqwest::blocking::{Client, RequestBuilder, multipart};
 use serde_json::Value;
 
 /// The workspace root.
@@ -125,8 +125,13 @@ impl Server {
 
     /// Starts a server on an existing data directory (e.g. after [`Server::kill`]).
     pub fn start_in(data: Arc<tempfile::TempDir>, env: &[(&str, &str)]) -> Self {
+        Self::start_on(data, "127.0.0.1", env)
+    }
+
+    /// Starts a server listening on `host` (e.g. `0.0.0.0`), reached through loopback.
+    pub fn start_on(data: Arc<tempfile::TempDir>, host: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{host}:{port}");
         let mut command = Command::new(binary());
         command
             .args(["serve", "--addr", &addr, "--data"])
@@ -152,7 +157,7 @@ impl Server {
             .expect("client");
         let mut server = Server {
             child,
-            url: format!("http://{addr}"),
+            url: format!("http://127.0.0.1:{port}"),
             client,
             data,
         };
@@ -177,95 +182,55 @@ impl Server {
         panic!("zhiku did not become healthy within 180 s");
     }
 
+    /// Requests without an API key.
+    pub fn api(&self) -> Api<'_> {
+        Api {
+            server: self,
+            key: None,
+        }
+    }
+
+    /// Requests that present `key` as `Authorization: Bearer`.
+    pub fn as_key(&self, key: &str) -> Api<'_> {
+        Api {
+            server: self,
+            key: Some(key.to_string()),
+        }
+    }
+
     /// Uploads files `(name, bytes)` to a KB; returns status and JSON body.
     pub fn upload(&self, kb: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
-        let mut form = multipart::Form::new();
-        for (name, bytes) in files {
-            form = form.part(
-                "file",
-                multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
-            );
-        }
-        let response = self
-            .client
-            .post(format!("{}/v1/kbs/{kb}/documents", self.url))
-            .multipart(form)
-            .send()
-            .expect("upload request");
-        into_parts(response)
+        self.api().upload(kb, files)
     }
 
     /// POSTs JSON to a path; returns status and JSON body.
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        into_parts(
-            self.client
-                .post(format!("{}{path}", self.url))
-                .json(body)
-                .send()
-                .expect("request"),
-        )
+        self.api().post_json(path, body)
     }
 
     /// POSTs raw bytes with a content type; returns status and JSON body.
     pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-        into_parts(
-            self.client
-                .post(format!("{}{path}", self.url))
-                .header("content-type", content_type)
-                .body(body)
-                .send()
-                .expect("request"),
-        )
+        self.api().post_raw(path, content_type, body)
     }
 
     /// GETs a path; returns status and JSON body.
     pub fn get(&self, path: &str) -> (u16, Value) {
-        into_parts(
-            self.client
-                .get(format!("{}{path}", self.url))
-                .send()
-                .expect("request"),
-        )
+        self.api().get(path)
     }
 
     /// GETs a path that answers text (HTML, metrics); returns status, content type and body.
     pub fn get_text(&self, path: &str) -> (u16, String, String) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.url))
-            .send()
-            .expect("request");
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        (
-            response.status().as_u16(),
-            content_type,
-            response.text().expect("body"),
-        )
+        self.api().get_text(path)
     }
 
     /// DELETEs a path; returns status and JSON body (Null when empty).
     pub fn delete(&self, path: &str) -> (u16, Value) {
-        into_parts(
-            self.client
-                .delete(format!("{}{path}", self.url))
-                .send()
-                .expect("request"),
-        )
+        self.api().delete(path)
     }
 
     /// Searches a KB and returns the hits.
     pub fn search(&self, kb: &str, query: &str, mode: &str) -> Vec<Value> {
-        let (status, body) = self.post_json(
-            &format!("/v1/kbs/{kb}/search"),
-            &serde_json::json!({ "query": query, "top_k": 5, "mode": mode }),
-        );
-        assert_eq!(status, 200, "search failed: {body}");
-        body["hits"].as_array().expect("hits array").clone()
+        self.api().search(kb, query, mode)
     }
 
     /// Uploads with explicit form parts: `(field, file name or None for text, bytes)`,
@@ -276,37 +241,12 @@ impl Server {
         query: &str,
         parts: &[(&str, Option<&str>, Vec<u8>)],
     ) -> (u16, Value) {
-        let mut form = multipart::Form::new();
-        for (field, name, bytes) in parts {
-            let part = multipart::Part::bytes(bytes.clone());
-            let part = match name {
-                Some(name) => part.file_name(name.to_string()),
-                None => part,
-            };
-            form = form.part(field.to_string(), part);
-        }
-        into_parts(
-            self.client
-                .post(format!("{}/v1/kbs/{kb}/documents{query}", self.url))
-                .multipart(form)
-                .send()
-                .expect("upload request"),
-        )
+        self.api().upload_form(kb, query, parts)
     }
 
     /// Polls a job until it finishes (10 minutes at most) and returns its final state.
     pub fn wait_job(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let (status, job) = self.get(&format!("/v1/jobs/{id}"));
-            assert_eq!(status, 200, "{job}");
-            let state = job["state"].as_str().unwrap_or_default();
-            if ["succeeded", "failed", "cancelled"].contains(&state) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.api().wait_job(id)
     }
 
     /// Kills the server with SIGKILL (no shutdown of any kind) and returns its data
@@ -347,6 +287,148 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(log_path(&self.data)).unwrap_or_default()
     }
+}
+
+/// Requests to a [`Server`] as one caller: with an API key, or without.
+pub struct Api<'a> {
+    server: &'a Server,
+    key: Option<String>,
+}
+
+impl Api<'_> {
+    /// A request to `path` on the server, carrying the key if there is one.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        let request = self
+            .server
+            .client
+            .request(method, format!("{}{path}", self.server.url));
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// Uploads files `(name, bytes)` to a KB; returns status and JSON body.
+    pub fn upload(&self, kb: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
+        let parts: Vec<(&str, Option<&str>, Vec<u8>)> = files
+            .iter()
+            .map(|(name, bytes)| ("file", Some(*name), bytes.clone()))
+            .collect();
+        self.upload_form(kb, "", &parts)
+    }
+
+    /// POSTs JSON to a path; returns status and JSON body.
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        send(self.request(reqwest::Method::POST, path).json(body))
+    }
+
+    /// POSTs raw bytes with a content type; returns status and JSON body.
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        send(
+            self.request(reqwest::Method::POST, path)
+                .header("content-type", content_type)
+                .body(body),
+        )
+    }
+
+    /// GETs a path; returns status and JSON body.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        send(self.request(reqwest::Method::GET, path))
+    }
+
+    /// GETs a path that answers text (HTML, metrics); returns status, content type and body.
+    pub fn get_text(&self, path: &str) -> (u16, String, String) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .expect("request");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (
+            response.status().as_u16(),
+            content_type,
+            response.text().expect("body"),
+        )
+    }
+
+    /// DELETEs a path; returns status and JSON body (Null when empty).
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        send(self.request(reqwest::Method::DELETE, path))
+    }
+
+    /// Searches a KB and returns the hits.
+    pub fn search(&self, kb: &str, query: &str, mode: &str) -> Vec<Value> {
+        let (status, body) = self.post_json(
+            &format!("/v1/kbs/{kb}/search"),
+            &serde_json::json!({ "query": query, "top_k": 5, "mode": mode }),
+        );
+        assert_eq!(status, 200, "search failed: {body}");
+        body["hits"].as_array().expect("hits array").clone()
+    }
+
+    /// Uploads with explicit form parts: `(field, file name or None for text, bytes)`,
+    /// to `/v1/kbs/{kb}/documents{query}`; returns status and JSON body.
+    pub fn upload_form(
+        &self,
+        kb: &str,
+        query: &str,
+        parts: &[(&str, Option<&str>, Vec<u8>)],
+    ) -> (u16, Value) {
+        let mut form = multipart::Form::new();
+        for (field, name, bytes) in parts {
+            let part = multipart::Part::bytes(bytes.clone());
+            let part = match name {
+                Some(name) => part.file_name(name.to_string()),
+                None => part,
+            };
+            form = form.part(field.to_string(), part);
+        }
+        send(
+            self.request(
+                reqwest::Method::POST,
+                &format!("/v1/kbs/{kb}/documents{query}"),
+            )
+            .multipart(form),
+        )
+    }
+
+    /// Polls a job until it finishes (10 minutes at most) and returns its final state.
+    pub fn wait_job(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let (status, job) = self.get(&format!("/v1/jobs/{id}"));
+            assert_eq!(status, 200, "{job}");
+            let state = job["state"].as_str().unwrap_or_default();
+            if ["succeeded", "failed", "cancelled"].contains(&state) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs the `zhiku` CLI on a data directory with the real models; returns exit code,
+/// stdout and stderr.
+pub fn zhiku(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(binary())
+        .arg("--data")
+        .arg(data)
+        .arg("--models")
+        .arg(models_dir())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run zhiku");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Server-Sent Events read from a streaming response as they arrive.
@@ -391,6 +473,10 @@ impl EventStream {
             }
         }
     }
+}
+
+fn send(request: RequestBuilder) -> (u16, Value) {
+    into_parts(request.send().expect("request"))
 }
 
 fn into_parts(response: reqwest::blocking::Response) -> (u16, Value) {

@@ -1,26 +1,7 @@
 //! The command line: ingest a directory, then search and ask it, on the real models.
 
-use std::process::Command;
-
 use serde_json::Value;
-use zhiku_e2e::{binary, models_dir};
-
-fn zhiku(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(binary())
-        .arg("--data")
-        .arg(data)
-        .arg("--models")
-        .arg(models_dir())
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run zhiku");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use zhiku_e2e::zhiku;
 
 #[test]
 fn ingest_directory_then_search_and_ask() {

@@ -104,7 +104,8 @@ fn the_spec_documents_every_route_and_the_docs_page_shows_it() {
 
     // `zhiku routes` is the router's own list: each route reaches a handler (an empty
     // request is refused by the handler, or names a missing KB, document or job, never
-    // the fallback's "no such route" or a 405).
+    // the fallback's "no such route", a 405, or the refusal of a route missing from the
+    // access table).
     for (method, path) in &routes {
         let concrete = path
             .replace("{*id}", "no/such/doc")
@@ -122,6 +123,10 @@ fn the_spec_documents_every_route_and_the_docs_page_shows_it() {
         assert!(
             !body.contains("no such route"),
             "{method} {path} is not routed: {status} {body}"
+        );
+        assert!(
+            !body.contains("access table"),
+            "{method} {path} is not in access.rs: {body}"
         );
     }
 

@@ -117,7 +117,8 @@ pub fn document_id(kb: &str, name: &str) -> String {
     hex(&digest[..8])
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of bytes, as every digest zhiku stores is written.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

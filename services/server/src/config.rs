@@ -140,9 +140,26 @@ pub struct ServerConfig {
     pub models_dir: PathBuf,
     /// Largest accepted upload request, in bytes.
     pub max_upload_bytes: usize,
+    /// Largest accepted body of any other request (JSON), in bytes.
+    pub max_body_bytes: usize,
     /// On SIGTERM/Ctrl-C: how long requests in flight may take to finish, and then how
     /// long a running job may take to reach its next commit.
     pub shutdown_timeout_secs: u64,
+    /// Serve without API keys on an address other than loopback. Without keys anyone who
+    /// can reach the port may read, change and delete everything, so this must be said
+    /// explicitly (e.g. behind an authenticating proxy).
+    pub allow_unauthenticated: bool,
+    /// Requests a minute per API key (per client address while no keys exist); 0 is no
+    /// limit. Probes and metrics are not counted.
+    pub rate_limit_per_minute: u32,
+    /// Requests a caller may make at once before the per-minute rate applies.
+    pub rate_limit_burst: u32,
+    /// Seconds until a response must start, else 504; 0 is no limit. Streamed answers
+    /// start with their sources, so they are not cut off; reindexing is exempt.
+    pub request_timeout_secs: u64,
+    /// Origins browsers may call the API from (`https://app.example`), or `["*"]` for any;
+    /// empty sends no CORS headers, so browsers allow only same-origin pages.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -152,7 +169,17 @@ impl Default for ServerConfig {
             data_dir: "./data".into(),
             models_dir: "./models".into(),
             max_upload_bytes: 50 * 1024 * 1024,
+            // Roomy for a search filter of a thousand document ids or a long JSON schema,
+            // small enough that a stray upload to a JSON route is refused at once.
+            max_body_bytes: 1024 * 1024,
             shutdown_timeout_secs: 30,
+            allow_unauthenticated: false,
+            rate_limit_per_minute: 0,
+            rate_limit_burst: 20,
+            // A queued answer on a busy CPU takes minutes at worst; beyond that the
+            // client has long given up.
+            request_timeout_secs: 300,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -23,6 +23,9 @@ pub enum ServiceError {
     /// A named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The request conflicts with the state of what it names.
     #[error("{message}")]
     Conflict {
@@ -67,6 +70,22 @@ pub enum ServiceError {
         /// Seconds after which a retry is likely to be admitted.
         retry_after_secs: u64,
     },
+    /// No API key, or one that is unknown or revoked: 401 with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key may read the knowledge base but not change it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The caller's key (or address) is over `server.rate_limit_per_minute`: 429 with
+    /// `Retry-After`.
+    #[error("too many requests: retry in {retry_after_secs} s (server.rate_limit_per_minute)")]
+    RateLimited {
+        /// Seconds until the next request is allowed.
+        retry_after_secs: u64,
+    },
+    /// The response did not start within `server.request_timeout_secs`.
+    #[error("no response within {0} s (server.request_timeout_secs)")]
+    Timeout(u64),
     /// The client went away before the answer was done; nobody reads the response.
     #[error("the client closed the connection")]
     ClientGone,
@@ -89,6 +108,9 @@ impl ServiceError {
         match self {
             ServiceError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
             ServiceError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ServiceError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
             ServiceError::PayloadTooLarge(_) => {
@@ -122,6 +144,10 @@ impl ServiceError {
                 (StatusCode::BAD_REQUEST, "invalid_response_format")
             }
             ServiceError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ServiceError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ServiceError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             // nginx's "client closed request": never seen by the client, but honest in logs.
             ServiceError::ClientGone => (
                 StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
@@ -133,6 +159,11 @@ impl ServiceError {
     }
 }
 
+/// The 404 of a knowledge base that does not exist; also what a key gets for one it may
+/// not read, so the two cannot be told apart.
+pub fn kb_not_found(name: &str) -> ServiceError {
+    ServiceError::NotFound(format!("knowledge base {name:?} does not exist"))
+}
 macro_rules! storage_errors {
     ($($t:ty),*) => {$(
         impl From<$t> for ServiceError {
@@ -197,14 +228,24 @@ impl IntoResponse for ServiceError {
         let (status, _) = self.status_and_code();
         let body = self.body();
         let mut response = (status, Json(body)).into_response();
-        if let ServiceError::Overloaded {
-            retry_after_secs, ..
-        } = &self
-        {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from(*retry_after_secs),
-            );
+        let headers = response.headers_mut();
+        match &self {
+            ServiceError::Overloaded {
+                retry_after_secs, ..
+            }
+            | ServiceError::RateLimited { retry_after_secs } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(*retry_after_secs),
+                );
+            }
+            ServiceError::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            _ => {}
         }
         response
     }

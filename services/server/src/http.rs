@@ -16,9 +16,8 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures_util::{Stream, StreamExt};
-use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -36,8 +35,10 @@ use zhiku_schemas::{
     TokenizeResponse, UploadForm, UploadParams, UploadResponse,
 };
 
+use crate::auth::Principal;
 use crate::conversations::check_id;
-use crate::error::{ServiceError, file_status};
+use crate::error::{ServiceError, file_status, kb_not_found};
+use crate::guard::{self, Guard, UPLOAD_ROUTE};
 use crate::openapi::{
     self, BadRequest, Conflict, ConversationPath, DocumentPath, Forbidden, JobPath, KbPath,
     NotFound, Overloaded, PayloadTooLarge, UnprocessableContent, UnsupportedMediaType,
@@ -51,7 +52,7 @@ pub type AppState = Arc<Services>;
 /// them and the e2e test checks each against the OpenAPI document, so a route added here
 /// without `#[utoipa::path]` docs fails the build's tests.
 pub fn route_table() -> Vec<(Method, &'static str)> {
-    routes(usize::MAX).table
+    routes(0).table
 }
 
 /// The router and the list of what it routes, built together so that they cannot differ.
@@ -89,7 +90,8 @@ impl Routes {
     }
 }
 
-/// Every route; the only place routes are added.
+/// Every route; the only place routes are added. Each must also be in
+/// [`crate::access::ROUTES`], which says who may call it: an unlisted one is refused.
 fn routes(upload_limit: usize) -> Routes {
     let api = Routes {
         router: Router::new(),
@@ -107,13 +109,8 @@ fn routes(upload_limit: usize) -> Routes {
         .add(Method::GET, "/v1/kbs", list_kbs)
         .add(Method::GET, "/v1/kbs/{kb}", get_kb)
         .add(Method::DELETE, "/v1/kbs/{kb}", delete_kb)
-        .add_wrapped(Method::POST, "/v1/kbs/{kb}/documents", upload, |route| {
-            route
-                .layer(DefaultBodyLimit::max(upload_limit))
-                .layer(middleware::from_fn_with_state(
-                    upload_limit,
-                    reject_oversize,
-                ))
+        .add_wrapped(Method::POST, UPLOAD_ROUTE, upload, |route| {
+            route.layer(DefaultBodyLimit::max(upload_limit))
         })
         .add(Method::GET, "/v1/kbs/{kb}/documents", list_documents)
         .add(Method::GET, "/v1/kbs/{kb}/documents/{*id}", get_document)
@@ -145,29 +142,52 @@ fn routes(upload_limit: usize) -> Routes {
         )
 }
 
-/// The API's router.
-pub fn router(services: AppState) -> Router {
-    routes(services.config.server.max_upload_bytes)
+/// The API's routes, behind the [`Guard`]'s layers.
+pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
+    let router = routes(guard.max_upload_bytes)
         .router
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(services.clone(), track))
-        // Layers added last run first: every request gets an id (a client's own
-        // `x-request-id` is kept) before the trace span opens, and the response carries it.
+        // Layers added last run first. Innermost: body limits (the upload route's own
+        // limit above wins over this one), then access, then the timeout, then metrics,
+        // which so count refusals too.
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            guard::reject_oversize,
+        ))
+        .layer(DefaultBodyLimit::max(guard.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            guard::check_access,
+        ))
+        .layer(middleware::from_fn_with_state(
+            guard.clone(),
+            guard::time_limit,
+        ))
+        .layer(middleware::from_fn_with_state(services.clone(), track));
+    // CORS answers preflights before access is checked, and its headers reach refusals.
+    let router = match &guard.cors {
+        Some(cors) => router.layer(cors.clone()),
+        None => router,
+    };
+    // Every request gets an id (a client's own `x-request-id` is kept) before the trace
+    // span opens, and the response carries it.
+    router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(services)
 }
 
-/// The tracing span of a request: method, path and request id, so every log line of the
-/// request can be found by the id the client saw.
+/// The tracing span of a request: method, path, request id and API key id, so every log
+/// line of the request can be found by the id the client saw, and traced to a key.
 fn request_span(request: &Request) -> tracing::Span {
     let id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+    // `key` is filled in once the API key is known.
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, key = tracing::field::Empty)
 }
 
 /// Counts every request by route pattern and status, with its latency.
@@ -198,10 +218,29 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ServiceError::Internal(e.to_string()))?
 }
 
-/// A JSON body, or a 400 that says what is wrong with it.
+/// A JSON body, or a 400 that says what is wrong with it (413 when it is too large).
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ServiceError> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ServiceError::bad_request("invalid_json", e.body_text()))
+    body.map(|Json(v)| v).map_err(|e| {
+        body_error(
+            e.status(),
+            e.body_text(),
+            "invalid_json",
+            "server.max_body_bytes",
+        )
+    })
+}
+
+/// A body that could not be read: 413 naming the setting when it was over the limit
+/// (`DefaultBodyLimit` cuts bodies of undeclared length while they are read), else a 400
+/// with `code`.
+fn body_error(status: StatusCode, text: String, code: &'static str, limit: &str) -> ServiceError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ServiceError::PayloadTooLarge(format!(
+            "request body is larger than the limit ({limit}): {text}"
+        ))
+    } else {
+        ServiceError::bad_request(code, text)
+    }
 }
 
 /// Liveness
@@ -242,7 +281,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
                 problems.push(format!("{name}: {e}"));
             }
         }
-        Ok((s.models()?, names.len(), problems))
+        // Knowledge bases are left out: probes need no key, and KB names are not theirs.
+        Ok((s.models(&|_| false)?, names.len(), problems))
     })
     .await;
     match checked {
@@ -300,15 +340,21 @@ async fn not_found() -> ServiceError {
 
 /// List knowledge bases
 ///
-/// Every knowledge base with its document and chunk counts.
+/// The knowledge bases the caller may read, with their document and chunk counts.
 #[utoipa::path(get, path = "/v1/kbs", tag = "knowledge bases", responses(
     (status = 200, description = "The knowledge bases, by name.", body = KbList),
     (status = 409, response = Conflict),
 ))]
-async fn list_kbs(State(s): State<AppState>) -> Result<Json<KbList>, ServiceError> {
+async fn list_kbs(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<KbList>, ServiceError> {
     blocking(move || {
         let mut kbs = Vec::new();
         for name in s.registry.names()? {
+            if !principal.can_read(&name) {
+                continue;
+            }
             if let Some(kb) = s.registry.get(&name)? {
                 kbs.push(kb.info());
             }
@@ -356,50 +402,19 @@ async fn delete_kb(
             s.conversations.purge_kb(&kb)?;
             Ok(StatusCode::NO_CONTENT)
         } else {
-            Err(ServiceError::NotFound(format!(
-                "knowledge base {kb:?} does not exist"
-            )))
+            Err(kb_not_found(&kb))
         }
     })
     .await
 }
 
-/// Bytes of an oversize body read and thrown away before answering 413. Clients send the
-/// whole body before reading the response; a server that answers early and closes makes
-/// most of them report a broken connection instead of the 413.
-const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
-
-/// Answers 413 to a declared-oversize upload before any of it is parsed.
-async fn reject_oversize(State(limit): State<usize>, request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(length) if length > limit => {
-            if length <= DRAIN_LIMIT {
-                let mut body = request.into_body();
-                while let Some(Ok(_)) = body.frame().await {}
-            }
-            ServiceError::PayloadTooLarge(format!(
-                "upload of {length} bytes is larger than the limit of {limit} bytes (server.max_upload_bytes)"
-            ))
-            .into_response()
-        }
-        _ => next.run(request).await,
-    }
-}
-
 fn multipart_error(e: MultipartError) -> ServiceError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ServiceError::PayloadTooLarge(format!(
-            "upload is larger than the limit: {}",
-            e.body_text()
-        ))
-    } else {
-        ServiceError::bad_request("invalid_multipart", e.body_text())
-    }
+    body_error(
+        e.status(),
+        e.body_text(),
+        "invalid_multipart",
+        "server.max_upload_bytes",
+    )
 }
 
 /// One uploaded file, read whole.
@@ -679,14 +694,17 @@ async fn delete_document(
     (status = 202, description = "Queued; follow it at `/v1/jobs/{id}`.", body = JobAccepted),
     (status = 400, response = BadRequest),
     (status = 403, response = Forbidden),
+    (status = 404, response = NotFound),
     (status = 409, response = Conflict),
 ))]
 async fn create_job(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Result<Json<CreateJobRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ServiceError> {
     let request = json_body(body)?;
     Services::check_kb_name(&request.kb)?;
+    principal.write(&request.kb)?;
     let job = blocking(move || {
         Ok(s.jobs()?.submit_import(
             &request.kb,
@@ -701,21 +719,33 @@ async fn create_job(
 
 /// List jobs
 ///
-/// Every job, newest first, with its progress.
+/// The jobs of the knowledge bases the caller may read, newest first, with their progress.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses(
     (status = 200, description = "The jobs.", body = JobList),
 ))]
-async fn list_jobs(State(s): State<AppState>) -> Result<Json<JobList>, ServiceError> {
+async fn list_jobs(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<JobList>, ServiceError> {
     blocking(move || {
-        Ok(Json(JobList {
-            jobs: s.jobs()?.list()?,
-        }))
+        let mut jobs = s.jobs()?.list()?;
+        jobs.retain(|job| principal.can_read(&job.kb));
+        Ok(Json(JobList { jobs }))
     })
     .await
 }
 
 fn job_not_found(id: &str) -> ServiceError {
     ServiceError::NotFound(format!("job {id:?} does not exist"))
+}
+
+/// The job `id` if the caller may read its knowledge base; otherwise the same 404 as for
+/// a job that does not exist.
+fn visible_job(s: &Services, principal: &Principal, id: &str) -> Result<JobInfo, ServiceError> {
+    s.jobs()?
+        .get(id)?
+        .filter(|job| principal.can_read(&job.kb))
+        .ok_or_else(|| job_not_found(id))
 }
 
 /// Get a job
@@ -727,15 +757,10 @@ fn job_not_found(id: &str) -> ServiceError {
 ))]
 async fn get_job(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<JobInfo>, ServiceError> {
-    blocking(move || {
-        s.jobs()?
-            .get(&id)?
-            .map(Json)
-            .ok_or_else(|| job_not_found(&id))
-    })
-    .await
+    blocking(move || visible_job(&s, &principal, &id).map(Json)).await
 }
 
 /// Cancel a job
@@ -748,9 +773,14 @@ async fn get_job(
 ))]
 async fn cancel_job(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<JobInfo>, ServiceError> {
-    blocking(move || Ok(Json(s.jobs()?.cancel(&id)?))).await
+    blocking(move || {
+        principal.write(&visible_job(&s, &principal, &id)?.kb)?;
+        Ok(Json(s.jobs()?.cancel(&id)?))
+    })
+    .await
 }
 
 /// Follow a job
@@ -765,12 +795,16 @@ async fn cancel_job(
 ))]
 async fn job_events(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ServiceError> {
     let lookup = id.clone();
-    let receiver = blocking(move || Ok(s.jobs()?.subscribe(&lookup)?))
-        .await?
-        .ok_or_else(|| job_not_found(&id))?;
+    let receiver = blocking(move || {
+        visible_job(&s, &principal, &lookup)?;
+        Ok(s.jobs()?.subscribe(&lookup)?)
+    })
+    .await?
+    .ok_or_else(|| job_not_found(&id))?;
     let stream = futures_util::stream::unfold(Some((receiver, true)), |state| async move {
         let (mut receiver, first) = state?;
         if !first && receiver.changed().await.is_err() {
@@ -817,13 +851,16 @@ async fn search(
 /// Models
 ///
 /// In OpenAI's shape, so OpenAI clients can list them: the LLM and the embedder (engine,
-/// file, size, parameters, quantization, context, the LLM's generation slots), and every
-/// knowledge base as a `kb:<name>` model for chat completions.
+/// file, size, parameters, quantization, context, the LLM's generation slots), and each
+/// knowledge base the caller may read as a `kb:<name>` model for chat completions.
 #[utoipa::path(get, path = "/v1/models", tag = "models", responses(
     (status = 200, description = "The models.", body = ModelList),
 ))]
-async fn models(State(s): State<AppState>) -> Result<Json<ModelList>, ServiceError> {
-    blocking(move || Ok(Json(s.models()?))).await
+async fn models(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<ModelList>, ServiceError> {
+    blocking(move || Ok(Json(s.models(&|kb| principal.can_read(kb))?))).await
 }
 
 /// Tokenize
@@ -1036,7 +1073,9 @@ async fn ask(
 
 /// List conversations
 ///
-/// Conversations without their turns, most recently updated first.
+/// The conversations of the knowledge bases the caller may read (of one, with `?kb=`:
+/// empty for one it may not read, as for one that does not exist), without their turns,
+/// most recently updated first.
 #[utoipa::path(get, path = "/v1/conversations", tag = "conversations",
     params(ConversationListParams), responses(
         (status = 200, description = "The conversations.", body = ConversationList),
@@ -1044,19 +1083,35 @@ async fn ask(
     ))]
 async fn list_conversations(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ConversationListParams>, QueryRejection>,
 ) -> Result<Json<ConversationList>, ServiceError> {
     let params = query(params)?;
     blocking(move || {
-        Ok(Json(ConversationList {
-            conversations: s.conversations.list(params.kb.as_deref())?,
-        }))
+        let mut conversations = s.conversations.list(params.kb.as_deref())?;
+        conversations.retain(|c| principal.can_read(&c.kb));
+        Ok(Json(ConversationList { conversations }))
     })
     .await
 }
 
 fn conversation_not_found(id: &str) -> ServiceError {
     ServiceError::NotFound(format!("conversation {id:?} does not exist"))
+}
+
+/// Conversation `id` if the caller may read its knowledge base; otherwise the same 404 as
+/// for one that does not exist. Whoever may ask a knowledge base may also read, rate and
+/// delete its conversations: they are made by asking.
+fn visible_conversation(
+    s: &Services,
+    principal: &Principal,
+    id: &str,
+) -> Result<Conversation, ServiceError> {
+    check_id(id)?;
+    s.conversations
+        .get(id)?
+        .filter(|c| principal.can_read(&c.kb))
+        .ok_or_else(|| conversation_not_found(id))
 }
 
 /// Get a conversation
@@ -1070,16 +1125,10 @@ fn conversation_not_found(id: &str) -> ServiceError {
     ))]
 async fn get_conversation(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ServiceError> {
-    check_id(&id)?;
-    blocking(move || {
-        s.conversations
-            .get(&id)?
-            .map(Json)
-            .ok_or_else(|| conversation_not_found(&id))
-    })
-    .await
+    blocking(move || visible_conversation(&s, &principal, &id).map(Json)).await
 }
 
 /// Delete a conversation
@@ -1093,10 +1142,11 @@ async fn get_conversation(
     ))]
 async fn delete_conversation(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ServiceError> {
-    check_id(&id)?;
     blocking(move || {
+        visible_conversation(&s, &principal, &id)?;
         if s.conversations.delete(&id)? {
             Ok(StatusCode::NO_CONTENT)
         } else {
@@ -1118,12 +1168,14 @@ async fn delete_conversation(
     ))]
 async fn conversation_feedback(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Result<Json<FeedbackRequest>, JsonRejection>,
 ) -> Result<StatusCode, ServiceError> {
     check_id(&id)?;
     let request = json_body(body)?;
     blocking(move || {
+        visible_conversation(&s, &principal, &id)?;
         s.conversations.feedback(&id, &request)?;
         Ok(StatusCode::NO_CONTENT)
     })
@@ -1199,9 +1251,14 @@ fn unix_now() -> u64 {
     ))]
 async fn chat_completions(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
 ) -> Result<Response, ServiceError> {
     let request = json_body(body)?;
+    // A `kb:` model is its knowledge base: unreadable ones are unknown models.
+    if let Some(kb) = request.model.strip_prefix("kb:") {
+        principal.read(kb)?;
+    }
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = unix_now();
     let model = request.model.clone();

@@ -17,6 +17,45 @@ const POLL: Duration = Duration::from_millis(200);
 /// Files per upload request in `--server` mode, and their byte budget.
 const UPLOAD_FILES: usize = 64;
 const UPLOAD_BYTES: u64 = 16 << 20;
+/// Bound on one request of a remote ingest (uploads are asynchronous, so quick).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A running zhiku server the CLI sends work to, with the API key to present.
+pub struct Remote {
+    url: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Remote {
+    /// A client for the server at `url`, sending `api_key` as `Authorization: Bearer` on
+    /// every request. No overall timeout: a remote reindex answers when done.
+    pub fn new(url: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .context("the API key has characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let client = reqwest::blocking::Client::builder()
+            .default_headers(headers)
+            .timeout(None)
+            .build()?;
+        Ok(Self {
+            url: url.trim_end_matches('/').to_string(),
+            client,
+        })
+    }
+
+    /// A request to `path` (starting with `/`) on the server.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.url))
+    }
+}
 
 /// Runs the command; returns whether the job succeeded. Every document gets `tags`.
 pub fn run(
@@ -25,7 +64,7 @@ pub fn run(
     kb: &str,
     glob: Option<&str>,
     tags: &[String],
-    server: Option<&str>,
+    server: Option<&Remote>,
 ) -> anyhow::Result<bool> {
     Services::check_kb_name(kb)?;
     // Checked before anything is loaded or sent.
@@ -52,7 +91,7 @@ pub fn run(
                 std::thread::sleep(POLL);
             }
         }
-        Some(url) => remote(url, &dir, kb, glob, &tags, &bar)?,
+        Some(server) => remote(server, &dir, kb, glob, &tags, &bar)?,
     };
     bar.finish_and_clear();
     summary(&info);
@@ -135,19 +174,15 @@ fn summary(info: &JobInfo) {
 
 /// Uploads the files in batches as asynchronous jobs and follows them together.
 fn remote(
-    url: &str,
+    server: &Remote,
     dir: &Path,
     kb: &str,
     glob: Option<&str>,
     tags: &[String],
     bar: &ProgressBar,
 ) -> anyhow::Result<JobInfo> {
-    let url = url.trim_end_matches('/');
     let glob = source::compile_glob(glob)?;
     let files = source::list(dir, glob.as_ref())?;
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()?;
     let mut job_ids = Vec::new();
     let mut batch: Vec<(String, PathBuf)> = Vec::new();
     let mut batch_bytes = 0;
@@ -161,7 +196,7 @@ fn remote(
         batch_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         batch.push((input.name, path));
         if batch.len() == UPLOAD_FILES || batch_bytes >= UPLOAD_BYTES || i + 1 == total {
-            job_ids.push(upload(&client, url, kb, &batch, tags)?);
+            job_ids.push(upload(server, kb, &batch, tags)?);
             bar.set_position(i as u64 + 1);
             batch.clear();
             batch_bytes = 0;
@@ -170,7 +205,10 @@ fn remote(
     loop {
         let mut infos = Vec::with_capacity(job_ids.len());
         for id in &job_ids {
-            let response = client.get(format!("{url}/v1/jobs/{id}")).send()?;
+            let response = server
+                .request(reqwest::Method::GET, &format!("/v1/jobs/{id}"))
+                .timeout(REQUEST_TIMEOUT)
+                .send()?;
             anyhow::ensure!(
                 response.status().is_success(),
                 "GET /v1/jobs/{id}: {}",
@@ -188,8 +226,7 @@ fn remote(
 }
 
 fn upload(
-    client: &reqwest::blocking::Client,
-    url: &str,
+    server: &Remote,
     kb: &str,
     files: &[(String, PathBuf)],
     tags: &[String],
@@ -207,11 +244,15 @@ fn upload(
         let part = reqwest::blocking::multipart::Part::bytes(bytes).file_name(name.clone());
         form = form.part("file", part);
     }
-    let response = client
-        .post(format!("{url}/v1/kbs/{kb}/documents?wait=false"))
+    let response = server
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/kbs/{kb}/documents?wait=false"),
+        )
+        .timeout(REQUEST_TIMEOUT)
         .multipart(form)
         .send()
-        .with_context(|| format!("cannot reach {url}"))?;
+        .with_context(|| format!("cannot reach {}", server.url))?;
     anyhow::ensure!(
         response.status().as_u16() == 202,
         "upload refused ({}): {}",

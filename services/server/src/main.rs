@@ -1,12 +1,16 @@
 //! `zhiku`: the knowledge-base service and its command-line tools.
 
+mod access;
+mod auth;
 mod bench;
 mod config;
 mod conversations;
 mod error;
 mod eval;
+mod guard;
 mod http;
 mod ingest_cmd;
+mod limits;
 mod metrics;
 mod openai;
 mod openapi;
@@ -54,6 +58,33 @@ struct GlobalArgs {
     log_format: LogFormat,
 }
 
+/// Where a command that can run on a server sends its work.
+#[derive(Args)]
+struct RemoteArgs {
+    /// Send the work to the zhiku server at this URL instead of using the data directory
+    /// directly (needed while a server holds it).
+    #[arg(long)]
+    server: Option<String>,
+    /// API key for --server (a write key for the KB, or an admin key).
+    #[arg(
+        long,
+        env = "ZHIKU_API_KEY",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    api_key: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The server to send the work to, if one was named.
+    fn remote(&self) -> anyhow::Result<Option<ingest_cmd::Remote>> {
+        self.server
+            .as_deref()
+            .map(|url| ingest_cmd::Remote::new(url, self.api_key.as_deref()))
+            .transpose()
+    }
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -94,21 +125,18 @@ enum Command {
         /// for filtering searches.
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
-        /// Send the files to the zhiku server at this URL instead of using the data
-        /// directory directly (needed while a server holds it).
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Re-embed a knowledge base with the configured embedding model and switch it over
-    /// atomically: locally, or on a running server with --server.
+    /// atomically: locally, or on a running server with --server (whose embedder is the
+    /// one used).
     Reindex {
         /// Knowledge base name.
         #[arg(long)]
         kb: String,
-        /// Ask the zhiku server at this URL to do it (needed while a server holds the
-        /// data directory; the server's embedder is the one used).
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Search a knowledge base.
     Search {
@@ -150,6 +178,12 @@ enum Command {
     /// Measure retrieval quality against judged queries: hit@1, hit@5, MRR@10 and nDCG@10
     /// per search mode and per language tag. A queries file that cannot be used exits 2.
     Eval(eval::EvalArgs),
+    /// Manage API keys (in the data directory; works while a server runs, which sees
+    /// the change on its next request).
+    Keys {
+        #[command(subcommand)]
+        what: auth::KeysCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -239,16 +273,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             kb,
             glob,
             tags,
-            server,
+            remote,
         } => {
-            if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), &tags, server.as_deref())? {
+            let server = remote.remote()?;
+            if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), &tags, server.as_ref())? {
                 std::process::exit(2);
             }
             Ok(())
         }
-        Command::Reindex { kb, server } => {
-            let response = match server {
-                Some(url) => reindex_remote(&url, &kb)?,
+        Command::Reindex { kb, remote } => {
+            let response = match remote.remote()? {
+                Some(server) => reindex_remote(&server, &kb)?,
                 None => Services::load(config, Models::EmbedderOnly, false)?.reindex(&kb)?,
             };
             eprintln!(
@@ -363,6 +398,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => eval::run(config, args),
+        Command::Keys { what } => auth::run(&config.server.data_dir, what),
         Command::Bench { what } => bench::run(config, what),
         Command::Config {
             what: ConfigCommand::Show,
@@ -376,10 +412,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `POST /v1/kbs/{kb}/reindex` on a running server; it answers when done, however long
 /// that takes, so there is no client timeout.
-fn reindex_remote(url: &str, kb: &str) -> anyhow::Result<zhiku_schemas::ReindexResponse> {
-    let client = reqwest::blocking::Client::builder().timeout(None).build()?;
-    let response = client
-        .post(format!("{}/v1/kbs/{kb}/reindex", url.trim_end_matches('/')))
+fn reindex_remote(
+    server: &ingest_cmd::Remote,
+    kb: &str,
+) -> anyhow::Result<zhiku_schemas::ReindexResponse> {
+    let response = server
+        .request(reqwest::Method::POST, &format!("/v1/kbs/{kb}/reindex"))
         .send()?;
     anyhow::ensure!(
         response.status().is_success(),
@@ -398,9 +436,55 @@ fn one_line(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// Whether every address `addr` names is a loopback address; an address that does not
+/// resolve is not.
+fn is_loopback(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match addr.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The API keys, after refusing the one unsafe start: no keys on an address other than
+/// loopback without `server.allow_unauthenticated`. Checked before models load, so the
+/// refusal is immediate.
+fn load_keys(config: &Config) -> anyhow::Result<auth::Keys> {
+    let server = &config.server;
+    let loopback = is_loopback(&server.addr);
+    let keys = auth::Keys::load(&server.data_dir, !loopback && !server.allow_unauthenticated)?;
+    match (keys.count(), loopback, server.allow_unauthenticated) {
+        (0, false, false) => anyhow::bail!(
+            "refusing to serve on {} without API keys: anyone who can reach it could read, change and delete every knowledge base. \
+             Create a key with `zhiku keys create --admin` (or --kb NAME --scope read|write), listen on loopback (127.0.0.1), \
+             or set server.allow_unauthenticated = true (ZHIKU_SERVER__ALLOW_UNAUTHENTICATED=true) if something in front of zhiku authenticates",
+            server.addr
+        ),
+        (0, false, true) => tracing::warn!(
+            addr = %server.addr,
+            "serving WITHOUT API keys beyond loopback (server.allow_unauthenticated = true): anyone who can reach this address has full access"
+        ),
+        (0, true, _) => tracing::warn!(
+            "no API keys: the API is open to every local user; create one with `zhiku keys create` to require keys"
+        ),
+        (n, _, _) => tracing::info!(keys = n, "API keys required"),
+    }
+    Ok(keys)
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.server.addr.clone();
     let grace = std::time::Duration::from_secs(config.server.shutdown_timeout_secs);
+    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            config.server.data_dir.display()
+        )
+    })?;
+    let guard = Arc::new(guard::Guard::new(&config.server, load_keys(&config)?)?);
     let services = Arc::new(Services::load(config, Models::All, true)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -425,7 +509,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 let _ = stopping_tx.send(true);
             }
         };
-        let server = axum::serve(listener, http::router(services.clone()))
+        // The client address keys the rate limit while no API keys exist.
+        let app = http::router(services.clone(), guard)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(listener, app)
             .with_graceful_shutdown(signalled)
             .into_future();
         tokio::pin!(server);
@@ -467,4 +554,19 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_addresses_are_loopback() {
+        for addr in ["127.0.0.1:8080", "[::1]:8080", "localhost:8080"] {
+            assert!(is_loopback(addr), "{addr}");
+        }
+        for addr in ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:80", "not an address"] {
+            assert!(!is_loopback(addr), "{addr}");
+        }
+    }
 }

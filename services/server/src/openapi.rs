@@ -8,11 +8,15 @@ use std::sync::LazyLock;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, OpenApi as Spec, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse};
 use zhiku_schemas::openai::ChatCompletionChunk;
 use zhiku_schemas::{AskSources, AskToken, ErrorBody};
 
+use crate::access::{self, Access};
+use crate::guard::UNTIMED_ROUTES;
 use crate::http;
 
 /// The API reference. Paths come from the handlers' attributes; schemas from the types
@@ -25,7 +29,9 @@ use crate::http;
             Upload documents into knowledge bases, search them (hybrid BM25 and dense), and ask \
             questions answered from them with citations.\n\n\
             Every error is JSON `{\"error\": {\"code\", \"message\", \"files\"?}}` (`ErrorBody`): \
-            `code` is stable and machine-readable, `message` is for people.",
+            `code` is stable and machine-readable, `message` is for people.\n\n\
+            Routes other than the probes, metrics and this reference take an API key \
+            (`Authorization: Bearer zk_...`, see the `api_key` scheme).",
     ),
     paths(
         http::healthz,
@@ -72,9 +78,12 @@ use crate::http;
             UnprocessableContent,
             Internal,
             Overloaded,
+            Unauthorized,
+            RateLimited,
+            Timeout,
         ),
     ),
-    modifiers(&EveryOperationCanFail),
+    modifiers(&EveryOperationCanFail, &AccessControl),
     tags(
         (name = "operations", description = "Health, readiness and metrics for orchestrators and monitoring."),
         (name = "reference", description = "This API reference."),
@@ -101,7 +110,6 @@ const INFALLIBLE: [&str; 4] = ["healthz", "readyz", "spec", "docs"];
 
 impl Modify for EveryOperationCanFail {
     fn modify(&self, openapi: &mut Spec) {
-        let (name, _) = <Internal as ToResponse>::response();
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -111,17 +119,92 @@ impl Modify for EveryOperationCanFail {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
-                if INFALLIBLE.contains(&operation.operation_id.as_deref().unwrap_or_default()) {
-                    continue;
+                if !INFALLIBLE.contains(&operation.operation_id.as_deref().unwrap_or_default()) {
+                    respond::<Internal>(operation, "500");
                 }
-                operation
-                    .responses
-                    .responses
-                    .entry("500".into())
-                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
             }
         }
     }
+}
+
+/// Name of the API-key security scheme.
+const API_KEY: &str = "api_key";
+
+/// What stands in front of the handlers, from the same access table the server checks
+/// (`access::ROUTES`): which operations need a key, and the refusals that brings (401,
+/// 403 for read keys on write routes, 404 for a knowledge base the key may not read,
+/// 429, 504), plus 413 for any request body over the limit.
+struct AccessControl;
+
+impl Modify for AccessControl {
+    fn modify(&self, openapi: &mut Spec) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("zk_<id>_<secret>")
+            .description(Some(
+                "An API key from `zhiku keys create`, sent as `Authorization: Bearer zk_...`. \
+                 Required once any key exists, and always when the server listens beyond \
+                 loopback (unless `server.allow_unauthenticated`). A key may be limited to one \
+                 knowledge base and to reading it: other knowledge bases then answer 404, as if \
+                 they did not exist, and its write routes 403.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(|| ComponentsBuilder::new().build())
+            .add_security_scheme(API_KEY, SecurityScheme::Http(scheme));
+        for &(method, route, access) in access::ROUTES {
+            let Some(operation) = operation_mut(openapi, method, &route.replace("{*", "{")) else {
+                continue;
+            };
+            if operation.request_body.is_some() {
+                respond::<PayloadTooLarge>(operation, "413");
+            }
+            if access == Access::Open {
+                continue;
+            }
+            operation
+                .security
+                .get_or_insert_with(Vec::new)
+                .push(SecurityRequirement::new::<_, _, &str>(API_KEY, []));
+            respond::<Unauthorized>(operation, "401");
+            respond::<RateLimited>(operation, "429");
+            if !UNTIMED_ROUTES.contains(&route) {
+                respond::<Timeout>(operation, "504");
+            }
+            if matches!(access, Access::KbRead | Access::KbWrite) {
+                respond::<BadRequest>(operation, "400");
+                respond::<NotFound>(operation, "404");
+            }
+            if access == Access::KbWrite {
+                respond::<Forbidden>(operation, "403");
+            }
+        }
+    }
+}
+
+/// The operation of `method` on the OpenAPI `path`.
+fn operation_mut<'a>(openapi: &'a mut Spec, method: &str, path: &str) -> Option<&'a mut Operation> {
+    let item = openapi.paths.paths.get_mut(path)?;
+    match method {
+        "GET" => item.get.as_mut(),
+        "POST" => item.post.as_mut(),
+        "PUT" => item.put.as_mut(),
+        "PATCH" => item.patch.as_mut(),
+        "DELETE" => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+/// Adds the shared response `R` for `status`, unless the operation documents that status
+/// itself.
+fn respond<'r, R: ToResponse<'r>>(operation: &mut Operation, status: &str) {
+    let (name, _) = R::response();
+    operation
+        .responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
 }
 
 /// The request is malformed; `error.code` says how, e.g. `invalid_json`, `invalid_query`,
@@ -132,21 +215,22 @@ impl Modify for EveryOperationCanFail {
 /// `question_too_long`, `empty_text`, `invalid_max_tokens`, `invalid_temperature`,
 /// `invalid_top_p`, `invalid_top_k_tokens`, `invalid_stop`, `invalid_prompt`,
 /// `prompt_too_long`, `invalid_response_format`, `invalid_conversation_id`,
-/// `invalid_turn`, `invalid_comment`; OpenAI-compatible routes: `invalid_messages`,
+/// `invalid_turn`, `invalid_comment`, `invalid_path` (a path that does not decode); OpenAI-compatible routes: `invalid_messages`,
 /// `invalid_n`, `tools_not_supported`, `logprobs_not_supported`, `invalid_input`,
 /// `invalid_input_type`, `invalid_encoding_format`, `invalid_dimensions`.
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct BadRequest(ErrorBody);
 
-/// Not allowed: an import path outside the configured import roots (`forbidden`).
+/// Not allowed (`forbidden`): the API key may only read this knowledge base, or the import
+/// path lies outside the configured import roots.
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct Forbidden(ErrorBody);
 
 /// The knowledge base, document, job, conversation or (OpenAI-compatible routes) model
-/// does not exist (`not_found`); a conversation of another knowledge base counts as not
-/// existing.
+/// does not exist (`not_found`). A knowledge base the API key may not read, and anything
+/// in it, answers the same, and so does a conversation of another knowledge base.
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct NotFound(ErrorBody);
@@ -160,8 +244,9 @@ pub struct NotFound(ErrorBody);
 #[allow(dead_code)] // Describes a response; never built.
 pub struct Conflict(ErrorBody);
 
-/// The upload, or one of its files, is larger than the configured limit
-/// (`payload_too_large`, `file_too_large`).
+/// The request body is larger than its limit (`payload_too_large`:
+/// `server.max_upload_bytes` for uploads, `server.max_body_bytes` otherwise), or a file of
+/// an upload is (`file_too_large`).
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct PayloadTooLarge(ErrorBody);
@@ -191,6 +276,25 @@ pub struct Internal(ErrorBody);
 #[response(headers(("Retry-After" = u64, description = "Seconds after which a retry is likely to be admitted.")))]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct Overloaded(ErrorBody);
+
+/// No API key, or an unknown or revoked one (`unauthorized`).
+#[derive(ToResponse)]
+#[response(headers(("WWW-Authenticate" = String, description = "`Bearer`.")))]
+#[allow(dead_code)] // Describes a response; never built.
+pub struct Unauthorized(ErrorBody);
+
+/// The key (or, without keys, the client address) is over `server.rate_limit_per_minute`
+/// (`rate_limited`); retry after the `Retry-After` seconds.
+#[derive(ToResponse)]
+#[response(headers(("Retry-After" = u64, description = "Seconds until the next request is allowed.")))]
+#[allow(dead_code)] // Describes a response; never built.
+pub struct RateLimited(ErrorBody);
+
+/// The response did not start within `server.request_timeout_secs` (`timeout`). Streamed
+/// answers start with their first event and are never cut off midway.
+#[derive(ToResponse)]
+#[allow(dead_code)] // Describes a response; never built.
+pub struct Timeout(ErrorBody);
 
 /// Path parameter of routes on one knowledge base.
 #[derive(IntoParams)]

@@ -26,7 +26,7 @@ use zhiku_schemas::{
 use crate::config::{Config, RewriteMode};
 use crate::conversations::ConversationContext;
 use crate::conversations::ConversationStore;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, kb_not_found};
 use crate::metrics::{Metrics, Snapshot};
 
 /// Loaded models and open stores, shared by every request.
@@ -322,9 +322,7 @@ impl Services {
 
     /// The KB called `name`, or a 404 naming it.
     pub fn kb(&self, name: &str) -> Result<Arc<KnowledgeBase>, ServiceError> {
-        self.registry.get(name)?.ok_or_else(|| {
-            ServiceError::NotFound(format!("knowledge base {name:?} does not exist"))
-        })
+        self.registry.get(name)?.ok_or_else(|| kb_not_found(name))
     }
 
     /// Checks a KB name given by a client.
@@ -412,8 +410,9 @@ impl Services {
         })
     }
 
-    /// The loaded models, as `GET /v1/models` shows them.
-    pub fn models(&self) -> Result<ModelList, ServiceError> {
+    /// The loaded models, as `GET /v1/models` shows them, with the knowledge bases for
+    /// which `visible` holds (those the caller may read) as `kb:` models.
+    pub fn models(&self, visible: &dyn Fn(&str) -> bool) -> Result<ModelList, ServiceError> {
         let created = |path: &std::path::Path| {
             std::fs::metadata(path)
                 .and_then(|m| m.modified())
@@ -476,7 +475,7 @@ impl Services {
             ..entry(self.embedder.name().to_string(), "embedder", engine)
         });
         if let Some(generator) = &self.generator {
-            for name in self.registry.names()? {
+            for name in self.registry.names()?.into_iter().filter(|n| visible(n)) {
                 let Ok(Some(kb)) = self.registry.get(&name) else {
                     continue;
                 };

@@ -1,0 +1,341 @@
+//! What stands in front of every handler: API keys and per-route access
+//! ([`crate::access::ROUTES`]), the per-caller rate limit, the request timeout, request
+//! body limits and CORS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::access::{self, Access, Lookup};
+use crate::auth::Keys;
+use crate::config::ServerConfig;
+use crate::error::ServiceError;
+use crate::limits::RateLimiter;
+
+/// The upload route: its body limit is `server.max_upload_bytes`, every other route's
+/// `server.max_body_bytes`.
+pub const UPLOAD_ROUTE: &str = "/v1/kbs/{kb}/documents";
+
+/// Routes without the request timeout: a reindex runs to completion whatever the client
+/// does (it cannot be stopped midway), so a timeout would only hide its result.
+pub const UNTIMED_ROUTES: &[&str] = &["/v1/kbs/{kb}/reindex"];
+
+/// Bytes of an oversize body read and thrown away before answering 413. Clients send the
+/// whole body before reading the response; a server that answers early and closes makes
+/// most of them report a broken connection instead of the 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The settings and state the layers share.
+pub struct Guard {
+    /// The API keys, reloaded when `zhiku keys` changes them.
+    pub keys: Keys,
+    limiter: RateLimiter,
+    timeout: Option<Duration>,
+    /// Largest JSON (any non-upload) request body.
+    pub max_body_bytes: usize,
+    /// Largest upload request body.
+    pub max_upload_bytes: usize,
+    /// `None` when no origin is configured: no CORS headers at all.
+    pub cors: Option<CorsLayer>,
+}
+
+impl Guard {
+    /// The guard for `config`, with the keys already loaded. Fails on unusable CORS
+    /// origins.
+    pub fn new(config: &ServerConfig, keys: Keys) -> anyhow::Result<Self> {
+        Ok(Self {
+            keys,
+            limiter: RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst),
+            timeout: (config.request_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.request_timeout_secs)),
+            max_body_bytes: config.max_body_bytes,
+            max_upload_bytes: config.max_upload_bytes,
+            cors: cors_layer(&config.cors_origins)?,
+        })
+    }
+}
+
+/// CORS for `origins`: none for an empty list, any origin for `["*"]`, else exactly the
+/// listed ones. Keys travel in the `Authorization` header, never cookies, so credentials
+/// are not allowed.
+fn cors_layer(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        anyhow::ensure!(
+            origins.len() == 1,
+            "server.cors_origins: \"*\" allows every origin and cannot be combined with others"
+        );
+        AllowOrigin::any()
+    } else {
+        let mut values = Vec::with_capacity(origins.len());
+        for origin in origins {
+            let (_, host) = origin.split_once("://").unwrap_or_default();
+            anyhow::ensure!(
+                (origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !host.is_empty()
+                    && !host.contains('/'),
+                "server.cors_origins: {origin:?} is not an origin: write scheme://host[:port], without a path or trailing slash"
+            );
+            values.push(HeaderValue::from_str(origin)?);
+        }
+        AllowOrigin::list(values)
+    };
+    let request_id = HeaderName::from_static("x-request-id");
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                request_id.clone(),
+            ])
+            .expose_headers([header::RETRY_AFTER, request_id])
+            .max_age(Duration::from_secs(600)),
+    ))
+}
+
+/// The route template a request matched; `None` for the fallback.
+fn matched(request: &Request) -> Option<String> {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+}
+
+/// Authenticates the caller, applies the rate limit and the route's [`Access`], and puts
+/// the [`crate::auth::Principal`] in the request's extensions for handlers that decide
+/// per item.
+pub async fn check_access(
+    State(guard): State<Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authorize(&guard, request).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn authorize(guard: &Guard, mut request: Request) -> Result<Request, ServiceError> {
+    let access = match matched(&request) {
+        // Unknown paths are 404s, but only to callers with a key.
+        None => Access::AnyKey,
+        Some(route) => match access::lookup(request.method().as_str(), &route) {
+            Lookup::Route(access) => access,
+            Lookup::OtherMethod => {
+                return Err(ServiceError::MethodNotAllowed(format!(
+                    "{} is not allowed on {route}",
+                    request.method()
+                )));
+            }
+            Lookup::Unlisted => {
+                return Err(ServiceError::Internal(format!(
+                    "route {route} has no entry in the access table (access.rs)"
+                )));
+            }
+        },
+    };
+    if access == Access::Open {
+        return Ok(request);
+    }
+    let principal = guard
+        .keys
+        .authenticate(request.headers().get(header::AUTHORIZATION))?;
+    let caller = match principal.key_id() {
+        Some(id) => format!("key {id}"),
+        None => request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".into(), |c| format!("ip {}", c.0.ip())),
+    };
+    guard
+        .limiter
+        .check(&caller)
+        .map_err(|retry_after_secs| ServiceError::RateLimited { retry_after_secs })?;
+    if matches!(access, Access::KbRead | Access::KbWrite) {
+        let (mut parts, body) = request.into_parts();
+        let params = RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|e| ServiceError::bad_request("invalid_path", e.body_text()))?;
+        let kb = params
+            .iter()
+            .find(|(name, _)| *name == "kb")
+            .map(|(_, value)| value.to_string())
+            .ok_or_else(|| {
+                ServiceError::Internal("a knowledge-base route without {kb} in its path".into())
+            })?;
+        if access == Access::KbRead {
+            principal.read(&kb)?;
+        } else {
+            principal.write(&kb)?;
+        }
+        request = Request::from_parts(parts, body);
+    }
+    if let Some(id) = principal.key_id() {
+        tracing::Span::current().record("key", id);
+    }
+    request.extensions_mut().insert(principal);
+    Ok(request)
+}
+
+/// Answers 504 when a response has not started within `server.request_timeout_secs`. A
+/// streamed answer has started once its first event is ready, so it is never cut off
+/// midway; dropping the handler stops a generation still waiting or running.
+pub async fn time_limit(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let untimed = matched(&request).is_some_and(|r| UNTIMED_ROUTES.contains(&r.as_str()));
+    match guard.timeout {
+        Some(limit) if !untimed => match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ServiceError::Timeout(limit.as_secs()).into_response(),
+        },
+        _ => next.run(request).await,
+    }
+}
+
+/// Answers 413 to a body declared larger than its route's limit before any of it is
+/// parsed. (Bodies without a declared length are cut by `DefaultBodyLimit` as they are
+/// read.)
+pub async fn reject_oversize(
+    State(guard): State<Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (limit, key) = if matched(&request).as_deref() == Some(UPLOAD_ROUTE) {
+        (guard.max_upload_bytes, "server.max_upload_bytes")
+    } else {
+        (guard.max_body_bytes, "server.max_body_bytes")
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > limit => {
+            if length <= DRAIN_LIMIT {
+                let mut body = request.into_body();
+                while let Some(Ok(_)) = body.frame().await {}
+            }
+            ServiceError::PayloadTooLarge(format!(
+                "request body of {length} bytes is larger than the limit of {limit} bytes ({key})"
+            ))
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::auth::{KEY_FILE, Principal};
+
+    /// A router with the access check and stand-in handlers that report the principal.
+    fn app(data: &std::path::Path) -> Router {
+        let keys = Keys::load(data, false).unwrap();
+        let guard = Arc::new(Guard::new(&ServerConfig::default(), keys).unwrap());
+        let who = |axum::Extension(p): axum::Extension<Principal>| async move { format!("{p:?}") };
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/v1/kbs/{kb}", get(who).delete(who))
+            .route("/v1/unlisted", get(who))
+            .layer(axum::middleware::from_fn_with_state(guard, check_access))
+    }
+
+    async fn send(app: &Router, method: &str, path: &str, key: Option<&str>) -> (u16, String) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn routes_are_served_only_as_the_access_table_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = app(dir.path());
+        // A route missing from the table never reaches its handler, nor does a method
+        // missing from a listed path.
+        assert_eq!(send(&open, "GET", "/v1/unlisted", None).await.0, 500);
+        assert_eq!(send(&open, "POST", "/healthz", None).await.0, 405);
+        assert_eq!(send(&open, "GET", "/healthz", None).await.0, 200);
+        assert_eq!(
+            send(&open, "GET", "/v1/kbs/a", None).await,
+            (200, "Open".to_string())
+        );
+
+        // The keys file is read per request: from now on keys are required.
+        std::fs::write(
+            dir.path().join(KEY_FILE),
+            br#"{"keys": [{"id": "k1", "scope": "read", "kb": "a", "created": "now",
+                "salt": "s", "hash": "4f3c1e4d5c0bd8e0d2bd3c2f2e4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a99887766"}]}"#,
+        )
+        .unwrap();
+        let (status, body) = send(&open, "GET", "/v1/kbs/a", None).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(send(&open, "GET", "/healthz", None).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn kb_routes_check_the_path_kb() {
+        let dir = tempfile::tempdir().unwrap();
+        let (read, write) = (
+            crate::auth::tests::key(dir.path(), Some(crate::auth::KbScope::Read), Some("a")).1,
+            crate::auth::tests::key(dir.path(), Some(crate::auth::KbScope::Write), Some("a")).1,
+        );
+        let app = app(dir.path());
+        let (status, body) = send(&app, "GET", "/v1/kbs/a", Some(&read)).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("write: false"), "{body}");
+        let (status, body) = send(&app, "GET", "/v1/kbs/b", Some(&read)).await;
+        assert_eq!(status, 404);
+        assert!(
+            body.contains(r#"knowledge base \"b\" does not exist"#),
+            "{body}"
+        );
+        // Percent-encoding does not get around the check.
+        assert_eq!(send(&app, "GET", "/v1/kbs/%62", Some(&read)).await.0, 404);
+        assert_eq!(send(&app, "DELETE", "/v1/kbs/a", Some(&read)).await.0, 403);
+        assert_eq!(send(&app, "DELETE", "/v1/kbs/a", Some(&write)).await.0, 200);
+        assert_eq!(send(&app, "DELETE", "/v1/kbs/b", Some(&write)).await.0, 404);
+    }
+
+    #[test]
+    fn cors_origins_are_checked() {
+        assert!(cors_layer(&[]).unwrap().is_none());
+        assert!(cors_layer(&["*".into()]).unwrap().is_some());
+        assert!(cors_layer(&["https://app.example:8443".into()]).is_ok());
+        for bad in [
+            vec!["https://app.example/".to_string()],
+            vec!["app.example".into()],
+            vec!["*".into(), "https://app.example".into()],
+        ] {
+            assert!(cors_layer(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
