@@ -1400,3 +1400,23 @@ async fn embeddings(
     let request = json_body(body)?;
     blocking(move || Ok(Json(s.embeddings(&request)?))).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The router and the access table list the same routes, so no route is refused for
+    /// want of an access decision and no decision is about a route that does not exist.
+    #[test]
+    fn every_route_has_an_access_entry_and_every_entry_a_route() {
+        let routed: BTreeSet<(String, &str)> = super::route_table()
+            .into_iter()
+            .map(|(method, path)| (method.to_string(), path))
+            .collect();
+        let listed: BTreeSet<(String, &str)> = crate::access::ROUTES
+            .iter()
+            .map(|&(method, path, _)| (method.to_string(), path))
+            .collect();
+        assert_eq!(routed, listed);
+    }
+}
