@@ -5,6 +5,7 @@
 //! clients written against an older shape keep working as fields are added.
 
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// One chunk of a document as it is stored in both indexes and returned by search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +51,7 @@ impl ChunkRecord {
 }
 
 /// Which retrievers a search uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
     /// Dense and keyword results fused with reciprocal rank fusion.
@@ -63,7 +64,7 @@ pub enum SearchMode {
 }
 
 /// `POST /v1/kbs/{kb}/search` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// The query text, in any language.
@@ -102,7 +103,7 @@ pub struct SearchRequest {
 /// filtered search still returns `top_k` hits when that many matching chunks exist. An
 /// absent field does not restrict; an empty list is rejected rather than read as "no
 /// restriction", which would silently widen a search meant to be scoped.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchFilter {
     /// Document ids (at most 1000).
@@ -161,7 +162,7 @@ impl SearchRequest {
 }
 
 /// How hybrid search fuses the dense and keyword rankings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fusion {
     /// Reciprocal rank fusion: Σ 1/(rrf_k + rank); needs no score calibration.
@@ -172,7 +173,7 @@ pub enum Fusion {
 }
 
 /// One search result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchHit {
     /// Stable chunk id.
     pub chunk_id: String,
@@ -224,7 +225,7 @@ impl SearchHit {
 }
 
 /// A chunk next to a hit, returned with `expand`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Neighbor {
     /// Chunk id.
     pub chunk_id: String,
@@ -238,7 +239,7 @@ pub struct Neighbor {
 }
 
 /// `POST /v1/kbs/{kb}/search` response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SearchResponse {
     /// Hits, best first.
     pub hits: Vec<SearchHit>,
@@ -259,7 +260,7 @@ impl SearchResponse {
 }
 
 /// `POST /v1/kbs/{kb}/ask` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskRequest {
     /// The question, in any language.
@@ -304,7 +305,7 @@ pub struct AskRequest {
 }
 
 /// The form an answer must take.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ResponseFormat {
     /// Free text (the default).
@@ -346,7 +347,7 @@ impl ResponseFormat {
 }
 
 /// A named JSON Schema, the OpenAI `response_format.json_schema` object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NamedJsonSchema {
     /// A name for the schema (informational).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,7 +365,7 @@ pub struct NamedJsonSchema {
 /// A persona and the CO-STAR prompt fields (Context, Objective, Style, Tone, Audience,
 /// Response format). They shape the system prompt after the grounding rules, which they
 /// cannot change: answers still come only from the sources, with `[n]` citations.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptFields {
     /// Who answers, e.g. "a customer-support lead".
@@ -420,7 +421,7 @@ impl PromptFields {
 }
 
 /// A numbered source the answer may cite as `[index]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Citation {
     /// The number used in the answer, from 1.
     pub index: usize,
@@ -444,7 +445,7 @@ pub struct Citation {
 }
 
 /// Token counts of one generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     /// Tokens in the templated prompt.
     pub prompt_tokens: usize,
@@ -453,7 +454,7 @@ pub struct Usage {
 }
 
 /// Where the time of an answer went, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Timings {
     /// Embedding the question and searching the KB.
     pub retrieval_ms: u64,
@@ -473,7 +474,7 @@ pub struct Timings {
 }
 
 /// The first event of a streamed answer: the numbered sources the model is given.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AskSources {
     /// Every source given to the model, numbered as the answer will cite them.
     pub sources: Vec<Citation>,
@@ -484,14 +485,14 @@ pub struct AskSources {
 }
 
 /// One piece of a streamed answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AskToken {
     /// The text, to append to what came before.
     pub text: String,
 }
 
 /// `POST /v1/kbs/{kb}/ask` response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AskResponse {
     /// The generated answer, citing sources as `[n]`.
     pub answer: String,
@@ -542,7 +543,7 @@ pub struct AskResponse {
 }
 
 /// How a follow-up question was made into a standalone search query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryRewrite {
     /// The LLM rewrote it, and the rewrite passed the checks.
@@ -552,7 +553,7 @@ pub enum QueryRewrite {
 }
 
 /// A source as a conversation keeps it: where it is and the sentence quoted from it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SourceRef {
     /// Its `[n]` number in the answer, from 1.
     pub index: usize,
@@ -567,7 +568,7 @@ pub struct SourceRef {
 }
 
 /// A user's judgement of an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rating {
     /// A good answer: exported as fine-tuning data.
@@ -577,7 +578,7 @@ pub enum Rating {
 }
 
 /// Feedback on one turn, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Feedback {
     /// The rating.
     pub rating: Rating,
@@ -589,7 +590,7 @@ pub struct Feedback {
 }
 
 /// One question and its answer in a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConversationTurn {
     /// Turn number, from 1 in the order asked.
     pub turn: u32,
@@ -620,7 +621,7 @@ pub struct ConversationTurn {
 }
 
 /// `GET /v1/conversations/{id}` response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Conversation {
     /// Conversation id (`conv_` and 32 hex digits).
     pub id: String,
@@ -635,7 +636,7 @@ pub struct Conversation {
 }
 
 /// A conversation in a listing, without its turns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConversationSummary {
     /// Conversation id.
     pub id: String,
@@ -650,14 +651,14 @@ pub struct ConversationSummary {
 }
 
 /// `GET /v1/conversations?kb=` response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConversationList {
     /// Conversations, most recently updated first.
     pub conversations: Vec<ConversationSummary>,
 }
 
 /// `POST /v1/conversations/{id}/feedback` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// The turn rated: its `turn` number, from 1.
@@ -670,7 +671,7 @@ pub struct FeedbackRequest {
 }
 
 /// A message of a chat fine-tuning record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChatRecordMessage {
     /// `system`, `user` or `assistant`.
     pub role: String,
@@ -680,7 +681,7 @@ pub struct ChatRecordMessage {
 
 /// One line of `GET /v1/kbs/{kb}/export/qa.jsonl`: a turn rated good, as a chat
 /// fine-tuning record (`messages`) with where its answer came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct QaRecord {
     /// The chat as the model saw it (system prompt, the earlier turns it was given, the
     /// grounded question with its sources as their quoted sentences), then the answer.
@@ -694,7 +695,7 @@ pub struct QaRecord {
 }
 
 /// A document as stored in a knowledge base.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DocumentInfo {
     /// Stable document id: given by the client, the relative path in a batch job, or
     /// derived from KB and file name.
@@ -738,7 +739,7 @@ pub struct DocumentInfo {
 }
 
 /// Where a document is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentStatus {
     /// All chunks are in both indexes and searchable.
@@ -750,7 +751,7 @@ pub enum DocumentStatus {
 }
 
 /// What an upload or a job did with one document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentOutcome {
     /// A new document.
@@ -762,7 +763,7 @@ pub enum DocumentOutcome {
 }
 
 /// One document of an upload response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UploadedDocument {
     /// The document as now stored.
     #[serde(flatten)]
@@ -772,7 +773,7 @@ pub struct UploadedDocument {
 }
 
 /// `POST /v1/kbs/{kb}/documents` response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UploadResponse {
     /// Documents of this upload, searchable when the response is sent.
     pub documents: Vec<UploadedDocument>,
@@ -782,7 +783,7 @@ pub struct UploadResponse {
 }
 
 /// Why one file of an upload or job was not indexed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FileError {
     /// File name as uploaded, or path relative to the job's directory.
     pub name: String,
@@ -796,7 +797,7 @@ pub struct FileError {
 }
 
 /// `GET /v1/kbs/{kb}/documents` response: one page of documents ordered by id.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DocumentList {
     /// Documents of this page.
     pub documents: Vec<DocumentInfo>,
@@ -806,7 +807,7 @@ pub struct DocumentList {
 }
 
 /// State of a batch job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for earlier jobs.
@@ -832,7 +833,7 @@ impl JobState {
 }
 
 /// Where a job's files come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobSource {
     /// Files uploaded with `POST /v1/kbs/{kb}/documents?wait=false`.
@@ -848,7 +849,7 @@ pub enum JobSource {
 }
 
 /// A batch job and its progress: `GET /v1/jobs/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobInfo {
     /// Job id.
     pub id: String,
@@ -923,7 +924,7 @@ impl JobInfo {
 }
 
 /// `POST /v1/jobs` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJobRequest {
     /// Target knowledge base (created if missing).
@@ -940,21 +941,21 @@ pub struct CreateJobRequest {
 }
 
 /// `202 Accepted` body of a request that started a job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobAccepted {
     /// Id to follow with `GET /v1/jobs/{id}`.
     pub job_id: String,
 }
 
 /// `GET /v1/jobs` response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobList {
     /// Jobs, newest first.
     pub jobs: Vec<JobInfo>,
 }
 
 /// Summary of one knowledge base.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KbInfo {
     /// KB name.
     pub name: String,
@@ -974,7 +975,7 @@ pub struct KbInfo {
 
 /// One loaded model (`GET /v1/models`): what LLM primers call its size, quantization and
 /// context, as this service runs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
     /// OpenAI: the name to put in `model` (the LLM's or embedder's name, or `kb:<name>`).
     pub id: String,
@@ -1026,7 +1027,7 @@ pub struct ModelInfo {
 
 /// The LLM's generation slots: how many answers run at once, how many may wait, and what
 /// happened so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct SlotInfo {
     /// Answers generated at once (`llm.parallel`).
     pub parallel: usize,
@@ -1059,7 +1060,7 @@ impl ModelInfo {
 }
 
 /// `GET /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelList {
     /// OpenAI: always `list`.
     pub object: String,
@@ -1068,7 +1069,7 @@ pub struct ModelList {
 }
 
 /// `POST /v1/tokenize`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizeRequest {
     /// Text to tokenize.
@@ -1076,7 +1077,7 @@ pub struct TokenizeRequest {
 }
 
 /// One LLM token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Token {
     /// Id in the LLM's vocabulary.
     pub id: i32,
@@ -1087,7 +1088,7 @@ pub struct Token {
 /// How the two sides of zhiku see a text: the LLM's tokens (what counts against the
 /// context window) and the keyword index's words (jieba segmentation for Chinese,
 /// stemmed English, traditional folded to simplified).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TokenizeResponse {
     /// Number of LLM tokens.
     pub count: usize,
@@ -1099,7 +1100,7 @@ pub struct TokenizeResponse {
 
 /// Result of re-embedding a KB with the service's embedding model
 /// (`POST /v1/kbs/{kb}/reindex`, `zhiku reindex`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReindexResponse {
     /// The KB, now on the new model.
     pub kb: KbInfo,
@@ -1116,7 +1117,7 @@ pub struct ReindexResponse {
 }
 
 /// Entries in each index of a KB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StoredCounts {
     /// Points in the vector store.
     pub vectors: usize,
@@ -1125,21 +1126,21 @@ pub struct StoredCounts {
 }
 
 /// `GET /v1/kbs` response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct KbList {
     /// All knowledge bases, by name.
     pub kbs: Vec<KbInfo>,
 }
 
 /// Body of every error response: `{"error":{"code","message"}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// Code and message of an error response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable code, e.g. `unsupported_type`.
     pub code: String,
@@ -1148,6 +1149,97 @@ pub struct ErrorDetail {
     /// Per-file failures of an upload in which every file failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileError>,
+}
+
+/// `GET /healthz` response. The process answers only once its models are loaded, so any
+/// answer at all means it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// What `GET /readyz` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyState {
+    /// Every knowledge base opens: send traffic (200).
+    Ready,
+    /// Shutting down: stop sending traffic (503).
+    Draining,
+    /// A knowledge base or the data directory cannot be opened; see `problems` (503).
+    Unavailable,
+}
+
+/// `GET /readyz` response, for load balancers and orchestrators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// The verdict; anything but `ready` comes with status 503.
+    pub status: ReadyState,
+    /// Names of the loaded models, when ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    /// Number of knowledge bases, when ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kbs: Option<usize>,
+    /// What failed, when unavailable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// Query of `POST /v1/kbs/{kb}/documents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UploadParams {
+    /// Wait until the files are searchable and answer 201 (default), or answer 202 with a
+    /// job id at once (`false`).
+    #[serde(default = "yes")]
+    #[param(default = true)]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The multipart form of `POST /v1/kbs/{kb}/documents`. The server reads the parts one by
+/// one as they stream in, so this type only describes the form for the API reference.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UploadForm {
+    /// The files, one part each, with a file name (which may contain a path: it becomes
+    /// the document's `path`; its last component the `name`).
+    #[schema(value_type = Vec<String>, format = Binary)]
+    pub file: Vec<Vec<u8>>,
+    /// Document ids: none (ids are derived from KB and file name), or one per file in the
+    /// same order; 1-512 bytes without control characters.
+    #[serde(default)]
+    pub document_id: Vec<String>,
+    /// Tags for every file of the upload; a part may hold several separated by commas (at
+    /// most 32 tags of 64 characters).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Query of `GET /v1/conversations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationListParams {
+    /// Only the conversations of this knowledge base.
+    pub kb: Option<String>,
+}
+
+/// Query of `GET /v1/kbs/{kb}/documents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DocumentListParams {
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// Whether `name` is a valid knowledge-base name: `[a-z0-9_-]{1,64}`.

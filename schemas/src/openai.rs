@@ -6,12 +6,13 @@
 //! ignore or pass through.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{Citation, ResponseFormat};
 
 /// A message's content: a string, or (as newer clients send it) a list of parts, of which
 /// only text parts are understood.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
@@ -21,7 +22,7 @@ pub enum MessageContent {
 }
 
 /// One part of a message's content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ContentPart {
     /// `text` (other kinds, such as images, are refused).
     #[serde(rename = "type")]
@@ -55,7 +56,7 @@ impl MessageContent {
 }
 
 /// A message of a chat.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionMessage {
     /// `system` (or `developer`), `user` or `assistant`.
     pub role: String,
@@ -68,7 +69,7 @@ pub struct ChatCompletionMessage {
 }
 
 /// `stop`: one string or several.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum StopSequences {
     /// One stop sequence.
@@ -88,7 +89,7 @@ impl StopSequences {
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// Send a last chunk with `usage` (and no choices) before `[DONE]`.
     #[serde(default)]
@@ -102,7 +103,7 @@ pub struct StreamOptions {
 /// model. Fields OpenAI defines that change nothing here (`user`, `metadata`, `store`,
 /// penalties) are accepted and ignored; ones that would (`n` > 1, `tools`, `logprobs`) are
 /// refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     /// `kb:<name>` or the LLM's name.
     pub model: String,
@@ -150,7 +151,7 @@ pub struct ChatCompletionRequest {
 }
 
 /// The assistant's message in a completion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: String,
@@ -161,7 +162,7 @@ pub struct AssistantMessage {
 }
 
 /// One choice of a completion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatChoice {
     /// Always 0.
     pub index: u32,
@@ -174,7 +175,7 @@ pub struct ChatChoice {
 }
 
 /// Token counts, OpenAI style.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct CompletionUsage {
     /// Tokens of the prompt.
     pub prompt_tokens: usize,
@@ -196,7 +197,7 @@ impl CompletionUsage {
 }
 
 /// `POST /v1/chat/completions` response (`object: "chat.completion"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletion {
     /// `chatcmpl-` and a unique id.
     pub id: String,
@@ -228,7 +229,7 @@ pub struct ChatCompletion {
 }
 
 /// The change a chunk brings to the answer.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct ChunkDelta {
     /// `assistant`, in the first chunk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,7 +240,7 @@ pub struct ChunkDelta {
 }
 
 /// One choice of a chunk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkChoice {
     /// Always 0.
     pub index: u32,
@@ -252,7 +253,7 @@ pub struct ChunkChoice {
 }
 
 /// A streamed piece of a completion (`object: "chat.completion.chunk"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionChunk {
     /// The same id in every chunk of a completion.
     pub id: String,
@@ -276,7 +277,7 @@ pub struct ChatCompletionChunk {
 }
 
 /// `input` of an embeddings request: one text or several.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     /// One text.
@@ -286,7 +287,7 @@ pub enum EmbeddingInput {
 }
 
 /// `POST /v1/embeddings` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddingRequest {
     /// Text(s) to embed (token arrays are not supported).
     pub input: EmbeddingInput,
@@ -309,7 +310,7 @@ pub struct EmbeddingRequest {
 }
 
 /// A vector as floats or as base64 of little-endian f32.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum EmbeddingVector {
     /// Floats.
@@ -319,7 +320,7 @@ pub enum EmbeddingVector {
 }
 
 /// One embedding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Embedding {
     /// Always `embedding`.
     pub object: String,
@@ -330,7 +331,7 @@ pub struct Embedding {
 }
 
 /// Token counts of an embeddings request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddingUsage {
     /// Tokens of the inputs, by the embedding model's tokenizer.
     pub prompt_tokens: usize,
@@ -339,7 +340,7 @@ pub struct EmbeddingUsage {
 }
 
 /// `POST /v1/embeddings` response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddingResponse {
     /// Always `list`.
     pub object: String,

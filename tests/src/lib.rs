@@ -218,6 +218,11 @@ impl Server {
         self.api().get(path)
     }
 
+    /// GETs a path that answers text (HTML, metrics); returns status, content type and body.
+    pub fn get_text(&self, path: &str) -> (u16, String, String) {
+        self.api().get_text(path)
+    }
+
     /// DELETEs a path; returns status and JSON body (Null when empty).
     pub fn delete(&self, path: &str) -> (u16, Value) {
         self.api().delete(path)
@@ -329,6 +334,25 @@ impl Api<'_> {
     /// GETs a path; returns status and JSON body.
     pub fn get(&self, path: &str) -> (u16, Value) {
         send(self.request(reqwest::Method::GET, path))
+    }
+
+    /// GETs a path that answers text (HTML, metrics); returns status, content type and body.
+    pub fn get_text(&self, path: &str) -> (u16, String, String) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .expect("request");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (
+            response.status().as_u16(),
+            content_type,
+            response.text().expect("body"),
+        )
     }
 
     /// DELETEs a path; returns status and JSON body (Null when empty).

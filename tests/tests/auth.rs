@@ -67,7 +67,9 @@ struct Case {
 fn case(method: &str, template: &'static str, access: Access) -> Option<Case> {
     let kb_route = matches!(access, Access::KbRead | Access::KbWrite);
     let (body, own, scoped, writes, creates) = match (method, template) {
-        ("GET", "/healthz" | "/readyz" | "/metrics") => (Body::None, 200, false, false, false),
+        ("GET", "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/docs") => {
+            (Body::None, 200, false, false, false)
+        }
         ("GET", "/v1/models") => (Body::None, 200, false, false, false),
         ("POST", "/v1/embeddings") => (
             Body::Json(r#"{"input": "backup", "model": "all-minilm-l6-v2"}"#),

@@ -12,18 +12,9 @@ use zhiku_e2e::{Server, binary};
 /// Parses the text exposition into `series → value`, where a series is written exactly as
 /// in the text: `name{label="value",...}`. Checks the shape of every sample line.
 fn scrape(server: &Server) -> HashMap<String, f64> {
-    let response = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let (status, content_type, text) = server.get_text("/metrics");
+    assert_eq!(status, 200);
     assert!(content_type.contains("text"), "{content_type}");
-    let text = response.text().unwrap();
     let mut samples = HashMap::new();
     for line in text
         .lines()

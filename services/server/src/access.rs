@@ -31,6 +31,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Access::Open),
     ("GET", "/readyz", Access::Open),
     ("GET", "/metrics", Access::Open),
+    // The API reference describes the API, not anyone's data; the docs page fetches the
+    // document without a key.
+    ("GET", "/openapi.json", Access::Open),
+    ("GET", "/docs", Access::Open),
     ("GET", "/v1/models", Access::PerItem),
     ("POST", "/v1/tokenize", Access::AnyKey),
     ("POST", "/v1/chat/completions", Access::PerItem),

@@ -25,7 +25,7 @@ pub const UPLOAD_ROUTE: &str = "/v1/kbs/{kb}/documents";
 
 /// Routes without the request timeout: a reindex runs to completion whatever the client
 /// does (it cannot be stopped midway), so a timeout would only hide its result.
-const UNTIMED_ROUTES: &[&str] = &["/v1/kbs/{kb}/reindex"];
+pub const UNTIMED_ROUTES: &[&str] = &["/v1/kbs/{kb}/reindex"];
 
 /// Bytes of an oversize body read and thrown away before answering 413. Clients send the
 /// whole body before reading the response; a server that answers early and closes makes

@@ -10,14 +10,14 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json, Router};
 use futures_util::{Stream, StreamExt};
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -29,60 +29,123 @@ use zhiku_schemas::openai::{
 };
 use zhiku_schemas::{
     AskRequest, AskResponse, AskSources, AskToken, Conversation, ConversationList,
-    CreateJobRequest, DocumentInfo, DocumentList, FeedbackRequest, JobAccepted, JobInfo, JobList,
-    KbList, ModelList, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
-    TokenizeResponse, UploadResponse,
+    ConversationListParams, CreateJobRequest, DocumentInfo, DocumentList, DocumentListParams,
+    FeedbackRequest, Health, JobAccepted, JobInfo, JobList, KbInfo, KbList, ModelList, QaRecord,
+    Readiness, ReadyState, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
+    TokenizeResponse, UploadForm, UploadParams, UploadResponse,
 };
 
 use crate::auth::Principal;
 use crate::conversations::check_id;
 use crate::error::{ServiceError, file_status, kb_not_found};
 use crate::guard::{self, Guard, UPLOAD_ROUTE};
+use crate::openapi::{
+    self, BadRequest, Conflict, ConversationPath, DocumentPath, Forbidden, JobPath, KbPath,
+    NotFound, Overloaded, PayloadTooLarge, UnprocessableContent, UnsupportedMediaType,
+};
 use crate::services::{AskSink, Services};
 
 /// Shared state of every handler.
 pub type AppState = Arc<Services>;
 
-/// The API's routes, behind the [`Guard`]'s layers. Every route must be listed in
-/// [`crate::access::ROUTES`]: an unlisted one is refused.
-pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
-    let upload_limit = guard.max_upload_bytes;
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/models", get(models))
-        .route("/v1/tokenize", post(tokenize))
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/v1/kbs", get(list_kbs))
-        .route("/v1/kbs/{kb}", get(get_kb).delete(delete_kb))
-        .route(
-            UPLOAD_ROUTE,
-            post(upload)
-                .layer(DefaultBodyLimit::max(upload_limit))
-                .get(list_documents),
-        )
-        .route(
+/// The API's routes, as the router matches them: `(method, path)`. `zhiku routes` prints
+/// them and the e2e test checks each against the OpenAPI document, so a route added here
+/// without `#[utoipa::path]` docs fails the build's tests.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes(0).table
+}
+
+/// The router and the list of what it routes, built together so that they cannot differ.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add_wrapped(method, path, handler, |route| route)
+    }
+
+    /// A route whose handler gets its own layers (e.g. a body limit).
+    fn add_wrapped<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        handler: H,
+        wrap: impl FnOnce(MethodRouter<AppState>) -> MethodRouter<AppState>,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| panic!("{method} cannot be routed"));
+        self.router = self.router.route(path, wrap(on(filter, handler)));
+        self.table.push((method, path));
+        self
+    }
+}
+
+/// Every route; the only place routes are added. Each must also be in
+/// [`crate::access::ROUTES`], which says who may call it: an unlisted one is refused.
+fn routes(upload_limit: usize) -> Routes {
+    let api = Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    };
+    api.add(Method::GET, "/healthz", healthz)
+        .add(Method::GET, "/readyz", readyz)
+        .add(Method::GET, "/metrics", metrics)
+        .add(Method::GET, "/openapi.json", openapi::spec)
+        .add(Method::GET, "/docs", openapi::docs)
+        .add(Method::GET, "/v1/models", models)
+        .add(Method::POST, "/v1/tokenize", tokenize)
+        .add(Method::POST, "/v1/chat/completions", chat_completions)
+        .add(Method::POST, "/v1/embeddings", embeddings)
+        .add(Method::GET, "/v1/kbs", list_kbs)
+        .add(Method::GET, "/v1/kbs/{kb}", get_kb)
+        .add(Method::DELETE, "/v1/kbs/{kb}", delete_kb)
+        .add_wrapped(Method::POST, UPLOAD_ROUTE, upload, |route| {
+            route.layer(DefaultBodyLimit::max(upload_limit))
+        })
+        .add(Method::GET, "/v1/kbs/{kb}/documents", list_documents)
+        .add(Method::GET, "/v1/kbs/{kb}/documents/{*id}", get_document)
+        .add(
+            Method::DELETE,
             "/v1/kbs/{kb}/documents/{*id}",
-            get(get_document).delete(delete_document),
+            delete_document,
         )
-        .route("/v1/jobs", post(create_job).get(list_jobs))
-        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
-        .route("/v1/jobs/{id}/events", get(job_events))
-        .route("/v1/kbs/{kb}/search", post(search))
-        .route("/v1/kbs/{kb}/reindex", post(reindex))
-        .route("/v1/kbs/{kb}/ask", post(ask))
-        .route("/v1/kbs/{kb}/export/qa.jsonl", get(export_qa))
-        .route("/v1/conversations", get(list_conversations))
-        .route(
+        .add(Method::POST, "/v1/jobs", create_job)
+        .add(Method::GET, "/v1/jobs", list_jobs)
+        .add(Method::GET, "/v1/jobs/{id}", get_job)
+        .add(Method::DELETE, "/v1/jobs/{id}", cancel_job)
+        .add(Method::GET, "/v1/jobs/{id}/events", job_events)
+        .add(Method::POST, "/v1/kbs/{kb}/search", search)
+        .add(Method::POST, "/v1/kbs/{kb}/reindex", reindex)
+        .add(Method::POST, "/v1/kbs/{kb}/ask", ask)
+        .add(Method::GET, "/v1/kbs/{kb}/export/qa.jsonl", export_qa)
+        .add(Method::GET, "/v1/conversations", list_conversations)
+        .add(Method::GET, "/v1/conversations/{id}", get_conversation)
+        .add(
+            Method::DELETE,
             "/v1/conversations/{id}",
-            get(get_conversation).delete(delete_conversation),
+            delete_conversation,
         )
-        .route(
+        .add(
+            Method::POST,
             "/v1/conversations/{id}/feedback",
-            post(conversation_feedback),
+            conversation_feedback,
         )
+}
+
+/// The API's routes, behind the [`Guard`]'s layers.
+pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
+    let router = routes(guard.max_upload_bytes)
+        .router
         .fallback(not_found)
         // Layers added last run first. Innermost: body limits (the upload route's own
         // limit above wins over this one), then access, then the timeout, then metrics,
@@ -180,15 +243,34 @@ fn body_error(status: StatusCode, text: String, code: &'static str, limit: &str)
     }
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
+/// Liveness
+///
+/// 200 while the process serves; it listens only once the models are loaded.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves.", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
+/// Readiness
+///
 /// Ready for traffic: the models are loaded (the server only listens once they are), every
 /// knowledge base's indexes open, and no shutdown under way.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready: send traffic.", body = Readiness),
+    (status = 503, description = "Draining for shutdown, or a knowledge base cannot be opened.", body = Readiness),
+))]
 async fn readyz(State(s): State<AppState>) -> Response {
+    let unready = |status, problems| Readiness {
+        status,
+        models: None,
+        kbs: None,
+        problems,
+    };
     if s.draining.load(Ordering::Relaxed) {
-        let body = serde_json::json!({ "status": "draining" });
+        let body = unready(ReadyState::Draining, Vec::new());
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     let checked = blocking(move || {
@@ -204,26 +286,42 @@ async fn readyz(State(s): State<AppState>) -> Response {
     })
     .await;
     match checked {
-        Ok((models, kbs, problems)) if problems.is_empty() => Json(serde_json::json!({
-            "status": "ready",
-            "models": models.data.iter().filter(|m| m.role != "knowledge_base").map(|m| &m.name).collect::<Vec<_>>(),
-            "kbs": kbs,
-        }))
+        Ok((models, kbs, problems)) if problems.is_empty() => Json(Readiness {
+            status: ReadyState::Ready,
+            models: Some(
+                models
+                    .data
+                    .into_iter()
+                    .filter(|m| m.role != "knowledge_base")
+                    .map(|m| m.name)
+                    .collect(),
+            ),
+            kbs: Some(kbs),
+            problems: Vec::new(),
+        })
         .into_response(),
         Ok((_, _, problems)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "problems": problems })),
+            Json(unready(ReadyState::Unavailable, problems)),
         )
             .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "problems": [e.to_string()] })),
+            Json(unready(ReadyState::Unavailable, vec![e.to_string()])),
         )
             .into_response(),
     }
 }
 
-/// Prometheus text exposition (OpenMetrics).
+/// Metrics
+///
+/// Prometheus text exposition (OpenMetrics): requests by route and status, latencies, time
+/// to first token, tokens per second, ingestion, the job queue, generation slots and
+/// per-KB counts.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "The metrics.", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+))]
 async fn metrics(State(s): State<AppState>) -> Result<Response, ServiceError> {
     let text = blocking(move || s.metrics_text()).await?;
     Ok((
@@ -240,7 +338,13 @@ async fn not_found() -> ServiceError {
     ServiceError::NotFound("no such route".into())
 }
 
-/// The knowledge bases the caller may read.
+/// List knowledge bases
+///
+/// The knowledge bases the caller may read, with their document and chunk counts.
+#[utoipa::path(get, path = "/v1/kbs", tag = "knowledge bases", responses(
+    (status = 200, description = "The knowledge bases, by name.", body = KbList),
+    (status = 409, response = Conflict),
+))]
 async fn list_kbs(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -260,6 +364,14 @@ async fn list_kbs(
     .await
 }
 
+/// Get a knowledge base
+///
+/// Its counts, embedding model and what each index physically stores.
+#[utoipa::path(get, path = "/v1/kbs/{kb}", tag = "knowledge bases", params(KbPath), responses(
+    (status = 200, description = "The knowledge base.", body = KbInfo),
+    (status = 404, response = NotFound),
+    (status = 409, response = Conflict),
+))]
 async fn get_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -273,6 +385,14 @@ async fn get_kb(
     .await
 }
 
+/// Delete a knowledge base
+///
+/// Removes its directory: documents, both indexes and their catalog entries.
+#[utoipa::path(delete, path = "/v1/kbs/{kb}", tag = "knowledge bases", params(KbPath), responses(
+    (status = 204, description = "Deleted."),
+    (status = 404, response = NotFound),
+    (status = 409, response = Conflict),
+))]
 async fn delete_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -306,26 +426,13 @@ struct Upload {
     bytes: Vec<u8>,
 }
 
-/// The parts of an upload form.
-struct UploadForm {
+/// The parts of an upload form, read.
+struct UploadParts {
     files: Vec<Upload>,
     /// `document_id` fields, one per file or none.
     ids: Vec<String>,
     /// `tags` fields as sent, for every file.
     tags: Vec<String>,
-}
-
-/// Query of `POST /v1/kbs/{kb}/documents`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UploadQuery {
-    /// Wait until the files are searchable (default), or return 202 with a job id.
-    #[serde(default = "yes")]
-    wait: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> {
@@ -336,7 +443,7 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> 
 
 async fn read_uploads(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<UploadForm, ServiceError> {
+) -> Result<UploadParts, ServiceError> {
     let mut multipart =
         multipart.map_err(|e| ServiceError::bad_request("invalid_multipart", e.body_text()))?;
     let mut files = Vec::new();
@@ -404,18 +511,37 @@ async fn read_uploads(
             ),
         ));
     }
-    Ok(UploadForm { files, ids, tags })
+    Ok(UploadParts { files, ids, tags })
 }
 
+/// Upload documents
+///
+/// Parses, chunks, embeds and indexes the files; the knowledge base is created on first
+/// upload. Each file succeeds or fails alone: failures of some files are listed in
+/// `errors`, and only when every file failed is the answer an error, whose status is the
+/// first failure's (`error.files` lists them all). Identical content is `unchanged`;
+/// changed content replaces the stored version atomically.
+#[utoipa::path(post, path = "/v1/kbs/{kb}/documents", tag = "documents",
+    params(KbPath, UploadParams),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Searchable now (`wait=true`).", body = UploadResponse),
+        (status = 202, description = "Queued as a job (`wait=false`); follow it at `/v1/jobs/{id}`.", body = JobAccepted),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableContent),
+    ))]
 async fn upload(
     State(s): State<AppState>,
     Path(kb): Path<String>,
-    params: Result<Query<UploadQuery>, QueryRejection>,
+    params: Result<Query<UploadParams>, QueryRejection>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ServiceError> {
     Services::check_kb_name(&kb)?;
     let params = query(params)?;
-    let UploadForm { files, ids, tags } = read_uploads(multipart).await?;
+    let UploadParts { files, ids, tags } = read_uploads(multipart).await?;
     let tags = zhiku_jobs::normalize_tags(&tags)?;
     let ids: Vec<String> = if ids.is_empty() {
         files
@@ -477,20 +603,20 @@ async fn upload(
     .await
 }
 
-/// Query of `GET /v1/kbs/{kb}/documents`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    /// Page size, 1 to 1000 (default 100).
-    limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
+/// List documents
+///
+/// One page of documents in id order; pass `next_cursor` as `cursor` for the next.
+#[utoipa::path(get, path = "/v1/kbs/{kb}/documents", tag = "documents",
+    params(KbPath, DocumentListParams), responses(
+        (status = 200, description = "A page of documents.", body = DocumentList),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn list_documents(
     State(s): State<AppState>,
     Path(kb): Path<String>,
-    params: Result<Query<ListQuery>, QueryRejection>,
+    params: Result<Query<DocumentListParams>, QueryRejection>,
 ) -> Result<Json<DocumentList>, ServiceError> {
     let params = query(params)?;
     let limit = params.limit.unwrap_or(100);
@@ -513,6 +639,15 @@ async fn list_documents(
     .await
 }
 
+/// Get a document
+///
+/// Name, path, format, tags, chunks, status, content hash, size, version and dates.
+#[utoipa::path(get, path = "/v1/kbs/{kb}/documents/{id}", tag = "documents",
+    params(DocumentPath), responses(
+        (status = 200, description = "The document.", body = DocumentInfo),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn get_document(
     State(s): State<AppState>,
     Path((kb, id)): Path<(String, String)>,
@@ -525,6 +660,15 @@ async fn get_document(
     .await
 }
 
+/// Delete a document
+///
+/// Removes its chunks from both indexes and its catalog entry.
+#[utoipa::path(delete, path = "/v1/kbs/{kb}/documents/{id}", tag = "documents",
+    params(DocumentPath), responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn delete_document(
     State(s): State<AppState>,
     Path((kb, id)): Path<(String, String)>,
@@ -541,6 +685,18 @@ async fn delete_document(
     .await
 }
 
+/// Import a server directory
+///
+/// Starts a batch job that ingests the files of a directory on the server, which must lie
+/// inside a configured import root (`..` and symlinks are resolved first). Each file's
+/// path relative to the directory becomes its document id.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJobRequest, responses(
+    (status = 202, description = "Queued; follow it at `/v1/jobs/{id}`.", body = JobAccepted),
+    (status = 400, response = BadRequest),
+    (status = 403, response = Forbidden),
+    (status = 404, response = NotFound),
+    (status = 409, response = Conflict),
+))]
 async fn create_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -561,7 +717,12 @@ async fn create_job(
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id: job.id })))
 }
 
-/// The jobs of the knowledge bases the caller may read.
+/// List jobs
+///
+/// The jobs of the knowledge bases the caller may read, newest first, with their progress.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses(
+    (status = 200, description = "The jobs.", body = JobList),
+))]
 async fn list_jobs(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -587,6 +748,13 @@ fn visible_job(s: &Services, principal: &Principal, id: &str) -> Result<JobInfo,
         .ok_or_else(|| job_not_found(id))
 }
 
+/// Get a job
+///
+/// State, file and chunk counts, rate, ETA and per-file errors.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath), responses(
+    (status = 200, description = "The job.", body = JobInfo),
+    (status = 404, response = NotFound),
+))]
 async fn get_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -595,6 +763,14 @@ async fn get_job(
     blocking(move || visible_job(&s, &principal, &id).map(Json)).await
 }
 
+/// Cancel a job
+///
+/// Stops a queued or running job; documents it already committed stay.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath), responses(
+    (status = 200, description = "The job, cancelled.", body = JobInfo),
+    (status = 404, response = NotFound),
+    (status = 409, response = Conflict),
+))]
 async fn cancel_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -607,8 +783,16 @@ async fn cancel_job(
     .await
 }
 
+/// Follow a job
+///
 /// Progress as Server-Sent Events: a `progress` event per change, then one `done` event
-/// with the final state, then the stream ends.
+/// with the final state, then the stream ends. The `data` of both is a `JobInfo`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(JobPath), responses(
+    (status = 200, description = "Server-Sent Events `progress` (data: `JobInfo`), then `done` (data: `JobInfo`).",
+        content_type = "text/event-stream", body = String,
+        example = "event: progress\ndata: {\"id\":\"…\",\"state\":\"running\",…}\n\nevent: done\ndata: {\"id\":\"…\",\"state\":\"succeeded\",…}\n\n"),
+    (status = 404, response = NotFound),
+))]
 async fn job_events(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -644,6 +828,17 @@ fn job_event(name: &str, info: &JobInfo) -> Event {
         .unwrap_or_else(|_| Event::default().event(name))
 }
 
+/// Search
+///
+/// Hybrid (BM25 and dense, fused), dense or keyword search, optionally filtered by document
+/// metadata and expanded with neighbouring chunks.
+#[utoipa::path(post, path = "/v1/kbs/{kb}/search", tag = "search", params(KbPath),
+    request_body = SearchRequest, responses(
+        (status = 200, description = "Hits, best first.", body = SearchResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn search(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -653,7 +848,14 @@ async fn search(
     blocking(move || Ok(Json(SearchResponse::new(s.search(&kb, &request)?)))).await
 }
 
-/// The models, with the knowledge bases the caller may read as `kb:` models.
+/// Models
+///
+/// In OpenAI's shape, so OpenAI clients can list them: the LLM and the embedder (engine,
+/// file, size, parameters, quantization, context, the LLM's generation slots), and each
+/// knowledge base the caller may read as a `kb:<name>` model for chat completions.
+#[utoipa::path(get, path = "/v1/models", tag = "models", responses(
+    (status = 200, description = "The models.", body = ModelList),
+))]
 async fn models(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -661,6 +863,13 @@ async fn models(
     blocking(move || Ok(Json(s.models(&|kb| principal.can_read(kb))?))).await
 }
 
+/// Tokenize
+///
+/// How the two sides of zhiku see a text: the LLM's tokens and the keyword index's words.
+#[utoipa::path(post, path = "/v1/tokenize", tag = "models", request_body = TokenizeRequest, responses(
+    (status = 200, description = "Tokens and words.", body = TokenizeResponse),
+    (status = 400, response = BadRequest),
+))]
 async fn tokenize(
     State(s): State<AppState>,
     body: Result<Json<TokenizeRequest>, JsonRejection>,
@@ -669,8 +878,17 @@ async fn tokenize(
     blocking(move || Ok(Json(s.tokenize(&request.text)?))).await
 }
 
-/// Runs to completion before answering: a reindex is an operator's action, and the
-/// answer says what it did.
+/// Reindex
+///
+/// Re-embeds every chunk with the service's embedding model and switches the knowledge
+/// base to it atomically; searches use the old vectors until then. Runs to completion
+/// before answering: a reindex is an operator's action, and the answer says what it did.
+#[utoipa::path(post, path = "/v1/kbs/{kb}/reindex", tag = "knowledge bases", params(KbPath),
+    responses(
+        (status = 200, description = "Done.", body = ReindexResponse),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn reindex(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -811,6 +1029,25 @@ fn wants_events(request: &AskRequest, headers: &HeaderMap) -> bool {
     })
 }
 
+/// Ask
+///
+/// A grounded answer from the knowledge base's documents, citing them as `[n]`. As one
+/// JSON body, or, with `"stream": true` or `Accept: text/event-stream`, as Server-Sent
+/// Events: `sources` (data: `AskSources`), a `token` (data: `AskToken`) per piece, then
+/// `done` (data: `AskResponse`) or `error` (data: `ErrorBody`). Errors found before the
+/// first event are plain HTTP errors. Every answer is a turn of a conversation: send its
+/// `conversation_id` with the next question to ask a follow-up.
+#[utoipa::path(post, path = "/v1/kbs/{kb}/ask", tag = "ask", params(KbPath),
+    request_body = AskRequest, responses(
+        (status = 200, description = "The answer, or its events.", content(
+            (AskResponse = "application/json"),
+            (String = "text/event-stream", example = "event: sources\ndata: {\"sources\":[…],\"sources_dropped\":0,\"grounded\":true}\n\nevent: token\ndata: {\"text\":\"The backup\"}\n\nevent: done\ndata: {\"answer\":\"The backup runs at 02:00 [1].\",…}\n\n"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Overloaded),
+    ))]
 async fn ask(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -834,20 +1071,20 @@ async fn ask(
         .into_response())
 }
 
-/// Query of `GET /v1/conversations`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConversationsQuery {
-    /// Only the conversations of this knowledge base.
-    kb: Option<String>,
-}
-
+/// List conversations
+///
 /// The conversations of the knowledge bases the caller may read (of one, with `?kb=`:
-/// empty for one it may not read, as for one that does not exist).
+/// empty for one it may not read, as for one that does not exist), without their turns,
+/// most recently updated first.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations",
+    params(ConversationListParams), responses(
+        (status = 200, description = "The conversations.", body = ConversationList),
+        (status = 400, response = BadRequest),
+    ))]
 async fn list_conversations(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
-    params: Result<Query<ConversationsQuery>, QueryRejection>,
+    params: Result<Query<ConversationListParams>, QueryRejection>,
 ) -> Result<Json<ConversationList>, ServiceError> {
     let params = query(params)?;
     blocking(move || {
@@ -877,6 +1114,15 @@ fn visible_conversation(
         .ok_or_else(|| conversation_not_found(id))
 }
 
+/// Get a conversation
+///
+/// Every turn: question, search query, answer, sources and feedback.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+    params(ConversationPath), responses(
+        (status = 200, description = "The conversation.", body = Conversation),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ))]
 async fn get_conversation(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -885,6 +1131,15 @@ async fn get_conversation(
     blocking(move || visible_conversation(&s, &principal, &id).map(Json)).await
 }
 
+/// Delete a conversation
+///
+/// Its turns and feedback; later questions naming it are refused.
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations",
+    params(ConversationPath), responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ))]
 async fn delete_conversation(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -901,6 +1156,16 @@ async fn delete_conversation(
     .await
 }
 
+/// Rate an answer
+///
+/// Feedback on one turn; later feedback replaces earlier. Turns rated `good` are exported
+/// by `GET /v1/kbs/{kb}/export/qa.jsonl`.
+#[utoipa::path(post, path = "/v1/conversations/{id}/feedback", tag = "conversations",
+    params(ConversationPath), request_body = FeedbackRequest, responses(
+        (status = 204, description = "Recorded."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ))]
 async fn conversation_feedback(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -917,9 +1182,18 @@ async fn conversation_feedback(
     .await
 }
 
-/// The turns of a KB's conversations rated good, one chat fine-tuning record per line,
-/// streamed as they are read. A storage failure midway aborts the response, so a
+/// Export fine-tuning data
+///
+/// The turns of a KB's conversations rated good, one chat fine-tuning record (`QaRecord`)
+/// per line, streamed as they are read. A storage failure midway aborts the response, so a
 /// truncated export is never mistaken for a complete one.
+#[utoipa::path(get, path = "/v1/kbs/{kb}/export/qa.jsonl", tag = "conversations",
+    params(KbPath), responses(
+        (status = 200, description = "JSON Lines: one `QaRecord` per line.",
+            content_type = "application/x-ndjson", body = QaRecord),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    ))]
 async fn export_qa(
     State(s): State<AppState>,
     Path(kb): Path<String>,
@@ -957,8 +1231,24 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `POST /v1/chat/completions`: OpenAI's chat API over a knowledge base (`kb:<name>`) or
-/// the bare LLM; streamed as `chat.completion.chunk` events ending with `data: [DONE]`.
+/// Chat completions (OpenAI)
+///
+/// OpenAI's chat API over a knowledge base (`model: "kb:<name>"`: retrieval, a grounded
+/// answer, `citations`; earlier messages are the conversation) or the bare LLM (its name),
+/// so OpenAI clients work unchanged. With `"stream": true`, Server-Sent Events without
+/// names whose `data` is a `ChatCompletionChunk` (the first carries the sources as
+/// `citations`), an `ErrorBody` if generation fails midway, and finally `[DONE]`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    request_body = ChatCompletionRequest, responses(
+        (status = 200, description = "The completion, or its chunks.", content(
+            (ChatCompletion = "application/json"),
+            (String = "text/event-stream", example = "data: {\"id\":\"chatcmpl-…\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},…}],…}\n\ndata: {…\"delta\":{\"content\":\"The backup\"}…}\n\ndata: [DONE]\n\n"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Overloaded),
+    ))]
 async fn chat_completions(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -1093,11 +1383,40 @@ async fn chat_completions(
         .into_response())
 }
 
-/// `POST /v1/embeddings`: OpenAI's embeddings API over the service's embedding model.
+/// Embeddings (OpenAI)
+///
+/// OpenAI's embeddings API over the service's embedding model: L2-normalised vectors as
+/// floats or base64.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
+    request_body = EmbeddingRequest, responses(
+        (status = 200, description = "One embedding per input, in order.", body = EmbeddingResponse),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+    ))]
 async fn embeddings(
     State(s): State<AppState>,
     body: Result<Json<EmbeddingRequest>, JsonRejection>,
 ) -> Result<Json<EmbeddingResponse>, ServiceError> {
     let request = json_body(body)?;
     blocking(move || Ok(Json(s.embeddings(&request)?))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The router and the access table list the same routes, so no route is refused for
+    /// want of an access decision and no decision is about a route that does not exist.
+    #[test]
+    fn every_route_has_an_access_entry_and_every_entry_a_route() {
+        let routed: BTreeSet<(String, &str)> = super::route_table()
+            .into_iter()
+            .map(|(method, path)| (method.to_string(), path))
+            .collect();
+        let listed: BTreeSet<(String, &str)> = crate::access::ROUTES
+            .iter()
+            .map(|&(method, path, _)| (method.to_string(), path))
+            .collect();
+        assert_eq!(routed, listed);
+    }
 }

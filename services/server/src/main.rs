@@ -13,6 +13,7 @@ mod ingest_cmd;
 mod limits;
 mod metrics;
 mod openai;
+mod openapi;
 mod services;
 
 use std::io::Write;
@@ -193,6 +194,17 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Print the HTTP API's routes, `METHOD PATH` a line, as the router matches them.
+    Routes,
+    /// Print the HTTP API's OpenAPI document (also served at /openapi.json).
+    Openapi,
+    /// Write the JSON Schema of every API type, generated from the same types as the
+    /// OpenAPI document, as `<Type>.schema.json`.
+    Schemas {
+        /// Directory to write to; schema files of types that no longer exist are removed.
+        #[arg(long, default_value = "schemas/json")]
+        out: PathBuf,
+    },
 }
 
 fn parse_mode(s: &str) -> Result<SearchMode, String> {
@@ -224,6 +236,26 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // These describe the code, not a deployment: no configuration is read.
+    match &cli.command {
+        Command::Routes => {
+            for (method, path) in http::route_table() {
+                println!("{method} {path}");
+            }
+            return Ok(());
+        }
+        Command::Openapi => {
+            use utoipa::OpenApi;
+            println!("{}", openapi::ApiDoc::openapi().to_pretty_json()?);
+            return Ok(());
+        }
+        Command::Schemas { out } => {
+            let written = openapi::write_json_schemas(out)?;
+            eprintln!("wrote {written} schemas to {}", out.display());
+            return Ok(());
+        }
+        _ => {}
+    }
     let addr = match &cli.command {
         Command::Serve { addr } => addr.clone(),
         _ => None,
@@ -374,6 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.show()?);
             Ok(())
         }
+        Command::Routes | Command::Openapi | Command::Schemas { .. } => Ok(()),
     }
 }
 
