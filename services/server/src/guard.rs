@@ -127,7 +127,12 @@ pub async fn check_access(
     // instead of the 401/404.
     let (parts, body) = request.into_parts();
     let declared = declared_length(&parts.headers);
-    match authorize(&guard, Request::from_parts(parts, axum::body::Body::empty())).await {
+    match authorize(
+        &guard,
+        Request::from_parts(parts, axum::body::Body::empty()),
+    )
+    .await
+    {
         Ok(request) => {
             let (parts, _) = request.into_parts();
             next.run(Request::from_parts(parts, body)).await
