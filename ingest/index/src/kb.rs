@@ -361,7 +361,12 @@ impl KnowledgeBase {
             let previous = self.catalog.document(name, &document.id)?;
             document.version = version;
             document.chunks = records.len();
-            document.status = DocumentStatus::Indexed;
+            // A document written without chunks on purpose (a blank scan) stays `empty`
+            // with its reason; anything else written is searchable.
+            if document.status != DocumentStatus::Empty || !records.is_empty() {
+                document.status = DocumentStatus::Indexed;
+                document.reason = None;
+            }
             document.created_at = previous
                 .map(|p| p.created_at)
                 .unwrap_or_else(|| now.clone());
@@ -822,6 +827,8 @@ mod tests {
             text: text.into(),
             heading: None,
             page: None,
+            ocr: false,
+            ocr_confidence: None,
             version: 0,
             tags: Vec::new(),
             path: String::new(),
@@ -835,6 +842,8 @@ mod tests {
             name: format!("{id}.txt"),
             chunks: 0,
             status: DocumentStatus::Indexed,
+            reason: None,
+            ocr_pages: Vec::new(),
             format: Some("text/plain".into()),
             tags: vec!["t1".into()],
             path: format!("dir/{id}.txt"),
