@@ -33,12 +33,21 @@ fn has_spaced_chinese(text: &str) -> bool {
     })
 }
 
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_default()
-}
-
 fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or_default()
+}
+
+/// Uploads one file that must be refused with `status` and `code`, with a message naming
+/// the file; returns the error body.
+fn refused(server: &Server, name: &str, bytes: Vec<u8>, status: u16, code: &str) -> Value {
+    let (got, body) = server.upload("scans", &[(name, bytes)]);
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
+    assert!(message(&body).contains(name), "{body}");
+    body
 }
 
 /// The best hit for `query`, which must come from `document` with the given OCR flag and
@@ -326,24 +335,14 @@ fn one_bad_page_fails_alone() {
 fn truncated_images_are_refused_clearly() {
     let server = Server::start();
     let png = scan(&[&AUDIT], "PNG");
-    let (status, body) = server.upload("scans", &[("half.png", png[..png.len() / 2].to_vec())]);
-    assert_eq!(
-        (status, error_code(&body)),
-        (422, "invalid_image"),
-        "{body}"
-    );
-    assert!(message(&body).contains("half.png"), "{body}");
+    let half = png[..png.len() / 2].to_vec();
+    let body = refused(&server, "half.png", half, 422, "invalid_image");
     assert!(message(&body).contains("truncated"), "{body}");
     assert_eq!(body["error"]["files"][0]["stage"], "ocr", "{body}");
     // JPEG says nothing about its length up front; the decoder notices.
     let jpeg = scan(&[&AUDIT], "JPEG");
-    let (status, body) = server.upload("scans", &[("half.jpg", jpeg[..jpeg.len() / 2].to_vec())]);
-    assert_eq!(
-        (status, error_code(&body)),
-        (422, "invalid_image"),
-        "{body}"
-    );
-    assert!(message(&body).contains("half.jpg"), "{body}");
+    let half = jpeg[..jpeg.len() / 2].to_vec();
+    refused(&server, "half.jpg", half, 422, "invalid_image");
     let (status, _) = server.get("/healthz");
     assert_eq!(status, 200);
 }
@@ -351,13 +350,7 @@ fn truncated_images_are_refused_clearly() {
 #[test]
 fn zero_byte_image_is_refused_clearly() {
     let server = Server::start();
-    let (status, body) = server.upload("scans", &[("empty.png", Vec::new())]);
-    assert_eq!(
-        (status, error_code(&body)),
-        (422, "empty_document"),
-        "{body}"
-    );
-    assert!(message(&body).contains("empty.png"), "{body}");
+    refused(&server, "empty.png", Vec::new(), 422, "empty_document");
     let (status, _) = server.get("/healthz");
     assert_eq!(status, 200);
 }
@@ -401,12 +394,7 @@ fn decompression_bomb_is_refused_before_decoding() {
     png.extend(png_chunk(b"IDAT", &rows));
     png.extend(png_chunk(b"IEND", &[]));
     let started = Instant::now();
-    let (status, body) = server.upload("scans", &[("bomb.png", png)]);
-    assert_eq!(
-        (status, error_code(&body)),
-        (413, "image_too_large"),
-        "{body}"
-    );
+    let body = refused(&server, "bomb.png", png, 413, "image_too_large");
     assert!(message(&body).contains("100000 x 100000"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(10), "{body}");
     let (status, _) = server.get("/healthz");
@@ -427,12 +415,7 @@ fn scanned_pdf_over_the_page_limit_is_refused() {
         })
         .collect();
     let started = Instant::now();
-    let (status, body) = server.upload("scans", &[("archive.pdf", pdf(&pages))]);
-    assert_eq!(
-        (status, error_code(&body)),
-        (413, "too_many_pages"),
-        "{body}"
-    );
+    let body = refused(&server, "archive.pdf", pdf(&pages), 413, "too_many_pages");
     assert!(message(&body).contains("500 scanned pages"), "{body}");
     assert!(message(&body).contains("limit of 200"), "{body}");
     // Refused before any page was read.
@@ -452,8 +435,8 @@ fn image_without_text_is_recorded_empty_with_a_reason() {
         ],
     );
     assert_eq!(
-        (status, error_code(&body)),
-        (422, "no_text_found"),
+        (status, body["error"]["code"].as_str()),
+        (422, Some("no_text_found")),
         "{body}"
     );
     assert!(message(&body).contains("blank.png"), "{body}");
