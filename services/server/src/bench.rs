@@ -82,6 +82,27 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time used so far by this process and by its finished children (the OCR
+/// processes), in clock ticks from `/proc/self/stat`; only their ratio is reported, so the
+/// tick length does not matter.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may itself hold spaces: state is field 3, utime,
+    // stime, cutime and cstime are fields 14 to 17.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [utime, stime, cutime, cstime] = fields[..] else {
+        return None;
+    };
+    Some((utime + stime, cutime + cstime))
+}
+
 /// Copies the corpus into `dest/copy<k>/<path index>/…`, `copies` times. Directories are
 /// listed the way an import job lists them.
 fn stage_corpus(paths: &[PathBuf], dest: &Path, copies: usize) -> anyhow::Result<Vec<PathBuf>> {
@@ -157,6 +178,7 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
     let raw_before = raw()?;
 
     let started = Instant::now();
+    let cpu_before = cpu_ticks();
     let job = jobs.submit_import("bench", &corpus.to_string_lossy(), None, &[])?;
     let info = loop {
         let info = jobs.get(&job.id)?.context("job vanished")?;
@@ -166,6 +188,7 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
         std::thread::sleep(Duration::from_millis(50));
     };
     let secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_ticks();
     let rss = peak_rss_mib();
     anyhow::ensure!(
         info.state == JobState::Succeeded,
@@ -206,13 +229,21 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
     let ocr = info.ocr;
     if ocr.pages_total > 0 {
         println!(
-            "  OCR: {} pages or images ({} failed), {:.1} s with OCR running: {:.2} pages/s, {:.0}% of the ingest time",
+            "  OCR: {} pages or images ({} failed); OCR running {:.1} s of {secs:.1} s ({:.0}% of the ingest time): {:.3} pages/s",
             ocr.pages_done,
             ocr.pages_failed,
             ocr.busy_seconds,
+            100.0 * ocr.busy_seconds / secs,
             ocr.pages_done as f64 / ocr.busy_seconds.max(1e-9),
-            100.0 * ocr.busy_seconds / secs
         );
+        // The OCR processes are this process's only children during the job.
+        if let (Some((own0, kids0)), Some((own1, kids1))) = (cpu_before, cpu_after) {
+            let (own, kids) = (own1 - own0, kids1 - kids0);
+            println!(
+                "  OCR share of the job's CPU time (tesseract and pdftoppm vs everything else): {:.0}%",
+                100.0 * kids as f64 / (own + kids).max(1) as f64
+            );
+        }
     }
     if let Some(rss) = rss {
         println!("  peak RSS during the job: {rss:.0} MiB");
