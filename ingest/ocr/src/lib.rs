@@ -73,6 +73,14 @@ pub enum OcrError {
         /// The limit.
         limit: u64,
     },
+    /// A multi-page image (TIFF) has more pages than OCR may read from one file.
+    #[error("the image has {pages} pages, more than the limit of {limit} ([ocr] max_pages)")]
+    TooManyPages {
+        /// Pages in the image.
+        pages: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The page took longer than the per-page limit and was abandoned.
     #[error("OCR of the page gave up after {seconds} s ([ocr] page_timeout_secs)")]
     Timeout {
@@ -93,6 +101,7 @@ impl OcrError {
         match self {
             OcrError::InvalidImage(_) => "invalid_image",
             OcrError::ImageTooLarge { .. } => "image_too_large",
+            OcrError::TooManyPages { .. } => "too_many_pages",
             OcrError::Timeout { .. } => "timeout",
             OcrError::Failed(_) => "ocr_failed",
             OcrError::Unavailable(_) => "ocr_unavailable",
@@ -227,10 +236,18 @@ impl Ocr {
         self.pool.spawn_fifo(job);
     }
 
-    /// Reads an image file (PNG, JPEG, TIFF, WebP, BMP): every page of it, in order.
+    /// Reads an image file (PNG, JPEG, TIFF, WebP, BMP): every page of it, in order. A
+    /// multi-page TIFF is read in one go, within the page time limit times its pages.
     pub fn image(&self, bytes: &[u8]) -> Result<Vec<RecognizedPage>, OcrError> {
         check_image(bytes, self.config.max_image_pixels)?;
-        let deadline = Instant::now() + self.config.page_timeout;
+        let pages = tiff_pages(bytes).unwrap_or(1).max(1);
+        if pages > self.config.max_pages {
+            return Err(OcrError::TooManyPages {
+                pages,
+                limit: self.config.max_pages,
+            });
+        }
+        let deadline = Instant::now() + self.config.page_timeout * pages as u32;
         let dir = scratch_dir()?;
         let input = dir.path().join("image");
         std::fs::write(&input, bytes)
@@ -376,6 +393,44 @@ pub fn check_image(bytes: &[u8], max_pixels: u64) -> Result<(u64, u64), OcrError
 fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at + 4)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Page count of a TIFF: the length of its chain of image file directories. `None` for
+/// other formats. A chain that loops or leaves the file ends the count there (a directory
+/// takes at least 6 bytes, so the count is bounded by the file's size).
+fn tiff_pages(bytes: &[u8]) -> Option<usize> {
+    let big_endian = match bytes.get(..4)? {
+        b"II*\0" => false,
+        b"MM\0*" => true,
+        _ => return None,
+    };
+    let u16_at = |at: usize| {
+        let b = bytes.get(at..at + 2)?;
+        Some(if big_endian {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        })
+    };
+    let u32_at = |at: usize| {
+        let b = bytes.get(at..at + 4)?;
+        let b = [b[0], b[1], b[2], b[3]];
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = u32_at(4)? as usize;
+    // Offset 0 ends the chain; an offset seen before is a loop.
+    while offset != 0 && offset < bytes.len() && seen.insert(offset) {
+        let Some(entries) = u16_at(offset) else {
+            break;
+        };
+        offset = u32_at(offset + 2 + usize::from(entries) * 12).map_or(0, |o| o as usize);
+    }
+    Some(seen.len())
 }
 
 /// The resolution to rasterize a page of `size_pt` points at: `dpi`, or less if the raster
@@ -533,6 +588,36 @@ mod tests {
         webp.extend([9, 0, 0, 9, 0, 0]);
         let err = check_image(&webp, 1000).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn tiff_pages_follow_the_directory_chain() {
+        // Little-endian header, then directories at 8 and 26 with no entries.
+        let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+        tiff.extend([0, 0, 26, 0, 0, 0]);
+        tiff.resize(26, 0);
+        tiff.extend([0, 0, 0, 0, 0, 0]);
+        assert_eq!(tiff_pages(&tiff), Some(2));
+        // A chain pointing back at itself stops.
+        let mut looped = tiff.clone();
+        looped[28] = 8;
+        assert_eq!(tiff_pages(&looped), Some(2));
+        looped[28] = 26;
+        assert_eq!(tiff_pages(&looped), Some(2));
+        assert_eq!(tiff_pages(b"MM\0*\0\0\0\x08"), Some(0));
+        assert_eq!(tiff_pages(b"\x89PNG"), None);
+    }
+
+    #[test]
+    fn every_truncation_of_a_header_is_an_error_not_a_panic() {
+        let mut png = png_header(640, 480);
+        png.extend(b"\0\0\0\0IEND\xaeB`\x82");
+        // Cut anywhere before the end marker is complete (only its CRC may go missing:
+        // the image data is whole by then).
+        for len in 0..png.len() - 4 {
+            assert!(check_image(&png[..len], 1 << 30).is_err(), "{len}");
+        }
+        assert_eq!(check_image(&png, 1 << 30).unwrap(), (640, 480));
     }
 
     #[test]
