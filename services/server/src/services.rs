@@ -248,6 +248,11 @@ impl Services {
             ),
             Err(e) => return Err(e.into()),
         };
+        // Before the models: a missing OCR package is reported in a moment, not after them.
+        let ocr = match config.ocr() {
+            Some(ocr_config) if jobs => Some(Arc::new(zhiku_ocr::Ocr::new(ocr_config)?)),
+            _ => None,
+        };
         let generator: Option<Arc<dyn Generator>> = match models {
             Models::All => {
                 let llm = config.llm();
@@ -257,10 +262,6 @@ impl Services {
                 Some(Arc::new(generator))
             }
             Models::EmbedderOnly => None,
-        };
-        let ocr = match config.ocr() {
-            Some(ocr_config) if jobs => Some(Arc::new(zhiku_ocr::Ocr::new(ocr_config)?)),
-            _ => None,
         };
         let embedder = zhiku_embed::load(embedder_config)?;
         let registry = Arc::new(KbRegistry::open(&data_dir, config.hnsw(), catalog.clone())?);
