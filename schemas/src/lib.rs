@@ -23,9 +23,18 @@ pub struct ChunkRecord {
     /// Heading path of the section the chunk belongs to, joined with " > ".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
-    /// 1-based PDF page the chunk starts on.
+    /// 1-based page the chunk starts on: of a PDF, or of an image (1 unless a multi-page
+    /// TIFF).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+    /// Whether the text was recognised by OCR (a scanned page, an image) rather than read
+    /// from the file's own text.
+    #[serde(default)]
+    pub ocr: bool,
+    /// For OCR text: the recognizer's mean word confidence, 0 to 100, over the page or
+    /// image the chunk came from. Low values mean the text may be garbled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr_confidence: Option<f32>,
     /// Version of the document this chunk belongs to. Both indexes briefly hold two
     /// versions while a document is replaced; only the catalog's current one is visible.
     #[serde(default)]
@@ -200,9 +209,15 @@ pub struct SearchHit {
     /// Heading path of the chunk's section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heading: Option<String>,
-    /// 1-based PDF page.
+    /// 1-based page (PDF, or multi-page image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+    /// Whether the chunk's text came from OCR.
+    #[serde(default)]
+    pub ocr: bool,
+    /// Mean OCR word confidence (0 to 100) of the chunk's page or image, for OCR text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr_confidence: Option<f32>,
 }
 
 impl SearchHit {
@@ -220,6 +235,8 @@ impl SearchHit {
             neighbors: Vec::new(),
             heading: record.heading,
             page: record.page,
+            ocr: record.ocr,
+            ocr_confidence: record.ocr_confidence,
         }
     }
 }
@@ -707,6 +724,14 @@ pub struct DocumentInfo {
     /// Lifecycle status; `indexed` once searchable.
     #[serde(default)]
     pub status: DocumentStatus,
+    /// Why the status is what it is, for `empty` documents: e.g. OCR found no text on the
+    /// image, or the PDF has no text layer and OCR is disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Pages (or embedded images) read by OCR, in document order, each with its confidence
+    /// or the error that made it fail alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ocr_pages: Vec<OcrPage>,
     /// Detected format (MIME type): what `filter.mime_types` of a search matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
@@ -748,6 +773,32 @@ pub enum DocumentStatus {
     /// Startup reconciliation found chunks missing from an index (e.g. after a disk
     /// failure); upload the file again to repair it.
     Damaged,
+    /// The file was read but yielded no text (an image or scan where OCR found none, or a
+    /// scanned PDF while OCR is disabled); it has no chunks, and `reason` says why. Kept
+    /// so that such files are visible rather than silently missing.
+    Empty,
+}
+
+/// One page (or embedded image) of a document read by OCR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OcrPage {
+    /// 1-based page of the PDF or multi-page image; absent for images embedded in a
+    /// DOCX, which have no pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// For an image embedded in a DOCX: its part name, e.g. `word/media/image1.png`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Mean word confidence, 0 to 100; absent when no word was found or the page failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    /// Words recognised.
+    #[serde(default)]
+    pub words: usize,
+    /// Why this page failed (time limit, unreadable image); the rest of the document is
+    /// indexed without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What an upload or a job did with one document.
@@ -791,7 +842,7 @@ pub struct FileError {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
-    /// Pipeline stage that failed: `read`, `parse`, `chunk`, `embed` or `index`.
+    /// Pipeline stage that failed: `read`, `parse`, `ocr`, `chunk`, `embed` or `index`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
 }
@@ -877,6 +928,9 @@ pub struct JobInfo {
     pub files_per_second: f64,
     /// Chunks per second since the job started running.
     pub chunks_per_second: f64,
+    /// Pages (and images) read by OCR in this run, updated page by page.
+    #[serde(default)]
+    pub ocr: OcrProgress,
     /// Estimated seconds until the job finishes, while running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta_seconds: Option<f64>,
@@ -913,12 +967,39 @@ impl JobInfo {
             bytes: 0,
             files_per_second: 0.0,
             chunks_per_second: 0.0,
+            ocr: OcrProgress::default(),
             eta_seconds: None,
             errors: Vec::new(),
             message: None,
             created_at,
             started_at: None,
             finished_at: None,
+        }
+    }
+}
+
+/// OCR progress of a job: the slowest stage, so it is reported page by page.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct OcrProgress {
+    /// Pages and images queued for OCR so far (files are parsed as the job goes, so this
+    /// grows).
+    pub pages_total: u64,
+    /// Of those, finished (including failed ones).
+    pub pages_done: u64,
+    /// Of those, failed (time limit, unreadable image); each fails alone.
+    pub pages_failed: u64,
+    /// Wall-clock seconds during which at least one page was being read.
+    pub busy_seconds: f64,
+}
+
+impl OcrProgress {
+    /// The figures of two runs or jobs together.
+    pub fn plus(self, other: OcrProgress) -> OcrProgress {
+        OcrProgress {
+            pages_total: self.pages_total + other.pages_total,
+            pages_done: self.pages_done + other.pages_done,
+            pages_failed: self.pages_failed + other.pages_failed,
+            busy_seconds: self.busy_seconds + other.busy_seconds,
         }
     }
 }

@@ -28,15 +28,15 @@ fn bad_uploads_and_requests() {
     );
     assert_eq!(status, 201, "{body}");
 
-    // Unsupported type.
-    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0".to_vec();
-    let (status, body) = server.upload("kb", &[("diagram.png", png)]);
+    // Unsupported type (images OCR reads are tested in ocr.rs).
+    let gif = b"GIF89a\x01\0\x01\0\x80\0\0\0\0\0\xff\xff\xff!\xf9\x04".to_vec();
+    let (status, body) = server.upload("kb", &[("diagram.gif", gif)]);
     assert_error(status, &body, 415, "unsupported_type");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("diagram.png"),
+            .contains("diagram.gif"),
         "{body}"
     );
 
@@ -297,7 +297,8 @@ fn bad_files_in_a_job_fail_alone_and_leave_stored_documents_alone() {
     expect("keep.md", "not_text", "parse");
     expect("truncated.pdf", "invalid_pdf", "parse");
     expect("xref.pdf", "invalid_pdf", "parse");
-    expect("scanned.pdf", "no_text_layer", "parse");
+    // A blank scan: OCR reads it and finds nothing (ocr.rs has the details).
+    expect("scanned.pdf", "no_text_found", "ocr");
     expect("empty.txt", "empty_document", "parse");
     expect("garbage.txt", "not_text", "parse");
     expect("notzip.docx", "invalid_docx", "parse");

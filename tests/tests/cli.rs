@@ -17,7 +17,7 @@ fn ingest_directory_then_search_and_ask() {
         "食堂每天中午十一点半开始供应午餐。\n\n周五提供素食套餐。",
     )
     .unwrap();
-    std::fs::write(docs.path().join("nested/photo.png"), b"\x89PNG\r\n\x1a\n").unwrap();
+    std::fs::write(docs.path().join("nested/clip.gif"), b"GIF89a\x01\0\x01\0").unwrap();
     let data = tempfile::tempdir().unwrap();
 
     let docs_arg = docs.path().to_str().unwrap();
@@ -30,7 +30,7 @@ fn ingest_directory_then_search_and_ask() {
     // The summary table names the failed file, its stage and its code.
     let row = stdout
         .lines()
-        .find(|l| l.starts_with("nested/photo.png"))
+        .find(|l| l.starts_with("nested/clip.gif"))
         .unwrap_or_else(|| panic!("no failure row: {stdout}"));
     assert!(
         row.contains("parse") && row.contains("unsupported_type"),

@@ -1,4 +1,5 @@
-//! A missing or corrupt model file is a clear startup error, never a panic.
+//! A missing or corrupt model file, or a missing OCR package, is a clear startup error,
+//! never a panic.
 
 use std::process::Command;
 
@@ -124,4 +125,25 @@ fn unknown_config_key_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("listen"), "{stderr}");
+}
+
+#[test]
+fn missing_ocr_language_or_command_is_a_clear_error() {
+    let models = models_dir();
+    let (code, stderr) = serve_with_env(&models, &[("ZHIKU_OCR__LANGUAGES", "chi_sim+xx_yy")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("tesseract-ocr-xx-yy") && stderr.contains("[ocr] languages"),
+        "{stderr}"
+    );
+    // No tesseract on the PATH at all.
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().to_str().unwrap();
+    let (code, stderr) = serve_with_env(&models, &[("PATH", path)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("tesseract-ocr") && stderr.contains("enabled = false"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

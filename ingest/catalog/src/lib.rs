@@ -459,6 +459,8 @@ mod tests {
             name: format!("{id}.txt"),
             chunks: 2,
             status: DocumentStatus::Indexed,
+            reason: None,
+            ocr_pages: Vec::new(),
             format: Some("text/plain".into()),
             tags: vec!["hr".into()],
             path: format!("docs/{id}.txt"),

@@ -43,8 +43,11 @@ pub struct Chunk {
     pub text: String,
     /// Texts of the enclosing headings, outermost first.
     pub heading_path: Vec<String>,
-    /// 1-based page for paginated formats (PDF).
+    /// 1-based page for paginated formats (PDF, multi-page images).
     pub page: Option<u32>,
+    /// For text recognised by OCR: the lowest confidence (0 to 100) of the pages or images
+    /// its blocks came from. OCR text and the file's own text never share a chunk.
+    pub ocr_confidence: Option<f32>,
     /// `counter.count(&text)`.
     pub token_count: usize,
 }
@@ -55,8 +58,8 @@ pub struct Chunk {
 ///   are carried in each chunk's `heading_path`. A heading with no body of its own gets a
 ///   chunk holding just its text, unless the next heading is nested under it (its text then
 ///   already lives in the sub-sections' heading paths).
-/// - Consecutive blocks under the same heading path and page are packed, joined by a blank
-///   line, while the packed text (counted as a whole, since subword token counts are not
+/// - Consecutive blocks under the same heading path and page, and either both from OCR or
+///   both not, are packed, joined by a blank line, while the packed text (counted as a whole, since subword token counts are not
 ///   additive) stays within budget.
 /// - A block over budget on its own is split: prose at sentence ends (`. ! ?` followed by
 ///   whitespace, `。！？`), then at `；`/`; `, line breaks, whitespace, and finally between
@@ -101,6 +104,7 @@ pub fn chunk_document(
             text: d.text,
             heading_path: d.heading_path,
             page: d.page,
+            ocr_confidence: d.ocr_confidence,
         })
         .collect()
 }
@@ -152,6 +156,7 @@ struct Draft {
     text: String,
     heading_path: Vec<String>,
     page: Option<u32>,
+    ocr_confidence: Option<f32>,
 }
 
 struct Chunker<'a> {
@@ -183,23 +188,30 @@ impl<'a> Chunker<'a> {
         if let Some(pack) = &mut self.pack
             && pack.heading_path == block.heading_path
             && pack.page == block.page
+            && pack.ocr_confidence.is_some() == block.ocr_confidence.is_some()
         {
             let joined = format!("{}\n\n{}", pack.text, text);
             if self.budget.fits(&joined) {
                 pack.text = joined;
+                pack.ocr_confidence = pack
+                    .ocr_confidence
+                    .zip(block.ocr_confidence)
+                    .map(|(a, b)| a.min(b));
                 return;
             }
         }
         self.flush_pack();
+        let draft = |text: String| Draft {
+            text,
+            heading_path: block.heading_path.clone(),
+            page: block.page,
+            ocr_confidence: block.ocr_confidence,
+        };
         if self.budget.fits(text) {
-            self.pack = Some(Draft {
-                text: text.to_owned(),
-                heading_path: block.heading_path.clone(),
-                page: block.page,
-            });
+            self.pack = Some(draft(text.to_owned()));
         } else {
             for piece in split_block(self.budget, block.kind, text) {
-                self.emit(piece, &block.heading_path, block.page);
+                self.emit(draft(piece));
             }
         }
     }
@@ -212,26 +224,27 @@ impl<'a> Chunker<'a> {
         } else {
             split_block(self.budget, BlockKind::Paragraph, text)
         };
-        for piece in pieces {
-            self.emit(piece, &heading.heading_path, heading.page);
+        for text in pieces {
+            self.emit(Draft {
+                text,
+                heading_path: heading.heading_path.clone(),
+                page: heading.page,
+                ocr_confidence: heading.ocr_confidence,
+            });
         }
     }
 
     fn flush_pack(&mut self) {
         if let Some(pack) = self.pack.take() {
-            self.emit(pack.text, &pack.heading_path, pack.page);
+            self.emit(pack);
         }
     }
 
-    fn emit(&mut self, text: String, heading_path: &[String], page: Option<u32>) {
-        if text.trim().is_empty() {
+    fn emit(&mut self, draft: Draft) {
+        if draft.text.trim().is_empty() {
             return;
         }
-        self.drafts.push(Draft {
-            text,
-            heading_path: heading_path.to_vec(),
-            page,
-        });
+        self.drafts.push(draft);
     }
 }
 

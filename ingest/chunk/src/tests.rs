@@ -43,6 +43,7 @@ fn heading(level: u8, path: &[&str]) -> Block {
         text: path.last().copied().unwrap_or_default().to_owned(),
         heading_path: path.iter().map(|s| s.to_string()).collect(),
         page: None,
+        ocr_confidence: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn block(kind: BlockKind, text: &str, path: &[&str]) -> Block {
         text: text.to_owned(),
         heading_path: path.iter().map(|s| s.to_string()).collect(),
         page: None,
+        ocr_confidence: None,
     }
 }
 
@@ -64,6 +66,7 @@ fn doc(blocks: Vec<Block>) -> ParsedDocument {
         format: DocFormat::Markdown,
         title: None,
         blocks,
+        ocr: Vec::new(),
     }
 }
 
@@ -392,7 +395,9 @@ fn long_unbroken_lines_cost_a_bounded_multiple_of_their_length() {
                 text: text.clone(),
                 heading_path: vec![],
                 page: None,
+                ocr_confidence: None,
             }],
+            ocr: Vec::new(),
         };
         let meter = Metered {
             inner: &Words,
@@ -404,4 +409,31 @@ fn long_unbroken_lines_cost_a_bounded_multiple_of_their_length() {
         let ratio = meter.bytes.get() as f64 / text.len() as f64;
         assert!(ratio < 8.0, "tokenized {ratio:.1}x the text");
     }
+}
+
+#[test]
+fn ocr_text_and_own_text_never_share_a_chunk() {
+    let ocr = |text: &str, confidence: f32| Block {
+        ocr_confidence: Some(confidence),
+        ..para(text, &["H"])
+    };
+    let blocks = vec![
+        para("typed before", &["H"]),
+        ocr("scanned one", 90.0),
+        ocr("scanned two", 70.0),
+        para("typed after", &["H"]),
+    ];
+    let chunks = chunk_document(&doc(blocks), &Chars, &config(1000, 0));
+    let got: Vec<(&str, Option<f32>)> = chunks
+        .iter()
+        .map(|c| (c.text.as_str(), c.ocr_confidence))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("typed before", None),
+            ("scanned one\n\nscanned two", Some(70.0)),
+            ("typed after", None),
+        ]
+    );
 }

@@ -369,7 +369,12 @@ impl KnowledgeBase {
             let previous = self.catalog.document(name, &document.id)?;
             document.version = version;
             document.chunks = records.len();
-            document.status = DocumentStatus::Indexed;
+            // A document written without chunks on purpose (a blank scan) stays `empty`
+            // with its reason; anything else written is searchable.
+            if document.status != DocumentStatus::Empty || !records.is_empty() {
+                document.status = DocumentStatus::Indexed;
+                document.reason = None;
+            }
             document.created_at = previous
                 .map(|p| p.created_at)
                 .unwrap_or_else(|| now.clone());
@@ -494,6 +499,10 @@ impl KnowledgeBase {
         self.keywords.commit()?;
         self.vectors().flush()?;
         for (id, (version, chunks)) in &visible {
+            // An `empty` document has no chunks for a store to lose.
+            if *chunks == 0 {
+                continue;
+            }
             let key = (id.clone(), *version);
             let complete = vectors.get(&key) == Some(chunks) && keywords.get(&key) == Some(chunks);
             if !complete {
@@ -846,6 +855,8 @@ mod tests {
             text: text.into(),
             heading: None,
             page: None,
+            ocr: false,
+            ocr_confidence: None,
             version: 0,
             tags: Vec::new(),
             path: String::new(),
@@ -859,6 +870,8 @@ mod tests {
             name: format!("{id}.txt"),
             chunks: 0,
             status: DocumentStatus::Indexed,
+            reason: None,
+            ocr_pages: Vec::new(),
             format: Some("text/plain".into()),
             tags: vec!["t1".into()],
             path: format!("dir/{id}.txt"),
@@ -884,6 +897,33 @@ mod tests {
     fn open(dir: &Path) -> KbRegistry {
         let catalog = Arc::new(Catalog::open(&dir.join("catalog.redb")).unwrap());
         KbRegistry::open(dir, HnswParams::default(), catalog).unwrap()
+    }
+
+    #[test]
+    fn empty_documents_are_stored_and_survive_reconciliation() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = open(dir.path());
+        let kb = registry.get_or_create("docs", "m", 2).unwrap();
+        let mut blank = write("blank", &[]);
+        blank.document.status = DocumentStatus::Empty;
+        blank.document.reason = Some("OCR found no text".into());
+        let stored = kb
+            .write(
+                vec![blank, write("d1", &[("alpha", [1.0, 0.0])])],
+                Commit::default(),
+            )
+            .unwrap();
+        assert_eq!(stored[0].status, DocumentStatus::Empty);
+        assert_eq!(stored[0].reason.as_deref(), Some("OCR found no text"));
+        assert_eq!(stored[1].status, DocumentStatus::Indexed);
+        // A store loses d1's chunks: the next start scans everything.
+        kb.vectors().delete_versions("d1", None).unwrap();
+        kb.vectors().flush().unwrap();
+        let report = kb.reconcile().unwrap();
+        assert!(report.full_scan);
+        assert_eq!(report.damaged, ["d1"]);
+        let blank = kb.document("blank").unwrap().unwrap();
+        assert_eq!((blank.status, blank.chunks), (DocumentStatus::Empty, 0));
     }
 
     #[test]

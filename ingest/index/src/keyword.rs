@@ -286,6 +286,8 @@ mod tests {
             text: text.into(),
             heading: None,
             page: None,
+            ocr: false,
+            ocr_confidence: None,
             version,
             tags: Vec::new(),
             path: format!("{doc}.txt"),

@@ -59,6 +59,8 @@ pub fn corpus() -> Vec<(ChunkRecord, Vec<f32>)> {
                 text: format!("alpha bravo {doc} part {i}"),
                 heading: None,
                 page: None,
+                ocr: false,
+                ocr_confidence: None,
                 version: 1,
                 tags: tags.iter().map(|t| t.to_string()).collect(),
                 path: path.into(),

@@ -393,6 +393,8 @@ mod tests {
             text: format!("text {i}"),
             heading: Some("A > B".into()),
             page: Some(2),
+            ocr: false,
+            ocr_confidence: None,
             version: 1,
             tags: vec!["t".into()],
             path: format!("dir/{doc}.md"),

@@ -2,8 +2,9 @@
 //! that also serves synchronous uploads.
 //!
 //! Data flows one way: [`source`] lists files, the runner reads, parses and chunks them on
-//! one thread, embeds them in cross-file batches on another and commits groups of
-//! documents on a third, recording each file's outcome in the catalog in the same
+//! one thread, has OCR read scanned pages and images on the OCR pool (chunking them
+//! after), embeds in cross-file batches on another thread and commits groups of
+//! documents on a last one, recording each file's outcome in the catalog in the same
 //! transaction as its document. That is what makes a job resumable after `kill -9`:
 //! whatever the catalog says is done, is done.
 
@@ -14,7 +15,7 @@ mod runner;
 pub mod source;
 
 pub use manager::{JobStats, Jobs, JobsConfig, UploadFile};
-pub use runner::{FileResult, Input, InputSource, PipelineSettings, Recorder, run};
+pub use runner::{Engines, FileResult, Input, InputSource, PipelineSettings, Recorder, run};
 
 use zhiku_catalog::CatalogError;
 use zhiku_index::IndexError;

@@ -12,12 +12,11 @@ use tokio::sync::watch;
 use zhiku_catalog::{
     Catalog, Commit, FileOutcome, FileRecord, JobSpec, StagedFile, StoredJob, now_rfc3339,
 };
-use zhiku_embed::Embedder;
 use zhiku_index::KbRegistry;
-use zhiku_schemas::{FileError, JobInfo, JobSource, JobState};
+use zhiku_schemas::{FileError, JobInfo, JobSource, JobState, OcrProgress};
 
 use crate::JobError;
-use crate::runner::{FileResult, Input, InputSource, PipelineSettings, Recorder, run};
+use crate::runner::{Engines, FileResult, Input, InputSource, PipelineSettings, Recorder, run};
 use crate::source;
 
 /// Most per-file errors a job record lists; the rest are counted (the catalog keeps all).
@@ -56,7 +55,7 @@ struct Live {
 struct Inner {
     catalog: Arc<Catalog>,
     registry: Arc<KbRegistry>,
-    embedder: Arc<dyn Embedder>,
+    engines: Engines,
     config: JobsConfig,
     queue: Mutex<VecDeque<String>>,
     wake: Condvar,
@@ -128,7 +127,7 @@ impl Jobs {
     pub fn start(
         catalog: Arc<Catalog>,
         registry: Arc<KbRegistry>,
-        embedder: Arc<dyn Embedder>,
+        engines: Engines,
         config: JobsConfig,
     ) -> Result<Self, JobError> {
         std::fs::create_dir_all(&config.staging_dir)
@@ -144,7 +143,7 @@ impl Jobs {
         let inner = Arc::new(Inner {
             catalog,
             registry,
-            embedder,
+            engines,
             config,
             queue: Mutex::new(pending.iter().map(|j| j.info.id.clone()).collect()),
             wake: Condvar::new(),
@@ -370,6 +369,14 @@ impl Inner {
         }
     }
 
+    /// Publishes new OCR figures for a running job; the rest of its state stays as last
+    /// published.
+    fn publish_ocr(&self, id: &str, ocr: OcrProgress) {
+        if let Some(live) = self.live.lock().get(id) {
+            live.progress.send_modify(|info| info.ocr = ocr);
+        }
+    }
+
     /// Persists a finished job, publishes it and forgets its live state and staged files.
     fn finish(&self, job: &StoredJob) -> Result<(), JobError> {
         self.catalog.put_job(job)?;
@@ -484,7 +491,7 @@ impl Inner {
     }
 
     fn execute(&self, job: &mut StoredJob, cancel: &AtomicBool) -> Result<(), JobError> {
-        let embedder = self.embedder.clone();
+        let embedder = self.engines.embedder.clone();
         let kb =
             self.registry
                 .get_or_create(&job.info.kb, embedder.name(), embedder.dimension())?;
@@ -532,20 +539,31 @@ impl Inner {
         self.catalog.put_job(job)?;
         self.publish(&job.info);
         let remaining = inputs.into_iter().filter(|i| !done.contains_key(&i.name));
+        // OCR figures of an earlier run of this job (before a restart) carry over.
+        let ocr_before = job.info.ocr;
+        let ocr = Mutex::new(ocr_before);
+        let id = job.info.id.clone();
+        let on_ocr = |run: OcrProgress| {
+            let total = ocr_before.plus(run);
+            *ocr.lock() = total;
+            self.publish_ocr(&id, total);
+        };
         let mut recorder = JobRecorder {
             inner: self,
             job: job.clone(),
             started: Instant::now(),
             done_at_start: job.info.files_done,
             chunks_at_start: job.info.chunks_indexed,
+            ocr: &ocr,
         };
         run(
             &kb,
-            embedder,
+            self.engines.clone(),
             &self.config.pipeline,
             remaining,
             cancel,
             &mut recorder,
+            &on_ocr,
         )?;
         *job = recorder.job;
         Ok(())
@@ -559,11 +577,14 @@ struct JobRecorder<'a> {
     started: Instant,
     done_at_start: u64,
     chunks_at_start: u64,
+    /// The job's OCR figures as last reported by the OCR stage.
+    ocr: &'a Mutex<OcrProgress>,
 }
 
 impl JobRecorder<'_> {
     fn updated(&self, files: &[FileRecord]) -> StoredJob {
         let mut job = self.job.clone();
+        job.info.ocr = *self.ocr.lock();
         for record in files {
             count(&mut job.info, record);
         }

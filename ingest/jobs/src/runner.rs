@@ -1,12 +1,15 @@
-//! The pipelined runner: read/parse/chunk, embed and index on three threads joined by
-//! bounded channels, so parsing hides behind embedding (the bottleneck) and memory stays
-//! bounded however many files a job has.
+//! The pipelined runner: read/parse/chunk, OCR, embed and index on four threads joined by
+//! bounded channels, so parsing hides behind embedding and memory stays bounded however
+//! many files a job has. OCR, the slowest stage, hands pages to the process-wide OCR
+//! worker pool, several documents' pages at a time.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, channel, sync_channel,
+};
 use std::time::{Duration, Instant};
 
 use zhiku_catalog::{Commit, FileOutcome, FileRecord};
@@ -14,10 +17,15 @@ use zhiku_chunk::ChunkerConfig;
 use zhiku_embed::Embedder;
 use zhiku_index::{DocumentWrite, IndexError, KnowledgeBase};
 use zhiku_ingest::{
-    ChunkedFile, IngestError, Stage, chunk_file, content_hash, embedding_input,
-    pipeline_fingerprint,
+    ChunkedFile, IngestError, Stage, apply_ocr, check_ocr_pages, chunk_parsed, content_hash,
+    embedding_input, may_need_ocr, ocr_fingerprint, parse_file, pipeline_fingerprint, recognize,
+    without_ocr,
 };
-use zhiku_schemas::{DocumentInfo, DocumentOutcome, DocumentStatus, FileError};
+use zhiku_ocr::{Ocr, OcrError, PdfFile, RecognizedPage};
+use zhiku_parse::{OcrSource, ParseOptions, ParsedDocument, detect_format};
+use zhiku_schemas::{
+    DocumentInfo, DocumentOutcome, DocumentStatus, FileError, OcrPage, OcrProgress,
+};
 
 /// Tuning of the runner.
 #[derive(Debug, Clone)]
@@ -32,6 +40,8 @@ pub struct PipelineSettings {
     pub embed_batch: usize,
     /// At most this many chunks go into one commit of the stores.
     pub commit_chunks: usize,
+    /// What parsing lists for OCR (images inside DOCX files or not).
+    pub parse: ParseOptions,
 }
 
 impl Default for PipelineSettings {
@@ -42,6 +52,7 @@ impl Default for PipelineSettings {
             max_file_bytes: 64 << 20,
             embed_batch: 32,
             commit_chunks: 1024,
+            parse: ParseOptions::default(),
         }
     }
 }
@@ -115,19 +126,70 @@ struct Work {
     input: Input,
     size: u64,
     hash: String,
+    /// When the file's time limit started: at reading, or after OCR (which has its own
+    /// per-page limit).
     started: Instant,
     previous: Option<DocumentInfo>,
     chunked: ChunkedFile,
     vectors: Vec<Vec<f32>>,
+    /// Set for a file that holds no text: it is stored as an `empty` document, with this
+    /// as its reason, and reported as failed.
+    empty: Option<IngestError>,
+}
+
+/// A parsed file whose images or scanned pages OCR has yet to read.
+struct Scanned {
+    input: Input,
+    size: u64,
+    hash: String,
+    previous: Option<DocumentInfo>,
+    parsed: ParsedDocument,
+    bytes: Arc<[u8]>,
+}
+
+/// What the feeder hands the OCR stage.
+enum Prepared {
+    /// Needs nothing from OCR.
+    Ready(Message),
+    /// Needs OCR.
+    Scanned(Box<Scanned>),
 }
 
 enum Message {
-    /// Chunked, waiting for vectors (feeder → embedder).
+    /// Chunked, waiting for vectors (feeder or OCR → embedder).
     Work(Box<Work>),
     /// Embedded, ready to store (embedder → indexer).
     Embedded(Vec<Work>),
     /// Finished without a store write (unchanged or failed).
     Done(Box<FileResult>),
+}
+
+impl Work {
+    /// A file read whole that holds no text, to be recorded as an `empty` document.
+    fn empty(
+        input: Input,
+        size: u64,
+        hash: String,
+        previous: Option<DocumentInfo>,
+        format: zhiku_parse::DocFormat,
+        ocr_pages: Vec<OcrPage>,
+        reason: IngestError,
+    ) -> Self {
+        Work {
+            input,
+            size,
+            hash,
+            started: Instant::now(),
+            previous,
+            chunked: ChunkedFile {
+                format,
+                records: Vec::new(),
+                ocr_pages,
+            },
+            vectors: Vec::new(),
+            empty: Some(reason),
+        }
+    }
 }
 
 fn failed(input: &Input, size: u64, error: &IngestError) -> FileResult {
@@ -150,9 +212,18 @@ fn failed(input: &Input, size: u64, error: &IngestError) -> FileResult {
 struct Context<'a> {
     kb: &'a KnowledgeBase,
     embedder: Arc<dyn Embedder>,
+    ocr: Option<Arc<Ocr>>,
     settings: &'a PipelineSettings,
     fingerprint: String,
+    /// Appended to the fingerprint of files that may need OCR.
+    ocr_fingerprint: String,
     cancel: &'a AtomicBool,
+}
+
+/// What parsing a file in its own thread produced.
+enum Parsed {
+    Chunked(ChunkedFile),
+    Scanned(ParsedDocument),
 }
 
 impl Context<'_> {
@@ -190,20 +261,29 @@ impl Context<'_> {
         }
     }
 
-    /// Read, hash, compare with the stored version, parse and chunk one file.
-    fn prepare(&self, input: Input) -> Message {
+    /// Read, hash, compare with the stored version, parse and chunk one file (or hand it
+    /// to OCR).
+    fn prepare(&self, input: Input) -> Prepared {
+        let done = |result: FileResult| Prepared::Ready(Message::Done(Box::new(result)));
         let started = Instant::now();
         let (size, bytes) = self.read(&input);
         let bytes = match bytes {
             Ok(bytes) => bytes,
-            Err(e) => return Message::Done(Box::new(failed(&input, size, &e))),
+            Err(e) => return done(failed(&input, size, &e)),
         };
-        let hash = content_hash(&bytes, &self.fingerprint);
+        let ocr_relevant = detect_format(&input.name, input.content_type.as_deref(), &bytes)
+            .is_ok_and(may_need_ocr);
+        let hash = if ocr_relevant {
+            content_hash(
+                &bytes,
+                &format!("{}/{}", self.fingerprint, self.ocr_fingerprint),
+            )
+        } else {
+            content_hash(&bytes, &self.fingerprint)
+        };
         let previous = match self.kb.document(&input.document_id) {
             Ok(previous) => previous,
-            Err(e) => {
-                return Message::Done(Box::new(failed(&input, size, &IngestError::Index(e))));
-            }
+            Err(e) => return done(failed(&input, size, &IngestError::Index(e))),
         };
         // New tags or a new path alone make the document change too: its chunks carry them.
         if let Some(doc) = &previous
@@ -212,7 +292,7 @@ impl Context<'_> {
             && doc.tags == input.tags
             && doc.path == input.path
         {
-            return Message::Done(Box::new(FileResult {
+            return done(FileResult {
                 record: FileRecord {
                     name: input.name.clone(),
                     document_id: input.document_id.clone(),
@@ -220,18 +300,17 @@ impl Context<'_> {
                     outcome: FileOutcome::Unchanged,
                 },
                 document: previous,
-            }));
+            });
         }
         let chunking = Instant::now();
-        let result = self.chunk_with_timeout(&input, bytes);
+        let result = self.parse_with_timeout(&input, bytes.clone());
         tracing::debug!(
             file = %input.name,
             ms = chunking.elapsed().as_millis() as u64,
-            chunks = result.as_ref().map_or(0, |c| c.records.len()),
-            "parsed and chunked"
+            "parsed"
         );
         match result {
-            Ok(chunked) => Message::Work(Box::new(Work {
+            Ok(Parsed::Chunked(chunked)) => Prepared::Ready(Message::Work(Box::new(Work {
                 input,
                 size,
                 hash,
@@ -239,81 +318,140 @@ impl Context<'_> {
                 previous,
                 chunked,
                 vectors: Vec::new(),
+                empty: None,
+            }))),
+            Ok(Parsed::Scanned(parsed)) => Prepared::Scanned(Box::new(Scanned {
+                input,
+                size,
+                hash,
+                previous,
+                parsed,
+                bytes,
             })),
-            Err(e) => Message::Done(Box::new(failed(&input, size, &e))),
+            Err((e, format)) if e.is_empty_document() => {
+                let work = Work::empty(input, size, hash, previous, format, Vec::new(), e);
+                Prepared::Ready(Message::Work(Box::new(work)))
+            }
+            Err((e, _)) => done(failed(&input, size, &e)),
         }
     }
 
-    /// Parsing runs on its own thread so a pathological file cannot stall the job: after
-    /// the time limit the file fails and the thread is abandoned (Rust threads cannot be
-    /// killed; it ends when the parser does).
-    fn chunk_with_timeout(
+    /// Parsing (and chunking, unless OCR comes first) runs on its own thread so a
+    /// pathological file cannot stall the job: after the time limit the file fails and the
+    /// thread is abandoned (Rust threads cannot be killed; it ends when the parser does).
+    /// Errors come with the detected format, which an `empty` document records.
+    fn parse_with_timeout(
         &self,
         input: &Input,
         bytes: Arc<[u8]>,
-    ) -> Result<ChunkedFile, IngestError> {
+    ) -> Result<Parsed, (IngestError, zhiku_parse::DocFormat)> {
         let (tx, rx) = sync_channel(1);
         let name = input.name.clone();
         let id = input.document_id.clone();
         let content_type = input.content_type.clone();
         let embedder = self.embedder.clone();
         let chunking = self.settings.chunking.clone();
+        let options = self.settings.parse;
+        let ocr = self.ocr.clone();
+        // Any format will do for errors that record no document.
+        let unknown = zhiku_parse::DocFormat::Text;
         std::thread::Builder::new()
             .name("zhiku-parse".into())
             .spawn(move || {
-                let result = chunk_file(
-                    &name,
-                    &id,
-                    content_type.as_deref(),
-                    &bytes,
-                    embedder.as_ref(),
-                    &chunking,
-                );
+                let result = (|| {
+                    let parsed = parse_file(&name, content_type.as_deref(), &bytes, &options)
+                        .map_err(|e| (e, unknown))?;
+                    let format = parsed.format;
+                    let parsed = match &ocr {
+                        Some(ocr) if !parsed.ocr.is_empty() => {
+                            check_ocr_pages(&parsed, ocr).map_err(|e| (e, format))?;
+                            return Ok(Parsed::Scanned(parsed));
+                        }
+                        _ => without_ocr(parsed).map_err(|e| (e, format))?,
+                    };
+                    let chunked = chunk_parsed(
+                        &parsed,
+                        &name,
+                        &id,
+                        embedder.as_ref(),
+                        &chunking,
+                        Vec::new(),
+                    )
+                    .map_err(|e| (e, format))?;
+                    Ok(Parsed::Chunked(chunked))
+                })();
                 let _ = tx.send(result);
             })
-            .map_err(|e| IngestError::Read(format!("could not start a parser thread: {e}")))?;
+            .map_err(|e| {
+                let e = IngestError::Read(format!("could not start a parser thread: {e}"));
+                (e, unknown)
+            })?;
         match rx.recv_timeout(self.settings.file_timeout) {
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(IngestError::Timeout {
-                stage: Stage::Parse,
-                seconds: self.settings.file_timeout.as_secs(),
-            }),
-            Err(RecvTimeoutError::Disconnected) => Err(IngestError::Read(
-                "the parser stopped unexpectedly".to_string(),
+            Err(RecvTimeoutError::Timeout) => Err((
+                IngestError::Timeout {
+                    stage: Stage::Parse,
+                    seconds: self.settings.file_timeout.as_secs(),
+                },
+                unknown,
+            )),
+            Err(RecvTimeoutError::Disconnected) => Err((
+                IngestError::Read("the parser stopped unexpectedly".to_string()),
+                unknown,
             )),
         }
     }
 }
 
+/// The engines a run uses: embedding always, OCR unless it is disabled.
+#[derive(Clone)]
+pub struct Engines {
+    /// Turns chunks into vectors.
+    pub embedder: Arc<dyn Embedder>,
+    /// Reads images and scanned pages; `None` when OCR is disabled.
+    pub ocr: Option<Arc<Ocr>>,
+}
+
 /// Runs `inputs` through the pipeline into `kb`, reporting every finished file to
-/// `recorder`. Returns early, recording nothing more, once `cancel` is set.
+/// `recorder` and OCR's progress, page by page, to `on_ocr` (from the OCR stage's thread).
+/// Returns early, recording nothing more, once `cancel` is set.
 ///
 /// Per-file problems become failed results; only a failure to record results at all
 /// (the catalog or the stores refusing every write) is an error of the whole run.
 pub fn run(
     kb: &KnowledgeBase,
-    embedder: Arc<dyn Embedder>,
+    engines: Engines,
     settings: &PipelineSettings,
     inputs: impl Iterator<Item = Input> + Send,
     cancel: &AtomicBool,
     recorder: &mut dyn Recorder,
+    on_ocr: &(dyn Fn(OcrProgress) + Sync),
 ) -> Result<(), IndexError> {
     let ctx = Context {
         kb,
-        fingerprint: pipeline_fingerprint(embedder.as_ref(), &settings.chunking),
-        embedder,
+        fingerprint: pipeline_fingerprint(engines.embedder.as_ref(), &settings.chunking),
+        ocr_fingerprint: ocr_fingerprint(engines.ocr.as_deref(), &settings.parse),
+        embedder: engines.embedder,
+        ocr: engines.ocr,
         settings,
         cancel,
     };
     // Small bounds: a few files in flight per stage is enough to keep the embedder busy.
+    let (to_ocr, ocr_rx) = sync_channel::<Prepared>(4);
     let (to_embed, embed_rx) = sync_channel::<Message>(4);
     let (to_index, index_rx) = sync_channel::<Message>(4);
     std::thread::scope(|scope| {
         let ctx = &ctx;
         std::thread::Builder::new()
             .name("zhiku-read".into())
-            .spawn_scoped(scope, move || feed(ctx, inputs, to_embed))
+            .spawn_scoped(scope, move || feed(ctx, inputs, to_ocr))
             .expect("spawn reader thread");
+        std::thread::Builder::new()
+            .name("zhiku-ocr-stage".into())
+            .spawn_scoped(scope, move || {
+                OcrStage::new(ctx, on_ocr).run(ocr_rx, to_embed);
+            })
+            .expect("spawn OCR thread");
         std::thread::Builder::new()
             .name("zhiku-embed".into())
             .spawn_scoped(scope, move || embed(ctx, embed_rx, to_index))
@@ -322,13 +460,272 @@ pub fn run(
     })
 }
 
-fn feed(ctx: &Context, inputs: impl Iterator<Item = Input>, out: SyncSender<Message>) {
+fn feed(ctx: &Context, inputs: impl Iterator<Item = Input>, out: SyncSender<Prepared>) {
     for input in inputs {
         if ctx.cancelled() {
             return;
         }
         if out.send(ctx.prepare(input)).is_err() {
             return;
+        }
+    }
+}
+
+/// One task's outcome, sent back by an OCR worker: document, task, result.
+type PageDone = (u64, usize, Result<Vec<RecognizedPage>, OcrError>);
+
+/// A document whose pages are with the OCR workers.
+struct InOcr {
+    scanned: Box<Scanned>,
+    /// The PDF on disk for `pdftoppm`, written when its first page is handed out.
+    pdf: Option<Arc<PdfFile>>,
+    results: Vec<(usize, Result<Vec<RecognizedPage>, OcrError>)>,
+}
+
+/// The OCR stage: hands the pages of scanned documents to the OCR pool, a few documents
+/// at a time, and passes every other file straight on. A document moves on once all of
+/// its pages are back, whatever became of each.
+struct OcrStage<'c, 'a> {
+    ctx: &'c Context<'a>,
+    on_ocr: &'c (dyn Fn(OcrProgress) + Sync),
+    docs: HashMap<u64, InOcr>,
+    next_id: u64,
+    /// Pages not yet handed to the pool: (document, task).
+    queue: VecDeque<(u64, usize)>,
+    in_flight: usize,
+    /// Set when the stage stops early; workers skip the pages still queued for it.
+    abandoned: Arc<AtomicBool>,
+    progress: OcrProgress,
+    busy_since: Option<Instant>,
+    busy: Duration,
+}
+
+impl<'c, 'a> OcrStage<'c, 'a> {
+    fn new(ctx: &'c Context<'a>, on_ocr: &'c (dyn Fn(OcrProgress) + Sync)) -> Self {
+        Self {
+            ctx,
+            on_ocr,
+            docs: HashMap::new(),
+            next_id: 0,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            abandoned: Arc::new(AtomicBool::new(false)),
+            progress: OcrProgress::default(),
+            busy_since: None,
+            busy: Duration::ZERO,
+        }
+    }
+
+    /// Pages queued in the pool for this run: enough to keep every worker busy while
+    /// results come back, few enough that a cancelled run leaves little behind.
+    fn window(&self) -> usize {
+        self.ctx
+            .ocr
+            .as_ref()
+            .map_or(1, |ocr| ocr.config().workers * 2)
+    }
+
+    fn run(mut self, rx: Receiver<Prepared>, out: SyncSender<Message>) {
+        let (done_tx, done_rx) = channel::<PageDone>();
+        let mut open = true;
+        while self.step(&rx, &mut open, &done_tx, &done_rx, &out) {}
+        // Whatever is still queued in the pool for this run is skipped.
+        self.abandoned.store(true, Ordering::SeqCst);
+    }
+
+    /// One round: take in files, hand out pages, collect one result. False once done or
+    /// when the run stops.
+    fn step(
+        &mut self,
+        rx: &Receiver<Prepared>,
+        open: &mut bool,
+        done_tx: &std::sync::mpsc::Sender<PageDone>,
+        done_rx: &Receiver<PageDone>,
+        out: &SyncSender<Message>,
+    ) -> bool {
+        if self.ctx.cancelled() {
+            return false;
+        }
+        if *open && self.queue.len() < self.window() {
+            // Wait for input only when there is nothing else to wait for.
+            let message = if self.docs.is_empty() {
+                rx.recv().map_err(|_| TryRecvError::Disconnected)
+            } else {
+                rx.try_recv()
+            };
+            match message {
+                Ok(Prepared::Ready(message)) => {
+                    if out.send(message).is_err() {
+                        return false;
+                    }
+                }
+                Ok(Prepared::Scanned(scanned)) => self.admit(scanned),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => *open = false,
+            }
+        }
+        if !*open && self.docs.is_empty() {
+            return false;
+        }
+        while self.in_flight < self.window() {
+            let Some((doc, task)) = self.queue.pop_front() else {
+                break;
+            };
+            self.dispatch(doc, task, done_tx);
+        }
+        if self.in_flight == 0 {
+            return true;
+        }
+        // Short waits keep new files flowing in and cancellation prompt.
+        match done_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((doc, task, result)) => {
+                self.in_flight -= 1;
+                self.page_finished(result.is_err());
+                self.record(doc, task, result, out)
+            }
+            Err(RecvTimeoutError::Timeout) => true,
+            // The stage holds a sender itself, so this cannot happen.
+            Err(RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    fn admit(&mut self, scanned: Box<Scanned>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let tasks = scanned.parsed.ocr.len();
+        self.queue.extend((0..tasks).map(|task| (id, task)));
+        self.progress.pages_total += tasks as u64;
+        self.report();
+        self.docs.insert(
+            id,
+            InOcr {
+                scanned,
+                pdf: None,
+                results: Vec::with_capacity(tasks),
+            },
+        );
+    }
+
+    fn dispatch(&mut self, doc: u64, task: usize, done_tx: &std::sync::mpsc::Sender<PageDone>) {
+        let Some(ocr) = self.ctx.ocr.clone() else {
+            return;
+        };
+        let Some(entry) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let source = entry.scanned.parsed.ocr[task].source.clone();
+        if matches!(source, OcrSource::PdfPage { .. }) && entry.pdf.is_none() {
+            match PdfFile::new(&entry.scanned.bytes) {
+                Ok(pdf) => entry.pdf = Some(Arc::new(pdf)),
+                Err(e) => {
+                    // Counted as a page that went out and failed at once.
+                    let _ = done_tx.send((doc, task, Err(e)));
+                    self.started_page();
+                    return;
+                }
+            }
+        }
+        let bytes = entry.scanned.bytes.clone();
+        let pdf = entry.pdf.clone();
+        let done_tx = done_tx.clone();
+        let abandoned = self.abandoned.clone();
+        self.started_page();
+        ocr.clone().spawn(move || {
+            let result = if abandoned.load(Ordering::SeqCst) {
+                Err(OcrError::Failed("the job stopped".into()))
+            } else {
+                recognize(&ocr, &source, &bytes, pdf.as_deref())
+            };
+            let _ = done_tx.send((doc, task, result));
+        });
+    }
+
+    fn started_page(&mut self) {
+        self.in_flight += 1;
+        self.busy_since.get_or_insert_with(Instant::now);
+    }
+
+    fn page_finished(&mut self, failed: bool) {
+        self.progress.pages_done += 1;
+        self.progress.pages_failed += u64::from(failed);
+        if self.in_flight == 0
+            && let Some(since) = self.busy_since.take()
+        {
+            self.busy += since.elapsed();
+        }
+        self.report();
+    }
+
+    fn report(&mut self) {
+        let running = self.busy_since.map_or(Duration::ZERO, |s| s.elapsed());
+        self.progress.busy_seconds = (self.busy + running).as_secs_f64();
+        (self.on_ocr)(self.progress);
+    }
+
+    /// Files a page's result; a document whose pages are all back moves on.
+    fn record(
+        &mut self,
+        doc: u64,
+        task: usize,
+        result: Result<Vec<RecognizedPage>, OcrError>,
+        out: &SyncSender<Message>,
+    ) -> bool {
+        let Some(entry) = self.docs.get_mut(&doc) else {
+            return true;
+        };
+        if let Err(e) = &result {
+            tracing::warn!(file = %entry.scanned.input.name, task, "OCR of a page failed: {e}");
+        }
+        entry.results.push((task, result));
+        if entry.results.len() < entry.scanned.parsed.ocr.len() {
+            return true;
+        }
+        let Some(entry) = self.docs.remove(&doc) else {
+            return true;
+        };
+        out.send(self.finish(entry)).is_ok()
+    }
+
+    /// Merges a document's OCR text and chunks it, or records it as empty or failed.
+    fn finish(&self, entry: InOcr) -> Message {
+        let Scanned {
+            input,
+            size,
+            hash,
+            previous,
+            mut parsed,
+            ..
+        } = *entry.scanned;
+        let pages = match apply_ocr(&mut parsed, entry.results) {
+            Ok(pages) => pages,
+            Err((e, pages)) if e.is_empty_document() => {
+                let format = parsed.format;
+                let work = Work::empty(input, size, hash, previous, format, pages, e);
+                return Message::Work(Box::new(work));
+            }
+            Err((e, _)) => return Message::Done(Box::new(failed(&input, size, &e))),
+        };
+        let chunked = chunk_parsed(
+            &parsed,
+            &input.name,
+            &input.document_id,
+            self.ctx.embedder.as_ref(),
+            &self.ctx.settings.chunking,
+            pages,
+        );
+        match chunked {
+            Ok(chunked) => Message::Work(Box::new(Work {
+                input,
+                size,
+                hash,
+                // OCR had its own per-page limits; the file's limit covers the rest.
+                started: Instant::now(),
+                previous,
+                chunked,
+                vectors: Vec::new(),
+                empty: None,
+            })),
+            Err(e) => Message::Done(Box::new(failed(&input, size, &e))),
         }
     }
 }
@@ -358,6 +755,12 @@ fn embed(ctx: &Context, rx: Receiver<Message>, out: SyncSender<Message>) {
                 rx.try_recv()
             };
             match message {
+                // Nothing to embed (an empty document): straight on to be recorded.
+                Ok(Message::Work(work)) if work.chunked.records.is_empty() => {
+                    if out.send(Message::Embedded(vec![*work])).is_err() {
+                        return;
+                    }
+                }
                 Ok(Message::Work(work)) => pending.push_back(work),
                 Ok(done @ (Message::Done(_) | Message::Embedded(_))) => {
                     if out.send(done).is_err() {
@@ -517,6 +920,7 @@ fn commit(
             previous,
             chunked,
             vectors,
+            empty,
             ..
         } = work;
         let outcome = if previous.is_some() {
@@ -528,9 +932,17 @@ fn commit(
             name: input.name.clone(),
             document_id: input.document_id.clone(),
             bytes: *size,
-            outcome: FileOutcome::Indexed {
-                chunks: chunked.records.len(),
-                outcome,
+            outcome: match empty {
+                // Stored, so it is visible, but reported: nothing of it can be found.
+                Some(e) => FileOutcome::Failed {
+                    code: e.code().to_string(),
+                    stage: e.stage().as_str().to_string(),
+                    message: e.to_string(),
+                },
+                None => FileOutcome::Indexed {
+                    chunks: chunked.records.len(),
+                    outcome,
+                },
             },
         });
         let records = std::mem::take(&mut chunked.records);
@@ -539,7 +951,13 @@ fn commit(
                 id: input.document_id.clone(),
                 name: input.name.clone(),
                 chunks: records.len(),
-                status: DocumentStatus::Indexed,
+                status: if empty.is_some() {
+                    DocumentStatus::Empty
+                } else {
+                    DocumentStatus::Indexed
+                },
+                reason: empty.as_ref().map(ToString::to_string),
+                ocr_pages: std::mem::take(&mut chunked.ocr_pages),
                 format: Some(chunked.format.mime().to_string()),
                 tags: input.tags.clone(),
                 path: input.path.clone(),

@@ -117,6 +117,7 @@ impl BlockBuilder {
             text: text.to_owned(),
             heading_path: self.path(),
             page,
+            ocr_confidence: None,
         });
     }
 
@@ -130,11 +131,18 @@ impl BlockBuilder {
             text,
             heading_path: self.path(),
             page,
+            ocr_confidence: None,
         });
     }
 
-    fn path(&self) -> Vec<String> {
+    /// The enclosing headings' texts at this point, outermost first.
+    pub(crate) fn path(&self) -> Vec<String> {
         self.headings.iter().map(|(_, t)| t.clone()).collect()
+    }
+
+    /// Blocks recorded so far: the position of whatever comes next.
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.len()
     }
 
     pub(crate) fn finish(self) -> Vec<Block> {

@@ -2,7 +2,7 @@
 
 use crate::common::strip_bom;
 use crate::encoding::decode_text;
-use crate::{DocFormat, ParseError, docx};
+use crate::{DocFormat, ImageFormat, ParseError, docx};
 
 /// How much of the file is inspected when guessing whether unknown content is text.
 const SNIFF_LEN: usize = 8192;
@@ -12,19 +12,20 @@ const SNIFF_LEN: usize = 8192;
 const UNSUPPORTED_EXTENSIONS: &[&str] = &[
     "doc", "docm", "dot", "dotx", "odt", "ott", "rtf", "xls", "xlsx", "xlsm", "ods", "ppt", "pptx",
     "odp", "key", "pages", "numbers", "epub", "mobi", "azw3", "zip", "gz", "tgz", "bz2", "xz",
-    "7z", "rar", "tar", "jar", "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "svg",
-    "ico", "heic", "psd", "ai", "eps", "ps", "mp3", "wav", "ogg", "flac", "m4a", "mp4", "mov",
-    "avi", "mkv", "webm", "exe", "dll", "so", "dylib", "bin", "iso", "dmg", "apk", "ttf", "otf",
-    "woff", "woff2", "sqlite", "db", "class", "o", "a", "wasm",
+    "7z", "rar", "tar", "jar", "gif", "svg", "ico", "heic", "psd", "ai", "eps", "ps", "mp3", "wav",
+    "ogg", "flac", "m4a", "mp4", "mov", "avi", "mkv", "webm", "exe", "dll", "so", "dylib", "bin",
+    "iso", "dmg", "apk", "ttf", "otf", "woff", "woff2", "sqlite", "db", "class", "o", "a", "wasm",
 ];
 
 /// Detects the format of an upload.
 ///
-/// Content wins over the name: a PDF magic number (`%PDF-`), a ZIP archive containing
-/// `word/document.xml` (DOCX), or a leading `<!doctype html` / `<html` / `<head` / `<body`
-/// (after whitespace and a BOM) decides. Otherwise the extension (`.txt .text .md .markdown
-/// .html .htm .pdf .csv .tsv .docx`, case-insensitive) decides, even when the bytes do not
-/// match it (so that a broken `.docx` is reported as such by [`crate::parse`]); when it is
+/// Content wins over the name: a PDF magic number (`%PDF-`), an image signature (PNG,
+/// JPEG, TIFF, WebP, BMP), a ZIP archive containing `word/document.xml` (DOCX), or a
+/// leading `<!doctype html` / `<html` / `<head` / `<body` (after whitespace and a BOM)
+/// decides. Otherwise the extension (`.txt .text .md .markdown .html .htm .pdf .csv .tsv
+/// .docx .png .jpg .jpeg .tif .tiff .webp .bmp`, case-insensitive) decides, even when the
+/// bytes do not match it (so that a broken `.docx` is reported as such by [`crate::parse`]
+/// and a broken `.png` by the OCR stage); when it is
 /// missing or unknown, `content_type` (e.g. `"text/markdown"`) is used as a hint, and finally
 /// content that [`decode_text`] accepts (UTF-8, UTF-16 with BOM, GBK, Big5, …) is plain text.
 /// Known office, image, archive and binary formats, and binary content under an unknown
@@ -80,10 +81,13 @@ pub fn detect_format(
     })
 }
 
-const SUPPORTED: &str = "; supported are plain text, Markdown, HTML, CSV/TSV, Word (.docx) and PDF";
+const SUPPORTED: &str = "; supported are plain text, Markdown, HTML, CSV/TSV, Word (.docx), PDF and images (PNG, JPEG, TIFF, WebP, BMP)";
 
 /// Recognises formats by their first bytes.
 fn sniff(bytes: &[u8]) -> Option<DocFormat> {
+    if let Some(image) = sniff_image(bytes) {
+        return Some(DocFormat::Image(image));
+    }
     let head = strip_bom(bytes).trim_ascii_start();
     if head.starts_with(b"%PDF-") {
         return Some(DocFormat::Pdf);
@@ -102,6 +106,33 @@ fn sniff(bytes: &[u8]) -> Option<DocFormat> {
         if prefix.eq_ignore_ascii_case(tag) && delimited {
             return Some(DocFormat::Html);
         }
+    }
+    None
+}
+
+/// DIB header sizes of the BMP versions in use (core, info, v2 to v5): `BM` alone is two
+/// letters any text may start with.
+const BMP_HEADER_SIZES: [u32; 7] = [12, 40, 52, 56, 64, 108, 124];
+
+/// Recognises image signatures.
+pub(crate) fn sniff_image(bytes: &[u8]) -> Option<ImageFormat> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some(ImageFormat::Png);
+    }
+    if bytes.starts_with(b"\xFF\xD8\xFF") {
+        return Some(ImageFormat::Jpeg);
+    }
+    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        return Some(ImageFormat::Tiff);
+    }
+    if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        return Some(ImageFormat::Webp);
+    }
+    if bytes.starts_with(b"BM")
+        && let Some(size) = bytes.get(14..18)
+        && BMP_HEADER_SIZES.contains(&u32::from_le_bytes([size[0], size[1], size[2], size[3]]))
+    {
+        return Some(ImageFormat::Bmp);
     }
     None
 }
@@ -126,6 +157,11 @@ fn format_for_extension(ext: &str) -> Option<DocFormat> {
         "csv" => Some(DocFormat::Csv),
         "tsv" => Some(DocFormat::Tsv),
         "docx" => Some(DocFormat::Docx),
+        "png" => Some(DocFormat::Image(ImageFormat::Png)),
+        "jpg" | "jpeg" | "jpe" => Some(DocFormat::Image(ImageFormat::Jpeg)),
+        "tif" | "tiff" => Some(DocFormat::Image(ImageFormat::Tiff)),
+        "webp" => Some(DocFormat::Image(ImageFormat::Webp)),
+        "bmp" => Some(DocFormat::Image(ImageFormat::Bmp)),
         _ => None,
     }
 }
@@ -141,6 +177,11 @@ fn format_for_mime(mime: &str) -> Option<DocFormat> {
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => {
             Some(DocFormat::Docx)
         }
+        "image/png" => Some(DocFormat::Image(ImageFormat::Png)),
+        "image/jpeg" | "image/jpg" | "image/pjpeg" => Some(DocFormat::Image(ImageFormat::Jpeg)),
+        "image/tiff" => Some(DocFormat::Image(ImageFormat::Tiff)),
+        "image/webp" => Some(DocFormat::Image(ImageFormat::Webp)),
+        "image/bmp" | "image/x-bmp" | "image/x-ms-bmp" => Some(DocFormat::Image(ImageFormat::Bmp)),
         _ => None,
     }
 }
@@ -235,6 +276,52 @@ mod tests {
     }
 
     #[test]
+    fn images_by_signature_extension_and_content_type() {
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        for name in ["scan.png", "scan", "scan.txt", "scan.jpg"] {
+            assert_eq!(
+                detect(name, None, png).unwrap(),
+                DocFormat::Image(ImageFormat::Png),
+                "{name}"
+            );
+        }
+        let mut bmp = b"BM\x36\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0".to_vec();
+        bmp.extend([0; 32]);
+        for (bytes, want) in [
+            (&b"\xFF\xD8\xFF\xE0\0\x10JFIF"[..], ImageFormat::Jpeg),
+            (b"II*\0\x08\0\0\0", ImageFormat::Tiff),
+            (b"MM\0*\0\0\0\x08", ImageFormat::Tiff),
+            (b"RIFF\x24\0\0\0WEBPVP8 ", ImageFormat::Webp),
+            (&bmp, ImageFormat::Bmp),
+        ] {
+            assert_eq!(
+                detect("upload", None, bytes).unwrap(),
+                DocFormat::Image(want)
+            );
+        }
+        // Text that happens to start with "BM" is text.
+        assert_eq!(
+            detect("notes", None, b"BMW and Mercedes sales figures").unwrap(),
+            DocFormat::Text
+        );
+        for (name, want) in [
+            ("a.PNG", ImageFormat::Png),
+            ("a.jpeg", ImageFormat::Jpeg),
+            ("a.JPG", ImageFormat::Jpeg),
+            ("a.tif", ImageFormat::Tiff),
+            ("a.webp", ImageFormat::Webp),
+            ("a.bmp", ImageFormat::Bmp),
+        ] {
+            // The extension decides for damaged bytes, so OCR can say what is wrong.
+            assert_eq!(detect(name, None, b"").unwrap(), DocFormat::Image(want));
+        }
+        assert_eq!(
+            detect("upload", Some("image/jpeg"), b"junk").unwrap(),
+            DocFormat::Image(ImageFormat::Jpeg)
+        );
+    }
+
+    #[test]
     fn content_beats_extension() {
         let html = b"\xEF\xBB\xBF  \n<!DOCTYPE HTML>\n<html><body>x</body></html>";
         assert_eq!(detect("notes.txt", None, html).unwrap(), DocFormat::Html);
@@ -290,8 +377,12 @@ mod tests {
             .unwrap(),
             DocFormat::Docx
         );
-        let err = detect("photo", Some("image/png"), b"abc").unwrap_err();
-        assert!(err.to_string().contains("image/png"), "{err}");
+        assert_eq!(
+            detect("photo", Some("image/png"), b"abc").unwrap(),
+            DocFormat::Image(ImageFormat::Png)
+        );
+        let err = detect("photo", Some("image/gif"), b"abc").unwrap_err();
+        assert!(err.to_string().contains("image/gif"), "{err}");
     }
 
     #[test]
@@ -309,8 +400,8 @@ mod tests {
         assert!(err.to_string().contains(".xlsx"), "{err}");
         let err = detect("archive", None, &xlsx).unwrap_err();
         assert!(err.to_string().contains("binary data"), "{err}");
-        let err = detect("image.png", None, b"\x89PNG\r\n\x1a\n").unwrap_err();
-        assert!(err.to_string().contains(".png"), "{err}");
+        let err = detect("image.gif", None, b"GIF89a").unwrap_err();
+        assert!(err.to_string().contains(".gif"), "{err}");
         let err = detect("blob.xyz", None, b"abc\0\x01\x02").unwrap_err();
         assert!(err.to_string().contains("blob.xyz"), "{err}");
         let err = detect(

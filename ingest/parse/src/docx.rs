@@ -3,10 +3,15 @@
 //!
 //! An upload is hostile input, and a ZIP archive can expand a few hundred KiB into gigabytes,
 //! so every entry is read through a hard limit regardless of the sizes the archive declares.
+//!
+//! Embedded pictures (`a:blip`, and VML `v:imagedata`) can be listed as [`OcrTask`]s placed
+//! after the paragraph that holds them; their part names come from
+//! `word/_rels/document.xml.rels`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use quick_xml::Reader;
 use quick_xml::escape::resolve_xml_entity;
@@ -14,10 +19,16 @@ use quick_xml::events::{BytesStart, Event};
 use zip::ZipArchive;
 
 use crate::common::{BlockBuilder, panic_reason};
-use crate::{Block, BlockKind, ParseError};
+use crate::detect::sniff_image;
+use crate::{Block, BlockKind, OcrSource, OcrTask, ParseError};
 
 const DOCUMENT: &str = "word/document.xml";
 const STYLES: &str = "word/styles.xml";
+const RELATIONSHIPS: &str = "word/_rels/document.xml.rels";
+const RELATIONSHIPS_LIMIT: u64 = 8 << 20;
+/// All embedded images together may not inflate beyond this: far above real documents,
+/// whose pictures are stored compressed already.
+const IMAGES_LIMIT: u64 = 256 << 20;
 /// Far beyond any real document.xml (a 1000-page report is a few MiB), small enough to hold.
 const DOCUMENT_LIMIT: u64 = 64 << 20;
 const STYLES_LIMIT: u64 = 8 << 20;
@@ -42,11 +53,15 @@ pub(crate) fn is_docx(bytes: &[u8]) -> bool {
     .unwrap_or(false)
 }
 
-/// Parses a DOCX file into its title and blocks.
-pub(crate) fn parse(bytes: &[u8]) -> Result<(Option<String>, Vec<Block>), ParseError> {
+/// A DOCX file's title, blocks and, with `images`, its embedded pictures to OCR.
+type Parsed = (Option<String>, Vec<Block>, Vec<OcrTask>);
+
+/// Parses a DOCX file into its title and blocks; with `images`, also lists the pictures it
+/// embeds (PNG, JPEG, TIFF, WebP, BMP; others such as EMF cannot be read) for OCR.
+pub(crate) fn parse(bytes: &[u8], images: bool) -> Result<Parsed, ParseError> {
     // The zip and XML readers are not known to panic, but an upload must never take the
     // service down if one does.
-    catch_unwind(AssertUnwindSafe(|| parse_archive(bytes))).unwrap_or_else(|payload| {
+    catch_unwind(AssertUnwindSafe(|| parse_archive(bytes, images))).unwrap_or_else(|payload| {
         Err(invalid(format!(
             "the reader failed ({})",
             panic_reason(&*payload)
@@ -60,7 +75,7 @@ fn invalid(detail: impl Into<String>) -> ParseError {
     }
 }
 
-fn parse_archive(bytes: &[u8]) -> Result<(Option<String>, Vec<Block>), ParseError> {
+fn parse_archive(bytes: &[u8], images: bool) -> Result<Parsed, ParseError> {
     // Also catches the common mistake of an old binary .doc renamed to .docx.
     if !bytes.starts_with(b"PK") {
         return Err(invalid("not a ZIP archive"));
@@ -81,7 +96,105 @@ fn parse_archive(bytes: &[u8]) -> Result<(Option<String>, Vec<Block>), ParseErro
         .and_then(|xml| xml_text(xml).ok().and_then(|xml| parse_styles(&xml).ok()))
         .unwrap_or_default();
     let xml = xml_text(document).map_err(|e| invalid(format!("{DOCUMENT}: {e}")))?;
-    parse_document(&xml, &styles).map_err(|e| invalid(format!("{DOCUMENT} is malformed: {e}")))
+    let (title, blocks, pictures) = parse_document(&xml, &styles)
+        .map_err(|e| invalid(format!("{DOCUMENT} is malformed: {e}")))?;
+    let tasks = if images && !pictures.is_empty() {
+        image_tasks(&mut archive, pictures)?
+    } else {
+        Vec::new()
+    };
+    Ok((title, blocks, tasks))
+}
+
+/// A picture referenced from the document body, where it appeared.
+struct Picture {
+    /// Relationship id (`r:embed`).
+    id: String,
+    position: usize,
+    heading_path: Vec<String>,
+}
+
+/// Reads the pictures the document shows into OCR tasks, each part once (at its first
+/// place). Pictures whose relationship or part is missing, or which are not a raster
+/// format OCR reads, are left out: they cannot hold readable text for us.
+fn image_tasks(
+    archive: &mut ZipArchive<Cursor<&[u8]>>,
+    pictures: Vec<Picture>,
+) -> Result<Vec<OcrTask>, ParseError> {
+    let Some(rels) = read_entry(archive, RELATIONSHIPS, RELATIONSHIPS_LIMIT)? else {
+        return Ok(Vec::new());
+    };
+    let targets = xml_text(rels)
+        .ok()
+        .and_then(|xml| relationships(&xml).ok())
+        .unwrap_or_default();
+    let mut seen = HashSet::new();
+    let mut budget = IMAGES_LIMIT;
+    let mut tasks = Vec::new();
+    for picture in pictures {
+        let Some(part) = targets.get(&picture.id) else {
+            continue;
+        };
+        if !seen.insert(part.clone()) {
+            continue;
+        }
+        let Some(bytes) = read_entry(archive, part, budget)? else {
+            continue;
+        };
+        budget -= bytes.len() as u64;
+        if sniff_image(&bytes).is_none() {
+            continue;
+        }
+        tasks.push(OcrTask {
+            source: OcrSource::Embedded {
+                name: part.clone(),
+                bytes: Arc::from(bytes),
+            },
+            position: picture.position,
+            heading_path: picture.heading_path,
+        });
+    }
+    Ok(tasks)
+}
+
+/// Internal relationships of the document part: id → part name in the archive. Targets
+/// are relative to `word/` unless absolute.
+fn relationships(xml: &str) -> Result<HashMap<String, String>, quick_xml::Error> {
+    let mut reader = Reader::from_str(xml);
+    let mut out = HashMap::new();
+    loop {
+        match reader.read_event()? {
+            Event::Start(e) | Event::Empty(e) if e.local_name().as_ref() == "Relationship" => {
+                if attr(&e, "TargetMode").is_some_and(|m| m.eq_ignore_ascii_case("External")) {
+                    continue;
+                }
+                if let (Some(id), Some(target)) = (attr(&e, "Id"), attr(&e, "Target")) {
+                    out.insert(id, part_name(&target));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The archive path of a relationship target of `word/document.xml`.
+fn part_name(target: &str) -> String {
+    let mut parts: Vec<&str> = match target.strip_prefix('/') {
+        Some(_) => Vec::new(),
+        None => vec!["word"],
+    };
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
 }
 
 /// The index of entry `name`; OPC part names are case-insensitive, so a scan (bounded by
@@ -319,6 +432,8 @@ struct Para {
     style: Option<String>,
     outline: Option<u8>,
     numbered: Option<bool>,
+    /// Relationship ids of the pictures in the paragraph.
+    pictures: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -347,12 +462,13 @@ struct DocParser<'s> {
     skip_depth: usize,
     /// Open tables beyond [`MAX_TABLE_DEPTH`], whose rows and cells are ignored.
     flattened_tables: usize,
+    pictures: Vec<Picture>,
 }
 
-fn parse_document(
-    xml: &str,
-    styles: &Styles,
-) -> Result<(Option<String>, Vec<Block>), quick_xml::Error> {
+/// Title, blocks and the pictures shown, in document order.
+type DocumentParts = (Option<String>, Vec<Block>, Vec<Picture>);
+
+fn parse_document(xml: &str, styles: &Styles) -> Result<DocumentParts, quick_xml::Error> {
     let mut reader = Reader::from_str(xml);
     let mut parser = DocParser {
         styles,
@@ -366,6 +482,7 @@ fn parse_document(
         ppr_depth: 0,
         skip_depth: 0,
         flattened_tables: 0,
+        pictures: Vec::new(),
     };
     loop {
         match reader.read_event()? {
@@ -393,7 +510,7 @@ fn parse_document(
         parser.end_table();
     }
     let title = parser.title_style.or(parser.first_h1);
-    Ok((title, parser.out.finish()))
+    Ok((title, parser.out.finish(), parser.pictures))
 }
 
 impl DocParser<'_> {
@@ -449,6 +566,13 @@ impl DocParser<'_> {
             "numId" if in_ppr => {
                 if let Some(para) = self.paragraphs.last_mut() {
                     para.numbered = attr(e, "val").map(|v| v.trim() != "0");
+                }
+            }
+            // DrawingML pictures, and VML ones in older documents.
+            "blip" | "imagedata" => {
+                let id = attr(e, "embed").or_else(|| attr(e, "id"));
+                if let (Some(para), Some(id)) = (self.paragraphs.last_mut(), id) {
+                    para.pictures.push(id);
                 }
             }
             "tab" | "ptab" if in_run => self.push_char(' '),
@@ -515,7 +639,21 @@ impl DocParser<'_> {
         }
     }
 
-    fn paragraph(&mut self, para: Para) {
+    /// Emits a finished paragraph, then notes its pictures: their text follows it (or,
+    /// in a table, precedes the table).
+    fn paragraph(&mut self, mut para: Para) {
+        let pictures = std::mem::take(&mut para.pictures);
+        self.paragraph_text(para);
+        for id in pictures {
+            self.pictures.push(Picture {
+                id,
+                position: self.out.len(),
+                heading_path: self.out.path(),
+            });
+        }
+    }
+
+    fn paragraph_text(&mut self, para: Para) {
         if let Some(table) = self.tables.last_mut()
             && let Some(cell) = &mut table.cell
         {
@@ -811,6 +949,85 @@ mod tests {
         assert!(text.starts_with("c0 c1 c2"), "{}", &text[..50]);
         assert!(text.ends_with(&format!("c{}", depth - 1)));
         assert_eq!(text.split(' ').count(), depth);
+    }
+
+    /// A DOCX showing `pictures` (relationship id, part name, bytes) after paragraphs.
+    fn docx_with_pictures(body: &str, pictures: &[(&str, &str, &[u8])]) -> Vec<u8> {
+        let document = format!(
+            r#"<w:document xmlns:w="w" xmlns:a="a" xmlns:r="r" xmlns:v="v"><w:body>{body}</w:body></w:document>"#
+        );
+        let rels: String = pictures
+            .iter()
+            .map(|(id, part, _)| {
+                let target = part
+                    .strip_prefix("word/")
+                    .map_or(format!("/{part}"), str::to_owned);
+                format!(r#"<Relationship Id="{id}" Type="image" Target="{target}"/>"#)
+            })
+            .collect();
+        let rels = format!(
+            r#"<Relationships xmlns="r">{rels}<Relationship Id="rIdX" Target="http://example.com/a.png" TargetMode="External"/></Relationships>"#
+        );
+        let mut entries: Vec<(&str, &[u8])> = vec![
+            (DOCUMENT, document.as_bytes()),
+            (RELATIONSHIPS, rels.as_bytes()),
+        ];
+        entries.extend(pictures.iter().map(|(_, part, bytes)| (*part, *bytes)));
+        make_zip(&entries)
+    }
+
+    #[test]
+    fn embedded_pictures_become_ocr_tasks_after_their_paragraph() {
+        let png: &[u8] = b"\x89PNG\r\n\x1a\nrest";
+        let jpeg: &[u8] = b"\xFF\xD8\xFFrest";
+        let body = r#"<w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Scans</w:t></w:r></w:p>
+            <w:p><w:r><w:t>Before</w:t></w:r><w:r><w:drawing><a:graphic><a:blip r:embed="rId1"/></a:graphic></w:drawing></w:r></w:p>
+            <w:p><w:r><w:pict><v:imagedata r:id="rId2"/></w:pict></w:r><w:r><w:drawing><a:blip r:embed="rId3"><a:extLst/></a:blip></w:drawing></w:r></w:p>
+            <w:p><w:r><w:drawing><a:blip r:embed="rId1"/><a:blip r:embed="rIdX"/><a:blip r:embed="rId9"/></w:drawing></w:r><w:r><w:t>After</w:t></w:r></w:p>"#;
+        let bytes = docx_with_pictures(
+            body,
+            &[
+                ("rId1", "word/media/image1.png", png),
+                ("rId2", "media/image2.jpeg", jpeg),
+                ("rId3", "word/media/image3.emf", b"\x01\0\0\0 EMF"),
+            ],
+        );
+        let doc = parse(DocFormat::Docx, &bytes).unwrap();
+        assert!(doc.ocr.is_empty(), "pictures are only read when asked for");
+        let options = crate::ParseOptions { docx_images: true };
+        let doc = crate::parse_with(DocFormat::Docx, &bytes, &options).unwrap();
+        let tasks: Vec<(String, usize, Vec<String>)> = doc
+            .ocr
+            .iter()
+            .map(|t| match &t.source {
+                OcrSource::Embedded { name, .. } => {
+                    (name.clone(), t.position, t.heading_path.clone())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let scans = vec!["Scans".to_string()];
+        assert_eq!(
+            tasks,
+            [
+                ("word/media/image1.png".to_string(), 2, scans.clone()),
+                ("media/image2.jpeg".to_string(), 2, scans.clone()),
+            ]
+        );
+        assert_eq!(part_name("../customXml/item.png"), "customXml/item.png");
+        assert_eq!(part_name("/media/x.png"), "media/x.png");
+        // A document of pictures alone is not empty: OCR may find its text.
+        let only = docx_with_pictures(
+            r#"<w:p><w:r><w:drawing><a:blip r:embed="rId1"/></w:drawing></w:r></w:p>"#,
+            &[("rId1", "word/media/a.png", png)],
+        );
+        let doc = crate::parse_with(DocFormat::Docx, &only, &options).unwrap();
+        assert!(doc.blocks.is_empty());
+        assert_eq!(doc.ocr.len(), 1);
+        assert!(matches!(
+            parse(DocFormat::Docx, &only).unwrap_err(),
+            ParseError::Empty
+        ));
     }
 
     #[test]

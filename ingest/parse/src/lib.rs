@@ -1,10 +1,14 @@
 //! Turns the bytes of an uploaded file into structured blocks (headings, paragraphs, code,
 //! list items, tables) that the chunker can cut along document structure.
 //!
-//! Supported formats are plain text, Markdown, HTML, CSV/TSV, Word (DOCX) and PDF. Text
-//! formats may be UTF-8, UTF-16 with a BOM or a legacy encoding such as GBK or Big5
-//! ([`decode_text`]). Every block carries the path of the headings that enclose it and, for
-//! PDFs, the 1-based page it came from.
+//! Supported formats are plain text, Markdown, HTML, CSV/TSV, Word (DOCX), PDF and images
+//! (PNG, JPEG, TIFF, WebP, BMP). Text formats may be UTF-8, UTF-16 with a BOM or a legacy
+//! encoding such as GBK or Big5 ([`decode_text`]). Every block carries the path of the
+//! headings that enclose it and, for PDFs, the 1-based page it came from.
+//!
+//! Text that only OCR can read (images, PDF pages without a text layer, optionally images
+//! inside DOCX files) is not recognised here: the parser lists it as [`OcrTask`]s, the OCR
+//! stage recognises them, and [`ParsedDocument::merge_ocr`] puts the text in its place.
 
 #![warn(missing_docs)]
 
@@ -15,6 +19,7 @@ mod docx;
 mod encoding;
 mod html;
 mod markdown;
+mod ocr;
 mod pdf;
 mod text;
 
@@ -25,6 +30,7 @@ mod test_support;
 
 pub use detect::detect_format;
 pub use encoding::decode_text;
+pub use ocr::{OcrSource, OcrTask, OcrText, normalize_ocr_spacing};
 
 /// A document format the parser understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +41,7 @@ pub enum DocFormat {
     Markdown,
     /// An HTML page.
     Html,
-    /// A PDF with a text layer (scanned pages without one yield [`ParseError::NoTextLayer`]).
+    /// A PDF; pages without a text layer become [`OcrTask`]s.
     Pdf,
     /// Comma-separated values (also `;` or `|`, sniffed); parsed into one table.
     Csv,
@@ -44,6 +50,23 @@ pub enum DocFormat {
     Tsv,
     /// A Word document (Office Open XML, `.docx`).
     Docx,
+    /// A raster image, read by OCR only.
+    Image(ImageFormat),
+}
+
+/// A raster image format OCR can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// PNG.
+    Png,
+    /// JPEG.
+    Jpeg,
+    /// TIFF, possibly with several pages.
+    Tiff,
+    /// WebP.
+    Webp,
+    /// Windows bitmap.
+    Bmp,
 }
 
 impl DocFormat {
@@ -59,6 +82,11 @@ impl DocFormat {
             DocFormat::Docx => {
                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
             }
+            DocFormat::Image(ImageFormat::Png) => "image/png",
+            DocFormat::Image(ImageFormat::Jpeg) => "image/jpeg",
+            DocFormat::Image(ImageFormat::Tiff) => "image/tiff",
+            DocFormat::Image(ImageFormat::Webp) => "image/webp",
+            DocFormat::Image(ImageFormat::Bmp) => "image/bmp",
         }
     }
 }
@@ -72,8 +100,12 @@ pub struct Block {
     pub text: String,
     /// Texts of the enclosing headings, outermost first; a heading's own path ends with itself.
     pub heading_path: Vec<String>,
-    /// 1-based page number for paginated formats (PDF), `None` otherwise.
+    /// 1-based page number for paginated formats (PDF, multi-page images), `None`
+    /// otherwise.
     pub page: Option<u32>,
+    /// For text recognised by OCR: the mean word confidence (0 to 100) of the page or
+    /// image it came from. `None` for the file's own text.
+    pub ocr_confidence: Option<f32>,
 }
 
 /// The kind of a [`Block`].
@@ -102,8 +134,19 @@ pub struct ParsedDocument {
     /// HTML `<title>` (falling back to the first h1), the first level-1 Markdown heading, or
     /// the first DOCX paragraph in the "Title" style (falling back to the first level-1 heading).
     pub title: Option<String>,
-    /// Blocks in document order; never empty and never whitespace-only.
+    /// Blocks in document order, never whitespace-only; empty only when `ocr` is not.
     pub blocks: Vec<Block>,
+    /// Text only OCR can read, in document order: for an image the whole file, for a PDF
+    /// each page without a text layer, for a DOCX (with
+    /// [`ParseOptions::docx_images`]) each embedded image.
+    pub ocr: Vec<OcrTask>,
+}
+
+/// Choices that change what a parse produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// List the images embedded in DOCX files as [`OcrTask`]s.
+    pub docx_images: bool,
 }
 
 /// Why a file could not be parsed.
@@ -130,8 +173,11 @@ pub enum ParseError {
         /// The underlying reader's complaint.
         detail: String,
     },
-    /// The PDF has pages but none of them carries text: scanned images, which would need OCR.
-    #[error("the PDF has {pages} page(s) but no text layer (scanned? OCR is not enabled)")]
+    /// The PDF has pages but none of them carries text: scanned images, and OCR is
+    /// disabled. (With OCR enabled, such pages are [`OcrTask`]s instead.)
+    #[error(
+        "the PDF has {pages} page(s) but no text layer (scanned?), and OCR is disabled ([ocr] enabled = false)"
+    )]
     NoTextLayer {
         /// How many pages the PDF has.
         pages: usize,
@@ -159,31 +205,54 @@ impl ParseError {
     }
 }
 
-/// Parses `bytes` as `format` into blocks.
-///
-/// Input that is empty or whitespace-only, or that yields no text, is [`ParseError::Empty`]
-/// (except a PDF with pages but no text layer, [`ParseError::NoTextLayer`]). Never panics,
-/// whatever the bytes.
+/// Parses `bytes` as `format` into blocks, with the default [`ParseOptions`].
 pub fn parse(format: DocFormat, bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
+    parse_with(format, bytes, &ParseOptions::default())
+}
+
+/// Parses `bytes` as `format` into blocks and the [`OcrTask`]s still to be recognised.
+///
+/// Input that is empty or whitespace-only, or that yields neither text nor anything for
+/// OCR, is [`ParseError::Empty`]. Images are not decoded here: their one task names the
+/// whole file. Never panics, whatever the bytes.
+pub fn parse_with(
+    format: DocFormat,
+    bytes: &[u8],
+    options: &ParseOptions,
+) -> Result<ParsedDocument, ParseError> {
     if common::strip_bom(bytes).trim_ascii().is_empty() {
         return Err(ParseError::Empty);
     }
-    let (title, blocks) = match format {
-        DocFormat::Text => (None, text::parse(&decode_text(bytes)?)),
-        DocFormat::Markdown => markdown::parse(&decode_text(bytes)?),
-        DocFormat::Html => html::parse(&encoding::decode_html(bytes)?),
-        DocFormat::Csv => (None, delimited::parse(&decode_text(bytes)?, None)),
-        DocFormat::Tsv => (None, delimited::parse(&decode_text(bytes)?, Some(b'\t'))),
-        DocFormat::Docx => docx::parse(bytes)?,
-        DocFormat::Pdf => (None, pdf::parse(bytes)?),
+    let ((title, blocks), ocr) = match format {
+        DocFormat::Text => ((None, text::parse(&decode_text(bytes)?)), Vec::new()),
+        DocFormat::Markdown => (markdown::parse(&decode_text(bytes)?), Vec::new()),
+        DocFormat::Html => (html::parse(&encoding::decode_html(bytes)?), Vec::new()),
+        DocFormat::Csv => (
+            (None, delimited::parse(&decode_text(bytes)?, None)),
+            Vec::new(),
+        ),
+        DocFormat::Tsv => (
+            (None, delimited::parse(&decode_text(bytes)?, Some(b'\t'))),
+            Vec::new(),
+        ),
+        DocFormat::Docx => {
+            let (title, blocks, ocr) = docx::parse(bytes, options.docx_images)?;
+            ((title, blocks), ocr)
+        }
+        DocFormat::Pdf => {
+            let (blocks, ocr) = pdf::parse(bytes)?;
+            ((None, blocks), ocr)
+        }
+        DocFormat::Image(_) => ((None, Vec::new()), vec![OcrTask::whole_file()]),
     };
-    if blocks.iter().all(|b| b.text.trim().is_empty()) {
+    if ocr.is_empty() && blocks.iter().all(|b| b.text.trim().is_empty()) {
         return Err(ParseError::Empty);
     }
     Ok(ParsedDocument {
         format,
         title,
         blocks,
+        ocr,
     })
 }
 
@@ -201,6 +270,7 @@ mod tests {
             DocFormat::Csv,
             DocFormat::Tsv,
             DocFormat::Docx,
+            DocFormat::Image(ImageFormat::Png),
         ] {
             for bytes in [&b""[..], b"  \n\t\r\n ", b"\xEF\xBB\xBF\n"] {
                 let err = parse(format, bytes).unwrap_err();
@@ -233,7 +303,7 @@ mod tests {
         assert_eq!(err.code(), "no_text_layer");
         assert_eq!(
             err.to_string(),
-            "the PDF has 3 page(s) but no text layer (scanned? OCR is not enabled)"
+            "the PDF has 3 page(s) but no text layer (scanned?), and OCR is disabled ([ocr] enabled = false)"
         );
         let err = ParseError::Docx {
             detail: "not a ZIP archive".into(),
@@ -263,5 +333,13 @@ mod tests {
             DocFormat::Docx.mime(),
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
         );
+        assert_eq!(DocFormat::Image(ImageFormat::Webp).mime(), "image/webp");
+    }
+
+    #[test]
+    fn an_image_is_one_task_for_the_whole_file() {
+        let doc = parse(DocFormat::Image(ImageFormat::Png), b"\x89PNG whatever").unwrap();
+        assert!(doc.blocks.is_empty());
+        assert_eq!(doc.ocr, [OcrTask::whole_file()]);
     }
 }

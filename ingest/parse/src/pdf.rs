@@ -1,17 +1,18 @@
-//! PDF text layer via pdf-extract, one page at a time.
+//! PDF text layer via pdf-extract, one page at a time; pages without one are left to OCR.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::common::{
     BlockBuilder, join_wrapped_lines, normalize_newlines, panic_reason, paragraphs,
 };
-use crate::{Block, BlockKind, ParseError};
+use crate::{Block, BlockKind, OcrSource, OcrTask, ParseError};
 
 /// Extracts paragraphs page by page. PDFs carry no reliable heading structure, so every
 /// block is a paragraph with an empty heading path and its 1-based page number. Pages
-/// without any text are [`ParseError::NoTextLayer`]: telling the user "scanned, needs OCR"
-/// helps more than "empty".
-pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Block>, ParseError> {
+/// without any text (scans) become [`OcrTask`]s at their place in the page order, with
+/// their size so that rasterizing them can be bounded before it starts.
+pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Block>, Vec<OcrTask>), ParseError> {
     // pdf-extract and lopdf panic on some inputs (certain CJK fonts, missing page
     // dictionaries) instead of returning errors; an upload must never take the service down.
     let pages = match catch_unwind(AssertUnwindSafe(|| {
@@ -37,26 +38,89 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Block>, ParseError> {
         });
     }
     let mut builder = BlockBuilder::default();
+    let mut blank = Vec::new();
     for (index, page_text) in pages.iter().enumerate() {
         let page = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let page_text = normalize_newlines(page_text);
+        let before = builder.len();
         for lines in paragraphs(&page_text) {
             builder.push(BlockKind::Paragraph, join_wrapped_lines(lines), Some(page));
         }
+        if builder.len() == before {
+            blank.push((page, before));
+        }
     }
     let blocks = builder.finish();
-    if blocks.is_empty() {
-        // A reader that salvaged the pages of a cut-off file found no text because the
-        // content streams are missing, not because the pages are scans.
-        if !has_eof_marker(bytes) {
-            return Err(ParseError::Pdf {
-                detail: "no text could be read and the %%EOF marker is missing (truncated?)"
-                    .to_owned(),
-            });
-        }
-        return Err(ParseError::NoTextLayer { pages: pages.len() });
+    // A reader that salvaged the pages of a cut-off file found no text because the content
+    // streams are missing, not because the pages are scans.
+    if blocks.is_empty() && !has_eof_marker(bytes) {
+        return Err(ParseError::Pdf {
+            detail: "no text could be read and the %%EOF marker is missing (truncated?)".to_owned(),
+        });
     }
-    Ok(blocks)
+    let sizes = if blank.is_empty() {
+        HashMap::new()
+    } else {
+        page_sizes(bytes)
+    };
+    let tasks = blank
+        .into_iter()
+        .map(|(page, position)| OcrTask {
+            source: OcrSource::PdfPage {
+                page,
+                size_pt: sizes.get(&page).copied(),
+            },
+            position,
+            heading_path: Vec::new(),
+        })
+        .collect();
+    Ok((blocks, tasks))
+}
+
+/// Width and height in points of every page whose MediaBox (possibly inherited from the
+/// page tree) is readable. The file was read once already; reading it again only for
+/// scanned PDFs costs little next to OCR.
+fn page_sizes(bytes: &[u8]) -> HashMap<u32, (f32, f32)> {
+    let read = || -> Option<HashMap<u32, (f32, f32)>> {
+        let doc = pdf_extract::Document::load_mem(bytes).ok()?;
+        let sizes = doc
+            .get_pages()
+            .into_iter()
+            .filter_map(|(page, id)| Some((page, media_box(&doc, id)?)))
+            .collect();
+        Some(sizes)
+    };
+    // lopdf panics on some inputs; without sizes the OCR stage bounds pages another way.
+    catch_unwind(AssertUnwindSafe(read))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Page trees are shallow; the bound only guards against cycles.
+const MAX_TREE_DEPTH: usize = 32;
+
+/// The size of a page's MediaBox, looked up through its ancestors as the spec allows.
+fn media_box(doc: &pdf_extract::Document, page: pdf_extract::ObjectId) -> Option<(f32, f32)> {
+    let mut node = doc.get_dictionary(page).ok()?;
+    for _ in 0..MAX_TREE_DEPTH {
+        if let Ok(object) = node.get(b"MediaBox") {
+            let (_, object) = doc.dereference(object).ok()?;
+            let numbers: Vec<f32> = object
+                .as_array()
+                .ok()?
+                .iter()
+                .map(|n| doc.dereference(n).ok()?.1.as_float().ok())
+                .collect::<Option<_>>()?;
+            let [x1, y1, x2, y2] = numbers[..] else {
+                return None;
+            };
+            return Some(((x2 - x1).abs(), (y2 - y1).abs()));
+        }
+        let parent = node.get(b"Parent").ok()?.as_reference().ok()?;
+        node = doc.get_dictionary(parent).ok()?;
+    }
+    None
 }
 
 /// Whether the file ends like a complete PDF; writers may append a little after `%%EOF`.
@@ -69,7 +133,7 @@ fn has_eof_marker(bytes: &[u8]) -> bool {
 mod tests {
     use super::has_eof_marker;
     use crate::test_support::{make_pdf, two_page_pdf};
-    use crate::{BlockKind, DocFormat, ParseError, detect_format, parse};
+    use crate::{BlockKind, DocFormat, OcrSource, ParseError, detect_format, parse};
 
     #[test]
     fn pages_and_paragraphs() {
@@ -79,6 +143,7 @@ mod tests {
             DocFormat::Pdf
         );
         let doc = parse(DocFormat::Pdf, &bytes).unwrap();
+        assert!(doc.ocr.is_empty());
         let got: Vec<(&str, Option<u32>)> = doc
             .blocks
             .iter()
@@ -158,20 +223,25 @@ mod tests {
     }
 
     #[test]
-    fn pages_without_text_are_no_text_layer() {
+    fn pages_without_text_are_left_to_ocr() {
         let bytes = make_pdf(&[&[], &[], &[]], true);
-        let err = parse(DocFormat::Pdf, &bytes).unwrap_err();
-        assert!(
-            matches!(err, ParseError::NoTextLayer { pages: 3 }),
-            "{err:?}"
-        );
-        assert_eq!(err.code(), "no_text_layer");
+        let doc = parse(DocFormat::Pdf, &bytes).unwrap();
+        assert!(doc.blocks.is_empty());
+        let pages: Vec<_> = doc.ocr.iter().map(|t| t.source.clone()).collect();
+        let page = |page| OcrSource::PdfPage {
+            page,
+            size_pt: Some((612.0, 792.0)),
+        };
+        assert_eq!(pages, [page(1), page(2), page(3)]);
         let bytes = make_pdf(&[&[(0, "   ")]], true);
-        let err = parse(DocFormat::Pdf, &bytes).unwrap_err();
-        assert!(
-            matches!(err, ParseError::NoTextLayer { pages: 1 }),
-            "{err:?}"
-        );
+        let doc = parse(DocFormat::Pdf, &bytes).unwrap();
+        assert_eq!(doc.ocr.len(), 1);
+        // Mixed: the scanned page's text goes between the pages around it.
+        let bytes = make_pdf(&[&[(0, "one")], &[], &[(0, "three")]], true);
+        let doc = parse(DocFormat::Pdf, &bytes).unwrap();
+        assert_eq!(doc.blocks.len(), 2);
+        assert_eq!(doc.ocr.len(), 1);
+        assert_eq!((doc.ocr[0].position, &doc.ocr[0].source), (1, &page(2)));
         // The same pages in a file cut off before its end are a broken file, not a scan.
         let bytes = make_pdf(&[&[], &[]], true);
         let cut = &bytes[..bytes.len() - b"%%EOF\n".len()];

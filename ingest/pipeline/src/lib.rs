@@ -1,8 +1,9 @@
-//! The stages of ingesting one file: read → parse → chunk → embed → index.
+//! The stages of ingesting one file: read → parse → OCR → chunk → embed → index.
 //!
 //! Each stage is a plain function so that the batch runner (`zhiku-jobs`) can put them on
-//! different threads. Every failure is an [`IngestError`] that names its stage and carries
-//! a stable code, so a job report says where and why a file failed.
+//! different threads, and OCR's pages on a worker pool. Every failure is an
+//! [`IngestError`] that names its stage and carries a stable code, so a job report says
+//! where and why a file failed.
 
 #![warn(missing_docs)]
 
@@ -10,8 +11,12 @@ use sha2::{Digest, Sha256};
 use zhiku_chunk::{ChunkerConfig, TokenCounter, chunk_document};
 use zhiku_embed::{EmbedError, Embedder};
 use zhiku_index::IndexError;
-use zhiku_parse::{DocFormat, ParseError, detect_format, parse};
-use zhiku_schemas::ChunkRecord;
+use zhiku_ocr::{Ocr, OcrError, PdfFile, RecognizedPage};
+use zhiku_parse::{
+    DocFormat, OcrSource, OcrText, ParseError, ParseOptions, ParsedDocument, detect_format,
+    parse_with,
+};
+use zhiku_schemas::{ChunkRecord, OcrPage};
 
 /// A stage of the pipeline, as named in error reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +25,8 @@ pub enum Stage {
     Read,
     /// Detecting the format and extracting text.
     Parse,
+    /// Recognising text in images and scanned pages.
+    Ocr,
     /// Cutting the text into chunks.
     Chunk,
     /// Computing vectors.
@@ -34,6 +41,7 @@ impl Stage {
         match self {
             Stage::Read => "read",
             Stage::Parse => "parse",
+            Stage::Ocr => "ocr",
             Stage::Chunk => "chunk",
             Stage::Embed => "embed",
             Stage::Index => "index",
@@ -61,6 +69,29 @@ pub enum IngestError {
     /// Parsing succeeded but produced no chunk.
     #[error("the document has no text to index")]
     NoChunks,
+    /// OCR of the file's images or scanned pages failed (every one of them; a page that
+    /// fails among others fails alone).
+    #[error(transparent)]
+    Ocr(#[from] OcrError),
+    /// The file has more pages (or images) for OCR than the limit.
+    #[error(
+        "the file has {pages} scanned pages or images for OCR, more than the limit of {limit} ([ocr] max_pages)"
+    )]
+    TooManyPages {
+        /// Pages needing OCR.
+        pages: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An image upload while OCR is disabled.
+    #[error("images are read by OCR, which is disabled ([ocr] enabled = false)")]
+    OcrDisabled,
+    /// OCR ran and found no text anywhere in the file.
+    #[error("OCR found no text on the {pages} page(s) or image(s) of the file")]
+    NoTextFound {
+        /// Pages and images read.
+        pages: usize,
+    },
     /// Embedding failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),
@@ -88,6 +119,10 @@ impl IngestError {
             IngestError::TooLarge { .. } => "file_too_large",
             IngestError::Parse(e) => e.code(),
             IngestError::NoChunks => "empty_document",
+            IngestError::Ocr(e) => e.code(),
+            IngestError::TooManyPages { .. } => "too_many_pages",
+            IngestError::OcrDisabled => "ocr_disabled",
+            IngestError::NoTextFound { .. } => "no_text_found",
             IngestError::Embed(_) => "embedding_failed",
             IngestError::Index(IndexError::ModelMismatch { .. }) => "model_mismatch",
             IngestError::Index(_) => "index_failed",
@@ -103,11 +138,29 @@ impl IngestError {
                 Stage::Read
             }
             IngestError::Parse(_) => Stage::Parse,
+            IngestError::Ocr(_)
+            | IngestError::TooManyPages { .. }
+            | IngestError::OcrDisabled
+            | IngestError::NoTextFound { .. } => Stage::Ocr,
             IngestError::NoChunks => Stage::Chunk,
             IngestError::Embed(_) => Stage::Embed,
             IngestError::Index(_) => Stage::Index,
             IngestError::Timeout { stage, .. } => *stage,
         }
+    }
+}
+
+impl IngestError {
+    /// Whether the file was read and simply holds no text (a blank scan, or a scan while
+    /// OCR is disabled): it is then recorded as an `empty` document with this error as the
+    /// reason, so that it is visible rather than silently missing.
+    pub fn is_empty_document(&self) -> bool {
+        matches!(
+            self,
+            IngestError::Parse(ParseError::NoTextLayer { .. })
+                | IngestError::OcrDisabled
+                | IngestError::NoTextFound { .. }
+        )
     }
 }
 
@@ -131,6 +184,28 @@ pub fn pipeline_fingerprint(embedder: &dyn Embedder, chunking: &ChunkerConfig) -
         embedder.dimension(),
         chunking.max_tokens,
         chunking.overlap_tokens
+    )
+}
+
+/// The OCR settings that shape the text of scanned pages and images, for the fingerprint of
+/// files that may need OCR: enabling OCR or changing its languages makes them stale.
+pub fn ocr_fingerprint(ocr: Option<&Ocr>, options: &ParseOptions) -> String {
+    match ocr {
+        Some(ocr) => format!(
+            "ocr:{}/{}/{}",
+            ocr.config().languages,
+            ocr.config().dpi,
+            options.docx_images
+        ),
+        None => "ocr:off".to_string(),
+    }
+}
+
+/// Whether a file in this format may hold text that only OCR reads.
+pub fn may_need_ocr(format: DocFormat) -> bool {
+    matches!(
+        format,
+        DocFormat::Pdf | DocFormat::Docx | DocFormat::Image(_)
     )
 }
 
@@ -169,20 +244,143 @@ pub struct ChunkedFile {
     pub format: DocFormat,
     /// Chunks in document order; `version` is assigned when stored.
     pub records: Vec<ChunkRecord>,
+    /// The pages (or images) OCR read, with their confidence or error.
+    pub ocr_pages: Vec<OcrPage>,
 }
 
-/// Detects, parses and chunks one file's bytes. Touches no store.
-pub fn chunk_file(
+/// Detects the format of one file's bytes and parses them; text for OCR is listed in the
+/// result's `ocr` tasks, not yet read.
+pub fn parse_file(
     name: &str,
-    document_id: &str,
     content_type: Option<&str>,
     bytes: &[u8],
+    options: &ParseOptions,
+) -> Result<ParsedDocument, IngestError> {
+    let format = detect_format(name, content_type, bytes)?;
+    Ok(parse_with(format, bytes, options)?)
+}
+
+/// The document without its OCR tasks, for when OCR is disabled: the text it has, or an
+/// error saying why it has none ([`ParseError::NoTextLayer`] for a scanned PDF,
+/// [`IngestError::OcrDisabled`] for an image).
+pub fn without_ocr(mut parsed: ParsedDocument) -> Result<ParsedDocument, IngestError> {
+    let tasks = std::mem::take(&mut parsed.ocr);
+    if parsed.blocks.is_empty() && !tasks.is_empty() {
+        return Err(match parsed.format {
+            DocFormat::Pdf => IngestError::Parse(ParseError::NoTextLayer { pages: tasks.len() }),
+            _ => IngestError::OcrDisabled,
+        });
+    }
+    Ok(parsed)
+}
+
+/// Checks a parsed document's OCR work against the page limit before any of it runs.
+pub fn check_ocr_pages(parsed: &ParsedDocument, ocr: &Ocr) -> Result<(), IngestError> {
+    let limit = ocr.config().max_pages;
+    if parsed.ocr.len() > limit {
+        return Err(IngestError::TooManyPages {
+            pages: parsed.ocr.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Runs one OCR task: the file as an image, one page of the PDF (`pdf` holds the file's
+/// bytes on disk), or an embedded image. Blocking; the runner calls it on OCR's pool.
+pub fn recognize(
+    ocr: &Ocr,
+    source: &OcrSource,
+    bytes: &[u8],
+    pdf: Option<&PdfFile>,
+) -> Result<Vec<RecognizedPage>, OcrError> {
+    match source {
+        OcrSource::File => ocr.image(bytes),
+        OcrSource::Embedded { bytes, .. } => ocr.image(bytes),
+        OcrSource::PdfPage { page, size_pt } => match pdf {
+            Some(pdf) => Ok(vec![ocr.pdf_page(pdf, *page, *size_pt)?]),
+            None => Err(OcrError::Failed("the PDF is not on disk".into())),
+        },
+    }
+}
+
+/// Puts what OCR read into the document (see [`ParsedDocument::merge_ocr`]) and reports
+/// every page. `results` holds each task's outcome by task index; a task that failed
+/// costs its pages only. A document left without any text is an error: the first
+/// task's failure if any failed, else [`IngestError::NoTextFound`] (an empty document).
+/// Either way the page report comes along.
+pub fn apply_ocr(
+    parsed: &mut ParsedDocument,
+    results: Vec<(usize, Result<Vec<RecognizedPage>, OcrError>)>,
+) -> Result<Vec<OcrPage>, (IngestError, Vec<OcrPage>)> {
+    let mut results = results;
+    results.sort_by_key(|(task, _)| *task);
+    let mut pages = Vec::new();
+    let mut texts = Vec::new();
+    let mut failure = None;
+    for (task, result) in results {
+        let Some(source) = parsed.ocr.get(task).map(|t| &t.source) else {
+            continue;
+        };
+        let (pdf_page, image) = match source {
+            OcrSource::PdfPage { page, .. } => (Some(*page), None),
+            OcrSource::Embedded { name, .. } => (None, Some(name.clone())),
+            OcrSource::File => (None, None),
+        };
+        match result {
+            Ok(recognized) => {
+                for page in recognized {
+                    pages.push(OcrPage {
+                        page: match source {
+                            OcrSource::Embedded { .. } => None,
+                            _ => Some(page.page),
+                        },
+                        image: image.clone(),
+                        confidence: page.confidence,
+                        words: page.words,
+                        error: None,
+                    });
+                    texts.push(OcrText {
+                        task,
+                        page: page.page,
+                        confidence: page.confidence.unwrap_or(0.0),
+                        paragraphs: page.paragraphs,
+                    });
+                }
+            }
+            Err(e) => {
+                pages.push(OcrPage {
+                    page: pdf_page,
+                    image,
+                    confidence: None,
+                    words: 0,
+                    error: Some(e.to_string()),
+                });
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    parsed.merge_ocr(texts);
+    if parsed.blocks.is_empty() {
+        let error = match failure {
+            Some(e) => IngestError::Ocr(e),
+            None => IngestError::NoTextFound { pages: pages.len() },
+        };
+        return Err((error, pages));
+    }
+    Ok(pages)
+}
+
+/// Cuts a parsed document (OCR done or dropped) into chunk records for `document_id`.
+pub fn chunk_parsed(
+    parsed: &ParsedDocument,
+    name: &str,
+    document_id: &str,
     embedder: &dyn Embedder,
     chunking: &ChunkerConfig,
+    ocr_pages: Vec<OcrPage>,
 ) -> Result<ChunkedFile, IngestError> {
-    let format = detect_format(name, content_type, bytes)?;
-    let parsed = parse(format, bytes)?;
-    let chunks = chunk_document(&parsed, &EmbedderTokens(embedder), chunking);
+    let chunks = chunk_document(parsed, &EmbedderTokens(embedder), chunking);
     if chunks.is_empty() {
         return Err(IngestError::NoChunks);
     }
@@ -199,6 +397,8 @@ pub fn chunk_file(
                 text: c.text,
                 heading: (!c.heading_path.is_empty()).then(|| c.heading_path.join(" > ")),
                 page: c.page,
+                ocr: c.ocr_confidence.is_some(),
+                ocr_confidence: c.ocr_confidence,
                 // Version and metadata are the document's, stamped on when it is stored.
                 version: 0,
                 tags: Vec::new(),
@@ -207,7 +407,30 @@ pub fn chunk_file(
             }
         })
         .collect();
-    Ok(ChunkedFile { format, records })
+    Ok(ChunkedFile {
+        format: parsed.format,
+        records,
+        ocr_pages,
+    })
+}
+
+/// Detects, parses and chunks one file's bytes without OCR (text that only OCR could read
+/// is left out, see [`without_ocr`]). Touches no store.
+pub fn chunk_file(
+    name: &str,
+    document_id: &str,
+    content_type: Option<&str>,
+    bytes: &[u8],
+    embedder: &dyn Embedder,
+    chunking: &ChunkerConfig,
+) -> Result<ChunkedFile, IngestError> {
+    let parsed = without_ocr(parse_file(
+        name,
+        content_type,
+        bytes,
+        &ParseOptions::default(),
+    )?)?;
+    chunk_parsed(&parsed, name, document_id, embedder, chunking, Vec::new())
 }
 
 #[cfg(test)]
@@ -242,5 +465,93 @@ mod tests {
         assert!(e.to_string().contains("embed stage"));
         let e = IngestError::Parse(ParseError::Empty);
         assert_eq!((e.code(), e.stage()), ("empty_document", Stage::Parse));
+        let e = IngestError::NoTextFound { pages: 2 };
+        assert_eq!((e.code(), e.stage().as_str()), ("no_text_found", "ocr"));
+        assert!(e.is_empty_document());
+        assert!(!IngestError::Ocr(OcrError::Timeout { seconds: 1 }).is_empty_document());
+        assert_eq!(
+            IngestError::TooManyPages {
+                pages: 500,
+                limit: 200
+            }
+            .code(),
+            "too_many_pages"
+        );
+    }
+
+    fn scanned(pages: u32) -> ParsedDocument {
+        ParsedDocument {
+            format: DocFormat::Pdf,
+            title: None,
+            blocks: Vec::new(),
+            ocr: (1..=pages)
+                .map(|page| zhiku_parse::OcrTask {
+                    source: OcrSource::PdfPage {
+                        page,
+                        size_pt: None,
+                    },
+                    position: 0,
+                    heading_path: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn scans_without_ocr_say_why_they_are_empty() {
+        let e = without_ocr(scanned(3)).unwrap_err();
+        assert_eq!(e.code(), "no_text_layer");
+        assert!(e.to_string().contains("3 page(s)"), "{e}");
+        assert!(e.is_empty_document());
+        let mut image = scanned(1);
+        image.format = DocFormat::Image(zhiku_parse::ImageFormat::Png);
+        assert_eq!(without_ocr(image).unwrap_err().code(), "ocr_disabled");
+    }
+
+    #[test]
+    fn a_failed_page_fails_alone() {
+        let page = |n: u32, text: &str| RecognizedPage {
+            page: 1,
+            confidence: Some(88.0),
+            words: 1,
+            paragraphs: vec![format!("{text} {n}")],
+        };
+        let mut doc = scanned(3);
+        let pages = apply_ocr(
+            &mut doc,
+            vec![
+                (2, Ok(vec![page(3, "three")])),
+                (0, Ok(vec![page(1, "one")])),
+                (1, Err(OcrError::Timeout { seconds: 5 })),
+            ],
+        )
+        .unwrap();
+        let texts: Vec<(&str, Option<u32>)> = doc
+            .blocks
+            .iter()
+            .map(|b| (b.text.as_str(), b.page))
+            .collect();
+        assert_eq!(texts, [("one 1", Some(1)), ("three 3", Some(3))]);
+        assert_eq!(pages.len(), 3);
+        assert_eq!(pages[1].page, Some(2));
+        assert!(pages[1].error.as_deref().unwrap().contains("gave up"));
+        assert_eq!(pages[2].confidence, Some(88.0));
+        // Nothing readable anywhere: the failure, or "no text" when nothing failed.
+        let mut doc = scanned(2);
+        let (e, pages) = apply_ocr(
+            &mut doc,
+            vec![(0, Err(OcrError::Timeout { seconds: 5 })), (1, Ok(vec![]))],
+        )
+        .unwrap_err();
+        assert_eq!((e.code(), pages.len()), ("timeout", 1));
+        let blank = RecognizedPage {
+            page: 1,
+            confidence: None,
+            words: 0,
+            paragraphs: vec![],
+        };
+        let (e, pages) = apply_ocr(&mut scanned(1), vec![(0, Ok(vec![blank]))]).unwrap_err();
+        assert_eq!(e.code(), "no_text_found");
+        assert_eq!(pages[0].confidence, None);
     }
 }

@@ -284,6 +284,8 @@ mod tests {
             text: id.into(),
             heading: None,
             page: None,
+            ocr: false,
+            ocr_confidence: None,
             version: 0,
             tags: Vec::new(),
             path: String::new(),

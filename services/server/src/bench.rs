@@ -15,8 +15,10 @@ use crate::services::{Models, Services};
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Copy the files under PATHS into a scratch directory (COPIES times, as distinct
-    /// documents) and import it with a batch job: files/s, MB/s, chunks/s, peak RSS, and the
-    /// ratio of end-to-end chunks/s to the raw embedder's chunks/s on the same chunks.
+    /// documents) and import it with a batch job: files/s, MB/s, chunks/s, peak RSS, the
+    /// ratio of end-to-end chunks/s to the raw embedder's chunks/s on the same chunks
+    /// (of the files that need no OCR), and for scans and images the OCR pages/s and
+    /// OCR's share of the time.
     Ingest {
         /// Directories (or files) to ingest.
         #[arg(required = true)]
@@ -80,6 +82,27 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time used so far by this process and by its finished children (the OCR
+/// processes), in clock ticks from `/proc/self/stat`; only their ratio is reported, so the
+/// tick length does not matter.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may itself hold spaces: state is field 3, utime,
+    // stime, cutime and cstime are fields 14 to 17.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [utime, stime, cutime, cstime] = fields[..] else {
+        return None;
+    };
+    Some((utime + stime, cutime + cstime))
+}
+
 /// Copies the corpus into `dest/copy<k>/<path index>/…`, `copies` times. Directories are
 /// listed the way an import job lists them.
 fn stage_corpus(paths: &[PathBuf], dest: &Path, copies: usize) -> anyhow::Result<Vec<PathBuf>> {
@@ -128,6 +151,7 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
 
     // The raw embedder on exactly the chunks of one copy, without the pipeline around it;
     // measured before and after the job, since a single run on a shared machine is noisy.
+    // Text that only OCR reads is left out: it is not known before the job.
     let mut inputs = Vec::new();
     for (i, file) in first_copy.iter().enumerate() {
         let bytes = std::fs::read(file)?;
@@ -144,6 +168,9 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
         }
     }
     let raw = || -> anyhow::Result<f64> {
+        if inputs.is_empty() {
+            return Ok(f64::NAN);
+        }
         let started = Instant::now();
         services.embedder.embed_passages(&inputs)?;
         Ok(inputs.len() as f64 / started.elapsed().as_secs_f64())
@@ -151,6 +178,7 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
     let raw_before = raw()?;
 
     let started = Instant::now();
+    let cpu_before = cpu_ticks();
     let job = jobs.submit_import("bench", &corpus.to_string_lossy(), None, &[])?;
     let info = loop {
         let info = jobs.get(&job.id)?.context("job vanished")?;
@@ -160,6 +188,7 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
         std::thread::sleep(Duration::from_millis(50));
     };
     let secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_ticks();
     let rss = peak_rss_mib();
     anyhow::ensure!(
         info.state == JobState::Succeeded,
@@ -187,14 +216,35 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
         info.files_done as f64 / secs,
         info.bytes as f64 / 1e6 / secs,
     );
-    println!(
-        "  raw embedder on one copy's {} chunks: {raw_before:.1} chunks/s before the job, {raw_after:.1} after",
-        inputs.len()
-    );
-    println!(
-        "  end-to-end / raw embedder chunks/s: {:.2}",
-        rate / raw_rate
-    );
+    if !inputs.is_empty() {
+        println!(
+            "  raw embedder on one copy's {} chunks: {raw_before:.1} chunks/s before the job, {raw_after:.1} after",
+            inputs.len()
+        );
+        println!(
+            "  end-to-end / raw embedder chunks/s: {:.2}",
+            rate / raw_rate
+        );
+    }
+    let ocr = info.ocr;
+    if ocr.pages_total > 0 {
+        println!(
+            "  OCR: {} pages or images ({} failed); OCR running {:.1} s of {secs:.1} s ({:.0}% of the ingest time): {:.3} pages/s",
+            ocr.pages_done,
+            ocr.pages_failed,
+            ocr.busy_seconds,
+            100.0 * ocr.busy_seconds / secs,
+            ocr.pages_done as f64 / ocr.busy_seconds.max(1e-9),
+        );
+        // The OCR processes are this process's only children during the job.
+        if let (Some((own0, kids0)), Some((own1, kids1))) = (cpu_before, cpu_after) {
+            let (own, kids) = (own1 - own0, kids1 - kids0);
+            println!(
+                "  OCR share of the job's CPU time (tesseract and pdftoppm vs everything else): {:.0}%",
+                100.0 * kids as f64 / (own + kids).max(1) as f64
+            );
+        }
+    }
     if let Some(rss) = rss {
         println!("  peak RSS during the job: {rss:.0} MiB");
     }
@@ -251,6 +301,8 @@ fn load(config: Config, kb: &str, corpus: &Path, size: usize) -> anyhow::Result<
                 text: line.text.clone(),
                 heading: line.heading.clone(),
                 page: None,
+                ocr: false,
+                ocr_confidence: None,
                 version: 0,
                 // Set from the document by the store write.
                 tags: Vec::new(),
@@ -303,6 +355,8 @@ fn load(config: Config, kb: &str, corpus: &Path, size: usize) -> anyhow::Result<
                         name: record.document_name.clone(),
                         chunks: 1,
                         status: zhiku_schemas::DocumentStatus::Indexed,
+                        reason: None,
+                        ocr_pages: Vec::new(),
                         format: Some("text/plain".into()),
                         hash: String::new(),
                         size: 0,

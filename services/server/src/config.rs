@@ -26,6 +26,8 @@ pub struct Config {
     pub llm: LlmConfig,
     /// Batch ingestion.
     pub jobs: JobsSection,
+    /// Reading images and scanned PDF pages with Tesseract.
+    pub ocr: OcrSection,
     /// Default persona and CO-STAR fields for answers, overall and per knowledge base.
     pub prompt: PromptSection,
     /// Conversations: history, follow-up rewriting, limits.
@@ -124,6 +126,50 @@ impl Default for JobsSection {
             max_file_bytes: d.max_file_bytes,
             embed_batch: d.embed_batch,
             commit_chunks: d.commit_chunks,
+        }
+    }
+}
+
+/// OCR of images and scanned PDF pages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcrSection {
+    /// Read images and PDF pages without a text layer. When false, a scanned PDF is an
+    /// `empty` document (`no_text_layer`) and an image one too (`ocr_disabled`), and
+    /// `tesseract` need not be installed.
+    pub enabled: bool,
+    /// Tesseract languages joined by `+`; each needs its Debian package
+    /// (`tesseract-ocr-chi-sim` for `chi_sim`).
+    pub languages: String,
+    /// Resolution PDF pages are rasterized at.
+    pub dpi: u32,
+    /// Pages read at once, one single-threaded `tesseract` each, shared by all uploads and
+    /// jobs.
+    pub workers: usize,
+    /// Seconds one page may take (rasterizing included); then it fails alone.
+    pub page_timeout_secs: u64,
+    /// Most pages and images of one file OCR will read; a file with more fails with
+    /// `too_many_pages` (413) before any is read.
+    pub max_pages: usize,
+    /// Largest image (or page raster) in pixels; larger images are refused from their
+    /// header (`image_too_large`, 413), larger pages rasterized at a lower DPI.
+    pub max_image_pixels: u64,
+    /// Also read the images embedded in DOCX files.
+    pub docx_images: bool,
+}
+
+impl Default for OcrSection {
+    fn default() -> Self {
+        let d = zhiku_ocr::OcrConfig::default();
+        Self {
+            enabled: true,
+            languages: d.languages,
+            dpi: d.dpi,
+            workers: d.workers,
+            page_timeout_secs: d.page_timeout.as_secs(),
+            max_pages: d.max_pages,
+            max_image_pixels: d.max_image_pixels,
+            docx_images: false,
         }
     }
 }
@@ -419,7 +465,23 @@ impl Config {
             max_file_bytes: self.jobs.max_file_bytes,
             embed_batch: self.jobs.embed_batch.max(1),
             commit_chunks: self.jobs.commit_chunks.max(1),
+            parse: zhiku_parse::ParseOptions {
+                docx_images: self.ocr.enabled && self.ocr.docx_images,
+            },
         }
+    }
+
+    /// The OCR engine's settings, or `None` when OCR is disabled.
+    pub fn ocr(&self) -> Option<zhiku_ocr::OcrConfig> {
+        let o = &self.ocr;
+        o.enabled.then(|| zhiku_ocr::OcrConfig {
+            languages: o.languages.clone(),
+            dpi: o.dpi,
+            workers: o.workers,
+            page_timeout: std::time::Duration::from_secs(o.page_timeout_secs.max(1)),
+            max_pages: o.max_pages,
+            max_image_pixels: o.max_image_pixels,
+        })
     }
 
     /// The vector index settings.
@@ -506,6 +568,25 @@ mod tests {
             serde_json::to_value(&loaded).unwrap(),
             serde_json::to_value(&defaults).unwrap()
         );
+    }
+
+    #[test]
+    fn ocr_settings_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhiku.toml");
+        std::fs::write(&path, "[ocr]\nlanguages = \"eng\"\ndocx_images = true\n").unwrap();
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        let ocr = config.ocr().unwrap();
+        assert_eq!((ocr.languages.as_str(), ocr.dpi), ("eng", 300));
+        assert!(config.pipeline().parse.docx_images);
+        let mut disabled = config.clone();
+        disabled.ocr.enabled = false;
+        assert!(disabled.ocr().is_none());
+        // No OCR, no pictures to read either.
+        assert!(!disabled.pipeline().parse.docx_images);
+        std::fs::write(&path, "[ocr]\ndpii = 200\n").unwrap();
+        let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("dpii"), "{err}");
     }
 
     #[test]

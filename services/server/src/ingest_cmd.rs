@@ -114,8 +114,16 @@ fn show(bar: &ProgressBar, info: &JobInfo) {
         .eta_seconds
         .map(|s| format!(" · eta {}", humantime_secs(s)))
         .unwrap_or_default();
+    let ocr = if info.ocr.pages_total > 0 {
+        format!(
+            " · OCR {}/{} pages",
+            info.ocr.pages_done, info.ocr.pages_total
+        )
+    } else {
+        String::new()
+    };
     bar.set_message(format!(
-        "{} chunks · {:.1} chunks/s · {} failed{eta}",
+        "{} chunks · {:.1} chunks/s · {} failed{ocr}{eta}",
         info.chunks_indexed, info.chunks_per_second, info.files_failed
     ));
 }
@@ -138,6 +146,12 @@ fn summary(info: &JobInfo) {
         info.chunks_indexed,
         info.bytes as f64 / 1048576.0
     );
+    if info.ocr.pages_total > 0 {
+        println!(
+            "OCR: {} pages or images read ({} failed) in {:.1} s",
+            info.ocr.pages_done, info.ocr.pages_failed, info.ocr.busy_seconds
+        );
+    }
     if let Some(message) = &info.message {
         println!("{message}");
     }
@@ -284,6 +298,7 @@ fn combine(kb: &str, infos: Vec<JobInfo>) -> JobInfo {
         sum.files_failed += info.files_failed;
         sum.chunks_indexed += info.chunks_indexed;
         sum.bytes += info.bytes;
+        sum.ocr = sum.ocr.plus(info.ocr);
         sum.chunks_per_second = sum.chunks_per_second.max(info.chunks_per_second);
         sum.errors.extend(info.errors.iter().cloned());
     }

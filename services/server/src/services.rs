@@ -15,7 +15,7 @@ use zhiku_generate::{
     build_conversation_prompt, not_found_answer, resolve_citations,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
-use zhiku_jobs::{FileResult, Input, Jobs, JobsConfig, Recorder};
+use zhiku_jobs::{Engines, FileResult, Input, Jobs, JobsConfig, Recorder};
 use zhiku_retrieve::SearchOptions;
 use zhiku_schemas::{
     AskRequest, AskResponse, AskSources, Citation, DocumentOutcome, FileError, ModelInfo,
@@ -41,6 +41,8 @@ pub struct Services {
     pub generator: Option<Arc<dyn Generator>>,
     /// The batch job system; absent for commands that run no jobs.
     pub jobs: Option<Jobs>,
+    /// The OCR engine, for commands that ingest, unless OCR is disabled.
+    pub ocr: Option<Arc<zhiku_ocr::Ocr>>,
     /// The gate in front of the LLM: `llm.parallel` answers at once, `llm.queue` waiting.
     pub slots: Slots,
     /// Counters and histograms for `GET /metrics`.
@@ -249,9 +251,10 @@ impl Recorder for Collect {
 
 impl Services {
     /// Loads the models, opens the data directory and reconciles every KB with the
-    /// catalog. With `jobs`, starts the job worker, which resumes unfinished jobs. Fails
-    /// with a message naming any missing model file and the setup command, or the
-    /// process that holds the data directory.
+    /// catalog. With `jobs` (commands that ingest), starts OCR, unless disabled, and the
+    /// job worker, which resumes unfinished jobs. Fails with a message naming any missing
+    /// model file or OCR package and the setup command, or the process that holds the
+    /// data directory.
     pub fn load(config: Config, models: Models, jobs: bool) -> anyhow::Result<Self> {
         let embedder_config = config.embedder();
         let data_dir = config.server.data_dir.clone();
@@ -268,6 +271,11 @@ impl Services {
             Err(e) => return Err(e.into()),
         };
         let conversations = ConversationStore::open(&data_dir.join("conversations.redb"))?;
+        // Before the models: a missing OCR package is reported in a moment, not after them.
+        let ocr = match config.ocr() {
+            Some(ocr_config) if jobs => Some(Arc::new(zhiku_ocr::Ocr::new(ocr_config)?)),
+            _ => None,
+        };
         let generator: Option<Arc<dyn Generator>> = match models {
             Models::All => {
                 let llm = config.llm();
@@ -291,10 +299,14 @@ impl Services {
                 staging_dir: data_dir.join("uploads"),
                 pipeline: config.pipeline(),
             };
+            let engines = Engines {
+                embedder: embedder.clone(),
+                ocr: ocr.clone(),
+            };
             Some(Jobs::start(
                 catalog,
                 registry.clone(),
-                embedder.clone(),
+                engines,
                 jobs_config,
             )?)
         } else {
@@ -310,6 +322,7 @@ impl Services {
             generator,
             jobs,
             conversations,
+            ocr,
         })
     }
 
@@ -353,13 +366,19 @@ impl Services {
         store.ensure_model(self.embedder.name(), self.embedder.dimension())?;
         let mut collect = Collect::default();
         let cancel = AtomicBool::new(false);
+        let engines = Engines {
+            embedder: self.embedder.clone(),
+            ocr: self.ocr.clone(),
+        };
+        // The caller waits for the whole upload; OCR progress is for jobs.
         zhiku_jobs::run(
             &store,
-            self.embedder.clone(),
+            engines,
             &self.config.pipeline(),
             inputs.into_iter(),
             &cancel,
             &mut collect,
+            &|_| {},
         )?;
         let mut documents: Vec<UploadedDocument> = Vec::new();
         let mut errors = Vec::new();
