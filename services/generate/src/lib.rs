@@ -7,10 +7,12 @@
 #![warn(missing_docs)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 mod citations;
 mod llama;
 pub mod prompt;
+pub mod reference;
 mod slots;
 mod stop;
 mod utf8;
@@ -178,6 +180,24 @@ pub struct Generation {
     pub completion_tokens: usize,
     /// Why generation ended.
     pub finish_reason: FinishReason,
+    /// Where the time went, for benchmarks and logs.
+    pub timings: Timings,
+}
+
+/// Where the time of one [`Generator::generate`] call went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Before the prompt is read: templating, tokenizing, creating the model context.
+    pub setup: Duration,
+    /// Reading (decoding) the prompt.
+    pub prompt: Duration,
+    /// After the prompt: sampling, decoding the answer tokens, detokenizing, stop-sequence
+    /// scanning and the `on_token` callback.
+    pub generation: Duration,
+    /// Answer tokens decoded during `generation`: one per completion token, less the last
+    /// when the budget or a stop sequence ended the answer (that token is sampled but never
+    /// fed back).
+    pub decoded_tokens: usize,
 }
 
 /// What a loaded LLM is, for `GET /v1/models`.

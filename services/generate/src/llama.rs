@@ -19,12 +19,12 @@ use crate::stop::StopScanner;
 use crate::utf8::Utf8Stream;
 use crate::{
     ChatMessage, FinishReason, GenerateError, Generation, Generator, LlmInfo, SamplingParams,
-    TokenPiece,
+    Timings, TokenPiece,
 };
 
 /// Prompt tokens decoded per llama.cpp call; also the default physical batch of llama.cpp,
 /// so larger values would only cost memory.
-const MAX_BATCH: u32 = 512;
+pub(crate) const MAX_BATCH: u32 = 512;
 
 /// Texts beyond this are rejected before reaching llama.cpp, whose tokenizer and template
 /// calls take `i32` lengths and would overflow (and the bindings panic). No context window
@@ -530,6 +530,7 @@ impl Generator for LlamaGenerator {
         params: &SamplingParams,
         on_token: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, GenerateError> {
+        let called = Instant::now();
         let prompt = self.chat_tokens(messages)?;
         if prompt.is_empty() {
             return Err(GenerateError::Backend(
@@ -547,6 +548,7 @@ impl Generator for LlamaGenerator {
             prompt_tokens: prompt.len(),
             completion_tokens: 0,
             finish_reason: FinishReason::Length,
+            timings: Timings::default(),
         };
         if budget == 0 {
             return Ok(generation);
@@ -560,6 +562,7 @@ impl Generator for LlamaGenerator {
         let n_batch = self.n_batch as usize;
         let mut batch = LlamaBatch::new(n_batch, 1);
         let last = prompt.len() - 1;
+        let reading = Instant::now();
         for (c, chunk) in prompt.chunks(n_batch).enumerate() {
             batch.clear();
             for (j, &token) in chunk.iter().enumerate() {
@@ -578,6 +581,7 @@ impl Generator for LlamaGenerator {
         let mut stops = StopScanner::new(&params.stop);
         let mut logits_at = batch.n_tokens() - 1;
         let mut pos = prompt.len();
+        let mut decoded_tokens = 0;
         let mut cancelled = false;
         loop {
             let token = sampler.sample(&ctx, logits_at);
@@ -612,6 +616,7 @@ impl Generator for LlamaGenerator {
                 .map_err(|e| GenerateError::Backend(format!("batching a token: {e}")))?;
             ctx.decode(&mut batch)
                 .map_err(|e| GenerateError::Backend(format!("decoding a token: {e}")))?;
+            decoded_tokens += 1;
             pos += 1;
             logits_at = 0;
         }
@@ -624,7 +629,13 @@ impl Generator for LlamaGenerator {
             }
         }
 
-        let gen_secs = prompt_done.elapsed().as_secs_f64();
+        generation.timings = Timings {
+            setup: reading - called,
+            prompt: prompt_done - reading,
+            generation: prompt_done.elapsed(),
+            decoded_tokens,
+        };
+        let gen_secs = generation.timings.generation.as_secs_f64();
         tracing::debug!(
             model = %self.name,
             prompt_tokens = generation.prompt_tokens,

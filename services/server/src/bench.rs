@@ -11,6 +11,8 @@ use zhiku_schemas::{ChunkRecord, DocumentInfo, JobState, SearchMode, SearchReque
 use crate::config::Config;
 use crate::services::{Models, Services};
 
+mod generate;
+
 /// What to measure.
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -58,6 +60,12 @@ pub enum BenchCommand {
         #[arg(long)]
         recall: bool,
     },
+    /// Answer generation through the service's path (grounded prompt, chat template,
+    /// `Generator::generate`), greedy with a fixed answer budget: prompt tokens/s, generation
+    /// tokens/s and time to first token per concurrency level; at concurrency 1 also
+    /// llama.cpp's own benchmark loop (llama-bench's pp and tg tests) on the same model and
+    /// settings, run alternately with it, and the ratio of the two.
+    Generate(generate::GenerateArgs),
 }
 
 /// Runs a benchmark and prints its figures.
@@ -71,6 +79,7 @@ pub fn run(config: Config, what: BenchCommand) -> anyhow::Result<()> {
             iterations,
             recall,
         } => search(config, &kb, queries, iterations, recall),
+        BenchCommand::Generate(args) => generate::run(config, &args),
     }
 }
 
