@@ -169,8 +169,9 @@ impl FinishReason {
     }
 }
 
-/// The result of one [`Generator::generate`] call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The result of one [`Generator::generate`] call. Two generations are equal when they
+/// produced the same output: `timings` vary from run to run and do not count.
+#[derive(Debug, Clone)]
 pub struct Generation {
     /// Everything generated, exactly the concatenation of the streamed pieces.
     pub text: String,
@@ -183,6 +184,24 @@ pub struct Generation {
     /// Where the time went, for benchmarks and logs.
     pub timings: Timings,
 }
+
+impl PartialEq for Generation {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.text,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.finish_reason,
+        ) == (
+            &other.text,
+            other.prompt_tokens,
+            other.completion_tokens,
+            other.finish_reason,
+        )
+    }
+}
+
+impl Eq for Generation {}
 
 /// Where the time of one [`Generator::generate`] call went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
