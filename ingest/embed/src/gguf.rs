@@ -182,7 +182,8 @@ impl GgufEmbedder {
                 .add_sequence(&sequence, 0, true)
                 .map_err(|e| EmbedError::Inference(e.to_string()))?;
             ctx.clear_kv_cache();
-            ctx.decode(&mut batch)
+            // On the process's llama.cpp thread, as every decode (see zhiku_llama::compute).
+            zhiku_llama::compute(|| ctx.decode(&mut batch))
                 .map_err(|e| EmbedError::Inference(format!("llama.cpp decode failed: {e}")))?;
             let pooled = ctx
                 .embeddings_seq_ith(0)

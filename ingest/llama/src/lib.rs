@@ -2,7 +2,8 @@
 //!
 //! llama.cpp may be initialised only once per process (`LlamaBackend::init` fails the
 //! second time), yet both the embedder and the generator need it; this crate owns that
-//! one backend so neither stage depends on the other.
+//! one backend so neither stage depends on the other. It also owns the one thread that
+//! runs every llama.cpp computation of the process ([`compute`]).
 
 use std::fs::File;
 use std::io::Read;
@@ -28,6 +29,37 @@ pub fn backend() -> Result<&'static LlamaBackend, String> {
         })
         .as_ref()
         .map_err(|e| format!("cannot initialise llama.cpp: {e}"))
+}
+
+/// Runs `f` on the thread that runs every llama.cpp computation (decode) of the process,
+/// and returns its result; concurrent callers take turns, one call at a time.
+///
+/// llama.cpp's CPU backend is built with OpenMP (GNU libgomp). Each thread that runs a
+/// decode keeps its own team of OpenMP worker threads for as long as it lives, and once the
+/// process holds more OpenMP threads than there are cores, libgomp stops spinning at its
+/// barriers and puts the waiting thread to sleep instead. A single-token decode passes
+/// hundreds of barriers, so generation ran at half speed as soon as a second thread had
+/// ever decoded (the embedder's probe at startup, a search, another request): 20 against
+/// 43 tokens/s for llama.cpp's own loop on 2 cores (`zhiku bench generate`). Decoding on
+/// one thread keeps one team, as llama.cpp's own server and benchmark do, and concurrent
+/// generations share the cores one decode at a time instead of oversubscribing them.
+///
+/// Callers keep everything else (sampling, detokenizing, callbacks) on their own thread;
+/// `f` should be a decode or a few, so that others do not wait long for their turn.
+pub fn compute<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: OnceLock<Option<rayon_core::ThreadPool>> = OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon_core::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "llama.cpp".to_string())
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) => pool.install(f),
+        // The thread could not be started: decoding on the caller's thread still works.
+        None => f(),
+    }
 }
 
 /// Why a path is not a GGUF file.
@@ -125,6 +157,26 @@ fn file_type_name(file_type: u32) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn compute_runs_on_one_thread() {
+        let here = std::thread::current().id();
+        let there = super::compute(|| std::thread::current().id());
+        assert_ne!(here, there);
+        let names: Vec<Option<String>> = std::thread::scope(|s| {
+            let spawned: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| super::compute(|| std::thread::current().name().map(str::to_string)))
+                })
+                .collect();
+            spawned.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(names.iter().all(|n| n.as_deref() == Some("llama.cpp")));
+        // Borrowing from the caller and calling it again from inside both work.
+        let mut v = vec![1];
+        super::compute(|| v.push(super::compute(|| 2)));
+        assert_eq!(v, [1, 2]);
+    }
+
     #[test]
     fn file_types_have_llama_cpp_names() {
         assert_eq!(super::file_type_name(2), Some("Q4_0"));

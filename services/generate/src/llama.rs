@@ -572,7 +572,8 @@ impl Generator for LlamaGenerator {
                     .add(token, position(pos)?, &[0], pos == last)
                     .map_err(|e| GenerateError::Backend(format!("batching the prompt: {e}")))?;
             }
-            ctx.decode(&mut batch)
+            // On the process's llama.cpp thread, as every decode (see zhiku_llama::compute).
+            zhiku_llama::compute(|| ctx.decode(&mut batch))
                 .map_err(|e| GenerateError::Backend(format!("decoding the prompt: {e}")))?;
         }
         let prompt_done = Instant::now();
@@ -614,7 +615,7 @@ impl Generator for LlamaGenerator {
             batch
                 .add(token, position(pos)?, &[0], true)
                 .map_err(|e| GenerateError::Backend(format!("batching a token: {e}")))?;
-            ctx.decode(&mut batch)
+            zhiku_llama::compute(|| ctx.decode(&mut batch))
                 .map_err(|e| GenerateError::Backend(format!("decoding a token: {e}")))?;
             decoded_tokens += 1;
             pos += 1;

@@ -164,10 +164,18 @@ impl ReferenceSession<'_> {
     /// tokens decoded into the cleared context in batches of `n_batch` (logits for the last
     /// only), then `n_gen` single-token decodes after them.
     ///
+    /// Runs whole on the process's llama.cpp thread ([`zhiku_llama::compute`]), as
+    /// `llama-bench` runs on its one thread: the generator's decodes run there too, one call
+    /// each, so that the comparison includes the cost of getting there.
+    ///
     /// # Errors
     /// [`GenerateError::PromptTooLong`] if they do not fit the context window,
     /// [`GenerateError::Backend`] if a decode fails.
     pub fn run(&mut self, n_prompt: usize, n_gen: usize) -> Result<ReferenceRun, GenerateError> {
+        zhiku_llama::compute(|| self.run_here(n_prompt, n_gen))
+    }
+
+    fn run_here(&mut self, n_prompt: usize, n_gen: usize) -> Result<ReferenceRun, GenerateError> {
         let window = self.ctx.n_ctx() as usize;
         if n_prompt == 0 || n_prompt + n_gen > window {
             return Err(GenerateError::PromptTooLong {

@@ -207,16 +207,21 @@ pub fn run(mut config: Config, args: &GenerateArgs) -> anyhow::Result<()> {
     };
     for &level in &args.concurrency {
         let mut samples: Vec<Sample> = Vec::new();
-        let (mut aggregate_pp, mut aggregate_tg) = (Vec::new(), Vec::new());
+        let (mut aggregate_pp, mut aggregate_tg, mut walls) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.runs {
             let round = round(generator.as_ref(), &prompt.messages, &params, level)?;
+            // Aggregates: all prompt tokens over the span from the first prompt's start to
+            // the last prompt's end; all decoded answer tokens over the span from the first
+            // answer's start to the last answer's end; the round's wall time.
             let first_start = round.iter().map(Sample::prompt_start).min();
             let last_prompt = round.iter().map(Sample::prompt_end).max();
             let first_gen = round.iter().map(Sample::prompt_end).min();
             let last_end = round.iter().map(Sample::end).max();
-            if let (Some(a), Some(b), Some(c), Some(d)) =
-                (first_start, last_prompt, first_gen, last_end)
+            let first_call = round.iter().map(|s| s.called).min();
+            if let (Some(a), Some(b), Some(c), Some(d), Some(e)) =
+                (first_start, last_prompt, first_gen, last_end, first_call)
             {
+                walls.push(secs(d - e));
                 let prompt_tokens: usize = round.iter().map(|s| s.generation.prompt_tokens).sum();
                 let decoded: usize = round
                     .iter()
@@ -247,7 +252,7 @@ pub fn run(mut config: Config, args: &GenerateArgs) -> anyhow::Result<()> {
             .map(|s| s.generation.completion_tokens as f64)
             .collect();
         println!(
-            "  concurrency {level}: per stream pp {} t/s, tg {} t/s; TTFT p50 {:.0} ms (max {:.0}); setup {:.0} ms; aggregate pp {} t/s, tg {} t/s; answers {}–{} tokens",
+            "  concurrency {level}: per stream pp {} t/s, tg {} t/s; TTFT p50 {:.0} ms (max {:.0}); setup {:.0} ms; aggregate pp {} t/s, tg {} t/s; all {level} answers done in {} s; answers {}–{} tokens",
             spread(samples.iter().map(Sample::pp_rate).collect(), 0),
             spread(samples.iter().map(Sample::tg_rate).collect(), 1),
             percentile(&ttft, 0.5).as_secs_f64() * 1000.0,
@@ -255,6 +260,7 @@ pub fn run(mut config: Config, args: &GenerateArgs) -> anyhow::Result<()> {
             median(&mut setup),
             spread(aggregate_pp, 0),
             spread(aggregate_tg, 1),
+            spread(walls, 1),
             answer.iter().copied().fold(f64::INFINITY, f64::min),
             answer.iter().copied().fold(0.0, f64::max),
         );
