@@ -307,6 +307,119 @@ fn ocr_progress_is_reported_page_by_page() {
     assert_eq!(hits[0]["page"], 3, "{hits:?}");
 }
 
+/// Makes page `page` (1-based) of a little-endian TIFF claim `side` x `side` pixels in its
+/// own directory, leaving the other pages and the first page's header as they were.
+fn claim_tiff_page_size(tiff: &mut [u8], page: usize, side: u16) {
+    assert_eq!(
+        &tiff[..4],
+        b"II*\0",
+        "Pillow writes little-endian TIFFs here"
+    );
+    let u16_at = |t: &[u8], at: usize| usize::from(u16::from_le_bytes([t[at], t[at + 1]]));
+    let u32_at =
+        |t: &[u8], at: usize| u32::from_le_bytes(t[at..at + 4].try_into().unwrap()) as usize;
+    let mut directory = u32_at(tiff, 4);
+    for _ in 1..page {
+        directory = u32_at(tiff, directory + 2 + 12 * u16_at(tiff, directory));
+    }
+    let mut patched = 0;
+    for entry in 0..u16_at(tiff, directory) {
+        let at = directory + 2 + 12 * entry;
+        // ImageWidth and ImageLength, stored in the entry as SHORT or LONG.
+        if matches!(u16_at(tiff, at), 256 | 257) {
+            let kind = u16_at(tiff, at + 2);
+            let value = &mut tiff[at + 8..at + 12];
+            match kind {
+                3 => value[..2].copy_from_slice(&side.to_le_bytes()),
+                4 => value.copy_from_slice(&u32::from(side).to_le_bytes()),
+                kind => panic!("ImageWidth/ImageLength of type {kind}"),
+            }
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2, "page {page} has no width and height tags");
+}
+
+#[test]
+fn every_page_of_a_tiff_is_read_on_its_own_and_fails_alone() {
+    let server = Server::start_with_env(&[("ZHIKU_OCR__LANGUAGES", "eng")]);
+    let mut tiff = scan(
+        &[
+            &["The loading dock closes at six in the evening."],
+            &["This page claims to be a gigapixel image."],
+            &["Visitors must sign in at the front desk."],
+            &["Forklift keys are kept in the security office."],
+        ],
+        "TIFF",
+    );
+    // 60,000 x 60,000 is 3.6 gigapixels: refused from its header, as a bomb on page 1 is.
+    claim_tiff_page_size(&mut tiff, 2, 60_000);
+    let (status, body) = server.upload_form(
+        "scans",
+        "?wait=false",
+        &[("file", Some("logbook.tiff"), tiff)],
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["job_id"].as_str().unwrap();
+    let response = server
+        .client
+        .get(format!("{}/v1/jobs/{id}/events", server.url))
+        .send()
+        .unwrap();
+    let mut events = EventStream::new(response);
+    let mut seen = Vec::new();
+    let last = loop {
+        let (name, info) = events.next_event().expect("stream ended before done");
+        seen.push(info["ocr"]["pages_done"].as_u64().unwrap());
+        if name == "done" {
+            break info;
+        }
+    };
+    // One task per page: four pages counted, reported as they finish, one failed.
+    assert_eq!(last["state"], "succeeded", "{last}");
+    assert_eq!(last["files_indexed"], 1, "{last}");
+    assert_eq!(last["ocr"]["pages_total"], 4, "{last}");
+    assert_eq!(last["ocr"]["pages_done"], 4, "{last}");
+    assert_eq!(last["ocr"]["pages_failed"], 1, "{last}");
+    assert!(seen.iter().any(|&done| done > 0 && done < 4), "{seen:?}");
+
+    let (status, listed) = server.get("/v1/kbs/scans/documents");
+    assert_eq!(status, 200, "{listed}");
+    let document = listed["documents"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == "logbook.tiff"))
+        .unwrap_or_else(|| panic!("logbook.tiff not listed: {listed}"));
+    assert_eq!(document["status"], "indexed", "{document}");
+    let pages = document["ocr_pages"].as_array().unwrap();
+    let numbers: Vec<u64> = pages.iter().map(|p| p["page"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4], "{document}");
+    let error = pages[1]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("60000 x 60000"), "{document}");
+    for good in [0, 2, 3] {
+        assert!(pages[good].get("error").is_none(), "{document}");
+        assert!(
+            pages[good]["confidence"].as_f64().unwrap() > 60.0,
+            "{document}"
+        );
+    }
+    assert_top_hit(
+        &server,
+        "When does the loading dock close?",
+        "logbook.tiff",
+        true,
+        Some(1),
+    );
+    assert_top_hit(
+        &server,
+        "Where are the forklift keys kept?",
+        "logbook.tiff",
+        true,
+        Some(4),
+    );
+    let hits = server.search("scans", "gigapixel", "keyword");
+    assert!(hits.is_empty(), "{hits:?}");
+}
+
 #[test]
 fn one_bad_page_fails_alone() {
     // A page that takes far longer to rasterize than the limit: a 100,000 x 100,000

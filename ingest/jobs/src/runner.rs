@@ -17,8 +17,8 @@ use zhiku_chunk::ChunkerConfig;
 use zhiku_embed::Embedder;
 use zhiku_index::{DocumentWrite, IndexError, KnowledgeBase};
 use zhiku_ingest::{
-    ChunkedFile, IngestError, Stage, apply_ocr, check_ocr_pages, chunk_parsed, content_hash,
-    embedding_input, may_need_ocr, ocr_fingerprint, parse_file, pipeline_fingerprint, recognize,
+    ChunkedFile, IngestError, Stage, apply_ocr, chunk_parsed, content_hash, embedding_input,
+    may_need_ocr, ocr_fingerprint, parse_file, pipeline_fingerprint, plan_ocr, recognize,
     without_ocr,
 };
 use zhiku_ocr::{Ocr, OcrError, PdfFile, RecognizedPage};
@@ -359,12 +359,12 @@ impl Context<'_> {
             .name("zhiku-parse".into())
             .spawn(move || {
                 let result = (|| {
-                    let parsed = parse_file(&name, content_type.as_deref(), &bytes, &options)
+                    let mut parsed = parse_file(&name, content_type.as_deref(), &bytes, &options)
                         .map_err(|e| (e, unknown))?;
                     let format = parsed.format;
                     let parsed = match &ocr {
                         Some(ocr) if !parsed.ocr.is_empty() => {
-                            check_ocr_pages(&parsed, ocr).map_err(|e| (e, format))?;
+                            plan_ocr(&mut parsed, &bytes, ocr).map_err(|e| (e, format))?;
                             return Ok(Parsed::Scanned(parsed));
                         }
                         _ => without_ocr(parsed).map_err(|e| (e, format))?,
@@ -472,14 +472,14 @@ fn feed(ctx: &Context, inputs: impl Iterator<Item = Input>, out: SyncSender<Prep
 }
 
 /// One task's outcome, sent back by an OCR worker: document, task, result.
-type PageDone = (u64, usize, Result<Vec<RecognizedPage>, OcrError>);
+type PageDone = (u64, usize, Result<RecognizedPage, OcrError>);
 
 /// A document whose pages are with the OCR workers.
 struct InOcr {
     scanned: Box<Scanned>,
     /// The PDF on disk for `pdftoppm`, written when its first page is handed out.
     pdf: Option<Arc<PdfFile>>,
-    results: Vec<(usize, Result<Vec<RecognizedPage>, OcrError>)>,
+    results: Vec<(usize, Result<RecognizedPage, OcrError>)>,
 }
 
 /// The OCR stage: hands the pages of scanned documents to the OCR pool, a few documents
@@ -667,7 +667,7 @@ impl<'c, 'a> OcrStage<'c, 'a> {
         &mut self,
         doc: u64,
         task: usize,
-        result: Result<Vec<RecognizedPage>, OcrError>,
+        result: Result<RecognizedPage, OcrError>,
         out: &SyncSender<Message>,
     ) -> bool {
         let Some(entry) = self.docs.get_mut(&doc) else {

@@ -236,25 +236,39 @@ impl Ocr {
         self.pool.spawn_fifo(job);
     }
 
-    /// Reads an image file (PNG, JPEG, TIFF, WebP, BMP): every page of it, in order. A
-    /// multi-page TIFF is read in one go, within the page time limit times its pages.
-    pub fn image(&self, bytes: &[u8]) -> Result<Vec<RecognizedPage>, OcrError> {
+    /// Checks an image file from its header ([`check_image`]) and counts its pages: the
+    /// directories of a TIFF, 1 for any other format. Nothing is decoded, so this is cheap
+    /// enough to run before any page is queued; each page then goes to [`Ocr::image_page`]
+    /// on its own, with its own time limit and its own failure.
+    pub fn image_pages(&self, bytes: &[u8]) -> Result<u32, OcrError> {
         check_image(bytes, self.config.max_image_pixels)?;
-        let pages = tiff_pages(bytes).unwrap_or(1).max(1);
+        let pages = tiff_directories(bytes)
+            .map_or(1, |t| t.directories.len())
+            .max(1);
         if pages > self.config.max_pages {
             return Err(OcrError::TooManyPages {
                 pages,
                 limit: self.config.max_pages,
             });
         }
-        let deadline = Instant::now() + self.config.page_timeout * pages as u32;
+        Ok(pages as u32)
+    }
+
+    /// Reads page `page` (1-based) of an image file (PNG, JPEG, TIFF, WebP, BMP): one page
+    /// of a multi-page TIFF, or the image itself. The page is checked against the pixel
+    /// limit from its own header first, since a later page of a TIFF may be the bomb.
+    pub fn image_page(&self, bytes: &[u8], page: u32) -> Result<RecognizedPage, OcrError> {
+        let deadline = Instant::now() + self.config.page_timeout;
+        let image = select_page(bytes, page)?;
+        check_image(&image, self.config.max_image_pixels)?;
         let dir = scratch_dir()?;
         let input = dir.path().join("image");
-        std::fs::write(&input, bytes)
+        std::fs::write(&input, &image)
             .map_err(|e| OcrError::Failed(format!("cannot write a temporary file: {e}")))?;
         // No --dpi: images rarely say theirs truthfully, and Tesseract estimates it from
         // the text height.
-        self.tesseract(&input, None, dir.path(), deadline)
+        let pages = self.tesseract(&input, None, dir.path(), deadline)?;
+        Ok(one_page(pages, page))
     }
 
     /// Rasterizes page `page` of `pdf` and reads it. `size_pt` (from the page's MediaBox)
@@ -294,19 +308,8 @@ impl Ocr {
                 "pdftoppm produced no image for page {page}"
             )));
         }
-        let mut pages = self.tesseract(&raster, Some(dpi), dir.path(), deadline)?;
-        let mut first = if pages.is_empty() {
-            RecognizedPage {
-                page,
-                confidence: None,
-                words: 0,
-                paragraphs: Vec::new(),
-            }
-        } else {
-            pages.swap_remove(0)
-        };
-        first.page = page;
-        Ok(first)
+        let pages = self.tesseract(&raster, Some(dpi), dir.path(), deadline)?;
+        Ok(one_page(pages, page))
     }
 
     fn timeout_secs(&self) -> u64 {
@@ -395,10 +398,38 @@ fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Page count of a TIFF: the length of its chain of image file directories. `None` for
-/// other formats. A chain that loops or leaves the file ends the count there (a directory
-/// takes at least 6 bytes, so the count is bounded by the file's size).
-fn tiff_pages(bytes: &[u8]) -> Option<usize> {
+/// What Tesseract read from a single-page input, as page `page` (blank when it found no
+/// block at all).
+fn one_page(mut pages: Vec<RecognizedPage>, page: u32) -> RecognizedPage {
+    let mut first = if pages.is_empty() {
+        RecognizedPage {
+            page,
+            confidence: None,
+            words: 0,
+            paragraphs: Vec::new(),
+        }
+    } else {
+        pages.swap_remove(0)
+    };
+    first.page = page;
+    first
+}
+
+/// Directories listed beyond this are not looked for: the page limit is far lower, and a
+/// directory takes only 6 bytes, so a small file could claim millions.
+const MAX_TIFF_DIRECTORIES: usize = 100_000;
+
+/// The chain of image file directories (pages) of a TIFF.
+#[derive(Debug, PartialEq)]
+struct TiffDirectories {
+    big_endian: bool,
+    /// Where each directory starts and where its pointer to the next one is, in order.
+    directories: Vec<(usize, usize)>,
+}
+
+/// The directories of a TIFF; `None` for other formats (BigTIFF included). A chain that
+/// loops or leaves the file ends there.
+fn tiff_directories(bytes: &[u8]) -> Option<TiffDirectories> {
     let big_endian = match bytes.get(..4)? {
         b"II*\0" => false,
         b"MM\0*" => true,
@@ -422,15 +453,63 @@ fn tiff_pages(bytes: &[u8]) -> Option<usize> {
         })
     };
     let mut seen = std::collections::HashSet::new();
+    let mut directories = Vec::new();
     let mut offset = u32_at(4)? as usize;
     // Offset 0 ends the chain; an offset seen before is a loop.
-    while offset != 0 && offset < bytes.len() && seen.insert(offset) {
+    while offset != 0
+        && offset < bytes.len()
+        && directories.len() < MAX_TIFF_DIRECTORIES
+        && seen.insert(offset)
+    {
         let Some(entries) = u16_at(offset) else {
             break;
         };
-        offset = u32_at(offset + 2 + usize::from(entries) * 12).map_or(0, |o| o as usize);
+        let next_at = offset + 2 + usize::from(entries) * 12;
+        directories.push((offset, next_at));
+        offset = u32_at(next_at).map_or(0, |o| o as usize);
     }
-    Some(seen.len())
+    Some(TiffDirectories {
+        big_endian,
+        directories,
+    })
+}
+
+/// The bytes of page `page` (1-based) as an image of its own. Tesseract reads every page of
+/// a TIFF, so a page of a multi-page TIFF becomes a copy whose header points at that page's
+/// directory and whose directory ends the chain. Every offset in a TIFF is absolute, so the
+/// rest of the file stays as it is (the other pages' data is simply not referenced).
+fn select_page(bytes: &[u8], page: u32) -> Result<std::borrow::Cow<'_, [u8]>, OcrError> {
+    let missing = |pages: usize| {
+        OcrError::InvalidImage(format!("the image has no page {page} (it has {pages})"))
+    };
+    let Some(tiff) = tiff_directories(bytes) else {
+        return if page == 1 {
+            Ok(bytes.into())
+        } else {
+            Err(missing(1))
+        };
+    };
+    let pages = tiff.directories.len();
+    let index = (page as usize)
+        .checked_sub(1)
+        .ok_or_else(|| missing(pages))?;
+    let &(offset, next_at) = tiff.directories.get(index).ok_or_else(|| missing(pages))?;
+    if pages == 1 {
+        return Ok(bytes.into());
+    }
+    let mut single = bytes.to_vec();
+    let offset = u32::try_from(offset).map_err(|_| missing(pages))?;
+    let offset = if tiff.big_endian {
+        offset.to_be_bytes()
+    } else {
+        offset.to_le_bytes()
+    };
+    single[4..8].copy_from_slice(&offset);
+    // A directory cut off before its next pointer is the last one already.
+    if let Some(next) = single.get_mut(next_at..next_at + 4) {
+        next.fill(0);
+    }
+    Ok(single.into())
 }
 
 /// The resolution to rasterize a page of `size_pt` points at: `dpi`, or less if the raster
@@ -590,13 +669,22 @@ mod tests {
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 
-    #[test]
-    fn tiff_pages_follow_the_directory_chain() {
-        // Little-endian header, then directories at 8 and 26 with no entries.
+    fn tiff_pages(bytes: &[u8]) -> Option<usize> {
+        tiff_directories(bytes).map(|t| t.directories.len())
+    }
+
+    /// Little-endian header, then directories at 8 and 26 with no entries.
+    fn two_page_tiff() -> Vec<u8> {
         let mut tiff = b"II*\0\x08\0\0\0".to_vec();
         tiff.extend([0, 0, 26, 0, 0, 0]);
         tiff.resize(26, 0);
         tiff.extend([0, 0, 0, 0, 0, 0]);
+        tiff
+    }
+
+    #[test]
+    fn tiff_pages_follow_the_directory_chain() {
+        let tiff = two_page_tiff();
         assert_eq!(tiff_pages(&tiff), Some(2));
         // A chain pointing back at itself stops.
         let mut looped = tiff.clone();
@@ -606,6 +694,30 @@ mod tests {
         assert_eq!(tiff_pages(&looped), Some(2));
         assert_eq!(tiff_pages(b"MM\0*\0\0\0\x08"), Some(0));
         assert_eq!(tiff_pages(b"\x89PNG"), None);
+    }
+
+    #[test]
+    fn a_page_of_a_tiff_stands_alone() {
+        let tiff = two_page_tiff();
+        let second = select_page(&tiff, 2).unwrap();
+        assert_eq!(&second[..8], b"II*\0\x1a\0\0\0");
+        assert_eq!(tiff_pages(&second), Some(1));
+        let first = select_page(&tiff, 1).unwrap();
+        assert_eq!(tiff_pages(&first), Some(1));
+        // The first directory's next pointer (at 10) now ends the chain.
+        assert_eq!(&first[10..14], [0, 0, 0, 0]);
+        assert_eq!(first.len(), tiff.len());
+        for page in [0, 3] {
+            let err = select_page(&tiff, page).unwrap_err();
+            assert!(err.to_string().contains("it has 2"), "{err}");
+        }
+        // Other images have one page, which is the file as it is.
+        let png = b"\x89PNG\r\n\x1a\n";
+        assert!(matches!(
+            select_page(png, 1).unwrap(),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(select_page(png, 2).is_err());
     }
 
     #[test]

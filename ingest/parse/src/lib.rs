@@ -243,7 +243,7 @@ pub fn parse_with(
             let (blocks, ocr) = pdf::parse(bytes)?;
             ((None, blocks), ocr)
         }
-        DocFormat::Image(_) => ((None, Vec::new()), vec![OcrTask::whole_file()]),
+        DocFormat::Image(_) => ((None, Vec::new()), OcrTask::image_pages(1)),
     };
     if ocr.is_empty() && blocks.iter().all(|b| b.text.trim().is_empty()) {
         return Err(ParseError::Empty);
@@ -337,9 +337,9 @@ mod tests {
     }
 
     #[test]
-    fn an_image_is_one_task_for_the_whole_file() {
+    fn an_image_is_listed_as_its_first_page() {
         let doc = parse(DocFormat::Image(ImageFormat::Png), b"\x89PNG whatever").unwrap();
         assert!(doc.blocks.is_empty());
-        assert_eq!(doc.ocr, [OcrTask::whole_file()]);
+        assert_eq!(doc.ocr, OcrTask::image_pages(1));
     }
 }

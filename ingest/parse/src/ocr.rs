@@ -9,8 +9,14 @@ use crate::{Block, BlockKind, ParsedDocument};
 /// Something for OCR to read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OcrSource {
-    /// The uploaded file itself is an image.
-    File,
+    /// A page of the uploaded file, which is an image: page 1 of a single image, or one
+    /// page of a multi-page TIFF. The parser lists page 1 only; the OCR stage, which reads
+    /// image headers, lists one task per page ([`OcrTask::image_pages`]), so that every
+    /// page reports its own progress and fails alone.
+    Image {
+        /// 1-based page within the image file.
+        page: u32,
+    },
     /// A page of the uploaded PDF without a text layer.
     PdfPage {
         /// 1-based page number.
@@ -41,23 +47,23 @@ pub struct OcrTask {
 }
 
 impl OcrTask {
-    /// The task for a file that is one image.
-    pub fn whole_file() -> Self {
-        Self {
-            source: OcrSource::File,
-            position: 0,
-            heading_path: Vec::new(),
-        }
+    /// The tasks for an image file of `pages` pages (at least one): one per page.
+    pub fn image_pages(pages: u32) -> Vec<Self> {
+        (1..=pages.max(1))
+            .map(|page| Self {
+                source: OcrSource::Image { page },
+                position: 0,
+                heading_path: Vec::new(),
+            })
+            .collect()
     }
 }
 
-/// What OCR read for one page of a task (an image may have several pages: TIFF).
+/// What OCR read for one task (one page or one embedded image).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OcrText {
     /// Index of the task in [`ParsedDocument::ocr`].
     pub task: usize,
-    /// 1-based page within the task's image; a PDF page task keeps its own page number.
-    pub page: u32,
     /// Mean word confidence, 0 to 100.
     pub confidence: f32,
     /// Paragraphs as the recognizer laid them out: lines separated by `\n`, words by
@@ -68,21 +74,20 @@ pub struct OcrText {
 
 impl ParsedDocument {
     /// Puts recognised text where its tasks belong: every paragraph becomes a paragraph
-    /// block with its task's heading path, its page (PDF page, or image page; none for an
-    /// image inside a DOCX) and its confidence. Lines are joined like wrapped text and
+    /// block with its task's heading path, its task's page (PDF page, or image page; none
+    /// for an image inside a DOCX) and its confidence. Lines are joined like wrapped text and
     /// OCR's spaces between Chinese characters removed ([`normalize_ocr_spacing`]), so
     /// that keyword and dense search see the words the page shows. `texts` may come in
     /// any order; unknown task indices are ignored. The tasks stay listed.
     pub fn merge_ocr(&mut self, mut texts: Vec<OcrText>) {
-        texts.sort_by_key(|t| (t.task, t.page));
+        texts.sort_by_key(|t| t.task);
         let mut by_task: Vec<Vec<Block>> = vec![Vec::new(); self.ocr.len()];
         for text in texts {
             let Some(task) = self.ocr.get(text.task) else {
                 continue;
             };
             let page = match task.source {
-                OcrSource::File => Some(text.page),
-                OcrSource::PdfPage { page, .. } => Some(page),
+                OcrSource::Image { page } | OcrSource::PdfPage { page, .. } => Some(page),
                 OcrSource::Embedded { .. } => None,
             };
             for paragraph in &text.paragraphs {
@@ -209,7 +214,6 @@ mod tests {
         };
         let text = |task, paragraphs: &[&str]| OcrText {
             task,
-            page: 1,
             confidence: 90.0,
             paragraphs: paragraphs.iter().map(|p| p.to_string()).collect(),
         };
@@ -256,7 +260,6 @@ mod tests {
         };
         doc.merge_ocr(vec![OcrText {
             task: 0,
-            page: 1,
             confidence: 80.0,
             paragraphs: vec!["scanned".into()],
         }]);
@@ -265,15 +268,14 @@ mod tests {
             format: crate::DocFormat::Image(crate::ImageFormat::Tiff),
             title: None,
             blocks: Vec::new(),
-            ocr: vec![OcrTask::whole_file()],
+            ocr: OcrTask::image_pages(2),
         };
-        let page = |page| OcrText {
-            task: 0,
-            page,
+        let page = |task: usize| OcrText {
+            task,
             confidence: 70.0,
-            paragraphs: vec![format!("page {page}")],
+            paragraphs: vec![format!("page {}", task + 1)],
         };
-        image.merge_ocr(vec![page(2), page(1)]);
+        image.merge_ocr(vec![page(1), page(0)]);
         let pages: Vec<_> = image.blocks.iter().map(|b| b.page).collect();
         assert_eq!(pages, [Some(1), Some(2)]);
     }

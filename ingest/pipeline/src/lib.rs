@@ -13,8 +13,8 @@ use zhiku_embed::{EmbedError, Embedder};
 use zhiku_index::IndexError;
 use zhiku_ocr::{Ocr, OcrError, PdfFile, RecognizedPage};
 use zhiku_parse::{
-    DocFormat, OcrSource, OcrText, ParseError, ParseOptions, ParsedDocument, detect_format,
-    parse_with,
+    DocFormat, OcrSource, OcrTask, OcrText, ParseError, ParseOptions, ParsedDocument,
+    detect_format, parse_with,
 };
 use zhiku_schemas::{ChunkRecord, OcrPage};
 
@@ -274,8 +274,20 @@ pub fn without_ocr(mut parsed: ParsedDocument) -> Result<ParsedDocument, IngestE
     Ok(parsed)
 }
 
-/// Checks a parsed document's OCR work against the page limit before any of it runs.
-pub fn check_ocr_pages(parsed: &ParsedDocument, ocr: &Ocr) -> Result<(), IngestError> {
+/// Lists a parsed document's OCR work page by page and checks it against the page limit
+/// before any of it runs. An image file is checked from its header and becomes one task
+/// per page (several for a multi-page TIFF); a truncated, oversized or unreadable image
+/// header fails the file here, before it waits for the OCR workers.
+pub fn plan_ocr(parsed: &mut ParsedDocument, bytes: &[u8], ocr: &Ocr) -> Result<(), IngestError> {
+    if let [
+        OcrTask {
+            source: OcrSource::Image { .. },
+            ..
+        },
+    ] = parsed.ocr.as_slice()
+    {
+        parsed.ocr = OcrTask::image_pages(ocr.image_pages(bytes)?);
+    }
     let limit = ocr.config().max_pages;
     if parsed.ocr.len() > limit {
         return Err(IngestError::TooManyPages {
@@ -286,19 +298,21 @@ pub fn check_ocr_pages(parsed: &ParsedDocument, ocr: &Ocr) -> Result<(), IngestE
     Ok(())
 }
 
-/// Runs one OCR task: the file as an image, one page of the PDF (`pdf` holds the file's
-/// bytes on disk), or an embedded image. Blocking; the runner calls it on OCR's pool.
+/// Runs one OCR task: a page of the file as an image, one page of the PDF (`pdf` holds the
+/// file's bytes on disk), or an embedded image. Blocking; the runner calls it on OCR's
+/// pool.
 pub fn recognize(
     ocr: &Ocr,
     source: &OcrSource,
     bytes: &[u8],
     pdf: Option<&PdfFile>,
-) -> Result<Vec<RecognizedPage>, OcrError> {
+) -> Result<RecognizedPage, OcrError> {
     match source {
-        OcrSource::File => ocr.image(bytes),
-        OcrSource::Embedded { bytes, .. } => ocr.image(bytes),
+        OcrSource::Image { page } => ocr.image_page(bytes, *page),
+        // Word shows the first page of a multi-page picture, so that is what is read.
+        OcrSource::Embedded { bytes, .. } => ocr.image_page(bytes, 1),
         OcrSource::PdfPage { page, size_pt } => match pdf {
-            Some(pdf) => Ok(vec![ocr.pdf_page(pdf, *page, *size_pt)?]),
+            Some(pdf) => ocr.pdf_page(pdf, *page, *size_pt),
             None => Err(OcrError::Failed("the PDF is not on disk".into())),
         },
     }
@@ -306,12 +320,12 @@ pub fn recognize(
 
 /// Puts what OCR read into the document (see [`ParsedDocument::merge_ocr`]) and reports
 /// every page. `results` holds each task's outcome by task index; a task that failed
-/// costs its pages only. A document left without any text is an error: the first
+/// costs its page only. A document left without any text is an error: the first
 /// task's failure if any failed, else [`IngestError::NoTextFound`] (an empty document).
 /// Either way the page report comes along.
 pub fn apply_ocr(
     parsed: &mut ParsedDocument,
-    results: Vec<(usize, Result<Vec<RecognizedPage>, OcrError>)>,
+    results: Vec<(usize, Result<RecognizedPage, OcrError>)>,
 ) -> Result<Vec<OcrPage>, (IngestError, Vec<OcrPage>)> {
     let mut results = results;
     results.sort_by_key(|(task, _)| *task);
@@ -322,43 +336,33 @@ pub fn apply_ocr(
         let Some(source) = parsed.ocr.get(task).map(|t| &t.source) else {
             continue;
         };
-        let (pdf_page, image) = match source {
-            OcrSource::PdfPage { page, .. } => (Some(*page), None),
+        let (page, image) = match source {
+            OcrSource::Image { page } | OcrSource::PdfPage { page, .. } => (Some(*page), None),
             OcrSource::Embedded { name, .. } => (None, Some(name.clone())),
-            OcrSource::File => (None, None),
+        };
+        let mut report = OcrPage {
+            page,
+            image,
+            confidence: None,
+            words: 0,
+            error: None,
         };
         match result {
             Ok(recognized) => {
-                for page in recognized {
-                    pages.push(OcrPage {
-                        page: match source {
-                            OcrSource::Embedded { .. } => None,
-                            _ => Some(page.page),
-                        },
-                        image: image.clone(),
-                        confidence: page.confidence,
-                        words: page.words,
-                        error: None,
-                    });
-                    texts.push(OcrText {
-                        task,
-                        page: page.page,
-                        confidence: page.confidence.unwrap_or(0.0),
-                        paragraphs: page.paragraphs,
-                    });
-                }
+                report.confidence = recognized.confidence;
+                report.words = recognized.words;
+                texts.push(OcrText {
+                    task,
+                    confidence: recognized.confidence.unwrap_or(0.0),
+                    paragraphs: recognized.paragraphs,
+                });
             }
             Err(e) => {
-                pages.push(OcrPage {
-                    page: pdf_page,
-                    image,
-                    confidence: None,
-                    words: 0,
-                    error: Some(e.to_string()),
-                });
+                report.error = Some(e.to_string());
                 failure.get_or_insert(e);
             }
         }
+        pages.push(report);
     }
     parsed.merge_ocr(texts);
     if parsed.blocks.is_empty() {
@@ -520,8 +524,8 @@ mod tests {
         let pages = apply_ocr(
             &mut doc,
             vec![
-                (2, Ok(vec![page(3, "three")])),
-                (0, Ok(vec![page(1, "one")])),
+                (2, Ok(page(3, "three"))),
+                (0, Ok(page(1, "one"))),
                 (1, Err(OcrError::Timeout { seconds: 5 })),
             ],
         )
@@ -537,20 +541,23 @@ mod tests {
         assert!(pages[1].error.as_deref().unwrap().contains("gave up"));
         assert_eq!(pages[2].confidence, Some(88.0));
         // Nothing readable anywhere: the failure, or "no text" when nothing failed.
-        let mut doc = scanned(2);
-        let (e, pages) = apply_ocr(
-            &mut doc,
-            vec![(0, Err(OcrError::Timeout { seconds: 5 })), (1, Ok(vec![]))],
-        )
-        .unwrap_err();
-        assert_eq!((e.code(), pages.len()), ("timeout", 1));
         let blank = RecognizedPage {
             page: 1,
             confidence: None,
             words: 0,
             paragraphs: vec![],
         };
-        let (e, pages) = apply_ocr(&mut scanned(1), vec![(0, Ok(vec![blank]))]).unwrap_err();
+        let mut doc = scanned(2);
+        let (e, pages) = apply_ocr(
+            &mut doc,
+            vec![
+                (0, Err(OcrError::Timeout { seconds: 5 })),
+                (1, Ok(blank.clone())),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!((e.code(), pages.len()), ("timeout", 2));
+        let (e, pages) = apply_ocr(&mut scanned(1), vec![(0, Ok(blank))]).unwrap_err();
         assert_eq!(e.code(), "no_text_found");
         assert_eq!(pages[0].confidence, None);
     }
