@@ -261,6 +261,28 @@ fn docx_pictures_are_read_when_enabled() {
     assert_eq!(hits[0]["ocr"], false, "{hits:?}");
 }
 
+/// Uploads one file as a background job and follows the job's events to the end: the
+/// final event, and `ocr.pages_done` of every event on the way.
+fn upload_and_follow(server: &Server, name: &str, bytes: Vec<u8>) -> (Value, Vec<u64>) {
+    let (status, body) = server.upload_form("scans", "?wait=false", &[("file", Some(name), bytes)]);
+    assert_eq!(status, 202, "{body}");
+    let id = body["job_id"].as_str().unwrap();
+    let response = server
+        .client
+        .get(format!("{}/v1/jobs/{id}/events", server.url))
+        .send()
+        .unwrap();
+    let mut events = EventStream::new(response);
+    let mut seen = Vec::new();
+    loop {
+        let (event, info) = events.next_event().expect("stream ended before done");
+        seen.push(info["ocr"]["pages_done"].as_u64().unwrap());
+        if event == "done" {
+            return (info, seen);
+        }
+    }
+}
+
 #[test]
 fn ocr_progress_is_reported_page_by_page() {
     let server = Server::start();
@@ -272,27 +294,7 @@ fn ocr_progress_is_reported_page_by_page() {
         })
         .collect();
     let drill = render(&json!({ "pages": pages, "format": "PDF" }));
-    let (status, body) = server.upload_form(
-        "scans",
-        "?wait=false",
-        &[("file", Some("drill.pdf"), drill)],
-    );
-    assert_eq!(status, 202, "{body}");
-    let id = body["job_id"].as_str().unwrap();
-    let response = server
-        .client
-        .get(format!("{}/v1/jobs/{id}/events", server.url))
-        .send()
-        .unwrap();
-    let mut events = EventStream::new(response);
-    let mut seen = Vec::new();
-    let last = loop {
-        let (name, info) = events.next_event().expect("stream ended before done");
-        seen.push(info["ocr"]["pages_done"].as_u64().unwrap());
-        if name == "done" {
-            break info;
-        }
-    };
+    let (last, seen) = upload_and_follow(&server, "drill.pdf", drill);
     assert_eq!(last["state"], "succeeded", "{last}");
     assert_eq!(last["ocr"]["pages_total"], 4, "{last}");
     assert_eq!(last["ocr"]["pages_done"], 4, "{last}");
@@ -354,27 +356,7 @@ fn every_page_of_a_tiff_is_read_on_its_own_and_fails_alone() {
     );
     // 60,000 x 60,000 is 3.6 gigapixels: refused from its header, as a bomb on page 1 is.
     claim_tiff_page_size(&mut tiff, 2, 60_000);
-    let (status, body) = server.upload_form(
-        "scans",
-        "?wait=false",
-        &[("file", Some("logbook.tiff"), tiff)],
-    );
-    assert_eq!(status, 202, "{body}");
-    let id = body["job_id"].as_str().unwrap();
-    let response = server
-        .client
-        .get(format!("{}/v1/jobs/{id}/events", server.url))
-        .send()
-        .unwrap();
-    let mut events = EventStream::new(response);
-    let mut seen = Vec::new();
-    let last = loop {
-        let (name, info) = events.next_event().expect("stream ended before done");
-        seen.push(info["ocr"]["pages_done"].as_u64().unwrap());
-        if name == "done" {
-            break info;
-        }
-    };
+    let (last, seen) = upload_and_follow(&server, "logbook.tiff", tiff);
     // One task per page: four pages counted, reported as they finish, one failed.
     assert_eq!(last["state"], "succeeded", "{last}");
     assert_eq!(last["files_indexed"], 1, "{last}");
