@@ -11,7 +11,9 @@ use crate::{Block, BlockKind, OcrSource, OcrTask, ParseError};
 /// Extracts paragraphs page by page. PDFs carry no reliable heading structure, so every
 /// block is a paragraph with an empty heading path and its 1-based page number. Pages
 /// without any text (scans) become [`OcrTask`]s at their place in the page order, with
-/// their size so that rasterizing them can be bounded before it starts.
+/// their size so that rasterizing them can be bounded before it starts. So do pages whose
+/// text layer holds no letter at all: scanners and print tools stamp page and Bates
+/// numbers onto scanned pages, and such a page is still a scan; OCR reads its number too.
 pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Block>, Vec<OcrTask>), ParseError> {
     // pdf-extract and lopdf panic on some inputs (certain CJK fonts, missing page
     // dictionaries) instead of returning errors; an upload must never take the service down.
@@ -43,6 +45,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Block>, Vec<OcrTask>), ParseErr
         let page = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let page_text = normalize_newlines(page_text);
         let before = builder.len();
+        if !page_text.chars().any(char::is_alphabetic) {
+            blank.push((page, before));
+            continue;
+        }
         for lines in paragraphs(&page_text) {
             builder.push(BlockKind::Paragraph, join_wrapped_lines(lines), Some(page));
         }
@@ -236,6 +242,12 @@ mod tests {
         let bytes = make_pdf(&[&[(0, "   ")]], true);
         let doc = parse(DocFormat::Pdf, &bytes).unwrap();
         assert_eq!(doc.ocr.len(), 1);
+        // A scan stamped with its page number is still a scan.
+        let bytes = make_pdf(&[&[(0, "one")], &[(0, "- 2 -")], &[(0, "three")]], true);
+        let doc = parse(DocFormat::Pdf, &bytes).unwrap();
+        let texts: Vec<&str> = doc.blocks.iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(texts, ["one", "three"]);
+        assert_eq!((doc.ocr[0].position, &doc.ocr[0].source), (1, &page(2)));
         // Mixed: the scanned page's text goes between the pages around it.
         let bytes = make_pdf(&[&[(0, "one")], &[], &[(0, "three")]], true);
         let doc = parse(DocFormat::Pdf, &bytes).unwrap();
