@@ -30,10 +30,11 @@ pub struct GgufEmbedder {
     // pooled across calls needs that borrow to outlive any one call. One model per
     // process, so nothing accumulates.
     model: &'static LlamaModel,
-    /// Idle contexts, per lane. A context holds llama.cpp's compute buffers; creating one
-    /// per call would cost more than embedding a short query, so calls borrow one from here
-    /// and concurrent calls get their own.
-    idle: [Mutex<Vec<LlamaContext<'static>>>; 2],
+    /// Idle contexts for passages and for queries ([`Lane`]). A context holds llama.cpp's
+    /// compute buffers; creating one per call would cost more than embedding a short query,
+    /// so calls borrow one from here and concurrent calls get their own.
+    idle_passages: Mutex<Vec<LlamaContext<'static>>>,
+    idle_queries: Mutex<Vec<LlamaContext<'static>>>,
     /// llama.cpp context creation mutates the shared model (see the FIXME on
     /// `LlamaModel::new_context`), so it must not run concurrently.
     creating: Mutex<()>,
@@ -79,7 +80,8 @@ impl GgufEmbedder {
             dimension: usize::try_from(model.n_embd()).unwrap_or(0),
             config,
             model,
-            idle: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
+            idle_passages: Mutex::new(Vec::new()),
+            idle_queries: Mutex::new(Vec::new()),
             creating: Mutex::new(()),
             window,
             threads: i32::try_from(threads).unwrap_or(i32::MAX),
@@ -211,7 +213,10 @@ impl GgufEmbedder {
         prefix: &str,
         texts: &[String],
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let idle = &self.idle[lane as usize];
+        let idle = match lane {
+            Lane::Passages => &self.idle_passages,
+            Lane::Query => &self.idle_queries,
+        };
         let mut ctx = match idle.lock().pop() {
             Some(ctx) => ctx,
             None => self.new_context(lane)?,
@@ -237,8 +242,8 @@ impl GgufEmbedder {
 /// adds an OpenMP team that would slow every generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lane {
-    Passages = 0,
-    Query = 1,
+    Passages,
+    Query,
 }
 
 impl Lane {

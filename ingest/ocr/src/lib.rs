@@ -267,8 +267,7 @@ impl Ocr {
             .map_err(|e| OcrError::Failed(format!("cannot write a temporary file: {e}")))?;
         // No --dpi: images rarely say theirs truthfully, and Tesseract estimates it from
         // the text height.
-        let pages = self.tesseract(&input, None, dir.path(), deadline)?;
-        Ok(one_page(pages, page))
+        self.tesseract(&input, page, None, dir.path(), deadline)
     }
 
     /// Rasterizes page `page` of `pdf` and reads it. `size_pt` (from the page's MediaBox)
@@ -308,21 +307,23 @@ impl Ocr {
                 "pdftoppm produced no image for page {page}"
             )));
         }
-        let pages = self.tesseract(&raster, Some(dpi), dir.path(), deadline)?;
-        Ok(one_page(pages, page))
+        self.tesseract(&raster, page, Some(dpi), dir.path(), deadline)
     }
 
     fn timeout_secs(&self) -> u64 {
         self.config.page_timeout.as_secs()
     }
 
+    /// Reads `input`, a single-page image, as page `page` (blank when Tesseract found no
+    /// block at all).
     fn tesseract(
         &self,
         input: &Path,
+        page: u32,
         dpi: Option<u32>,
         dir: &Path,
         deadline: Instant,
-    ) -> Result<Vec<RecognizedPage>, OcrError> {
+    ) -> Result<RecognizedPage, OcrError> {
         let output = dir.join("ocr");
         let mut command = Command::new("tesseract");
         command.arg(input).arg(&output);
@@ -343,7 +344,17 @@ impl Ocr {
         )?;
         let tsv = std::fs::read_to_string(output.with_extension("tsv"))
             .map_err(|e| OcrError::Failed(format!("tesseract wrote no readable output: {e}")))?;
-        Ok(parse_tsv(&tsv))
+        let mut read = parse_tsv(&tsv)
+            .into_iter()
+            .next()
+            .unwrap_or(RecognizedPage {
+                page,
+                confidence: None,
+                words: 0,
+                paragraphs: Vec::new(),
+            });
+        read.page = page;
+        Ok(read)
     }
 }
 
@@ -396,23 +407,6 @@ pub fn check_image(bytes: &[u8], max_pixels: u64) -> Result<(u64, u64), OcrError
 fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at + 4)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// What Tesseract read from a single-page input, as page `page` (blank when it found no
-/// block at all).
-fn one_page(mut pages: Vec<RecognizedPage>, page: u32) -> RecognizedPage {
-    let mut first = if pages.is_empty() {
-        RecognizedPage {
-            page,
-            confidence: None,
-            words: 0,
-            paragraphs: Vec::new(),
-        }
-    } else {
-        pages.swap_remove(0)
-    };
-    first.page = page;
-    first
 }
 
 /// Directories listed beyond this are not looked for: the page limit is far lower, and a

@@ -45,12 +45,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Block>, Vec<OcrTask>), ParseErr
         let page = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let page_text = normalize_newlines(page_text);
         let before = builder.len();
-        if !page_text.chars().any(char::is_alphabetic) {
-            blank.push((page, before));
-            continue;
-        }
-        for lines in paragraphs(&page_text) {
-            builder.push(BlockKind::Paragraph, join_wrapped_lines(lines), Some(page));
+        // A letterless text layer (a stamped number) is left out, so the page is a scan.
+        if page_text.chars().any(char::is_alphabetic) {
+            for lines in paragraphs(&page_text) {
+                builder.push(BlockKind::Paragraph, join_wrapped_lines(lines), Some(page));
+            }
         }
         if builder.len() == before {
             blank.push((page, before));
