@@ -122,6 +122,99 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a word (as written, any case) is a function word that says little about
+/// what a question or sentence is about: English and Chinese question words, pronouns,
+/// particles and the like. Queries keep them (BM25 weighs them down by itself); code that
+/// compares texts by their words leaves them out.
+pub fn is_stopword(word: &str) -> bool {
+    let lower = word.to_lowercase();
+    EN_STOPWORDS.contains(&lower.as_str()) || ZH_STOPWORDS.contains(&word)
+}
+
+const EN_STOPWORDS: &[&str] = &[
+    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
+    "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both",
+    "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "explain",
+    "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers",
+    "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just", "know", "many", "me",
+    "more", "most", "much", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only",
+    "or", "other", "our", "out", "over", "own", "please", "same", "she", "should", "so", "some",
+    "such", "tell", "than", "that", "the", "their", "them", "then", "there", "these", "they",
+    "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were",
+    "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would",
+    "you", "your",
+];
+
+const ZH_STOPWORDS: &[&str] = &[
+    "的",
+    "了",
+    "是",
+    "在",
+    "有",
+    "和",
+    "与",
+    "及",
+    "或",
+    "吗",
+    "呢",
+    "吧",
+    "啊",
+    "呀",
+    "么",
+    "什么",
+    "怎么",
+    "怎样",
+    "怎么样",
+    "如何",
+    "哪",
+    "哪些",
+    "哪个",
+    "哪里",
+    "多少",
+    "几",
+    "为什么",
+    "是否",
+    "能否",
+    "可以",
+    "能",
+    "会",
+    "要",
+    "请",
+    "请问",
+    "问",
+    "我",
+    "你",
+    "您",
+    "他",
+    "她",
+    "它",
+    "我们",
+    "你们",
+    "他们",
+    "她们",
+    "它们",
+    "这",
+    "那",
+    "这个",
+    "那个",
+    "这些",
+    "那些",
+    "其",
+    "该",
+    "此",
+    "也",
+    "都",
+    "就",
+    "还",
+    "又",
+    "一下",
+    "告诉",
+    "介绍",
+    "一些",
+    "有些",
+    "有没有",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

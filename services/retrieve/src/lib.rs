@@ -8,6 +8,11 @@
 
 use std::collections::HashMap;
 
+mod evidence;
+pub use evidence::{
+    Evidence, attribute, best_sentence, content_terms, evidence, extract, sentence_spans,
+};
+
 use zhiku_embed::{EmbedError, Embedder};
 use zhiku_index::{IndexError, KnowledgeBase};
 use zhiku_schemas::{ChunkRecord, Fusion, Neighbor, SearchFilter, SearchHit, SearchMode};
@@ -331,78 +336,5 @@ mod tests {
     fn fusing_nothing_is_nothing() {
         assert!(fuse(vec![], vec![], Fusion::Rrf, 60.0, 0.5).is_empty());
         assert!(fuse(vec![], vec![], Fusion::Weighted, 60.0, 0.5).is_empty());
-    }
-}
-
-/// The sentence of `text` sharing the most keyword terms with `query`, verbatim (a slice
-/// of `text`, trimmed): the quote a citation shows so a reader can check a claim at a
-/// glance. Terms are the keyword index's (jieba words, stemmed English, folded Chinese),
-/// so `备份` in a question finds `備份` in a sentence. Ties go to the earlier sentence;
-/// with no shared term at all, the first sentence.
-pub fn best_sentence<'a>(text: &'a str, query: &str) -> &'a str {
-    let wanted: std::collections::HashSet<String> =
-        zhiku_index::analyzer::terms(query).into_iter().collect();
-    let mut best = ("", 0usize);
-    for sentence in sentences(text) {
-        let shared = zhiku_index::analyzer::terms(sentence)
-            .into_iter()
-            .collect::<std::collections::HashSet<_>>()
-            .intersection(&wanted)
-            .count();
-        if best.0.is_empty() || shared > best.1 {
-            best = (sentence, shared);
-        }
-    }
-    if best.0.is_empty() {
-        text.trim()
-    } else {
-        best.0
-    }
-}
-
-/// `text` cut after sentence-ending punctuation (`.` `!` `?` followed by a space, or
-/// `。！？；` anywhere) and at line breaks; trimmed, empty pieces skipped.
-fn sentences(text: &str) -> impl Iterator<Item = &str> {
-    let mut cuts = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let end = i + c.len_utf8();
-        let next_is_space = chars.peek().is_none_or(|(_, n)| n.is_whitespace());
-        if matches!(c, '。' | '！' | '？' | '；' | '\n')
-            || (matches!(c, '.' | '!' | '?') && next_is_space)
-        {
-            cuts.push(end);
-        }
-    }
-    cuts.push(text.len());
-    let mut start = 0;
-    cuts.into_iter()
-        .map(move |end| {
-            let piece = &text[start..end];
-            start = end;
-            piece.trim()
-        })
-        .filter(|s| !s.is_empty())
-}
-
-#[cfg(test)]
-mod quote_tests {
-    use super::best_sentence;
-
-    #[test]
-    fn quotes_the_sentence_that_answers() {
-        let text = "The office opens at eight. Backups run nightly at two o'clock. Printers are on floor 3.";
-        assert_eq!(
-            best_sentence(text, "when do the backups run?"),
-            "Backups run nightly at two o'clock."
-        );
-        let zh = "公司位于北京。數據備份每天凌晨兩點進行！打印機在三樓。";
-        assert_eq!(
-            best_sentence(zh, "数据备份什么时候进行"),
-            "數據備份每天凌晨兩點進行！"
-        );
-        assert_eq!(best_sentence(text, "zzz"), "The office opens at eight.");
-        assert_eq!(best_sentence("  just one  ", "x"), "just one");
-        assert_eq!(best_sentence("v2.3.1 is out. Use it.", "use"), "Use it.");
     }
 }

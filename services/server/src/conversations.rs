@@ -645,96 +645,12 @@ impl Services {
 /// appended to the question in parentheses.
 pub mod rewrite {
     use super::*;
-    use zhiku_index::analyzer::{terms, words};
+    use zhiku_index::analyzer::{is_stopword, terms, words};
 
     /// Most key terms carried over from the previous search query.
     const MAX_KEY_TERMS: usize = 8;
     /// Longest model rewrite accepted, in characters.
     const MAX_REWRITE_CHARS: usize = 300;
-
-    const EN_STOPWORDS: &[&str] = &[
-        "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and",
-        "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between",
-        "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during",
-        "each", "explain", "few", "for", "from", "further", "had", "has", "have", "having", "he",
-        "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its",
-        "just", "know", "many", "me", "more", "most", "much", "my", "no", "nor", "not", "now",
-        "of", "off", "on", "once", "only", "or", "other", "our", "out", "over", "own", "please",
-        "same", "she", "should", "so", "some", "such", "tell", "than", "that", "the", "their",
-        "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under",
-        "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while",
-        "who", "whom", "why", "will", "with", "would", "you", "your",
-    ];
-
-    const ZH_STOPWORDS: &[&str] = &[
-        "的",
-        "了",
-        "是",
-        "在",
-        "有",
-        "和",
-        "与",
-        "及",
-        "或",
-        "吗",
-        "呢",
-        "吧",
-        "啊",
-        "呀",
-        "么",
-        "什么",
-        "怎么",
-        "怎样",
-        "怎么样",
-        "如何",
-        "哪",
-        "哪些",
-        "哪个",
-        "哪里",
-        "多少",
-        "几",
-        "为什么",
-        "是否",
-        "能否",
-        "可以",
-        "能",
-        "会",
-        "要",
-        "请",
-        "请问",
-        "问",
-        "我",
-        "你",
-        "您",
-        "他",
-        "她",
-        "它",
-        "我们",
-        "你们",
-        "他们",
-        "她们",
-        "它们",
-        "这",
-        "那",
-        "这个",
-        "那个",
-        "这些",
-        "那些",
-        "其",
-        "该",
-        "此",
-        "也",
-        "都",
-        "就",
-        "还",
-        "又",
-        "一下",
-        "告诉",
-        "介绍",
-        "一些",
-        "有些",
-        "有没有",
-    ];
 
     /// Words that point back at something said before.
     const EN_ANAPHORA: &[&str] = &[
@@ -749,11 +665,6 @@ pub mod rewrite {
 
     fn is_cjk(c: char) -> bool {
         matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF)
-    }
-
-    fn is_stopword(word: &str) -> bool {
-        let lower = word.to_lowercase();
-        EN_STOPWORDS.contains(&lower.as_str()) || ZH_STOPWORDS.contains(&word)
     }
 
     /// Whether a word carries meaning on its own: not a stopword, and not too short to

@@ -1,0 +1,388 @@
+//! The sentences of retrieved chunks that answer a question: the quote a citation shows,
+//! the compressed evidence a small model is given instead of whole chunks, and the
+//! extractive answer that needs no model at all.
+//!
+//! Sentences are compared by their content terms: the keyword index's terms (jieba words,
+//! stemmed English, folded Chinese) less stopwords, so `备份` in a question finds `備份` in
+//! a sentence and "how do I" matches nothing.
+
+use std::collections::HashSet;
+
+use zhiku_index::analyzer::{is_stopword, terms, words};
+
+/// The content terms of a text: its words less stopwords, analyzed as the keyword index
+/// does.
+pub fn content_terms(text: &str) -> HashSet<String> {
+    words(text)
+        .into_iter()
+        .filter(|w| !is_stopword(w))
+        .flat_map(|w| terms(&w))
+        .collect()
+}
+
+/// Byte ranges of the sentences of `text` (also the unit answers are judged by): cut after sentence-ending punctuation (`.`
+/// `!` `?` followed by a space, or `。！？；` anywhere) and at line breaks; trimmed, empty
+/// pieces skipped.
+pub fn sentence_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut cuts = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let end = i + c.len_utf8();
+        let next_is_space = chars.peek().is_none_or(|(_, n)| n.is_whitespace());
+        if matches!(c, '。' | '！' | '？' | '；' | '\n')
+            || (matches!(c, '.' | '!' | '?') && next_is_space)
+        {
+            cuts.push(end);
+        }
+    }
+    cuts.push(text.len());
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for end in cuts {
+        let piece = &text[start..end];
+        let lead = piece.len() - piece.trim_start().len();
+        let trimmed = piece.trim();
+        if !trimmed.is_empty() {
+            spans.push((start + lead, start + lead + trimmed.len()));
+        }
+        start = end;
+    }
+    spans
+}
+
+/// Each sentence's span and how many of `wanted` it shares.
+fn scored_sentences(text: &str, wanted: &HashSet<String>) -> Vec<((usize, usize), usize)> {
+    sentence_spans(text)
+        .into_iter()
+        .map(|(a, b)| {
+            let shared = content_terms(&text[a..b]).intersection(wanted).count();
+            ((a, b), shared)
+        })
+        .collect()
+}
+
+/// The sentence of `text` sharing the most content terms with `query`, verbatim (a slice
+/// of `text`, trimmed): the quote a citation shows so a reader can check a claim at a
+/// glance. Ties go to the earlier sentence; with no shared term at all, the first
+/// sentence.
+pub fn best_sentence<'a>(text: &'a str, query: &str) -> &'a str {
+    let wanted = content_terms(query);
+    let mut best: Option<((usize, usize), usize)> = None;
+    for (span, shared) in scored_sentences(text, &wanted) {
+        if best.is_none_or(|(_, s)| shared > s) {
+            best = Some((span, shared));
+        }
+    }
+    best.map_or(text.trim(), |((a, b), _)| &text[a..b])
+}
+
+/// Whether a sentence announces what follows it, so it answers nothing without the next
+/// line: it ends with a colon ("Use this command:", "例如：") or with no punctuation at
+/// all ("execute the command", "请执行"), where the text breaks the line before the command
+/// it names.
+fn leads_on(sentence: &str) -> bool {
+    sentence
+        .chars()
+        .last()
+        .is_some_and(|c| matches!(c, ':' | '：') || c.is_alphanumeric())
+}
+
+/// The sentences of `text` that best match the `queries` (a question and, say, its
+/// translation), in their order in `text`, as many as fit `budget` as measured by `cost`
+/// (e.g. the LLM's token count). A chosen sentence that leads on to the next ("run:")
+/// brings that one too. Gaps between chosen sentences are marked with ` … `; sentences
+/// that follow each other keep their line break, so commands stay on lines of their own.
+///
+/// With no sentence sharing a term with the queries, the text's first sentences are
+/// kept. A text that fits the budget whole is returned whole (trimmed): there is nothing
+/// to gain by cutting it.
+pub fn evidence(
+    text: &str,
+    queries: &[&str],
+    budget: usize,
+    cost: &dyn Fn(&str) -> usize,
+) -> String {
+    let text_trimmed = text.trim();
+    if cost(text_trimmed) <= budget {
+        return text_trimmed.to_string();
+    }
+    let wanted: HashSet<String> = queries.iter().flat_map(|q| content_terms(q)).collect();
+    let scored = scored_sentences(text, &wanted);
+    // Best first; ties to the earlier sentence.
+    let mut order: Vec<usize> = (0..scored.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(scored[i].1), i));
+    if scored.iter().all(|(_, shared)| *shared == 0) {
+        order.sort_unstable();
+    }
+    let mut chosen = vec![false; scored.len()];
+    let mut used = 0;
+    let mut take = |i: usize, chosen: &mut Vec<bool>| -> bool {
+        if chosen[i] {
+            return true;
+        }
+        let (a, b) = scored[i].0;
+        let c = cost(&text[a..b]) + 1;
+        if used + c > budget {
+            return false;
+        }
+        used += c;
+        chosen[i] = true;
+        true
+    };
+    for &i in &order {
+        if scored[i].1 == 0 && chosen.iter().any(|&c| c) {
+            break;
+        }
+        if !take(i, &mut chosen) {
+            continue;
+        }
+        let (a, b) = scored[i].0;
+        if leads_on(&text[a..b]) && i + 1 < scored.len() {
+            take(i + 1, &mut chosen);
+        }
+    }
+    let mut out = String::new();
+    let mut last: Option<usize> = None;
+    for (i, ((a, b), _)) in scored.iter().enumerate() {
+        if !chosen[i] {
+            continue;
+        }
+        match last {
+            None if i > 0 => out.push_str("… "),
+            None => {}
+            Some(prev) if prev + 1 == i => {
+                let gap = &text[scored[prev].0.1..*a];
+                out.push(if gap.contains('\n') { '\n' } else { ' ' });
+            }
+            Some(_) => out.push_str(" … "),
+        }
+        out.push_str(&text[*a..*b]);
+        last = Some(i);
+    }
+    if last.is_some_and(|l| l + 1 < scored.len()) {
+        out.push_str(" …");
+    }
+    if out.is_empty() {
+        // Not even one sentence fits: the start of the best one, cut on a char boundary.
+        let (a, b) = scored
+            .get(order.first().copied().unwrap_or(0))
+            .map_or((0, text.len()), |s| s.0);
+        let mut end = a;
+        for (i, ch) in text[a..b].char_indices() {
+            if cost(&text[a..a + i + ch.len_utf8()]) > budget {
+                break;
+            }
+            end = a + i + ch.len_utf8();
+        }
+        out.push_str(&text[a..end]);
+        out.push_str(" …");
+    }
+    out
+}
+
+/// One sentence of an extractive answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// Index of the text (in the list given to [`extract`]) it comes from.
+    pub source: usize,
+    /// The sentence, with the next one when it leads on to it, verbatim.
+    pub text: String,
+    /// Content terms it shares with the queries.
+    pub shared: usize,
+}
+
+/// The extractive answer: from each of the first `max_sentences` texts (retrieved chunks,
+/// best ranked first), the sentence that shares the most content terms with the
+/// `queries`, with the next one when it leads on to it (as "use this command:" does).
+/// Sentences sharing no term are skipped, except from the first text, and so are
+/// sentences already taken. The rank of the chunk counts for more than the words of a
+/// sentence: picking the best sentences across more chunks answered fewer questions of
+/// the evaluation set (README, "Answer quality").
+pub fn extract(texts: &[&str], queries: &[&str], max_sentences: usize) -> Vec<Evidence> {
+    let wanted: HashSet<String> = queries.iter().flat_map(|q| content_terms(q)).collect();
+    let mut out: Vec<Evidence> = Vec::new();
+    for (source, text) in texts.iter().enumerate().take(max_sentences) {
+        let scored = scored_sentences(text, &wanted);
+        let Some(best) = scored
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, (_, shared))| (*shared, std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+        else {
+            continue;
+        };
+        let ((a, mut b), shared) = scored[best];
+        if shared == 0 && source > 0 {
+            continue;
+        }
+        if leads_on(&text[a..b])
+            && let Some(((_, next_end), _)) = scored.get(best + 1)
+        {
+            b = *next_end;
+        }
+        let sentence = text[a..b].split_whitespace().collect::<Vec<_>>().join(" ");
+        if out.iter().any(|e| e.text == sentence) {
+            continue;
+        }
+        out.push(Evidence {
+            source,
+            text: sentence,
+            shared,
+        });
+    }
+    out
+}
+
+/// Whether a piece of an answer holds a `[n]` citation marker.
+fn has_marker(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices('[').any(|(i, _)| {
+        let digits = bytes[i + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        digits > 0 && bytes.get(i + 1 + digits) == Some(&b']')
+    })
+}
+
+/// Adds a citation to each sentence of `answer` that has none but whose content terms
+/// come mostly (at least half of them) from one of `sources` (numbered from 1 in order):
+/// the best matching source's `[n]` goes before the sentence's closing punctuation. Small
+/// models often state a source's fact without the marker asked for; the reader still
+/// deserves to see where it comes from. Sentences matching no source stay as they are,
+/// and so does everything else in the answer (line breaks, code).
+pub fn attribute(answer: &str, sources: &[&str]) -> String {
+    let source_terms: Vec<HashSet<String>> = sources.iter().map(|s| content_terms(s)).collect();
+    let mut out = String::with_capacity(answer.len() + 16);
+    let mut start = 0;
+    for (a, b) in sentence_spans(answer) {
+        out.push_str(&answer[start..a]);
+        let sentence = &answer[a..b];
+        start = b;
+        // A marker right after the sentence ("... files. [1]") cites it already.
+        let next = answer[b..].trim_start();
+        let head = next.char_indices().nth(8).map_or(next, |(i, _)| &next[..i]);
+        if has_marker(sentence) || (next.starts_with('[') && has_marker(head)) {
+            out.push_str(sentence);
+            continue;
+        }
+        let terms = content_terms(sentence);
+        let best = source_terms
+            .iter()
+            .enumerate()
+            .map(|(i, st)| (terms.iter().filter(|t| st.contains(*t)).count(), i))
+            .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
+        match best {
+            Some((shared, i)) if !terms.is_empty() && shared * 2 >= terms.len() => {
+                let end = sentence
+                    .trim_end_matches(['.', '!', '?', '。', '！', '？', '；', ':', '：'])
+                    .len();
+                let marker = format!(" [{}]", i + 1);
+                out.push_str(&sentence[..end]);
+                out.push_str(&marker);
+                out.push_str(&sentence[end..]);
+            }
+            _ => out.push_str(sentence),
+        }
+    }
+    out.push_str(&answer[start..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_the_sentence_that_answers() {
+        let text = "The office opens at eight. Backups run nightly at two o'clock. Printers are on floor 3.";
+        assert_eq!(
+            best_sentence(text, "when do the backups run?"),
+            "Backups run nightly at two o'clock."
+        );
+        let zh = "公司位于北京。數據備份每天凌晨兩點進行！打印機在三樓。";
+        assert_eq!(
+            best_sentence(zh, "数据备份什么时候进行"),
+            "數據備份每天凌晨兩點進行！"
+        );
+        assert_eq!(best_sentence(text, "zzz"), "The office opens at eight.");
+        assert_eq!(best_sentence("  just one  ", "x"), "just one");
+        assert_eq!(best_sentence("v2.3.1 is out. Use it.", "use"), "Use it.");
+    }
+
+    fn chars(text: &str) -> usize {
+        text.chars().count()
+    }
+
+    #[test]
+    fn evidence_keeps_matching_sentences_in_order() {
+        let text = "Debian has many tools. The weather is nice today. To list the files of a package, run:\ndpkg -L foo\nPrinters are on floor 3. Nothing else here matters at all.";
+        let got = evidence(text, &["How do I list the files of a package?"], 70, &chars);
+        assert!(
+            got.contains("To list the files of a package, run:\ndpkg -L foo"),
+            "{got:?}"
+        );
+        assert!(!got.contains("weather"), "{got:?}");
+        assert!(got.starts_with("… "), "{got:?}");
+        // Whole when it fits.
+        assert_eq!(evidence(" short. ", &["x"], 100, &chars), "short.");
+        // No shared term: the first sentences.
+        let got = evidence(text, &["zzz"], 40, &chars);
+        assert!(got.starts_with("Debian has many tools."), "{got:?}");
+        // Chinese, with a budget in characters.
+        let zh = "公司位于北京。数据备份每天凌晨两点进行。打印机在三楼。食堂中午开门。";
+        let got = evidence(zh, &["数据备份什么时候进行"], 14, &chars);
+        assert_eq!(got, "… 数据备份每天凌晨两点进行。 …");
+    }
+
+    #[test]
+    fn evidence_cuts_a_sentence_too_long_for_the_budget() {
+        let got = evidence(
+            "abcdefghij klmnop. qrstuv wxyz.",
+            &["abcdefghij"],
+            5,
+            &chars,
+        );
+        assert_eq!(got, "abcde …");
+    }
+
+    #[test]
+    fn extract_takes_one_sentence_per_source() {
+        let texts = [
+            "Packages are great. To list the files of a package, use:\ndpkg -L foo",
+            "Nothing relevant here.",
+            "The files of a package are listed by dpkg -L. Other things.",
+        ];
+        let got = extract(&texts, &["how to list the files of a package"], 3);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].source, 0);
+        assert_eq!(
+            got[0].text,
+            "To list the files of a package, use: dpkg -L foo"
+        );
+        assert_eq!(got[1].source, 2);
+        assert!(got[1].text.starts_with("The files of a package"));
+        assert!(extract(&[], &["x"], 3).is_empty());
+    }
+
+    #[test]
+    fn attribute_cites_sentences_that_come_from_a_source() {
+        let sources = [
+            "The printers are on the third floor.",
+            "Backups run every night at two o'clock.",
+        ];
+        assert_eq!(
+            attribute("Backups run every night at two. Ask IT for more.", &sources),
+            "Backups run every night at two [2]. Ask IT for more."
+        );
+        // Already cited, before or after the full stop: unchanged.
+        for cited in ["Backups run nightly [2].", "Backups run nightly. [2]"] {
+            assert_eq!(attribute(cited, &sources), cited);
+        }
+        assert_eq!(
+            attribute("备份在每天凌晨两点进行。", &["每天凌晨两点进行备份。"]),
+            "备份在每天凌晨两点进行 [1]。"
+        );
+        assert_eq!(attribute("", &sources), "");
+    }
+}
