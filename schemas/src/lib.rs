@@ -72,6 +72,21 @@ pub enum SearchMode {
     Keyword,
 }
 
+/// How an answer is made from the retrieved sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerMode {
+    /// The LLM writes the answer from the sources, citing them.
+    #[default]
+    Generative,
+    /// The sentences of the sources that best match the question, each with its `[n]`,
+    /// with no model call: returned at once, and never says more than the sources do.
+    Extractive,
+    /// Generative, but an answer that cites no source, or is not in the question's
+    /// language, is replaced by the extractive one.
+    Auto,
+}
+
 /// `POST /v1/kbs/{kb}/search` body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +166,16 @@ pub fn path_prefixes(path: &str) -> Vec<String> {
         prefixes.push(prefix);
     }
     prefixes
+}
+
+impl AskRequest {
+    /// A request for `question` with every option at its default.
+    pub fn new(question: impl Into<String>) -> Self {
+        Self {
+            question: question.into(),
+            ..Self::default()
+        }
+    }
 }
 
 impl SearchRequest {
@@ -277,7 +302,7 @@ impl SearchResponse {
 }
 
 /// `POST /v1/kbs/{kb}/ask` body.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskRequest {
     /// The question, in any language.
@@ -319,6 +344,10 @@ pub struct AskRequest {
     /// answer from the same knowledge base). Without it a new conversation is started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// How the answer is made (default `llm.answer_mode`): `generative`, `extractive` or
+    /// `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_mode: Option<AnswerMode>,
 }
 
 /// The form an answer must take.
@@ -557,6 +586,10 @@ pub struct AskResponse {
     /// turns are left out when the context window is full).
     #[serde(default)]
     pub history_turns_used: usize,
+    /// How this answer was made: `generative`, or `extractive` (asked for, or chosen by
+    /// `auto` when the generated answer failed its checks).
+    #[serde(default)]
+    pub answer_mode: AnswerMode,
 }
 
 /// How a follow-up question was made into a standalone search query.

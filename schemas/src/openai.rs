@@ -148,6 +148,9 @@ pub struct ChatCompletionRequest {
     /// zhiku: chunks retrieved for `kb:` models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<usize>,
+    /// zhiku: how `kb:` models answer: `generative`, `extractive` or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_mode: Option<crate::AnswerMode>,
 }
 
 /// The assistant's message in a completion.

@@ -73,6 +73,15 @@ pub const MINILM_ENV: [(&str, &str); 6] = [
     ("ZHIKU_LLM__MIN_RELEVANCE", "0"),
 ];
 
+/// The tiny English-only LLM (SmolLM2-135M) that servers under test run unless a test
+/// says otherwise: most tests check what the service does around an answer, not how good
+/// it is, and this model answers four times faster than the default.
+pub const SMALL_LLM: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The default LLM (Qwen2.5-Coder-0.5B-Instruct), for tests that judge what an answer
+/// says, in Chinese or English: `Server::start_with_env(&[("ZHIKU_LLM__MODEL", DEFAULT_LLM)])`.
+pub const DEFAULT_LLM: &str = "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
 /// The `zhiku` binary under test.
 pub fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("ZHIKU_BIN") {
@@ -139,6 +148,7 @@ impl Server {
             .arg("--models")
             .arg(models_dir())
             .env("RUST_LOG", "warn")
+            .env("ZHIKU_LLM__MODEL", SMALL_LLM)
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new()
@@ -422,6 +432,7 @@ pub fn zhiku(data: &Path, args: &[&str]) -> (i32, String, String) {
         .arg(models_dir())
         .args(args)
         .env("RUST_LOG", "warn")
+        .env("ZHIKU_LLM__MODEL", SMALL_LLM)
         .output()
         .expect("run zhiku");
     (

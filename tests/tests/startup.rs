@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use zhiku_e2e::{MINILM_ENV, binary, models_dir};
+use zhiku_e2e::{MINILM_ENV, SMALL_LLM, binary, models_dir};
 
 fn copy_models(to: &std::path::Path) {
     let from = models_dir();
@@ -28,6 +28,7 @@ fn serve_with_models(models: &std::path::Path) -> (i32, String) {
 fn serve_with_env(models: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
     let data = tempfile::tempdir().unwrap();
     let output = Command::new(binary())
+        .env("ZHIKU_LLM__MODEL", SMALL_LLM)
         .envs(env.iter().copied())
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data.path())

@@ -20,8 +20,8 @@ mod utf8;
 pub use citations::resolve_citations;
 pub use llama::{LlamaConfig, LlamaGenerator};
 pub use prompt::{
-    GroundedPrompt, HistoryTurn, Source, build_conversation_prompt, build_grounded_prompt,
-    build_styled_prompt, grounded_messages, is_mostly_cjk, not_found_answer,
+    GroundedPrompt, HistoryTurn, PromptProfile, Source, build_conversation_prompt,
+    build_grounded_prompt, build_styled_prompt, grounded_messages, is_mostly_cjk, not_found_answer,
 };
 pub use slots::{Slot, SlotError, SlotInfo, Slots};
 
@@ -258,6 +258,11 @@ pub trait Generator: Send + Sync {
 
     /// A short model name for logs and responses, e.g. the file stem of the GGUF.
     fn name(&self) -> &str;
+
+    /// How grounded prompts are worded for this model.
+    fn prompt_profile(&self) -> PromptProfile {
+        PromptProfile::Standard
+    }
 
     /// The context window (prompt plus answer) in tokens.
     fn context_window(&self) -> usize;

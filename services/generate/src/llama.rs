@@ -18,8 +18,8 @@ use llama_cpp_2::vocab::VocabType;
 use crate::stop::StopScanner;
 use crate::utf8::Utf8Stream;
 use crate::{
-    ChatMessage, FinishReason, GenerateError, Generation, Generator, LlmInfo, SamplingParams,
-    Timings, TokenPiece,
+    ChatMessage, FinishReason, GenerateError, Generation, Generator, LlmInfo, PromptProfile,
+    SamplingParams, Timings, TokenPiece,
 };
 
 /// Prompt tokens decoded per llama.cpp call; also the default physical batch of llama.cpp,
@@ -48,6 +48,9 @@ pub struct LlamaConfig {
     /// generations expected to run at once (at least 1). More concurrent calls still work,
     /// each with a context of its own that is dropped afterwards.
     pub parallel: usize,
+    /// How grounded prompts are worded for this model; `None` chooses by the model's
+    /// architecture ([`PromptProfile::for_architecture`]).
+    pub prompt_profile: Option<PromptProfile>,
 }
 
 impl Default for LlamaConfig {
@@ -58,6 +61,7 @@ impl Default for LlamaConfig {
             threads: 2,
             fallback_template: "chatml".to_string(),
             parallel: 1,
+            prompt_profile: None,
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct LlamaGenerator {
     n_ctx: u32,
     n_batch: u32,
     threads: i32,
+    prompt_profile: PromptProfile,
     /// llama.cpp context creation mutates the shared model (see the FIXME on
     /// `LlamaModel::new_context`), so it must not run concurrently.
     context_lock: Mutex<()>,
@@ -162,12 +167,20 @@ impl LlamaGenerator {
             .file_stem()
             .map_or_else(|| "llama".to_string(), |s| s.to_string_lossy().into_owned());
         let parallel = config.parallel.max(1);
+        let architecture = model
+            .meta_val_str("general.architecture")
+            .unwrap_or_default();
+        let prompt_profile = config
+            .prompt_profile
+            .unwrap_or_else(|| PromptProfile::for_architecture(&architecture));
         tracing::info!(
             model = %name,
             n_ctx,
             threads,
             parallel,
             params = model.n_params(),
+            architecture,
+            ?prompt_profile,
             "loaded LLM"
         );
         let generator = Self {
@@ -181,6 +194,7 @@ impl LlamaGenerator {
             n_ctx,
             n_batch: n_ctx.min(MAX_BATCH),
             threads,
+            prompt_profile,
             context_lock: Mutex::new(()),
         };
         // All contexts up front: memory use is known at startup, and the first requests do
@@ -470,6 +484,10 @@ fn position(pos: usize) -> Result<i32, GenerateError> {
 impl Generator for LlamaGenerator {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn prompt_profile(&self) -> PromptProfile {
+        self.prompt_profile
     }
 
     fn info(&self) -> LlmInfo {

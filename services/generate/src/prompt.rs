@@ -41,6 +41,33 @@ pub struct GroundedPrompt {
     pub history_used: usize,
 }
 
+/// How a grounded chat is worded. Models differ in what they follow: the rules that a
+/// 135M model half-follows make a 0.5B Qwen answer with citation markers alone, while a
+/// worked example is copied faithfully by both (README, "Answer quality").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PromptProfile {
+    /// Grounding rules in the system message; sources, question and a reminder of the
+    /// rules in the user message.
+    #[default]
+    Standard,
+    /// Short rules, then one worked exchange (sources, a question, a one-sentence answer
+    /// naming the exact term with its `[n]`) before the real question, whose sources are
+    /// shown the same way.
+    Example,
+}
+
+impl PromptProfile {
+    /// The profile that answered best on the answer evaluation for a model of this GGUF
+    /// `general.architecture` (`qwen2`, `llama`, …).
+    pub fn for_architecture(architecture: &str) -> Self {
+        if architecture.starts_with("qwen") {
+            PromptProfile::Example
+        } else {
+            PromptProfile::Standard
+        }
+    }
+}
+
 /// The language the instructions are written in; small models follow instructions in the
 /// question's language much more reliably than a request to switch languages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +128,7 @@ pub fn build_styled_prompt(
     style: &[(&str, &str)],
 ) -> Result<GroundedPrompt, GenerateError> {
     let lang = lang_of(question);
+    let profile = generator.prompt_profile();
     let window = generator.context_window();
     let too_long = |prompt_tokens: usize| GenerateError::PromptTooLong {
         tokens: prompt_tokens.saturating_add(reserve_answer_tokens),
@@ -117,7 +145,7 @@ pub fn build_styled_prompt(
         };
 
     // The common case: everything fits.
-    let all_tokens = match fit(compose(lang, question, sources, None, style, &[]))? {
+    let all_tokens = match fit(compose(lang, question, sources, None, style, &[], profile))? {
         Ok(messages) => {
             return Ok(GroundedPrompt {
                 messages,
@@ -138,7 +166,15 @@ pub fn build_styled_prompt(
     let mut best = None;
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        match fit(compose(lang, question, &sources[..mid], None, style, &[]))? {
+        match fit(compose(
+            lang,
+            question,
+            &sources[..mid],
+            None,
+            style,
+            &[],
+            profile,
+        ))? {
             Ok(messages) => {
                 lo = mid;
                 best = Some(messages);
@@ -157,7 +193,7 @@ pub fn build_styled_prompt(
     // Not even the best source fits whole: keep as much of it as fits rather than answering
     // without evidence.
     let one = std::slice::from_ref(first);
-    let mut best = match fit(compose(lang, question, one, Some(""), style, &[]))? {
+    let mut best = match fit(compose(lang, question, one, Some(""), style, &[], profile))? {
         Ok(messages) => messages,
         Err(tokens) => return Err(too_long(tokens)),
     };
@@ -174,6 +210,7 @@ pub fn build_styled_prompt(
             Some(&first.text[..cuts[mid]]),
             style,
             &[],
+            profile,
         ))? {
             Ok(messages) => {
                 lo = mid;
@@ -228,6 +265,7 @@ pub fn build_conversation_prompt(
         return without_history();
     }
     let lang = lang_of(question);
+    let profile = generator.prompt_profile();
     let window = generator.context_window();
     let fits = |messages: &[ChatMessage]| -> Result<bool, GenerateError> {
         let tokens = generator.count_chat_tokens(messages)?;
@@ -241,6 +279,7 @@ pub fn build_conversation_prompt(
             None,
             style,
             &history[history.len() - turns..],
+            profile,
         )
     };
     let prompt = |messages, sources_used, history_used| GroundedPrompt {
@@ -292,7 +331,15 @@ pub fn build_conversation_prompt(
 /// history, no style, nothing cut to fit): for records of what a grounded exchange
 /// looks like, such as fine-tuning data.
 pub fn grounded_messages(question: &str, sources: &[Source]) -> Vec<ChatMessage> {
-    compose(lang_of(question), question, sources, None, &[], &[])
+    compose(
+        lang_of(question),
+        question,
+        sources,
+        None,
+        &[],
+        &[],
+        PromptProfile::Standard,
+    )
 }
 
 /// Chinese instructions for a mostly Chinese question, else English.
@@ -313,30 +360,17 @@ fn compose(
     first_text: Option<&str>,
     style: &[(&str, &str)],
     history: &[HistoryTurn],
+    profile: PromptProfile,
 ) -> Vec<ChatMessage> {
+    if profile == PromptProfile::Example {
+        return compose_example(lang, question, sources, first_text, style, history);
+    }
     let mut user = String::new();
     user.push_str(match lang {
         Lang::En => "Sources:\n\n",
         Lang::Zh => "资料：\n\n",
     });
-    if sources.is_empty() {
-        user.push_str(match lang {
-            Lang::En => "(no sources)\n\n",
-            Lang::Zh => "（无资料）\n\n",
-        });
-    }
-    for (i, source) in sources.iter().enumerate() {
-        user.push_str(&source_header(lang, i + 1, source));
-        user.push('\n');
-        match first_text.filter(|_| i == 0) {
-            Some(cut) => {
-                user.push_str(cut.trim());
-                user.push_str(TRUNCATION_MARK);
-            }
-            None => user.push_str(source.text.trim()),
-        }
-        user.push_str("\n\n");
-    }
+    user.push_str(&sources_block(lang, sources, first_text));
     let question = question.trim();
     match lang {
         Lang::En => {
@@ -365,16 +399,141 @@ fn compose(
     messages
 }
 
+/// The sources block of a user message: `[n] header` then the text, for each source.
+fn sources_block(lang: Lang, sources: &[Source], first_text: Option<&str>) -> String {
+    let mut out = String::new();
+    if sources.is_empty() {
+        out.push_str(match lang {
+            Lang::En => "(no sources)\n\n",
+            Lang::Zh => "（无资料）\n\n",
+        });
+    }
+    for (i, source) in sources.iter().enumerate() {
+        out.push_str(&source_header(lang, i + 1, source));
+        out.push('\n');
+        match first_text.filter(|_| i == 0) {
+            Some(cut) => {
+                out.push_str(cut.trim());
+                out.push_str(TRUNCATION_MARK);
+            }
+            None => out.push_str(source.text.trim()),
+        }
+        out.push_str("\n\n");
+    }
+    out
+}
+
+/// The user message of [`PromptProfile::Example`]: documents, then the question.
+fn example_user(lang: Lang, sources_block: &str, question: &str) -> String {
+    match lang {
+        Lang::En => format!("Documents:\n\n{sources_block}Question: {}", question.trim()),
+        Lang::Zh => format!("资料：\n\n{sources_block}问题：{}", question.trim()),
+    }
+}
+
+/// [`PromptProfile::Example`]: short rules, one worked exchange, then the history and the
+/// question with its sources in the same form as the example.
+fn compose_example(
+    lang: Lang,
+    question: &str,
+    sources: &[Source],
+    first_text: Option<&str>,
+    style: &[(&str, &str)],
+    history: &[HistoryTurn],
+) -> Vec<ChatMessage> {
+    let (rules, example_sources, example_question, example_answer) = match lang {
+        Lang::En => (
+            "You answer questions from the numbered documents the user gives.\n\
+             - Answer in one or two short sentences, in English.\n\
+             - Give the exact command, package, file or term from the documents.\n\
+             - End each sentence with the number of the document it comes from, like [2].\n\
+             - If the documents do not contain the answer, say that they do not.\n\
+             - Never list or repeat the documents.",
+            vec![
+                Source {
+                    title: "Office handbook".into(),
+                    heading: Some("Printing".into()),
+                    page: None,
+                    text: "The printers are on the third floor. To print from a laptop, \
+                           install the package office-print first."
+                        .into(),
+                },
+                Source {
+                    title: "Office handbook".into(),
+                    heading: Some("Backups".into()),
+                    page: None,
+                    text: "Backups run every night at two o'clock.".into(),
+                },
+            ],
+            "What do I need to print from my laptop?",
+            "Install the package office-print first [1].",
+        ),
+        Lang::Zh => (
+            "你根据用户给出的编号资料回答问题。\n\
+             - 用一两句简短的中文回答。\n\
+             - 写出资料中确切的命令、软件包、文件名或术语。\n\
+             - 每句话末尾用方括号写出所依据资料的编号，例如 [2]。\n\
+             - 如果资料中没有答案，就直接说资料中没有。\n\
+             - 不要罗列或复述资料。",
+            vec![
+                Source {
+                    title: "办公手册".into(),
+                    heading: Some("打印".into()),
+                    page: None,
+                    text: "打印机在三楼。要从笔记本电脑打印，请先安装软件包 office-print。".into(),
+                },
+                Source {
+                    title: "办公手册".into(),
+                    heading: Some("备份".into()),
+                    page: None,
+                    text: "每天凌晨两点进行备份。".into(),
+                },
+            ],
+            "从笔记本电脑打印需要什么？",
+            "需要先安装软件包 office-print [1]。",
+        ),
+    };
+    let mut system = rules.to_string();
+    append_style(&mut system, lang, style);
+    let mut messages = vec![
+        ChatMessage::system(system),
+        ChatMessage::user(example_user(
+            lang,
+            &sources_block(lang, &example_sources, None),
+            example_question,
+        )),
+        ChatMessage::assistant(example_answer),
+    ];
+    for turn in history {
+        messages.push(ChatMessage::user(turn.question.trim()));
+        let (answer, _) = crate::resolve_citations(turn.answer.trim(), 0);
+        messages.push(ChatMessage::assistant(answer));
+    }
+    messages.push(ChatMessage::user(example_user(
+        lang,
+        &sources_block(lang, sources, first_text),
+        question,
+    )));
+    messages
+}
+
 /// The grounding rules, then the persona and CO-STAR fields as the rules' refinement.
 fn styled_system_prompt(lang: Lang, style: &[(&str, &str)]) -> String {
     let mut prompt = system_prompt(lang).to_string();
+    append_style(&mut prompt, lang, style);
+    prompt
+}
+
+/// Adds the persona and CO-STAR fields to a system prompt, under a line saying the rules
+/// above still apply. Empty fields are left out; with none, nothing is added.
+fn append_style(prompt: &mut String, lang: Lang, style: &[(&str, &str)]) {
     let fields: Vec<(&str, &str)> = style
         .iter()
         .map(|(k, v)| (*k, v.trim()))
         .filter(|(_, v)| !v.is_empty())
         .collect();
     if fields.is_empty() {
-        return prompt;
+        return;
     }
     prompt.push_str(match lang {
         Lang::En => "\nThe rules above always apply. Within them:",
@@ -400,7 +559,6 @@ fn styled_system_prompt(lang: Lang, style: &[(&str, &str)]) -> String {
         };
         prompt.push_str(&format!("\n{label}: {}", one_line(value)));
     }
-    prompt
 }
 
 fn system_prompt(lang: Lang) -> &'static str {
@@ -503,7 +661,15 @@ mod tests {
     #[test]
     fn sources_are_numbered_in_order() {
         let sources = [source("A", "alpha"), source("B", "beta")];
-        let messages = compose(Lang::En, "q?", &sources, None, &[], &[]);
+        let messages = compose(
+            Lang::En,
+            "q?",
+            &sources,
+            None,
+            &[],
+            &[],
+            PromptProfile::Standard,
+        );
         assert_eq!(messages.len(), 2);
         let user = &messages[1].content;
         let a = user.find("[1] A\nalpha").expect("first source");
@@ -540,6 +706,7 @@ mod tests {
             None,
             &[],
             &[],
+            PromptProfile::Standard,
         );
         assert!(messages[0].content.contains("只使用资料"));
         assert!(messages[1].content.contains("[1] 手册\n密码是 1234。"));
@@ -555,6 +722,7 @@ mod tests {
             Some("long"),
             &[],
             &[],
+            PromptProfile::Standard,
         );
         assert!(messages[1].content.contains("[1] A\nlong …\n"));
     }
@@ -578,6 +746,7 @@ mod tests {
             None,
             &[],
             &history,
+            PromptProfile::Standard,
         );
         use crate::Role;
         let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
@@ -604,7 +773,15 @@ mod tests {
         // No history: exactly the plain grounded chat.
         assert_eq!(
             grounded_messages("q?", &[source("A", "alpha")]),
-            compose(Lang::En, "q?", &[source("A", "alpha")], None, &[], &[])
+            compose(
+                Lang::En,
+                "q?",
+                &[source("A", "alpha")],
+                None,
+                &[],
+                &[],
+                PromptProfile::Standard
+            )
         );
     }
 

@@ -338,12 +338,37 @@ pub struct LlmConfig {
     /// the embedder: the default suits multilingual-e5-small, whose cosines bunch high
     /// (README, "Not found"); set it anew for another model.
     pub min_relevance: f32,
+    /// How answers are made unless a request says: `generative`, `extractive` or `auto`.
+    pub answer_mode: zhiku_schemas::AnswerMode,
+    /// Each source is given to the model as its sentences that best match the question,
+    /// up to this many of the model's tokens, rather than the whole chunk: small models
+    /// answer better from less noise, and more sources fit. 0 gives whole chunks.
+    pub source_tokens: usize,
+    /// Sentences an extractive answer quotes (the best matching of the retrieved chunks,
+    /// one per chunk at most).
+    pub extractive_sentences: usize,
+    /// How grounded prompts are worded: `auto` (by the model's architecture: `example`
+    /// for Qwen, `standard` otherwise), `standard` or `example`.
+    pub prompt_profile: PromptProfileChoice,
+}
+
+/// `llm.prompt_profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptProfileChoice {
+    /// Chosen by the model's architecture.
+    #[default]
+    Auto,
+    /// Rules, then sources and question.
+    Standard,
+    /// Short rules and a worked example before the question.
+    Example,
 }
 
 impl Default for LlmConfig {
     fn default() -> Self {
         Self {
-            model: "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+            model: "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
             n_ctx: 2048,
             threads: 2,
             max_tokens: 256,
@@ -356,6 +381,10 @@ impl Default for LlmConfig {
             // On the eval set (README, "Not found") every answerable question's best chunk
             // scored at least 0.833 and 11 of 20 off-topic questions stayed below 0.82.
             min_relevance: 0.82,
+            answer_mode: zhiku_schemas::AnswerMode::Generative,
+            source_tokens: 160,
+            extractive_sentences: 2,
+            prompt_profile: PromptProfileChoice::Auto,
         }
     }
 }
@@ -446,6 +475,11 @@ impl Config {
             threads: self.llm.threads,
             fallback_template: self.llm.fallback_template.clone(),
             parallel: self.llm.parallel,
+            prompt_profile: match self.llm.prompt_profile {
+                PromptProfileChoice::Auto => None,
+                PromptProfileChoice::Standard => Some(zhiku_generate::PromptProfile::Standard),
+                PromptProfileChoice::Example => Some(zhiku_generate::PromptProfile::Example),
+            },
         }
     }
 

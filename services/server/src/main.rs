@@ -23,7 +23,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use zhiku_schemas::{AskRequest, SearchMode, SearchRequest};
+use zhiku_schemas::{AnswerMode, AskRequest, SearchMode, SearchRequest};
 
 use crate::config::{Config, Overrides};
 use crate::services::{Models, Services};
@@ -171,6 +171,9 @@ enum Command {
         /// Continue this conversation (the id printed after an earlier answer).
         #[arg(long)]
         conversation: Option<String>,
+        /// generative, extractive or auto (default: llm.answer_mode).
+        #[arg(long, value_parser = parse_answer_mode)]
+        mode: Option<AnswerMode>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -205,6 +208,11 @@ enum Command {
         #[arg(long, default_value = "schemas/json")]
         out: PathBuf,
     },
+}
+
+fn parse_answer_mode(s: &str) -> Result<AnswerMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("mode must be generative, extractive or auto, not {s:?}"))
 }
 
 fn parse_mode(s: &str) -> Result<SearchMode, String> {
@@ -342,22 +350,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             temperature,
             max_tokens,
             conversation: conversation_id,
+            mode,
             json,
         } => {
             let services = Services::load(config, Models::All, false)?;
             let request = AskRequest {
-                question,
-                top_k: None,
                 temperature,
                 max_tokens,
-                top_p: None,
-                top_k_tokens: None,
-                seed: None,
-                stop: Vec::new(),
-                prompt: None,
-                response_format: None,
-                stream: None,
                 conversation_id,
+                answer_mode: mode,
+                ..AskRequest::new(question)
             };
             let mut stdout = std::io::stdout();
             let response = services.ask(&kb, &request, &mut |piece: &str| {

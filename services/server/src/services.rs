@@ -12,15 +12,15 @@ use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
 use zhiku_embed::Embedder;
 use zhiku_generate::{
     Generator, LlamaGenerator, SamplingParams, Slot, SlotError, Slots, Source,
-    build_conversation_prompt, not_found_answer, resolve_citations,
+    build_conversation_prompt, is_mostly_cjk, not_found_answer, resolve_citations,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{Engines, FileResult, Input, Jobs, JobsConfig, Recorder};
 use zhiku_retrieve::SearchOptions;
 use zhiku_schemas::{
-    AskRequest, AskResponse, AskSources, Citation, DocumentOutcome, FileError, ModelInfo,
-    ModelList, ReindexResponse, SearchFilter, SearchHit, SearchRequest, SlotInfo, Timings, Token,
-    TokenizeResponse, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
+    AnswerMode, AskRequest, AskResponse, AskSources, Citation, DocumentOutcome, FileError,
+    ModelInfo, ModelList, ReindexResponse, SearchFilter, SearchHit, SearchRequest, SlotInfo,
+    Timings, Token, TokenizeResponse, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
 };
 
 use crate::config::{Config, RewriteMode};
@@ -184,6 +184,42 @@ fn response_schema(request: &AskRequest) -> Result<Option<serde_json::Value>, Se
     Ok(schema)
 }
 
+/// What sentences are matched against: the search query, and the question as asked when
+/// a rewrite made them differ.
+fn search_queries<'a>(question: &'a str, search_query: &'a str) -> Vec<&'a str> {
+    if question == search_query {
+        vec![search_query]
+    } else {
+        vec![search_query, question]
+    }
+}
+
+/// The extractive answer from numbered sources: one line per quoted sentence, each ending
+/// with its source's `[n]`; and the numbers cited, in order.
+fn extractive_text(
+    numbered: &[Citation],
+    queries: &[&str],
+    max_sources: usize,
+) -> (String, Vec<usize>) {
+    let texts: Vec<&str> = numbered.iter().map(|c| c.text.as_str()).collect();
+    let picked = zhiku_retrieve::extract(&texts, queries, max_sources);
+    let answer = picked
+        .iter()
+        .map(|e| format!("{} [{}]", e.text, numbered[e.source].index))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cited = picked.iter().map(|e| numbered[e.source].index).collect();
+    (answer, cited)
+}
+
+/// The cited sources, in the order the answer cites them, and the others.
+fn split_cited(numbered: Vec<Citation>, cited: &[usize]) -> (Vec<Citation>, Vec<Citation>) {
+    let (mut citations, context): (Vec<Citation>, Vec<Citation>) =
+        numbered.into_iter().partition(|c| cited.contains(&c.index));
+    citations.sort_by_key(|c| cited.iter().position(|n| *n == c.index));
+    (citations, context)
+}
+
 /// An ask request that passed its checks, with what the checks worked out.
 pub struct CheckedAsk<'r> {
     /// The LLM.
@@ -194,6 +230,8 @@ pub struct CheckedAsk<'r> {
     pub params: SamplingParams,
     /// The JSON Schema the answer must follow, if any.
     pub schema: Option<serde_json::Value>,
+    /// How the answer is made.
+    pub mode: AnswerMode,
 }
 
 /// Receives an answer while it is made: the HTTP layer (one JSON body, or Server-Sent
@@ -670,6 +708,7 @@ impl Services {
             question,
             params,
             schema,
+            mode,
         } = checked;
         let llm = &self.config.llm;
         let search_query = conversation.search_query.as_str();
@@ -709,18 +748,54 @@ impl Services {
                 search_query: search_query.to_string(),
                 rewrite: conversation.rewrite,
                 history_turns_used: 0,
+                answer_mode: match mode {
+                    AnswerMode::Auto => AnswerMode::Generative,
+                    mode => mode,
+                },
             };
             self.record_turn(kb, question, &conversation, &response)?;
             return Ok(response);
         }
 
-        let sources: Vec<Source> = hits
-            .iter()
-            .map(|h| Source {
-                title: h.document_name.clone(),
-                heading: h.heading.clone(),
+        let queries = search_queries(question, search_query);
+        let numbered: Vec<Citation> = hits
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| Citation {
+                index: i + 1,
+                quote: zhiku_retrieve::best_sentence(&h.text, search_query).to_string(),
+                chunk_id: h.chunk_id,
+                document_id: h.document_id,
+                document_name: h.document_name,
+                text: h.text,
+                heading: h.heading,
                 page: h.page,
-                text: h.text.clone(),
+            })
+            .collect();
+        if mode == AnswerMode::Extractive {
+            return self.extractive(
+                kb,
+                question,
+                &conversation,
+                numbered,
+                &queries,
+                sink,
+                started,
+            );
+        }
+        let sources: Vec<Source> = numbered
+            .iter()
+            .map(|c| Source {
+                title: c.document_name.clone(),
+                heading: c.heading.clone(),
+                page: c.page,
+                text: if llm.source_tokens == 0 {
+                    c.text.clone()
+                } else {
+                    zhiku_retrieve::evidence(&c.text, &queries, llm.source_tokens, &|t| {
+                        generator.count_tokens(t)
+                    })
+                },
             })
             .collect();
         let style = self.config.prompt.resolve(kb, request.prompt.as_ref());
@@ -747,22 +822,9 @@ impl Services {
             params.max_tokens as usize,
             &style,
         )?;
-        let sources_dropped = hits.len() - prompt.sources_used;
-        let numbered: Vec<Citation> = hits
-            .into_iter()
-            .take(prompt.sources_used)
-            .enumerate()
-            .map(|(i, h)| Citation {
-                index: i + 1,
-                quote: zhiku_retrieve::best_sentence(&h.text, search_query).to_string(),
-                chunk_id: h.chunk_id,
-                document_id: h.document_id,
-                document_name: h.document_name,
-                text: h.text,
-                heading: h.heading,
-                page: h.page,
-            })
-            .collect();
+        let sources_dropped = numbered.len() - prompt.sources_used;
+        let mut numbered = numbered;
+        numbered.truncate(prompt.sources_used);
 
         let queued = Instant::now();
         let slot = self.acquire_slot(sink)?;
@@ -796,13 +858,23 @@ impl Services {
             let (_, cited) = resolve_citations(text, prompt.sources_used);
             (text.to_string(), cited, serde_json::from_str(text).ok())
         } else {
-            let (answer, cited) = resolve_citations(text, prompt.sources_used);
+            let given: Vec<&str> = numbered.iter().map(|c| c.text.as_str()).collect();
+            let attributed = zhiku_retrieve::attribute(text, &given);
+            let (answer, cited) = resolve_citations(&attributed, prompt.sources_used);
             (answer, cited, None)
         };
-        let (mut citations, context): (Vec<Citation>, Vec<Citation>) =
-            numbered.into_iter().partition(|c| cited.contains(&c.index));
-        // In the order the answer cites them.
-        citations.sort_by_key(|c| cited.iter().position(|n| *n == c.index));
+        // `auto`: an answer that cites nothing, or is in another language than the
+        // question, is replaced by the sources' own sentences.
+        let (answer, cited, answer_mode) = if mode == AnswerMode::Auto
+            && schema.is_none()
+            && (cited.is_empty() || is_mostly_cjk(&answer) != is_mostly_cjk(question))
+        {
+            let (answer, cited) = extractive_text(&numbered, &queries, llm.extractive_sentences);
+            (answer, cited, AnswerMode::Extractive)
+        } else {
+            (answer, cited, AnswerMode::Generative)
+        };
+        let (citations, context) = split_cited(numbered, &cited);
         let ms = |from: Instant, to: Instant| (to - from).as_millis() as u64;
         let usage = Usage {
             prompt_tokens: generation.prompt_tokens,
@@ -838,8 +910,62 @@ impl Services {
             search_query: search_query.to_string(),
             rewrite: conversation.rewrite,
             history_turns_used: prompt.history_used,
+            answer_mode,
         };
         self.record_turn(kb, question, &conversation, &response)?;
+        Ok(response)
+    }
+
+    /// The extractive answer to a question with grounding sources: their best sentences
+    /// with `[n]` markers, sent as one piece, with no generation slot (no model call).
+    #[allow(clippy::too_many_arguments)]
+    fn extractive(
+        &self,
+        kb: &str,
+        question: &str,
+        conversation: &ConversationContext,
+        numbered: Vec<Citation>,
+        queries: &[&str],
+        sink: &mut dyn AskSink,
+        started: Instant,
+    ) -> Result<AskResponse, ServiceError> {
+        let retrieval_ms = started.elapsed().as_millis() as u64;
+        if !sink.sources(&AskSources {
+            sources: numbered.clone(),
+            sources_dropped: 0,
+            grounded: true,
+        }) {
+            return Err(ServiceError::ClientGone);
+        }
+        let (answer, cited) =
+            extractive_text(&numbered, queries, self.config.llm.extractive_sentences);
+        if !sink.token(&answer) {
+            return Err(ServiceError::ClientGone);
+        }
+        let sources_used = numbered.len();
+        let (citations, context) = split_cited(numbered, &cited);
+        let response = AskResponse {
+            answer,
+            json: None,
+            citations,
+            context,
+            sources_used,
+            sources_dropped: 0,
+            grounded: true,
+            finish_reason: Some("stop".into()),
+            usage: Usage::default(),
+            timings: Timings {
+                retrieval_ms,
+                total_ms: started.elapsed().as_millis() as u64,
+                ..Timings::default()
+            },
+            conversation_id: conversation.id.clone(),
+            search_query: conversation.search_query.clone(),
+            rewrite: conversation.rewrite,
+            history_turns_used: 0,
+            answer_mode: AnswerMode::Extractive,
+        };
+        self.record_turn(kb, question, conversation, &response)?;
         Ok(response)
     }
 
@@ -874,6 +1000,13 @@ impl Services {
         }
         let mut params = sampling(request, temperature, max_tokens)?;
         let schema = response_schema(request)?;
+        let mode = request.answer_mode.unwrap_or(llm.answer_mode);
+        if schema.is_some() && mode != AnswerMode::Generative {
+            return Err(ServiceError::bad_request(
+                "invalid_answer_mode",
+                "response_format asks for JSON, which only answer_mode generative can write",
+            ));
+        }
         if let Some(schema) = &schema {
             params.grammar = Some(generator.schema_grammar(&schema.to_string())?);
         }
@@ -882,6 +1015,7 @@ impl Services {
             question,
             params,
             schema,
+            mode,
         })
     }
 
