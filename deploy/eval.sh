@@ -6,6 +6,8 @@
 #
 #   deploy/eval.sh                 # the table (the README's "Retrieval quality")
 #   deploy/eval.sh --json          # extra arguments go to `zhiku eval`
+#   deploy/eval.sh answers         # answer quality per answer mode (the README's "Answer
+#                                  # quality"); e.g. `answers --answer-mode extractive`
 #
 # The embedder is whatever the configuration says: ./zhiku.toml, the file named by
 # ZHIKU_CONFIG, or ZHIKU_EMBEDDER__<KEY> variables over them, e.g.
@@ -37,5 +39,10 @@ fi
 zhiku="$CARGO_TARGET_DIR/debug/zhiku"
 # Only the report goes to stdout.
 "$zhiku" --data "$data" ingest "$corpus" --kb faq >&2
-"$zhiku" --data "$data" eval --kb faq --queries deploy/eval/debian-faq.jsonl \
-  --off-topic deploy/eval/off-topic.txt "$@"
+if [ "${1:-}" = answers ]; then
+  shift
+  "$zhiku" --data "$data" eval answers --kb faq --queries deploy/eval/debian-faq.jsonl "$@"
+else
+  "$zhiku" --data "$data" eval --kb faq --queries deploy/eval/debian-faq.jsonl \
+    --off-topic deploy/eval/off-topic.txt "$@"
+fi

@@ -1,4 +1,5 @@
-//! `zhiku eval`: retrieval quality of a knowledge base against a file of judged queries.
+//! `zhiku eval`: retrieval quality of a knowledge base against a file of judged queries;
+//! `zhiku eval answers`: the quality of its answers ([`answers`]).
 //!
 //! The queries file is JSON Lines, one query per line (blank lines are skipped):
 //!
@@ -8,7 +9,8 @@
 //! ```
 //!
 //! Each line has `query`, exactly one of `relevant` and `evidence`, and optionally a
-//! `lang` tag (any string, e.g. `zh`, `en`, `cross`) that groups queries in the report.
+//! `lang` tag (any string, e.g. `zh`, `en`, `cross`) that groups queries in the report,
+//! and `answer`: strings one of which a correct answer contains (for `zhiku eval answers`).
 //!
 //! When a hit is relevant:
 //! - `relevant`: its document id is listed. Each listed document counts once: a later chunk
@@ -36,9 +38,23 @@ use zhiku_schemas::{SearchMode, SearchRequest};
 use crate::config::Config;
 use crate::services::{Models, Services};
 
+pub mod answers;
+
+/// What `zhiku eval` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Retrieval: hit@1, hit@5, MRR@10, nDCG@10 per search mode.
+    Retrieval,
+    /// Answers: correct, cited, faithful, language, no echo, latency per answer mode.
+    Answers,
+}
+
 /// `zhiku eval` options.
 #[derive(Args)]
 pub struct EvalArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value_t = Target::Retrieval)]
+    pub target: Target,
     /// Knowledge base to evaluate.
     #[arg(long)]
     pub kb: String,
@@ -59,6 +75,16 @@ pub struct EvalArgs {
     /// `llm.min_relevance` tells them from the judged (answerable) queries.
     #[arg(long, value_name = "FILE")]
     pub off_topic: Option<PathBuf>,
+    /// `answers`: the answer mode to evaluate (generative, extractive or auto); repeat for
+    /// several (default: all three).
+    #[arg(long = "answer-mode", value_name = "MODE", value_parser = crate::parse_answer_mode)]
+    pub answer_modes: Vec<zhiku_schemas::AnswerMode>,
+    /// `answers`: answer length bound in tokens.
+    #[arg(long, default_value_t = 160)]
+    pub max_tokens: u32,
+    /// `answers`: evaluate only the first N queries of the file.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
 /// How the best retrieved similarity separates answerable questions from off-topic ones:
@@ -156,6 +182,9 @@ pub struct Query {
     pub lang: Option<String>,
     /// What counts as relevant.
     pub judgement: Judgement,
+    /// Strings, already [`normalize`]d, one of which a correct answer contains (empty when
+    /// the line gives none).
+    pub answers: Vec<String>,
 }
 
 /// A line of the queries file as written.
@@ -169,6 +198,8 @@ struct Line {
     evidence: Option<Vec<String>>,
     #[serde(default)]
     lang: Option<String>,
+    #[serde(default)]
+    answer: Option<Vec<String>>,
 }
 
 /// Text as evidence is compared: whitespace runs collapsed to one space, trimmed, ASCII
@@ -226,11 +257,16 @@ fn parse_line(number: usize, raw: &str) -> Result<Query, String> {
             return Err("needs \"relevant\" (document ids) or \"evidence\" (strings a relevant chunk contains)".into());
         }
     };
+    let answers = match line.answer {
+        Some(answers) => distinct("answer", answers.iter().map(|a| normalize(a)))?,
+        None => Vec::new(),
+    };
     Ok(Query {
         line: number,
         text: text.to_string(),
         lang,
         judgement,
+        answers,
     })
 }
 
@@ -428,6 +464,9 @@ pub struct Report {
 pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
     // The file is checked before any model is loaded.
     let queries = load_queries(&args.queries)?;
+    if args.target == Target::Answers {
+        return answers::run(config, &args, queries);
+    }
     let mut modes: Vec<SearchMode> = Vec::new();
     for mode in args.modes {
         if !modes.contains(&mode) {
@@ -776,12 +815,14 @@ mod tests {
                     text: "升级".into(),
                     lang: Some("zh".into()),
                     judgement: Judgement::Relevant(vec!["a".into(), "b".into()]),
+                    answers: Vec::new(),
                 },
                 Query {
                     line: 3,
                     text: "q".into(),
                     lang: None,
                     judgement: Judgement::Evidence(vec!["foo bar".into()]),
+                    answers: Vec::new(),
                 },
             ]
         );
