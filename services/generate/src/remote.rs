@@ -978,6 +978,38 @@ mod tests {
     }
 
     #[test]
+    fn https_endpoints_are_reached_over_tls() {
+        // A TCP server that closes every connection: a TLS client fails in the handshake,
+        // one without TLS support would refuse the URL's scheme before connecting.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || drop(listener.accept()));
+        let g = OpenAiGenerator::new(&OpenAiConfig {
+            base_url: format!("https://127.0.0.1:{port}/v1"),
+            model: "m".into(),
+            api_key: None,
+            n_ctx: 1000,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            max_retries: 0,
+        })
+        .unwrap();
+        let err = g
+            .generate(
+                &[ChatMessage::user("q")],
+                &SamplingParams::default(),
+                &mut |_| true,
+            )
+            .unwrap_err();
+        server.join().unwrap();
+        let GenerateError::Upstream { host, detail } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(host, &format!("127.0.0.1:{port}"));
+        assert!(!detail.contains("scheme"), "{err}");
+    }
+
+    #[test]
     fn the_key_is_never_shown() {
         let g = generator(Some("sk-very-secret"));
         assert!(!format!("{g:?}").contains("sk-very-secret"));
