@@ -501,6 +501,34 @@ pub(crate) fn read_stream(
     }
 }
 
+/// A whole (unstreamed) `chat.completion` as the event stream carrying the same answer,
+/// finish reason and usage.
+fn completion_as_stream(mut response: Response) -> Result<Vec<u8>, StreamError> {
+    let mut text = String::new();
+    response
+        .read_to_string(&mut text)
+        .map_err(StreamError::Read)?;
+    let completion: Value = serde_json::from_str(&text)
+        .map_err(|e| StreamError::Malformed(format!("a completion that is not JSON ({e})")))?;
+    if completion.get("error").is_some() {
+        // Read as an error event.
+        return Ok(format!("data: {completion}\n\n").into_bytes());
+    }
+    let choice = completion
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| StreamError::Malformed("a completion without choices".into()))?;
+    let chunk = json!({
+        "choices": [{
+            "index": 0,
+            "delta": {"content": choice.pointer("/message/content").cloned().unwrap_or(Value::Null)},
+            "finish_reason": choice.get("finish_reason").cloned().unwrap_or(Value::Null),
+        }],
+        "usage": completion.get("usage").cloned().unwrap_or(Value::Null),
+    });
+    Ok(format!("data: {chunk}\n\ndata: [DONE]\n\n").into_bytes())
+}
+
 /// Takes one event's data into `end`; true when reading should stop.
 fn apply_event(
     data: &str,
@@ -662,6 +690,20 @@ impl Generator for OpenAiGenerator {
         let body = self.body(messages, params, budget)?;
         let response = self.send(&body)?;
         let responded = Instant::now();
+        let whole = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.trim_start().starts_with("application/json"));
+        // A server that ignores `stream` answers one completion; it is read as the stream
+        // it would have been.
+        let reader: Box<dyn Read> = if whole {
+            Box::new(std::io::Cursor::new(
+                completion_as_stream(response).map_err(|e| self.stream_error(e))?,
+            ))
+        } else {
+            Box::new(response)
+        };
 
         // The upstream applies the stop sequences too; scanning again keeps their meaning
         // exact (nothing of a stop sequence is released) whatever the server does.
@@ -669,7 +711,7 @@ impl Generator for OpenAiGenerator {
         let mut first = None;
         let mut deltas = 0;
         let mut cancelled = false;
-        let end = read_stream(response, &mut |delta| {
+        let end = read_stream(reader, &mut |delta| {
             first.get_or_insert_with(Instant::now);
             deltas += 1;
             let scanned = stops.push(delta);
@@ -1007,6 +1049,73 @@ mod tests {
         };
         assert_eq!(host, &format!("127.0.0.1:{port}"));
         assert!(!detail.contains("scheme"), "{err}");
+    }
+
+    #[test]
+    fn a_server_ignoring_stream_is_read_whole() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut stream, _) = listener.accept().unwrap();
+            // Read the whole request (head, then `content-length` bytes of body), so
+            // closing the connection afterwards cannot reset it under the reply.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap();
+            let mut body = vec![0u8; length];
+            stream.read_exact(&mut body).unwrap();
+            let body = json!({"object": "chat.completion", "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": "At two."}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 3}})
+            .to_string();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        });
+        let g = OpenAiGenerator::new(&OpenAiConfig {
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+            model: "m".into(),
+            api_key: None,
+            n_ctx: 1000,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            max_retries: 0,
+        })
+        .unwrap();
+        let mut streamed = String::new();
+        let generation = g
+            .generate(
+                &[ChatMessage::user("q")],
+                &SamplingParams::default(),
+                &mut |p| {
+                    streamed.push_str(p);
+                    true
+                },
+            )
+            .unwrap();
+        server.join().unwrap();
+        assert_eq!(
+            (generation.text.as_str(), streamed.as_str()),
+            ("At two.", "At two.")
+        );
+        assert_eq!(generation.finish_reason, FinishReason::Length);
+        assert_eq!(
+            (generation.prompt_tokens, generation.completion_tokens),
+            (12, 3)
+        );
     }
 
     #[test]
