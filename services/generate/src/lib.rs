@@ -1,5 +1,6 @@
 //! Answer generation: the [`Generator`] seam between the service and an LLM backend, its
-//! llama.cpp implementation ([`LlamaGenerator`]) and grounded RAG prompting ([`prompt`]).
+//! llama.cpp implementation ([`LlamaGenerator`]), one over any OpenAI-compatible endpoint
+//! ([`OpenAiGenerator`]) and grounded RAG prompting ([`prompt`]).
 //!
 //! Everything here is blocking and CPU-bound; async callers should run it on a blocking
 //! thread.
@@ -13,6 +14,7 @@ mod citations;
 mod llama;
 pub mod prompt;
 pub mod reference;
+mod remote;
 mod slots;
 mod stop;
 mod utf8;
@@ -23,6 +25,7 @@ pub use prompt::{
     GroundedPrompt, HistoryTurn, PromptProfile, Source, build_conversation_prompt,
     build_grounded_prompt, build_styled_prompt, grounded_messages, is_mostly_cjk, not_found_answer,
 };
+pub use remote::{ApiKey, JSON_SCHEMA_MARKER, OpenAiConfig, OpenAiGenerator, estimate_tokens};
 pub use slots::{Slot, SlotError, SlotInfo, Slots};
 
 /// The errors of this crate.
@@ -53,9 +56,31 @@ pub enum GenerateError {
     /// A JSON schema for structured output that llama.cpp cannot turn into a grammar.
     #[error("the JSON schema cannot be used to constrain the answer: {0}")]
     InvalidSchema(String),
-    /// llama.cpp failed (context creation, decoding, templating).
+    /// llama.cpp failed (context creation, decoding, templating), or a backend is
+    /// misconfigured.
     #[error("LLM backend error: {0}")]
     Backend(String),
+    /// The remote LLM endpoint failed: unreachable, a non-2xx answer, a broken or malformed
+    /// stream. Names the endpoint's host only, never the URL's path or the API key.
+    #[error("the LLM endpoint {host} {detail}")]
+    Upstream {
+        /// `host[:port]` of the endpoint.
+        host: String,
+        /// What went wrong, e.g. `answered 500 Internal Server Error: ...`.
+        detail: String,
+    },
+    /// The remote LLM endpoint sent nothing for `llm.timeout_secs`.
+    #[error("the LLM endpoint {host} sent nothing for {secs} s (llm.timeout_secs)")]
+    UpstreamTimeout {
+        /// `host[:port]` of the endpoint.
+        host: String,
+        /// The timeout that fired.
+        secs: u64,
+    },
+    /// The backend cannot do this (e.g. show its tokens: a remote model's tokenizer is
+    /// out of reach).
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 /// Who speaks a chat turn.
@@ -132,7 +157,9 @@ pub struct SamplingParams {
     /// part of the answer.
     pub stop: Vec<String>,
     /// A GBNF grammar every answer must match (see [`Generator::schema_grammar`]), applied before
-    /// the other samplers so the answer is always a prefix of a valid sentence of it.
+    /// the other samplers so the answer is always a prefix of a valid sentence of it. For
+    /// [`OpenAiGenerator`] it is the schema behind [`JSON_SCHEMA_MARKER`] instead, sent as
+    /// `response_format`.
     pub grammar: Option<String>,
 }
 
@@ -219,23 +246,28 @@ pub struct Timings {
     pub decoded_tokens: usize,
 }
 
-/// What a loaded LLM is, for `GET /v1/models`.
+/// What a loaded LLM is, for `GET /v1/models`. A remote model is known by little more
+/// than its name and the context window it is budgeted for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlmInfo {
-    /// The model file.
+    /// What runs it: `llama.cpp` (in-process) or `openai` (an OpenAI-compatible endpoint).
+    pub engine: String,
+    /// The endpoint's base URL, for a remote model.
+    pub endpoint: Option<String>,
+    /// The model file; empty for a remote model.
     pub path: std::path::PathBuf,
-    /// Size of the file in bytes.
+    /// Size of the file in bytes; 0 for a remote model.
     pub file_size: u64,
-    /// Parameter count.
-    pub parameters: u64,
+    /// Parameter count, when known.
+    pub parameters: Option<u64>,
     /// Quantization by llama.cpp's name (e.g. `Q4_1`), if the file declares it.
     pub quantization: Option<String>,
-    /// The context length the model was trained with.
-    pub trained_context: u32,
+    /// The context length the model was trained with, when known.
+    pub trained_context: Option<u32>,
     /// The context window this service runs it with.
     pub context_window: u32,
-    /// Which chat template is applied: `"model"` (the one in the file) or the fallback's
-    /// name from the config.
+    /// Which chat template is applied: `"model"` (the one in the file), the fallback's
+    /// name from the config, or `"upstream"` (the remote server applies its own).
     pub chat_template: String,
 }
 
@@ -254,6 +286,9 @@ pub trait Generator: Send + Sync {
     fn info(&self) -> LlmInfo;
 
     /// The model's tokens of `text` (no special tokens added).
+    ///
+    /// # Errors
+    /// [`GenerateError::NotSupported`] when the tokenizer is out of reach (remote models).
     fn tokenize(&self, text: &str) -> Result<Vec<TokenPiece>, GenerateError>;
 
     /// A short model name for logs and responses, e.g. the file stem of the GGUF.
@@ -270,7 +305,8 @@ pub trait Generator: Send + Sync {
     /// Tokens of `text` as plain message content (no special tokens added or parsed).
     fn count_tokens(&self, text: &str) -> usize;
 
-    /// The grammar that holds answers to a JSON schema, checked usable with this model.
+    /// The grammar that holds answers to a JSON schema, checked usable with this model
+    /// (for a remote model, the schema itself behind [`JSON_SCHEMA_MARKER`]).
     ///
     /// # Errors
     /// [`GenerateError::InvalidSchema`] naming why the schema cannot be used.

@@ -492,11 +492,13 @@ impl Generator for LlamaGenerator {
 
     fn info(&self) -> LlmInfo {
         LlmInfo {
+            engine: "llama.cpp".into(),
+            endpoint: None,
             file_size: std::fs::metadata(&self.path).map_or(0, |m| m.len()),
             path: self.path.clone(),
-            parameters: self.model.n_params(),
+            parameters: Some(self.model.n_params()),
             quantization: zhiku_llama::quantization(self.model),
-            trained_context: self.model.n_ctx_train(),
+            trained_context: Some(self.model.n_ctx_train()),
             context_window: self.n_ctx,
             chat_template: self.template_source.clone(),
         }

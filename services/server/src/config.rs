@@ -22,7 +22,7 @@ pub struct Config {
     pub index: IndexConfig,
     /// Retrieval defaults.
     pub search: SearchConfig,
-    /// The local LLM.
+    /// The LLM: a local GGUF model, or an OpenAI-compatible endpoint.
     pub llm: LlmConfig,
     /// Batch ingestion.
     pub jobs: JobsSection,
@@ -306,14 +306,48 @@ impl Default for SearchConfig {
     }
 }
 
-/// The local LLM.
+/// Where answers are generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProvider {
+    /// The GGUF model of `llm.model`, run in-process by llama.cpp.
+    #[default]
+    Local,
+    /// The model `llm.remote_model` behind the OpenAI-compatible API at `llm.base_url`;
+    /// no GGUF LLM is loaded.
+    Openai,
+}
+
+/// The LLM: a local GGUF model, or an OpenAI-compatible endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmConfig {
-    /// GGUF file (relative paths are under `server.models_dir`).
+    /// `local` (llama.cpp, `llm.model`) or `openai` (an OpenAI-compatible endpoint).
+    pub provider: LlmProvider,
+    /// GGUF file (relative paths are under `server.models_dir`); `provider = "local"` only.
     pub model: PathBuf,
-    /// Context window in tokens.
+    /// Context window in tokens: the prompt plus the answer must fit it. With
+    /// `provider = "openai"`, the remote model's window (or less), which prompts are
+    /// budgeted for by an estimate of their tokens.
     pub n_ctx: u32,
+    /// `provider = "openai"`: the API's base URL, the part before `/chat/completions`
+    /// (e.g. `http://127.0.0.1:8081/v1`).
+    pub base_url: String,
+    /// `provider = "openai"`: the model name sent upstream; also the LLM's name in
+    /// `GET /v1/models` and `/v1/chat/completions`.
+    pub remote_model: String,
+    /// `provider = "openai"`: the NAME of the environment variable holding the API key
+    /// (sent as `Authorization: Bearer`); empty sends none. The key itself never goes in
+    /// the configuration.
+    pub api_key_env: String,
+    /// `provider = "openai"`: seconds to wait for a connection.
+    pub connect_timeout_secs: u64,
+    /// `provider = "openai"`: seconds to wait for the answer to start, and then for each
+    /// further piece of it; then the request fails with 504.
+    pub timeout_secs: u64,
+    /// `provider = "openai"`: further attempts (with backoff) after a connection failure,
+    /// a 429 or a 5xx, before any of the answer was received.
+    pub max_retries: u32,
     /// CPU threads per generation.
     pub threads: i32,
     /// Default answer length bound.
@@ -368,8 +402,16 @@ pub enum PromptProfileChoice {
 impl Default for LlmConfig {
     fn default() -> Self {
         Self {
+            provider: LlmProvider::Local,
             model: "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
             n_ctx: 2048,
+            base_url: String::new(),
+            remote_model: String::new(),
+            api_key_env: String::new(),
+            connect_timeout_secs: 10,
+            // Long enough for a busy server's queue and a long prompt before the first token.
+            timeout_secs: 120,
+            max_retries: 2,
             threads: 2,
             max_tokens: 256,
             max_tokens_limit: 1024,
@@ -481,6 +523,38 @@ impl Config {
                 PromptProfileChoice::Example => Some(zhiku_generate::PromptProfile::Example),
             },
         }
+    }
+
+    /// The remote LLM's settings, with the API key read from the environment variable
+    /// `llm.api_key_env` names. Errors name the variable, never its value.
+    pub fn remote_llm(&self) -> anyhow::Result<zhiku_generate::OpenAiConfig> {
+        let llm = &self.llm;
+        anyhow::ensure!(
+            !llm.base_url.trim().is_empty(),
+            "llm.provider = \"openai\" needs llm.base_url (e.g. http://127.0.0.1:8081/v1)"
+        );
+        anyhow::ensure!(
+            !llm.remote_model.trim().is_empty(),
+            "llm.provider = \"openai\" needs llm.remote_model: the model name the endpoint serves"
+        );
+        let api_key = match llm.api_key_env.trim() {
+            "" => None,
+            name => match std::env::var(name) {
+                Ok(key) if !key.trim().is_empty() => Some(zhiku_generate::ApiKey::new(key.trim())),
+                _ => anyhow::bail!(
+                    "llm.api_key_env names the environment variable {name}, which is not set (or empty)"
+                ),
+            },
+        };
+        Ok(zhiku_generate::OpenAiConfig {
+            base_url: llm.base_url.clone(),
+            model: llm.remote_model.trim().to_string(),
+            api_key,
+            n_ctx: llm.n_ctx,
+            connect_timeout: std::time::Duration::from_secs(llm.connect_timeout_secs.max(1)),
+            timeout: std::time::Duration::from_secs(llm.timeout_secs.max(1)),
+            max_retries: llm.max_retries,
+        })
     }
 
     /// The chunker settings.
@@ -650,6 +724,38 @@ mod tests {
             section.resolve("support", Some(&request)),
             fields(Some("support lead"), Some("warm"))
         );
+    }
+
+    #[test]
+    fn a_remote_llm_needs_url_and_model_and_names_a_missing_key_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhiku.toml");
+        std::fs::write(&path, "[llm]\nprovider = \"openai\"\n").unwrap();
+        let mut config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(config.llm.provider, LlmProvider::Openai);
+        let err = config.remote_llm().unwrap_err().to_string();
+        assert!(err.contains("llm.base_url"), "{err}");
+        config.llm.base_url = "http://127.0.0.1:8081/v1".into();
+        let err = config.remote_llm().unwrap_err().to_string();
+        assert!(err.contains("llm.remote_model"), "{err}");
+        config.llm.remote_model = "qwen2.5:7b".into();
+        let remote = config.remote_llm().unwrap();
+        assert_eq!(
+            (remote.model.as_str(), remote.api_key),
+            ("qwen2.5:7b", None)
+        );
+        assert_eq!(remote.n_ctx, 2048);
+
+        config.llm.api_key_env = "ZHIKU_TEST_SURELY_UNSET_4711".into();
+        let err = config.remote_llm().unwrap_err().to_string();
+        assert!(err.contains("ZHIKU_TEST_SURELY_UNSET_4711"), "{err}");
+        // PATH is always set: its value stands in for a key, and is never shown.
+        config.llm.api_key_env = "PATH".into();
+        let remote = config.remote_llm().unwrap();
+        assert!(remote.api_key.is_some());
+        let key = std::env::var("PATH").unwrap();
+        assert!(!format!("{remote:?}").contains(&key));
+        assert!(!config.show().unwrap().contains(&key));
     }
 
     #[test]

@@ -143,6 +143,16 @@ impl ServiceError {
             ServiceError::Generate(GenerateError::InvalidSchema(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_response_format")
             }
+            // The remote LLM endpoint, as a gateway reports its upstream.
+            ServiceError::Generate(GenerateError::Upstream { .. }) => {
+                (StatusCode::BAD_GATEWAY, "upstream_failed")
+            }
+            ServiceError::Generate(GenerateError::UpstreamTimeout { .. }) => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
+            ServiceError::Generate(GenerateError::NotSupported(_)) => {
+                (StatusCode::NOT_IMPLEMENTED, "not_supported")
+            }
             ServiceError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ServiceError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),

@@ -40,8 +40,9 @@ use crate::conversations::check_id;
 use crate::error::{ServiceError, file_status, kb_not_found};
 use crate::guard::{self, Guard, UPLOAD_ROUTE};
 use crate::openapi::{
-    self, BadRequest, Conflict, ConversationPath, DocumentPath, Forbidden, JobPath, KbPath,
-    NotFound, Overloaded, PayloadTooLarge, UnprocessableContent, UnsupportedMediaType,
+    self, BadGateway, BadRequest, Conflict, ConversationPath, DocumentPath, Forbidden, JobPath,
+    KbPath, NotFound, NotImplemented, Overloaded, PayloadTooLarge, UnprocessableContent,
+    UnsupportedMediaType,
 };
 use crate::services::{AskSink, Services};
 
@@ -869,6 +870,7 @@ async fn models(
 #[utoipa::path(post, path = "/v1/tokenize", tag = "models", request_body = TokenizeRequest, responses(
     (status = 200, description = "Tokens and words.", body = TokenizeResponse),
     (status = 400, response = BadRequest),
+    (status = 501, response = NotImplemented),
 ))]
 async fn tokenize(
     State(s): State<AppState>,
@@ -1047,6 +1049,7 @@ fn wants_events(request: &AskRequest, headers: &HeaderMap) -> bool {
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 503, response = Overloaded),
+        (status = 502, response = BadGateway),
     ))]
 async fn ask(
     State(s): State<AppState>,
@@ -1248,6 +1251,7 @@ fn unix_now() -> u64 {
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 503, response = Overloaded),
+        (status = 502, response = BadGateway),
     ))]
 async fn chat_completions(
     State(s): State<AppState>,

@@ -81,6 +81,8 @@ use crate::http;
             Unauthorized,
             RateLimited,
             Timeout,
+            BadGateway,
+            NotImplemented,
         ),
     ),
     modifiers(&EveryOperationCanFail, &AccessControl),
@@ -291,10 +293,25 @@ pub struct Unauthorized(ErrorBody);
 pub struct RateLimited(ErrorBody);
 
 /// The response did not start within `server.request_timeout_secs` (`timeout`). Streamed
-/// answers start with their first event and are never cut off midway.
+/// answers start with their first event and are never cut off midway. With
+/// `llm.provider = "openai"`, also the LLM endpoint sending nothing for `llm.timeout_secs`
+/// (`upstream_timeout`).
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct Timeout(ErrorBody);
+
+/// With `llm.provider = "openai"`: the LLM endpoint failed (`upstream_failed`): it could
+/// not be reached, answered an error (its status and message are quoted), or broke off
+/// or garbled its answer stream. The message names the endpoint's host, never the key.
+#[derive(ToResponse)]
+#[allow(dead_code)] // Describes a response; never built.
+pub struct BadGateway(ErrorBody);
+
+/// The LLM cannot do this (`not_supported`): with `llm.provider = "openai"` its
+/// tokenizer is out of reach, so `/v1/tokenize` cannot show its tokens.
+#[derive(ToResponse)]
+#[allow(dead_code)] // Describes a response; never built.
+pub struct NotImplemented(ErrorBody);
 
 /// Path parameter of routes on one knowledge base.
 #[derive(IntoParams)]

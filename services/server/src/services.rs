@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
 use zhiku_embed::Embedder;
 use zhiku_generate::{
-    Generator, LlamaGenerator, SamplingParams, Slot, SlotError, Slots, Source,
+    Generator, LlamaGenerator, OpenAiGenerator, SamplingParams, Slot, SlotError, Slots, Source,
     build_conversation_prompt, is_mostly_cjk, not_found_answer, resolve_citations,
 };
 use zhiku_index::{KbRegistry, KnowledgeBase};
@@ -23,7 +23,7 @@ use zhiku_schemas::{
     Timings, Token, TokenizeResponse, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
 };
 
-use crate::config::{Config, RewriteMode};
+use crate::config::{Config, LlmProvider, RewriteMode};
 use crate::conversations::ConversationContext;
 use crate::conversations::ConversationStore;
 use crate::error::{ServiceError, kb_not_found};
@@ -315,6 +315,10 @@ impl Services {
             _ => None,
         };
         let generator: Option<Arc<dyn Generator>> = match models {
+            Models::All if config.llm.provider == LlmProvider::Openai => {
+                // No GGUF LLM: the endpoint generates; it is first contacted by a request.
+                Some(Arc::new(OpenAiGenerator::new(&config.remote_llm()?)?))
+            }
             Models::All => {
                 let llm = config.llm();
                 let started = Instant::now();
@@ -504,14 +508,17 @@ impl Services {
                 created: created(&info.path),
                 path: info.path.display().to_string(),
                 file_size: info.file_size,
-                parameters: Some(info.parameters),
-                parameters_label: Some(ModelInfo::label(info.parameters)),
+                parameters: info.parameters,
+                parameters_label: info.parameters.map(ModelInfo::label),
                 quantization: info.quantization,
-                context_length: Some(info.trained_context),
+                context_length: info.trained_context,
                 context_window: Some(info.context_window),
                 chat_template: Some(info.chat_template),
                 slots: Some(self.slot_info()),
-                ..entry(generator.name().to_string(), "llm", "llama.cpp")
+                description: info
+                    .endpoint
+                    .map(|url| format!("served by the OpenAI-compatible endpoint {url}")),
+                ..entry(generator.name().to_string(), "llm", &info.engine)
             });
         }
         let embedder_config = self.config.embedder();
