@@ -82,6 +82,27 @@ pub const SMALL_LLM: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// says, in Chinese or English: `Server::start_with_env(&[("ZHIKU_LLM__MODEL", DEFAULT_LLM)])`.
 pub const DEFAULT_LLM: &str = "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
+/// An answer's text with every `[n]` citation marker, and the spaces before it, removed:
+/// markers may be added to an answer (a sentence stating a source's fact) or removed from
+/// it (one naming no source) after it was streamed, while its words are what was streamed.
+pub fn without_markers(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(']') {
+            out.push_str(rest[..open].trim_end_matches(' '));
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..=open]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The `zhiku` binary under test.
 pub fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("ZHIKU_BIN") {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zhiku_e2e::{EventStream, Server};
+use zhiku_e2e::{EventStream, Server, without_markers};
 
 const BACKUP: &str = "# Backups\n\nThe nightly backup runs at two o'clock and copies the database to the archive server in building C. Restores are requested from the operations team by ticket.";
 const QUESTION: &str = "When does the nightly backup run?";
@@ -84,10 +84,12 @@ fn streams_answers_and_constrains_them_to_json() {
         "temperature 0: same answer"
     );
     assert_eq!(done["usage"], whole["usage"]);
-    if !text.contains('[') {
-        // With no citation marker to resolve, the answer is exactly what was streamed.
-        assert_eq!(done["answer"].as_str().unwrap(), text.trim());
-    }
+    // Citation markers may be added (a sentence stating a source's fact) or removed (one
+    // naming no source) after streaming; the words are exactly what was streamed.
+    assert_eq!(
+        without_markers(done["answer"].as_str().unwrap()),
+        without_markers(text.trim())
+    );
     let timings = &done["timings"];
     assert!(
         timings["time_to_first_token_ms"].as_u64().unwrap()

@@ -5,28 +5,7 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use zhiku_e2e::{Server, test_tool, workspace_root};
-
-/// The text without `[n]` markers, whitespace collapsed.
-fn without_markers(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after.find(']') {
-            Some(close) if close > 0 && after[..close].chars().all(|c| c.is_ascii_digit()) => {
-                rest = &after[close + 1..];
-            }
-            _ => {
-                out.push('[');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+use zhiku_e2e::{Server, test_tool, without_markers, workspace_root};
 
 const BACKUP: &str = "# Backups\n\nThe nightly backup runs at two o'clock and copies the database to the archive server in building C.";
 

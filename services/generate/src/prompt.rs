@@ -390,13 +390,19 @@ fn compose(
         }
     }
     let mut messages = vec![ChatMessage::system(styled_system_prompt(lang, style))];
+    push_history(&mut messages, history);
+    messages.push(ChatMessage::user(user));
+    messages
+}
+
+/// Earlier turns as user/assistant messages, their answers without `[n]` markers (they
+/// numbered that turn's sources, and would point at the wrong ones now).
+fn push_history(messages: &mut Vec<ChatMessage>, history: &[HistoryTurn]) {
     for turn in history {
         messages.push(ChatMessage::user(turn.question.trim()));
         let (answer, _) = crate::resolve_citations(turn.answer.trim(), 0);
         messages.push(ChatMessage::assistant(answer));
     }
-    messages.push(ChatMessage::user(user));
-    messages
 }
 
 /// The sources block of a user message: `[n] header` then the text, for each source.
@@ -504,11 +510,7 @@ fn compose_example(
         )),
         ChatMessage::assistant(example_answer),
     ];
-    for turn in history {
-        messages.push(ChatMessage::user(turn.question.trim()));
-        let (answer, _) = crate::resolve_citations(turn.answer.trim(), 0);
-        messages.push(ChatMessage::assistant(answer));
-    }
+    push_history(&mut messages, history);
     messages.push(ChatMessage::user(example_user(
         lang,
         &sources_block(lang, sources, first_text),

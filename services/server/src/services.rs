@@ -212,6 +212,37 @@ fn extractive_text(
     (answer, cited)
 }
 
+/// A response made without calling the model, as far as that decides it: no answer yet,
+/// no sources, no tokens, the times so far.
+fn without_model(
+    conversation: &ConversationContext,
+    answer_mode: AnswerMode,
+    retrieval_ms: u64,
+    started: Instant,
+) -> AskResponse {
+    AskResponse {
+        answer: String::new(),
+        json: None,
+        citations: Vec::new(),
+        context: Vec::new(),
+        sources_used: 0,
+        sources_dropped: 0,
+        grounded: false,
+        finish_reason: None,
+        usage: Usage::default(),
+        timings: Timings {
+            retrieval_ms,
+            total_ms: started.elapsed().as_millis() as u64,
+            ..Timings::default()
+        },
+        conversation_id: conversation.id.clone(),
+        search_query: conversation.search_query.clone(),
+        rewrite: conversation.rewrite,
+        history_turns_used: 0,
+        answer_mode,
+    }
+}
+
 /// The cited sources, in the order the answer cites them, and the others.
 fn split_cited(numbered: Vec<Citation>, cited: &[usize]) -> (Vec<Citation>, Vec<Citation>) {
     let (mut citations, context): (Vec<Citation>, Vec<Citation>) =
@@ -738,27 +769,15 @@ impl Services {
             });
             let response = AskResponse {
                 answer: not_found_answer(question).to_string(),
-                json: None,
-                citations: Vec::new(),
-                context: Vec::new(),
-                sources_used: 0,
-                sources_dropped: 0,
-                grounded: false,
-                finish_reason: None,
-                usage: Usage::default(),
-                timings: Timings {
+                ..without_model(
+                    &conversation,
+                    match mode {
+                        AnswerMode::Auto => AnswerMode::Generative,
+                        mode => mode,
+                    },
                     retrieval_ms,
-                    total_ms: started.elapsed().as_millis() as u64,
-                    ..Timings::default()
-                },
-                conversation_id: conversation.id.clone(),
-                search_query: search_query.to_string(),
-                rewrite: conversation.rewrite,
-                history_turns_used: 0,
-                answer_mode: match mode {
-                    AnswerMode::Auto => AnswerMode::Generative,
-                    mode => mode,
-                },
+                    started,
+                )
             };
             self.record_turn(kb, question, &conversation, &response)?;
             return Ok(response);
@@ -953,24 +972,12 @@ impl Services {
         let (citations, context) = split_cited(numbered, &cited);
         let response = AskResponse {
             answer,
-            json: None,
             citations,
             context,
             sources_used,
-            sources_dropped: 0,
             grounded: true,
             finish_reason: Some("stop".into()),
-            usage: Usage::default(),
-            timings: Timings {
-                retrieval_ms,
-                total_ms: started.elapsed().as_millis() as u64,
-                ..Timings::default()
-            },
-            conversation_id: conversation.id.clone(),
-            search_query: conversation.search_query.clone(),
-            rewrite: conversation.rewrite,
-            history_turns_used: 0,
-            answer_mode: AnswerMode::Extractive,
+            ..without_model(&conversation, AnswerMode::Extractive, retrieval_ms, started)
         };
         self.record_turn(kb, question, conversation, &response)?;
         Ok(response)
