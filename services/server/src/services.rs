@@ -977,7 +977,7 @@ impl Services {
             sources_used,
             grounded: true,
             finish_reason: Some("stop".into()),
-            ..without_model(&conversation, AnswerMode::Extractive, retrieval_ms, started)
+            ..without_model(conversation, AnswerMode::Extractive, retrieval_ms, started)
         };
         self.record_turn(kb, question, conversation, &response)?;
         Ok(response)

@@ -560,7 +560,8 @@ mod tests {
 
     #[test]
     fn echo_is_a_source_list_or_a_long_copy() {
-        let source = "a".repeat(20) + &" The quick brown fox jumps over the lazy dog and keeps running far beyond the hills until the night falls down.".to_string();
+        let source = "a".repeat(20)
+            + " The quick brown fox jumps over the lazy dog and keeps running far beyond the hills until the night falls down.";
         assert!(echoes("Answer.\n[1] handbook.md › Setup", &[]));
         assert!(echoes("Answer.\nSources: [1]", &[]));
         assert!(echoes(&format!("Copied: {source}"), &[&source]));
