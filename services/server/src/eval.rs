@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Each line has `query`, exactly one of `relevant` and `evidence`, and optionally a
-//! `lang` tag (any string, e.g. `zh`, `en`, `cross`) that groups queries in the report.
+//! `lang` tag (any string, e.g. `zh`, `en`, `cross`) that groups queries in the report
+//! and an `answer` (strings a good answer contains), which retrieval evaluation ignores.
 //!
 //! When a hit is relevant:
 //! - `relevant`: its document id is listed. Each listed document counts once: a later chunk
@@ -24,7 +25,8 @@
 //! nDCG@10 (binary gains, discount 1 / log2(rank + 1), divided by the ideal ranking's DCG).
 //! Every mode searches with the service's defaults, through the same code as
 //! `POST /v1/kbs/{kb}/search`, asking for `--top-k` hits; a metric whose cutoff exceeds
-//! `--top-k` sees only the hits returned.
+//! `--top-k` sees only the hits returned. With `--translate` every search also searches
+//! the query's translation (`translate: true`), which loads the LLM.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -59,6 +61,10 @@ pub struct EvalArgs {
     /// `llm.min_relevance` tells them from the judged (answerable) queries.
     #[arg(long, value_name = "FILE")]
     pub off_topic: Option<PathBuf>,
+    /// Search each query's translation into the KB's other language too, as
+    /// `"translate": true` does (loads the LLM).
+    #[arg(long)]
+    pub translate: bool,
 }
 
 /// How the best retrieved similarity separates answerable questions from off-topic ones:
@@ -169,6 +175,9 @@ struct Line {
     evidence: Option<Vec<String>>,
     #[serde(default)]
     lang: Option<String>,
+    /// Strings a good answer contains, for answer evaluation; not used here.
+    #[serde(default, rename = "answer")]
+    _answer: Option<Vec<String>>,
 }
 
 /// Text as evidence is compared: whitespace runs collapsed to one space, trimmed, ASCII
@@ -379,6 +388,9 @@ pub struct QueryResult {
     pub lang: Option<String>,
     /// The query text.
     pub query: String,
+    /// With `--translate`: the translation searched besides the query, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translated_query: Option<String>,
     /// Rank of the first relevant hit among the `top_k` returned.
     pub first_relevant_rank: Option<usize>,
     /// Its metrics.
@@ -414,6 +426,8 @@ pub struct Report {
     pub queries: usize,
     /// Hits requested per query.
     pub top_k: usize,
+    /// Whether queries were searched with their translations (`--translate`).
+    pub translate: bool,
     /// Lines of queries that no chunk of the KB can answer (no chunk holds their evidence,
     /// or none of their documents is in the KB); they count as misses.
     pub unanswerable: Vec<usize>,
@@ -437,7 +451,12 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
     if modes.is_empty() {
         modes = vec![SearchMode::Hybrid, SearchMode::Dense, SearchMode::Keyword];
     }
-    let services = Services::load(config, Models::EmbedderOnly, false)?;
+    let models = if args.translate {
+        Models::All
+    } else {
+        Models::EmbedderOnly
+    };
+    let services = Services::load(config, models, false)?;
     let kb = services.kb(&args.kb)?;
     let info = kb.info();
     let chunks = kb.view().chunks()?;
@@ -450,10 +469,11 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
             let request = SearchRequest {
                 top_k: Some(args.top_k),
                 mode: Some(mode),
+                translate: Some(args.translate),
                 ..SearchRequest::new(query.text.clone())
             };
-            let hits = services
-                .search(&args.kb, &request)
+            let (hits, translated_query) = services
+                .search_translated(&args.kb, &request)
                 .map_err(|e| anyhow::anyhow!("query on line {}: {e}", query.line))?;
             let relevant = query.judgement.relevance(
                 hits.iter()
@@ -463,6 +483,7 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
                 line: query.line,
                 lang: query.lang.clone(),
                 query: query.text.clone(),
+                translated_query,
                 first_relevant_rank: first_relevant_rank(&relevant),
                 scores: Scores::of(&relevant, query.judgement.ideal_hits()),
             });
@@ -495,6 +516,7 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
         chunks: info.chunks,
         queries: queries.len(),
         top_k: args.top_k,
+        translate: args.translate,
         unanswerable,
         modes: reports,
     };
@@ -604,9 +626,30 @@ fn unanswerable(queries: &[Query], chunks: &[zhiku_schemas::ChunkRecord], kb: &s
 /// The human-readable report: a header line, then one row per mode and tag.
 fn table(report: &Report) -> String {
     let mut out = format!(
-        "kb {}: {} documents, {} chunks, embedder {}; {} queries, top {}\n",
-        report.kb, report.documents, report.chunks, report.embedder, report.queries, report.top_k
+        "kb {}: {} documents, {} chunks, embedder {}; {} queries, top {}{}\n",
+        report.kb,
+        report.documents,
+        report.chunks,
+        report.embedder,
+        report.queries,
+        report.top_k,
+        if report.translate {
+            ", with translation"
+        } else {
+            ""
+        }
     );
+    if let Some(mode) = report.modes.first().filter(|_| report.translate) {
+        let translated = mode
+            .per_query
+            .iter()
+            .filter(|q| q.translated_query.is_some())
+            .count();
+        out.push_str(&format!(
+            "{translated} of {} queries searched with a translation\n",
+            mode.per_query.len()
+        ));
+    }
     let mut rows: Vec<[String; 7]> = vec![[
         "mode".into(),
         "lang".into(),
@@ -795,6 +838,9 @@ mod tests {
         ));
         assert_eq!(line, 2);
         assert!(message.contains("both"), "{message}");
+        // An `answer` (for answer evaluation) is accepted and ignored.
+        let with_answer = "{\"query\": \"q\", \"evidence\": [\"e\"], \"answer\": [\"a\"]}";
+        assert_eq!(parse_queries(with_answer).unwrap()[0].text, "q");
         let (_, message) = error("{\"query\": \"q\"}");
         assert!(message.contains("needs"), "{message}");
         let (_, message) = error("{\"query\": \"q\", \"relevent\": [\"a\"]}");
@@ -826,6 +872,7 @@ mod tests {
             chunks: 3,
             queries: 12,
             top_k: 10,
+            translate: false,
             unanswerable: vec![],
             relevance: None,
             modes: vec![ModeReport {

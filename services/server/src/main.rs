@@ -15,6 +15,7 @@ mod metrics;
 mod openai;
 mod openapi;
 mod services;
+mod translate;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -358,6 +359,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 response_format: None,
                 stream: None,
                 conversation_id,
+                translate: None,
             };
             let mut stdout = std::io::stdout();
             let response = services.ask(&kb, &request, &mut |piece: &str| {

@@ -177,6 +177,7 @@ impl Services {
             response_format: request.response_format.clone(),
             stream: None,
             conversation_id: None,
+            translate: None,
         })
     }
 

@@ -52,6 +52,8 @@ pub struct Services {
     pub draining: AtomicBool,
     /// Conversation histories and ratings.
     pub conversations: ConversationStore,
+    /// Document languages and query translations, for cross-language retrieval.
+    pub translator: crate::translate::Translator,
 }
 
 /// Most entries a list of a search filter may have: each becomes a term of both index
@@ -323,6 +325,7 @@ impl Services {
             jobs,
             conversations,
             ocr,
+            translator: Default::default(),
         })
     }
 
@@ -677,7 +680,7 @@ impl Services {
             top_k: Some(request.top_k.unwrap_or(llm.context_chunks)),
             ..SearchRequest::new(search_query)
         };
-        let hits = self.search(kb, &search)?;
+        let (hits, translated_query) = self.ask_search(kb, request, &search, sink)?;
         let retrieval_ms = started.elapsed().as_millis() as u64;
         let best = hits
             .iter()
@@ -708,6 +711,7 @@ impl Services {
                 conversation_id: conversation.id.clone(),
                 search_query: search_query.to_string(),
                 rewrite: conversation.rewrite,
+                translated_query,
                 history_turns_used: 0,
             };
             self.record_turn(kb, question, &conversation, &response)?;
@@ -837,6 +841,7 @@ impl Services {
             conversation_id: conversation.id.clone(),
             search_query: search_query.to_string(),
             rewrite: conversation.rewrite,
+            translated_query,
             history_turns_used: prompt.history_used,
         };
         self.record_turn(kb, question, &conversation, &response)?;
