@@ -118,6 +118,13 @@ pub struct SearchRequest {
     /// Only chunks of documents matching this filter are searched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<SearchFilter>,
+    /// Also search the query translated by the LLM into the knowledge base's other
+    /// language (Chinese and English), and fuse the two rankings, so that an answer
+    /// written only in the other language is found. Applies when the KB holds documents
+    /// in a language the query is not in. Costs a short generation, which waits for a
+    /// generation slot like an answer (503 when the queue is full). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translate: Option<bool>,
 }
 
 /// Restricts a search to some documents by their metadata.
@@ -191,6 +198,7 @@ impl SearchRequest {
             min_score: None,
             expand: None,
             filter: None,
+            translate: None,
         }
     }
 }
@@ -289,6 +297,11 @@ pub struct SearchResponse {
     /// no relevant context for this query.
     #[serde(default)]
     pub no_relevant_context: bool,
+    /// With `translate`: the translation of the query that was searched besides it;
+    /// absent when none was (the KB is in the query's language only, or the translation
+    /// failed its checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translated_query: Option<String>,
 }
 
 impl SearchResponse {
@@ -297,6 +310,7 @@ impl SearchResponse {
         Self {
             no_relevant_context: hits.is_empty(),
             hits,
+            translated_query: None,
         }
     }
 }
@@ -348,6 +362,11 @@ pub struct AskRequest {
     /// `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer_mode: Option<AnswerMode>,
+    /// Also retrieve with the search query translated into the knowledge base's other
+    /// language (see `translate` of a search). Default from the configuration
+    /// (`search.translate`: on unless it is `off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translate: Option<bool>,
 }
 
 /// The form an answer must take.
@@ -582,6 +601,10 @@ pub struct AskResponse {
     /// as asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<QueryRewrite>,
+    /// The translation of `search_query` into the knowledge base's other language that
+    /// was searched besides it; absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translated_query: Option<String>,
     /// Earlier turns of the conversation given to the model (the most recent ones; older
     /// turns are left out when the context window is full).
     #[serde(default)]

@@ -199,6 +199,28 @@ impl KbView<'_> {
         Ok(chunks)
     }
 
+    /// Every visible document as (id, current version, chunk count), in no particular
+    /// order. In memory: callers that keep something per document (e.g. its language)
+    /// compare it with this to see what changed.
+    pub fn documents(&self) -> Vec<(&str, u64, usize)> {
+        self.visible
+            .iter()
+            .map(|(id, &(version, chunks))| (id.as_str(), version, chunks))
+            .collect()
+    }
+
+    /// The first `limit` chunks of the current version of a visible document, in order;
+    /// empty for a document that is not visible.
+    pub fn document_chunks(&self, id: &str, limit: u32) -> Result<Vec<ChunkRecord>, IndexError> {
+        match self.visible.get(id) {
+            Some(&(version, count)) if count > 0 && limit > 0 => {
+                let last = u32::try_from(count - 1).unwrap_or(u32::MAX).min(limit - 1);
+                self.vectors.chunks(id, version, 0, last)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// BM25 keyword search over visible chunks matching `filter`.
     pub fn keyword_search(
         &self,

@@ -288,6 +288,27 @@ pub struct SearchConfig {
     pub fusion: zhiku_schemas::Fusion,
     /// Weight of the dense side in weighted fusion, 0 to 1.
     pub alpha: f32,
+    /// Whether asks also retrieve with the question translated into the knowledge base's
+    /// other language (when it holds documents in a language the question is not in):
+    /// `auto` or `off`. A request's `translate` overrides it; searches translate only
+    /// when the request asks.
+    pub translate: TranslateMode,
+    /// Dense similarity by which the query's own ranking is preferred over that of its
+    /// English translation when the two are merged (see the `translate` module).
+    pub translate_margin_en: f32,
+    /// The same for a Chinese translation: larger, because the embedder gives Chinese
+    /// text higher similarities than English (tuned on the eval set, README).
+    pub translate_margin_zh: f32,
+}
+
+/// Whether asks search a translation of the question too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TranslateMode {
+    /// When the KB holds documents in the language the question is not in.
+    Auto,
+    /// Never, unless a request asks.
+    Off,
 }
 
 impl Default for SearchConfig {
@@ -302,6 +323,9 @@ impl Default for SearchConfig {
             // on every language slice; 0.65 sits mid-plateau.
             fusion: zhiku_schemas::Fusion::Weighted,
             alpha: 0.65,
+            translate: TranslateMode::Auto,
+            translate_margin_en: 0.005,
+            translate_margin_zh: 0.04,
         }
     }
 }

@@ -26,7 +26,8 @@
 //! nDCG@10 (binary gains, discount 1 / log2(rank + 1), divided by the ideal ranking's DCG).
 //! Every mode searches with the service's defaults, through the same code as
 //! `POST /v1/kbs/{kb}/search`, asking for `--top-k` hits; a metric whose cutoff exceeds
-//! `--top-k` sees only the hits returned.
+//! `--top-k` sees only the hits returned. With `--translate` every search also searches
+//! the query's translation (`translate: true`), which loads the LLM.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -85,6 +86,10 @@ pub struct EvalArgs {
     /// `answers`: evaluate only the first N queries of the file.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Search each query's translation into the KB's other language too, as
+    /// `"translate": true` does (loads the LLM).
+    #[arg(long)]
+    pub translate: bool,
 }
 
 /// How the best retrieved similarity separates answerable questions from off-topic ones:
@@ -415,6 +420,9 @@ pub struct QueryResult {
     pub lang: Option<String>,
     /// The query text.
     pub query: String,
+    /// With `--translate`: the translation searched besides the query, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translated_query: Option<String>,
     /// Rank of the first relevant hit among the `top_k` returned.
     pub first_relevant_rank: Option<usize>,
     /// Its metrics.
@@ -450,6 +458,8 @@ pub struct Report {
     pub queries: usize,
     /// Hits requested per query.
     pub top_k: usize,
+    /// Whether queries were searched with their translations (`--translate`).
+    pub translate: bool,
     /// Lines of queries that no chunk of the KB can answer (no chunk holds their evidence,
     /// or none of their documents is in the KB); they count as misses.
     pub unanswerable: Vec<usize>,
@@ -476,7 +486,12 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
     if modes.is_empty() {
         modes = vec![SearchMode::Hybrid, SearchMode::Dense, SearchMode::Keyword];
     }
-    let services = Services::load(config, Models::EmbedderOnly, false)?;
+    let models = if args.translate {
+        Models::All
+    } else {
+        Models::EmbedderOnly
+    };
+    let services = Services::load(config, models, false)?;
     let kb = services.kb(&args.kb)?;
     let info = kb.info();
     let chunks = kb.view().chunks()?;
@@ -489,10 +504,11 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
             let request = SearchRequest {
                 top_k: Some(args.top_k),
                 mode: Some(mode),
+                translate: Some(args.translate),
                 ..SearchRequest::new(query.text.clone())
             };
-            let hits = services
-                .search(&args.kb, &request)
+            let (hits, translated_query) = services
+                .search_translated(&args.kb, &request)
                 .map_err(|e| anyhow::anyhow!("query on line {}: {e}", query.line))?;
             let relevant = query.judgement.relevance(
                 hits.iter()
@@ -502,6 +518,7 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
                 line: query.line,
                 lang: query.lang.clone(),
                 query: query.text.clone(),
+                translated_query,
                 first_relevant_rank: first_relevant_rank(&relevant),
                 scores: Scores::of(&relevant, query.judgement.ideal_hits()),
             });
@@ -534,6 +551,7 @@ pub fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
         chunks: info.chunks,
         queries: queries.len(),
         top_k: args.top_k,
+        translate: args.translate,
         unanswerable,
         modes: reports,
     };
@@ -643,9 +661,30 @@ fn unanswerable(queries: &[Query], chunks: &[zhiku_schemas::ChunkRecord], kb: &s
 /// The human-readable report: a header line, then one row per mode and tag.
 fn table(report: &Report) -> String {
     let mut out = format!(
-        "kb {}: {} documents, {} chunks, embedder {}; {} queries, top {}\n",
-        report.kb, report.documents, report.chunks, report.embedder, report.queries, report.top_k
+        "kb {}: {} documents, {} chunks, embedder {}; {} queries, top {}{}\n",
+        report.kb,
+        report.documents,
+        report.chunks,
+        report.embedder,
+        report.queries,
+        report.top_k,
+        if report.translate {
+            ", with translation"
+        } else {
+            ""
+        }
     );
+    if let Some(mode) = report.modes.first().filter(|_| report.translate) {
+        let translated = mode
+            .per_query
+            .iter()
+            .filter(|q| q.translated_query.is_some())
+            .count();
+        out.push_str(&format!(
+            "{translated} of {} queries searched with a translation\n",
+            mode.per_query.len()
+        ));
+    }
     let mut rows: Vec<[String; 7]> = vec![[
         "mode".into(),
         "lang".into(),
@@ -836,6 +875,9 @@ mod tests {
         ));
         assert_eq!(line, 2);
         assert!(message.contains("both"), "{message}");
+        // An `answer` (for answer evaluation) is accepted and ignored.
+        let with_answer = "{\"query\": \"q\", \"evidence\": [\"e\"], \"answer\": [\"a\"]}";
+        assert_eq!(parse_queries(with_answer).unwrap()[0].text, "q");
         let (_, message) = error("{\"query\": \"q\"}");
         assert!(message.contains("needs"), "{message}");
         let (_, message) = error("{\"query\": \"q\", \"relevent\": [\"a\"]}");
@@ -867,6 +909,7 @@ mod tests {
             chunks: 3,
             queries: 12,
             top_k: 10,
+            translate: false,
             unanswerable: vec![],
             relevance: None,
             modes: vec![ModeReport {

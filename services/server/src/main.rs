@@ -15,6 +15,7 @@ mod metrics;
 mod openai;
 mod openapi;
 mod services;
+mod translate;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -178,6 +178,7 @@ impl Services {
             stream: None,
             conversation_id: None,
             answer_mode: request.answer_mode,
+            translate: None,
         })
     }
 

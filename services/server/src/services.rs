@@ -52,6 +52,8 @@ pub struct Services {
     pub draining: AtomicBool,
     /// Conversation histories and ratings.
     pub conversations: ConversationStore,
+    /// Document languages and query translations, for cross-language retrieval.
+    pub translator: crate::translate::Translator,
 }
 
 /// Most entries a list of a search filter may have: each becomes a term of both index
@@ -184,14 +186,20 @@ fn response_schema(request: &AskRequest) -> Result<Option<serde_json::Value>, Se
     Ok(schema)
 }
 
-/// What sentences are matched against: the search query, and the question as asked when
-/// a rewrite made them differ.
-fn search_queries<'a>(question: &'a str, search_query: &'a str) -> Vec<&'a str> {
-    if question == search_query {
-        vec![search_query]
-    } else {
-        vec![search_query, question]
+/// What sentences are matched against: the search query, the question as asked when a
+/// rewrite made them differ, and the query's translation when one was searched (so a
+/// source in the other language has its matching sentences found too).
+fn search_queries<'a>(
+    question: &'a str,
+    search_query: &'a str,
+    translated: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut queries = vec![search_query];
+    if question != search_query {
+        queries.push(question);
     }
+    queries.extend(translated);
+    queries
 }
 
 /// The extractive answer from numbered sources: one line per quoted sentence, each ending
@@ -238,6 +246,7 @@ fn without_model(
         conversation_id: conversation.id.clone(),
         search_query: conversation.search_query.clone(),
         rewrite: conversation.rewrite,
+        translated_query: None,
         history_turns_used: 0,
         answer_mode,
     }
@@ -396,6 +405,7 @@ impl Services {
             jobs,
             conversations,
             ocr,
+            translator: Default::default(),
         })
     }
 
@@ -754,7 +764,7 @@ impl Services {
             top_k: Some(request.top_k.unwrap_or(llm.context_chunks)),
             ..SearchRequest::new(search_query)
         };
-        let hits = self.search(kb, &search)?;
+        let (hits, translated_query) = self.ask_search(kb, request, &search, sink)?;
         let retrieval_ms = started.elapsed().as_millis() as u64;
         let best = hits
             .iter()
@@ -769,6 +779,7 @@ impl Services {
             });
             let response = AskResponse {
                 answer: not_found_answer(question).to_string(),
+                translated_query,
                 ..without_model(
                     &conversation,
                     match mode {
@@ -783,7 +794,7 @@ impl Services {
             return Ok(response);
         }
 
-        let queries = search_queries(question, search_query);
+        let queries = search_queries(question, search_query, translated_query.as_deref());
         let numbered: Vec<Citation> = hits
             .into_iter()
             .enumerate()
@@ -799,7 +810,7 @@ impl Services {
             })
             .collect();
         if mode == AnswerMode::Extractive {
-            return self.extractive(
+            let response = self.extractive(
                 kb,
                 question,
                 &conversation,
@@ -807,7 +818,11 @@ impl Services {
                 &queries,
                 sink,
                 started,
-            );
+            )?;
+            return Ok(AskResponse {
+                translated_query,
+                ..response
+            });
         }
         let sources: Vec<Source> = numbered
             .iter()
@@ -935,6 +950,7 @@ impl Services {
             conversation_id: conversation.id.clone(),
             search_query: search_query.to_string(),
             rewrite: conversation.rewrite,
+            translated_query,
             history_turns_used: prompt.history_used,
             answer_mode,
         };
