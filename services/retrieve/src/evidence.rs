@@ -246,7 +246,7 @@ fn has_marker(text: &str) -> bool {
 }
 
 /// Adds a citation to each sentence of `answer` that has none but whose content terms
-/// come mostly (at least half of them) from one of `sources` (numbered from 1 in order):
+/// (two at least) come mostly (at least half of them) from one of `sources` (numbered from 1 in order):
 /// the best matching source's `[n]` goes before the sentence's closing punctuation. Small
 /// models often state a source's fact without the marker asked for; the reader still
 /// deserves to see where it comes from. Sentences matching no source stay as they are,
@@ -273,7 +273,8 @@ pub fn attribute(answer: &str, sources: &[&str]) -> String {
             .map(|(i, st)| (terms.iter().filter(|t| st.contains(*t)).count(), i))
             .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
         match best {
-            Some((shared, i)) if !terms.is_empty() && shared * 2 >= terms.len() => {
+            // A fragment of one word ("Restores", cut short) says too little to attribute.
+            Some((shared, i)) if terms.len() >= 2 && shared * 2 >= terms.len() => {
                 let end = sentence
                     .trim_end_matches(['.', '!', '?', '。', '！', '？', '；', ':', '：'])
                     .len();

@@ -633,13 +633,16 @@ fn mask_secrets(value: &mut toml::Value) {
             for (key, value) in table.iter_mut() {
                 let key = key.to_ascii_lowercase();
                 // Whole words, so `tokenizer_dir` is not a token; and only text, since
-                // token counts and limits are numbers, not credentials.
-                let secret = key.split(['_', '-']).any(|word| {
-                    [
-                        "key", "keys", "secret", "secrets", "token", "tokens", "password",
-                    ]
-                    .contains(&word)
-                }) && (value.is_str() || value.is_array());
+                // token counts and limits are numbers, not credentials. A key ending in
+                // `_env` (`api_key_env`) names the variable that holds a secret, not it.
+                let secret = !key.ends_with("_env")
+                    && key.split(['_', '-']).any(|word| {
+                        [
+                            "key", "keys", "secret", "secrets", "token", "tokens", "password",
+                        ]
+                        .contains(&word)
+                    })
+                    && (value.is_str() || value.is_array());
                 if secret {
                     *value = toml::Value::String("********".into());
                 } else {
