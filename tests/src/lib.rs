@@ -469,6 +469,24 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// Reads an answer's `token` events up to its `done` event: the streamed text, the
+    /// number of token events, and the `done` data. Panics on any other event or if the
+    /// stream ends first.
+    pub fn answer(&mut self) -> (String, usize, Value) {
+        let (mut text, mut tokens) = (String::new(), 0);
+        loop {
+            let (name, data) = self.next_event().expect("stream ended before done");
+            match name.as_str() {
+                "token" => {
+                    tokens += 1;
+                    text.push_str(data["text"].as_str().unwrap());
+                }
+                "done" => return (text, tokens, data),
+                other => panic!("unexpected event {other}: {data}"),
+            }
+        }
+    }
+
     /// Wraps a response whose body is `text/event-stream`.
     pub fn new(response: reqwest::blocking::Response) -> Self {
         Self {

@@ -80,15 +80,7 @@ fn extractive_answers_quote_the_sources_without_the_model() {
     let mut events = EventStream::new(response);
     let (name, sources) = events.next_event().expect("sources");
     assert_eq!(name, "sources", "{sources}");
-    let mut streamed = String::new();
-    let done = loop {
-        let (name, data) = events.next_event().expect("done");
-        match name.as_str() {
-            "token" => streamed.push_str(data["text"].as_str().unwrap()),
-            "done" => break data,
-            other => panic!("unexpected {other}: {data}"),
-        }
-    };
+    let (streamed, _, done) = events.answer();
     assert_eq!(streamed, done["answer"].as_str().unwrap());
     assert!(streamed.contains("dpkg -L packagename"));
 

@@ -63,19 +63,7 @@ fn streams_answers_and_constrains_them_to_json() {
     assert!(!sources.is_empty());
     assert_eq!(sources[0]["index"], 1);
     assert_eq!(sources[0]["document_name"], "backup.md");
-    let mut text = String::new();
-    let mut tokens = 0;
-    let done = loop {
-        let (name, data) = events.next_event().expect("stream ended before done");
-        match name.as_str() {
-            "token" => {
-                tokens += 1;
-                text.push_str(data["text"].as_str().unwrap());
-            }
-            "done" => break data,
-            other => panic!("unexpected event {other}: {data}"),
-        }
-    };
+    let (text, tokens, done) = events.answer();
     assert!(events.next_event().is_none(), "nothing after done");
     assert!(tokens > 0);
     assert!(!text.trim().is_empty());
@@ -95,7 +83,7 @@ fn streams_answers_and_constrains_them_to_json() {
         timings["time_to_first_token_ms"].as_u64().unwrap()
             <= timings["total_ms"].as_u64().unwrap()
     );
-    assert!(done["usage"]["completion_tokens"].as_u64().unwrap() >= tokens);
+    assert!(done["usage"]["completion_tokens"].as_u64().unwrap() >= tokens as u64);
 
     // `Accept: text/event-stream` alone asks for a stream too.
     let response = server

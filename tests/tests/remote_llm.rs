@@ -139,18 +139,7 @@ fn a_remote_endpoint_answers_with_zhikus_retrieval_citations_and_streams() {
     let (name, sources) = events.next_event().expect("first event");
     assert_eq!(name, "sources", "{sources}");
     assert_eq!(sources["sources"][0]["document_name"], "backup.md");
-    let (mut text, mut tokens) = (String::new(), 0);
-    let done = loop {
-        let (name, data) = events.next_event().expect("stream ended before done");
-        match name.as_str() {
-            "token" => {
-                tokens += 1;
-                text.push_str(data["text"].as_str().unwrap());
-            }
-            "done" => break data,
-            other => panic!("unexpected event {other}: {data}"),
-        }
-    };
+    let (text, tokens, done) = events.answer();
     assert!(tokens > 0 && !text.trim().is_empty());
     assert_grounded(&done);
     assert_eq!(
