@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use zhiku_e2e::{DEFAULT_LLM, EventStream, Server};
 
 const HANDBOOK: &str = "# Packages\n\nDebian keeps its package lists in several places. To list the files that an installed package put on the system, use:\n\ndpkg -L packagename\n\nThe weather in the server room is always cold.\n\n# Backups\n\nThe nightly backup runs at two o'clock and copies the database to the archive server in building C.";
-const HANDBOOK_ZH: &str = "# 软件包\n\n系统里有很多软件包。要查看某个软件包是否已经安装，请运行 dpkg-query -W 命令。打印机在三楼。\n\n# 备份\n\n数据库每天凌晨两点自动备份到 C 楼的归档服务器。";
+const HANDBOOK_ZH: &str = "# 软件包\n\n系统里有很多软件包。要查看某个软件包是否已经安装，请运行 dpkg-query -W 命令。这个命令很快。打印机在三楼。\n\n# 备份\n\n数据库每天凌晨两点自动备份到 C 楼的归档服务器。";
 
 fn start(env: &[(&str, &str)]) -> Server {
     let server = Server::start_with_env(env);
@@ -50,7 +50,10 @@ fn extractive_answers_quote_the_sources_without_the_model() {
     assert_eq!(answer["answer_mode"], "extractive", "{answer}");
     assert!(text.contains("dpkg -L packagename"), "{text}");
     assert!(text.contains("[1]"), "{text}");
-    assert!(!text.contains("weather"), "only matching sentences: {text}");
+    assert!(
+        !text.contains("weather"),
+        "only the passage around the best sentence: {text}"
+    );
     assert_eq!(answer["usage"]["completion_tokens"], 0, "no model call");
     assert!(
         answer["citations"][0]["text"]

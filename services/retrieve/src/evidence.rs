@@ -180,55 +180,151 @@ pub fn evidence(
     out
 }
 
-/// One sentence of an extractive answer.
+/// One passage of an extractive answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence {
     /// Index of the text (in the list given to [`extract`]) it comes from.
     pub source: usize,
-    /// The sentence, with the next one when it leads on to it, verbatim.
+    /// The passage: the best sentence with its neighbours, verbatim.
     pub text: String,
-    /// Content terms it shares with the queries.
+    /// Content terms its best sentence shares with the queries.
     pub shared: usize,
 }
 
-/// The extractive answer: from each of the first `max_sentences` texts (retrieved chunks,
-/// best ranked first), the sentence that shares the most content terms with the
-/// `queries`, with the next one when it leads on to it (as "use this command:" does).
-/// Sentences sharing no term are skipped, except from the first text, and so are
-/// sentences already taken. The rank of the chunk counts for more than the words of a
-/// sentence: picking the best sentences across more chunks answered fewer questions of
-/// the evaluation set (README, "Answer quality").
-pub fn extract(texts: &[&str], queries: &[&str], max_sentences: usize) -> Vec<Evidence> {
+/// Whether a sentence names something a reader can type: a command option (`--list`), a
+/// path (`/etc/modules`), or a name joined by `-` `_` `.` `/` (`cron-apt`,
+/// `sources.list`). In technical documents the sentence that answers a "how do I" or
+/// "which tool" question usually holds one, while the sentences around it restate the
+/// question in its words.
+pub fn names_command(sentence: &str) -> bool {
+    sentence
+        .split(|c: char| !c.is_ascii_graphic())
+        .map(|t| {
+            t.trim_matches(|c: char| {
+                matches!(
+                    c,
+                    ',' | '.'
+                        | ';'
+                        | ':'
+                        | '!'
+                        | '?'
+                        | '('
+                        | ')'
+                        | '['
+                        | ']'
+                        | '{'
+                        | '}'
+                        | '"'
+                        | '\''
+                        | '`'
+                )
+            })
+        })
+        .any(|t| {
+            let b = t.as_bytes();
+            let letters = b.iter().any(u8::is_ascii_alphabetic);
+            let option = t.len() >= 3
+                && b[0] == b'-'
+                && b[1..]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'-');
+            let path = t.len() >= 3 && b[0] == b'/' && letters;
+            let joined = b.windows(3).any(|w| {
+                w[0].is_ascii_alphanumeric()
+                    && matches!(w[1], b'-' | b'_' | b'.' | b'/')
+                    && w[2].is_ascii_alphanumeric()
+            });
+            letters
+                && (option || path || joined)
+                && !matches!(t.to_ascii_lowercase().as_str(), "e.g" | "i.e")
+        })
+}
+
+/// The extractive answer: from each of the first `max_sources` texts (retrieved chunks,
+/// best ranked first), the passage of up to `2 * window + 1` consecutive sentences that
+/// best matches the `queries`, with the next sentence when the passage's last leads on to
+/// it (as "use this command:" does).
+///
+/// A passage is scored by the content terms its middle sentence shares with the queries
+/// (counted twice), those its other sentences share, and one more when it names a
+/// command, path or package ([`names_command`]); ties go to the earlier passage. The
+/// neighbours matter because documents often restate the question in one sentence and
+/// answer it in the next, in other words. Passages whose middle sentence shares no term
+/// are skipped, except from the first text, and so are passages already taken. The rank
+/// of the chunk counts for more than the words of a sentence: picking passages across
+/// more chunks answered fewer questions of the evaluation set (README, "Answer
+/// quality").
+pub fn extract(
+    texts: &[&str],
+    queries: &[&str],
+    max_sources: usize,
+    window: usize,
+) -> Vec<Evidence> {
     let wanted: HashSet<String> = queries.iter().flat_map(|q| content_terms(q)).collect();
     let mut out: Vec<Evidence> = Vec::new();
-    for (source, text) in texts.iter().enumerate().take(max_sentences) {
+    for (source, text) in texts.iter().enumerate().take(max_sources) {
         let scored = scored_sentences(text, &wanted);
-        let Some(best) = scored
+        let commands: Vec<bool> = scored
             .iter()
-            .enumerate()
-            .max_by_key(|(i, (_, shared))| (*shared, std::cmp::Reverse(*i)))
-            .map(|(i, _)| i)
-        else {
+            .map(|((a, b), _)| names_command(&text[*a..*b]))
+            .collect();
+        let span = |i: usize| (i.saturating_sub(window), (i + window + 1).min(scored.len()));
+        let Some(best) = (0..scored.len()).max_by_key(|&i| {
+            let (a, b) = span(i);
+            let around: usize = scored[a..b].iter().map(|(_, shared)| shared).sum();
+            let command = usize::from(commands[a..b].iter().any(|c| *c));
+            (scored[i].1 + around + command, std::cmp::Reverse(i))
+        }) else {
             continue;
         };
-        let ((a, mut b), shared) = scored[best];
+        let shared = scored[best].1;
         if shared == 0 && source > 0 {
             continue;
         }
-        if leads_on(&text[a..b])
-            && let Some(((_, next_end), _)) = scored.get(best + 1)
+        let (first, mut last) = span(best);
+        // A command line ends like a sentence that leads on ("请执行"), so only the best
+        // sentence leads on that way; any last sentence may with a colon.
+        let (a, b) = scored[last - 1].0;
+        let tail = &text[a..b];
+        if last < scored.len()
+            && (tail.ends_with([':', '：']) || (last - 1 == best && leads_on(tail)))
         {
-            b = *next_end;
+            last += 1;
         }
-        let sentence = text[a..b].split_whitespace().collect::<Vec<_>>().join(" ");
-        if out.iter().any(|e| e.text == sentence) {
+        let passage = joined(text, &scored[first..last]);
+        if out.iter().any(|e| e.text == passage) {
             continue;
         }
         out.push(Evidence {
             source,
-            text: sentence,
+            text: passage,
             shared,
         });
+    }
+    out
+}
+
+/// Consecutive sentences of `text`, each with its inner whitespace collapsed, joined by a
+/// line break where the text breaks the line between them (commands stay on lines of
+/// their own) and by a space elsewhere.
+fn joined(text: &str, sentences: &[((usize, usize), usize)]) -> String {
+    let mut out = String::new();
+    let mut prev_end: Option<usize> = None;
+    for ((a, b), _) in sentences {
+        if let Some(p) = prev_end {
+            out.push(if text[p..*a].contains('\n') {
+                '\n'
+            } else {
+                ' '
+            });
+        }
+        out.push_str(
+            &text[*a..*b]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        prev_end = Some(*b);
     }
     out
 }
@@ -348,22 +444,60 @@ mod tests {
     }
 
     #[test]
-    fn extract_takes_one_sentence_per_source() {
+    fn extract_takes_one_passage_per_source() {
         let texts = [
             "Packages are great. To list the files of a package, use:\ndpkg -L foo",
             "Nothing relevant here.",
             "The files of a package are listed by dpkg -L. Other things.",
         ];
-        let got = extract(&texts, &["how to list the files of a package"], 3);
+        let got = extract(&texts, &["how to list the files of a package"], 3, 0);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].source, 0);
+        // The line break before the command is kept.
         assert_eq!(
             got[0].text,
-            "To list the files of a package, use: dpkg -L foo"
+            "To list the files of a package, use:\ndpkg -L foo"
         );
         assert_eq!(got[1].source, 2);
-        assert!(got[1].text.starts_with("The files of a package"));
-        assert!(extract(&[], &["x"], 3).is_empty());
+        assert_eq!(got[1].text, "The files of a package are listed by dpkg -L.");
+        assert!(extract(&[], &["x"], 3, 1).is_empty());
+    }
+
+    #[test]
+    fn extract_keeps_the_answer_next_to_the_restated_question() {
+        // The best-matching sentence restates the question; the answer, in other words,
+        // follows it.
+        let text = "Debian has many tools. Can the system be upgraded automatically? \
+                    You can use cron-apt; it runs from cron. Unrelated closing words here. \
+                    More unrelated words.";
+        let got = extract(&[text], &["upgrade the system automatically"], 2, 1);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].text.contains("cron-apt"), "{got:?}");
+        assert!(!got[0].text.contains("More unrelated"), "{got:?}");
+        let alone = extract(&[text], &["upgrade the system automatically"], 2, 0);
+        assert!(!alone[0].text.contains("cron-apt"), "{alone:?}");
+    }
+
+    #[test]
+    fn names_command_finds_what_can_be_typed() {
+        for yes in [
+            "Run dpkg --list.",
+            "编辑 /etc/modules 文件",
+            "您可以使用 cron-apt；",
+            "Edit sources.list first",
+            "use `apt_pkg` here",
+        ] {
+            assert!(names_command(yes), "{yes}");
+        }
+        for no in [
+            "Plain words only.",
+            "e.g. this one",
+            "第 8 章",
+            "a - b",
+            "1.5 million",
+        ] {
+            assert!(!names_command(no), "{no}");
+        }
     }
 
     #[test]

@@ -402,9 +402,11 @@ pub struct LlmConfig {
     /// up to this many of the model's tokens, rather than the whole chunk: small models
     /// answer better from less noise, and more sources fit. 0 gives whole chunks.
     pub source_tokens: usize,
-    /// Sentences an extractive answer quotes (the best matching of the retrieved chunks,
-    /// one per chunk at most).
-    pub extractive_sentences: usize,
+    /// Sources an extractive answer quotes: one passage from each of the best ranked.
+    pub extractive_sources: usize,
+    /// Sentences an extractive passage keeps on each side of its best-matching one: the
+    /// answer often follows a sentence that restates the question.
+    pub extractive_window: usize,
     /// How grounded prompts are worded: `auto` (by the model's architecture: `example`
     /// for Qwen, `standard` otherwise), `standard` or `example`.
     pub prompt_profile: PromptProfileChoice,
@@ -449,7 +451,8 @@ impl Default for LlmConfig {
             min_relevance: 0.82,
             answer_mode: zhiku_schemas::AnswerMode::Generative,
             source_tokens: 160,
-            extractive_sentences: 2,
+            extractive_sources: 2,
+            extractive_window: 1,
             prompt_profile: PromptProfileChoice::Auto,
         }
     }

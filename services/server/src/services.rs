@@ -23,7 +23,7 @@ use zhiku_schemas::{
     Timings, Token, TokenizeResponse, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
 };
 
-use crate::config::{Config, LlmProvider, RewriteMode};
+use crate::config::{Config, LlmConfig, LlmProvider, RewriteMode};
 use crate::conversations::ConversationContext;
 use crate::conversations::ConversationStore;
 use crate::error::{ServiceError, kb_not_found};
@@ -202,15 +202,20 @@ fn search_queries<'a>(
     queries
 }
 
-/// The extractive answer from numbered sources: one line per quoted sentence, each ending
+/// The extractive answer from numbered sources: one passage per quoted source, each ending
 /// with its source's `[n]`; and the numbers cited, in order.
 fn extractive_text(
     numbered: &[Citation],
     queries: &[&str],
-    max_sources: usize,
+    llm: &LlmConfig,
 ) -> (String, Vec<usize>) {
     let texts: Vec<&str> = numbered.iter().map(|c| c.text.as_str()).collect();
-    let picked = zhiku_retrieve::extract(&texts, queries, max_sources);
+    let picked = zhiku_retrieve::extract(
+        &texts,
+        queries,
+        llm.extractive_sources,
+        llm.extractive_window,
+    );
     let answer = picked
         .iter()
         .map(|e| format!("{} [{}]", e.text, numbered[e.source].index))
@@ -910,7 +915,7 @@ impl Services {
             && schema.is_none()
             && (cited.is_empty() || is_mostly_cjk(&answer) != is_mostly_cjk(question))
         {
-            let (answer, cited) = extractive_text(&numbered, &queries, llm.extractive_sentences);
+            let (answer, cited) = extractive_text(&numbered, &queries, llm);
             (answer, cited, AnswerMode::Extractive)
         } else {
             (answer, cited, AnswerMode::Generative)
@@ -979,8 +984,7 @@ impl Services {
         }) {
             return Err(ServiceError::ClientGone);
         }
-        let (answer, cited) =
-            extractive_text(&numbered, queries, self.config.llm.extractive_sentences);
+        let (answer, cited) = extractive_text(&numbered, queries, &self.config.llm);
         if !sink.token(&answer) {
             return Err(ServiceError::ClientGone);
         }
