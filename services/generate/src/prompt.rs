@@ -452,6 +452,7 @@ fn compose_example(
             "You answer questions from the numbered documents the user gives.\n\
              - Answer in one or two short sentences, in English.\n\
              - Give the exact command, package, file or term from the documents.\n\
+             - Do not answer only yes or no, and do not repeat the question: state the fact.\n\
              - End each sentence with the number of the document it comes from, like [2].\n\
              - If the documents do not contain the answer, say that they do not.\n\
              - Never list or repeat the documents.",
@@ -478,6 +479,7 @@ fn compose_example(
             "你根据用户给出的编号资料回答问题。\n\
              - 用一两句简短的中文回答。\n\
              - 写出资料中确切的命令、软件包、文件名或术语。\n\
+             - 不要只回答“是”或“不是”，也不要重复问题：直接写出事实。\n\
              - 每句话末尾用方括号写出所依据资料的编号，例如 [2]。\n\
              - 如果资料中没有答案，就直接说资料中没有。\n\
              - 不要罗列或复述资料。",

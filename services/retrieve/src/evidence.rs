@@ -90,7 +90,8 @@ fn leads_on(sentence: &str) -> bool {
 /// The sentences of `text` that best match the `queries` (a question and, say, its
 /// translation), in their order in `text`, as many as fit `budget` as measured by `cost`
 /// (e.g. the LLM's token count). A chosen sentence that leads on to the next ("run:")
-/// brings that one too. Gaps between chosen sentences are marked with ` … `; sentences
+/// brings that one too, and then up to `window` sentences on each side of it (as far as
+/// they fit) come before the next best sentence. Gaps between chosen sentences are marked with ` … `; sentences
 /// that follow each other keep their line break, so commands stay on lines of their own.
 ///
 /// With no sentence sharing a term with the queries, the text's first sentences are
@@ -100,6 +101,7 @@ pub fn evidence(
     text: &str,
     queries: &[&str],
     budget: usize,
+    window: usize,
     cost: &dyn Fn(&str) -> usize,
 ) -> String {
     let text_trimmed = text.trim();
@@ -139,6 +141,16 @@ pub fn evidence(
         let (a, b) = scored[i].0;
         if leads_on(&text[a..b]) && i + 1 < scored.len() {
             take(i + 1, &mut chosen);
+        }
+        // Its neighbours, nearest first, before the next best sentence: the answer often
+        // follows a sentence that restates the question, in other words.
+        for d in 1..=window {
+            for j in [i.checked_sub(d), Some(i + d).filter(|j| *j < scored.len())]
+                .into_iter()
+                .flatten()
+            {
+                take(j, &mut chosen);
+            }
         }
     }
     let mut out = String::new();
@@ -414,7 +426,13 @@ mod tests {
     #[test]
     fn evidence_keeps_matching_sentences_in_order() {
         let text = "Debian has many tools. The weather is nice today. To list the files of a package, run:\ndpkg -L foo\nPrinters are on floor 3. Nothing else here matters at all.";
-        let got = evidence(text, &["How do I list the files of a package?"], 70, &chars);
+        let got = evidence(
+            text,
+            &["How do I list the files of a package?"],
+            70,
+            0,
+            &chars,
+        );
         assert!(
             got.contains("To list the files of a package, run:\ndpkg -L foo"),
             "{got:?}"
@@ -422,14 +440,19 @@ mod tests {
         assert!(!got.contains("weather"), "{got:?}");
         assert!(got.starts_with("… "), "{got:?}");
         // Whole when it fits.
-        assert_eq!(evidence(" short. ", &["x"], 100, &chars), "short.");
+        assert_eq!(evidence(" short. ", &["x"], 100, 0, &chars), "short.");
         // No shared term: the first sentences.
-        let got = evidence(text, &["zzz"], 40, &chars);
+        let got = evidence(text, &["zzz"], 40, 0, &chars);
         assert!(got.starts_with("Debian has many tools."), "{got:?}");
         // Chinese, with a budget in characters.
         let zh = "公司位于北京。数据备份每天凌晨两点进行。打印机在三楼。食堂中午开门。";
-        let got = evidence(zh, &["数据备份什么时候进行"], 14, &chars);
+        let got = evidence(zh, &["数据备份什么时候进行"], 14, 0, &chars);
         assert_eq!(got, "… 数据备份每天凌晨两点进行。 …");
+        // With a window, the neighbours of the best sentence come before the next best.
+        let zh = "公司位于北京。怎样自动备份数据？可以使用 cron-apt。打印机在三楼。数据很重要。";
+        let got = evidence(zh, &["如何自动备份数据"], 30, 1, &chars);
+        assert!(got.contains("可以使用 cron-apt。"), "{got:?}");
+        assert!(!got.contains("数据很重要"), "{got:?}");
     }
 
     #[test]
@@ -438,6 +461,7 @@ mod tests {
             "abcdefghij klmnop. qrstuv wxyz.",
             &["abcdefghij"],
             5,
+            1,
             &chars,
         );
         assert_eq!(got, "abcde …");

@@ -404,9 +404,10 @@ pub struct LlmConfig {
     pub source_tokens: usize,
     /// Sources an extractive answer quotes: one passage from each of the best ranked.
     pub extractive_sources: usize,
-    /// Sentences an extractive passage keeps on each side of its best-matching one: the
-    /// answer often follows a sentence that restates the question.
-    pub extractive_window: usize,
+    /// Sentences kept on each side of a best-matching one, in extractive answers and in
+    /// the compressed sources given to the model: the answer often follows a sentence that
+    /// restates the question, in other words.
+    pub passage_window: usize,
     /// How grounded prompts are worded: `auto` (by the model's architecture: `example`
     /// for Qwen, `standard` otherwise), `standard` or `example`.
     pub prompt_profile: PromptProfileChoice,
@@ -442,7 +443,7 @@ impl Default for LlmConfig {
             max_tokens: 256,
             max_tokens_limit: 1024,
             temperature: 0.2,
-            context_chunks: 4,
+            context_chunks: 3,
             fallback_template: "chatml".into(),
             parallel: 2,
             queue: 16,
@@ -450,9 +451,9 @@ impl Default for LlmConfig {
             // scored at least 0.833 and 11 of 20 off-topic questions stayed below 0.82.
             min_relevance: 0.82,
             answer_mode: zhiku_schemas::AnswerMode::Generative,
-            source_tokens: 160,
+            source_tokens: 80,
             extractive_sources: 2,
-            extractive_window: 1,
+            passage_window: 1,
             prompt_profile: PromptProfileChoice::Auto,
         }
     }

@@ -210,12 +210,8 @@ fn extractive_text(
     llm: &LlmConfig,
 ) -> (String, Vec<usize>) {
     let texts: Vec<&str> = numbered.iter().map(|c| c.text.as_str()).collect();
-    let picked = zhiku_retrieve::extract(
-        &texts,
-        queries,
-        llm.extractive_sources,
-        llm.extractive_window,
-    );
+    let picked =
+        zhiku_retrieve::extract(&texts, queries, llm.extractive_sources, llm.passage_window);
     let answer = picked
         .iter()
         .map(|e| format!("{} [{}]", e.text, numbered[e.source].index))
@@ -838,9 +834,13 @@ impl Services {
                 text: if llm.source_tokens == 0 {
                     c.text.clone()
                 } else {
-                    zhiku_retrieve::evidence(&c.text, &queries, llm.source_tokens, &|t| {
-                        generator.count_tokens(t)
-                    })
+                    zhiku_retrieve::evidence(
+                        &c.text,
+                        &queries,
+                        llm.source_tokens,
+                        llm.passage_window,
+                        &|t| generator.count_tokens(t),
+                    )
                 },
             })
             .collect();
