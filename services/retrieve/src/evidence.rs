@@ -142,10 +142,10 @@ pub fn evidence(
         if leads_on(&text[a..b]) && i + 1 < scored.len() {
             take(i + 1, &mut chosen);
         }
-        // Its neighbours, nearest first, before the next best sentence: the answer often
-        // follows a sentence that restates the question, in other words.
+        // Its neighbours, nearest and following first, before the next best sentence: the
+        // answer often follows a sentence that restates the question, in other words.
         for d in 1..=window {
-            for j in [i.checked_sub(d), Some(i + d).filter(|j| *j < scored.len())]
+            for j in [Some(i + d).filter(|j| *j < scored.len()), i.checked_sub(d)]
                 .into_iter()
                 .flatten()
             {
@@ -341,16 +341,70 @@ fn joined(text: &str, sentences: &[((usize, usize), usize)]) -> String {
     out
 }
 
+/// The `[n]` markers of a piece of an answer: each one's byte range and number.
+fn markers(text: &str) -> Vec<(usize, usize, usize)> {
+    let bytes = text.as_bytes();
+    text.match_indices('[')
+        .filter_map(|(i, _)| {
+            let digits = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            (digits > 0 && bytes.get(i + 1 + digits) == Some(&b']'))
+                .then(|| text[i + 1..i + 1 + digits].parse().ok())
+                .flatten()
+                .map(|n| (i, i + digits + 2, n))
+        })
+        .collect()
+}
+
+/// A cited sentence whose cited sources hold fewer than half of its content terms (two
+/// at least), while another source holds at least half and more of them: its markers
+/// are replaced by that source's. Small models often state one source's fact under
+/// another's number; the reader following the marker should find the fact.
+fn recite(sentence: &str, source_terms: &[HashSet<String>]) -> String {
+    let found = markers(sentence);
+    let mut bare = String::with_capacity(sentence.len());
+    let mut at = 0;
+    for (a, b, _) in &found {
+        bare.push_str(sentence[at..*a].trim_end());
+        at = *b;
+    }
+    bare.push_str(&sentence[at..]);
+    let terms = content_terms(&bare);
+    if terms.len() < 2 {
+        return sentence.to_string();
+    }
+    let support = |held: &dyn Fn(&String) -> bool| terms.iter().filter(|t| held(t)).count();
+    let cited = support(&|t| {
+        found.iter().any(|(_, _, n)| {
+            n.checked_sub(1)
+                .and_then(|i| source_terms.get(i))
+                .is_some_and(|st| st.contains(t))
+        })
+    });
+    if cited * 2 >= terms.len() {
+        return sentence.to_string();
+    }
+    let best = source_terms
+        .iter()
+        .enumerate()
+        .map(|(i, st)| (support(&|t| st.contains(t)), i))
+        .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
+    match best {
+        Some((shared, i)) if shared * 2 >= terms.len() && shared > cited => {
+            let end = bare
+                .trim_end_matches(['.', '!', '?', '。', '！', '？', '；', ':', '：'])
+                .len();
+            format!("{} [{}]{}", bare[..end].trim_end(), i + 1, &bare[end..])
+        }
+        _ => sentence.to_string(),
+    }
+}
+
 /// Whether a piece of an answer holds a `[n]` citation marker.
 fn has_marker(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    text.match_indices('[').any(|(i, _)| {
-        let digits = bytes[i + 1..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        digits > 0 && bytes.get(i + 1 + digits) == Some(&b']')
-    })
+    !markers(text).is_empty()
 }
 
 /// Adds a citation to each sentence of `answer` that has none but whose content terms
@@ -370,7 +424,11 @@ pub fn attribute(answer: &str, sources: &[&str]) -> String {
         // A marker right after the sentence ("... files. [1]") cites it already.
         let next = answer[b..].trim_start();
         let head = next.char_indices().nth(8).map_or(next, |(i, _)| &next[..i]);
-        if has_marker(sentence) || (next.starts_with('[') && has_marker(head)) {
+        if has_marker(sentence) {
+            out.push_str(&recite(sentence, &source_terms));
+            continue;
+        }
+        if next.starts_with('[') && has_marker(head) {
             out.push_str(sentence);
             continue;
         }
@@ -543,5 +601,24 @@ mod tests {
             "备份在每天凌晨两点进行 [1]。"
         );
         assert_eq!(attribute("", &sources), "");
+        // Cited, but under the wrong number: the marker moves to the source that holds it.
+        assert_eq!(
+            attribute("Backups run every night at two [1].", &sources),
+            "Backups run every night at two [2]."
+        );
+        assert_eq!(
+            attribute(
+                "备份在每天凌晨两点进行 [2]。",
+                &["每天凌晨两点进行备份。", "打印机在三楼。"]
+            ),
+            "备份在每天凌晨两点进行 [1]。"
+        );
+        // Right, or supported by no source better: unchanged.
+        for kept in [
+            "Backups run every night at two [2].",
+            "Lunch is at noon today [1].",
+        ] {
+            assert_eq!(attribute(kept, &sources), kept);
+        }
     }
 }

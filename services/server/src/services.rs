@@ -904,7 +904,12 @@ impl Services {
             let (_, cited) = resolve_citations(text, prompt.sources_used);
             (text.to_string(), cited, serde_json::from_str(text).ok())
         } else {
-            let given: Vec<&str> = numbered.iter().map(|c| c.text.as_str()).collect();
+            // Only the sources the model was given may be cited.
+            let given: Vec<&str> = numbered
+                .iter()
+                .take(prompt.sources_used)
+                .map(|c| c.text.as_str())
+                .collect();
             let attributed = zhiku_retrieve::attribute(text, &given);
             let (answer, cited) = resolve_citations(&attributed, prompt.sources_used);
             (answer, cited, None)
