@@ -166,6 +166,38 @@ fn bad_uploads_and_requests() {
     let (status, body) = server.get("/v1/nothing-here");
     assert_error(status, &body, 404, "not_found");
 
+    // Queries past the bounds: a 1 MB query of distinct words (which once kept a core
+    // busy for minutes), and a short one of thousands of distinct terms; asks too.
+    let words: String = (0..120_000).map(|i| format!("w{i} ")).collect();
+    let huge = &words[..1_000_000.min(words.len())];
+    let (status, body) = server.post_json("/v1/kbs/kb/search", &json!({ "query": huge }));
+    assert_error(status, &body, 400, "query_too_long");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("search.max_query_chars"),
+        "{body}"
+    );
+    let many: String = (0..2000u32)
+        .filter_map(|i| char::from_u32(0x4e00 + i * 7))
+        .flat_map(|c| [c, ' '])
+        .collect();
+    let (status, body) = server.post_json("/v1/kbs/kb/search", &json!({ "query": many }));
+    assert_error(status, &body, 400, "query_too_long");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("search.max_query_terms"),
+        "{body}"
+    );
+    let (status, body) = server.post_json(
+        "/v1/kbs/kb/ask",
+        &json!({ "question": many, "answer_mode": "extractive" }),
+    );
+    assert_error(status, &body, 400, "query_too_long");
+
     // After all that, the server is up and the first document is intact.
     assert!(server.is_running());
     let hits = server.search("kb", "amber falcon canary", "keyword");

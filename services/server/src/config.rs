@@ -299,6 +299,11 @@ pub struct SearchConfig {
     /// The same for a Chinese translation: larger, because the embedder gives Chinese
     /// text higher similarities than English (tuned on the eval set, README).
     pub translate_margin_zh: f32,
+    /// Longest query, in characters, a search takes (asks' searches too); longer is a 400.
+    pub max_query_chars: usize,
+    /// Most distinct keyword terms a query may hold: the keyword search's work grows with
+    /// them, and one query of 120,000 distinct words kept a core busy for minutes.
+    pub max_query_terms: usize,
 }
 
 /// Whether asks search a translation of the question too.
@@ -326,6 +331,8 @@ impl Default for SearchConfig {
             translate: TranslateMode::Auto,
             translate_margin_en: 0.005,
             translate_margin_zh: 0.04,
+            max_query_chars: 8000,
+            max_query_terms: 1024,
         }
     }
 }

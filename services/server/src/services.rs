@@ -23,7 +23,7 @@ use zhiku_schemas::{
     Timings, Token, TokenizeResponse, UploadedDocument, Usage, is_valid_kb_name, path_prefixes,
 };
 
-use crate::config::{Config, LlmConfig, LlmProvider, RewriteMode};
+use crate::config::{Config, LlmConfig, LlmProvider, RewriteMode, SearchConfig};
 use crate::conversations::ConversationContext;
 use crate::conversations::ConversationStore;
 use crate::error::{ServiceError, kb_not_found};
@@ -200,6 +200,35 @@ fn search_queries<'a>(
     }
     queries.extend(translated);
     queries
+}
+
+/// A query within the configured bounds, or a 400 naming the bound it passes: the
+/// characters first (cheap to count), then the distinct terms the keyword index would
+/// look up.
+fn check_query(query: &str, config: &SearchConfig) -> Result<(), ServiceError> {
+    let chars = query.chars().count();
+    if chars > config.max_query_chars {
+        return Err(ServiceError::bad_request(
+            "query_too_long",
+            format!(
+                "query has {chars} characters; at most {} are allowed (search.max_query_chars)",
+                config.max_query_chars
+            ),
+        ));
+    }
+    let terms: std::collections::HashSet<String> =
+        zhiku_index::analyzer::terms(query).into_iter().collect();
+    if terms.len() > config.max_query_terms {
+        return Err(ServiceError::bad_request(
+            "query_too_long",
+            format!(
+                "query has {} distinct terms; at most {} are allowed (search.max_query_terms)",
+                terms.len(),
+                config.max_query_terms
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The extractive answer from numbered sources: one passage per quoted source, each ending
@@ -663,6 +692,7 @@ impl Services {
                 "expand must be between 0 and 5",
             ));
         }
+        check_query(&request.query, config)?;
         let filter = request.filter.as_ref().map(check_filter).transpose()?;
         let options = SearchOptions {
             filter,
