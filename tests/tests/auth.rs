@@ -797,3 +797,110 @@ fn no_keys_beyond_loopback_refuses_to_start_unless_overridden() {
     assert_eq!(keyed.get("/v1/kbs").0, 401);
     assert_eq!(keyed.as_key(&key).get("/v1/kbs").0, 200);
 }
+
+#[test]
+fn browsers_cannot_reach_the_service_from_other_sites() {
+    // Open mode (no keys, loopback), where a web page would otherwise be enough.
+    let server = Server::start();
+    let (status, body) = server.upload("kb", &[("backup.md", BACKUP.as_bytes().to_vec())]);
+    assert_eq!(status, 201, "{body}");
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let with_host = |host: &str| {
+        server
+            .api()
+            .request(Method::GET, "/v1/kbs")
+            .header("host", host)
+            .send()
+            .unwrap()
+    };
+    // A DNS name rebound to 127.0.0.1: 421, whatever the port.
+    for host in ["evil.example", &format!("evil.example:{port}")] {
+        let refused = with_host(host);
+        assert_eq!(refused.status().as_u16(), 421, "{host}");
+        let body: Value = refused.json().unwrap();
+        assert_eq!(body["error"]["code"], "host_not_allowed", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("server.allowed_hosts"),
+            "{body}"
+        );
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(with_host(&host).status().as_u16(), 200, "{host}");
+    }
+
+    // Cross-site writes from a browser: refused, and nothing changes.
+    let search = |headers: &[(&str, &str)]| {
+        let mut request = server
+            .api()
+            .request(Method::POST, "/v1/kbs/kb/search")
+            .json(&json!({"query": "nightly backup", "mode": "keyword"}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().unwrap()
+    };
+    let refused = search(&[("origin", "http://evil.example")]);
+    assert_eq!(refused.status().as_u16(), 403);
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["error"]["code"], "cross_site_refused", "{body}");
+    assert_eq!(
+        search(&[("sec-fetch-site", "cross-site")])
+            .status()
+            .as_u16(),
+        403
+    );
+    let upload = server
+        .api()
+        .request(Method::POST, "/v1/kbs/kb/documents")
+        .header("origin", "http://evil.example")
+        .multipart(
+            reqwest::blocking::multipart::Form::new().part(
+                "files",
+                reqwest::blocking::multipart::Part::bytes(b"# Evil\n\nReplaced.".to_vec())
+                    .file_name("backup.md"),
+            ),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(upload.status().as_u16(), 403);
+    let hits = server.search("kb", "nightly backup", "keyword");
+    assert!(
+        hits[0]["text"].as_str().unwrap().contains("two o'clock"),
+        "{hits:?}"
+    );
+    // The same site (the service's own page) and clients that are not browsers may.
+    let own = format!("http://127.0.0.1:{port}");
+    assert_eq!(
+        search(&[("origin", &own), ("sec-fetch-site", "same-origin")])
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(search(&[]).status().as_u16(), 200);
+
+    // Configured: a host name behind a proxy, and an origin allowed by CORS.
+    let server = Server::start_in(
+        server.kill(),
+        &[
+            ("ZHIKU_SERVER__ALLOWED_HOSTS", "[\"zhiku.internal\"]"),
+            ("ZHIKU_SERVER__CORS_ORIGINS", "[\"https://app.example\"]"),
+        ],
+    );
+    let allowed = server
+        .api()
+        .request(Method::POST, "/v1/kbs/kb/search")
+        .header("host", "zhiku.internal")
+        .header("origin", "https://app.example")
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({"query": "nightly backup", "mode": "keyword"}))
+        .send()
+        .unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+}

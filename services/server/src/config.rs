@@ -206,6 +206,11 @@ pub struct ServerConfig {
     /// Origins browsers may call the API from (`https://app.example`), or `["*"]` for any;
     /// empty sends no CORS headers, so browsers allow only same-origin pages.
     pub cors_origins: Vec<String>,
+    /// Host names (the `Host` header without its port) answered besides loopback ones
+    /// (`localhost`, `*.localhost`, `127.0.0.1`, `::1`); others get 421, so a web page
+    /// cannot reach the service through a DNS name rebound to this machine. `["*"]`
+    /// answers any (behind a proxy that checks the host).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -226,6 +231,7 @@ impl Default for ServerConfig {
             // client has long given up.
             request_timeout_secs: 300,
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -493,12 +493,13 @@ impl Services {
         let config = &self.config.conversations;
         let chars = question.chars().count();
         if chars > config.max_question_chars {
-            return Err(ServiceError::bad_request(
+            return Err(ServiceError::over_limit(
                 "question_too_long",
-                format!(
-                    "question has {chars} characters; at most {} are allowed (conversations.max_question_chars)",
-                    config.max_question_chars
-                ),
+                "question",
+                chars,
+                "characters",
+                config.max_question_chars,
+                "conversations.max_question_chars",
             ));
         }
         let Some(id) = &request.conversation_id else {

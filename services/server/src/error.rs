@@ -26,6 +26,12 @@ pub enum ServiceError {
     /// The path exists, but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request's `Host` is not one this server answers to (DNS rebinding).
+    #[error("{0}")]
+    HostNotAllowed(String),
+    /// A browser's write from another site, which `server.cors_origins` does not allow.
+    #[error("{0}")]
+    CrossSite(String),
     /// The request conflicts with the state of what it names.
     #[error("{message}")]
     Conflict {
@@ -103,6 +109,22 @@ impl ServiceError {
         }
     }
 
+    /// A 400 for a request past a configured bound, naming the bound's key so the
+    /// caller knows what to shorten and the operator what to raise.
+    pub fn over_limit(
+        code: &'static str,
+        subject: &str,
+        count: usize,
+        unit: &str,
+        limit: usize,
+        key: &str,
+    ) -> Self {
+        Self::bad_request(
+            code,
+            format!("{subject} has {count} {unit}; at most {limit} are allowed ({key})"),
+        )
+    }
+
     /// Status and code of this error.
     pub fn status_and_code(&self) -> (StatusCode, &str) {
         match self {
@@ -111,6 +133,10 @@ impl ServiceError {
             ServiceError::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
+            ServiceError::HostNotAllowed(_) => {
+                (StatusCode::MISDIRECTED_REQUEST, "host_not_allowed")
+            }
+            ServiceError::CrossSite(_) => (StatusCode::FORBIDDEN, "cross_site_refused"),
             ServiceError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ServiceError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
             ServiceError::PayloadTooLarge(_) => {

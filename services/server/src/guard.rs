@@ -44,6 +44,10 @@ pub struct Guard {
     pub max_upload_bytes: usize,
     /// `None` when no origin is configured: no CORS headers at all.
     pub cors: Option<CorsLayer>,
+    /// Origins whose browsers may write (`server.cors_origins`); `*` is every one.
+    write_origins: Vec<String>,
+    /// Host names answered besides loopback ones (`server.allowed_hosts`), lowercased.
+    hosts: Vec<String>,
 }
 
 impl Guard {
@@ -58,6 +62,12 @@ impl Guard {
             max_body_bytes: config.max_body_bytes,
             max_upload_bytes: config.max_upload_bytes,
             cors: cors_layer(&config.cors_origins)?,
+            write_origins: config.cors_origins.clone(),
+            hosts: config
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
         })
     }
 }
@@ -144,6 +154,82 @@ pub async fn check_access(
     }
 }
 
+/// The host name of a `Host` header value (or an origin's authority): lowercased,
+/// without port; IPv6 literals without their brackets.
+fn host_name(authority: &str) -> String {
+    let authority = authority.trim().to_ascii_lowercase();
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default().to_string();
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority.clone(), |(host, _)| host.to_string())
+}
+
+/// Whether a host name is this machine's loopback by name or address.
+fn is_loopback_name(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses a request whose `Host` is neither loopback nor allowed: a page on another
+/// site can point a DNS name at 127.0.0.1, and the browser then sends that name. A
+/// request without `Host` (HTTP/1.0 tools) is let through: browsers always send one.
+fn check_host(guard: &Guard, headers: &axum::http::HeaderMap) -> Result<(), ServiceError> {
+    let Some(value) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let host = host_name(value.to_str().unwrap_or_default());
+    if is_loopback_name(&host) || guard.hosts.iter().any(|h| h == "*" || *h == host) {
+        return Ok(());
+    }
+    Err(ServiceError::HostNotAllowed(format!(
+        "host {host:?} is not served here: add it to server.allowed_hosts"
+    )))
+}
+
+/// Refuses a browser's write from another site: a method other than GET, HEAD or
+/// OPTIONS whose `Sec-Fetch-Site` says cross-site or same-site, or whose `Origin` is not
+/// the request's own host, unless `server.cors_origins` lists that origin (or `*`).
+/// Clients other than browsers send neither header and are not affected.
+fn check_site(
+    guard: &Guard,
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ServiceError> {
+    use axum::http::Method;
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let origin = text("origin");
+    let fetch_site = text("sec-fetch-site");
+    let same_origin = match origin {
+        Some(origin) => {
+            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            text("host").is_some_and(|host| host.eq_ignore_ascii_case(authority))
+        }
+        None => true,
+    };
+    let cross = !same_origin || matches!(fetch_site, Some("cross-site" | "same-site"));
+    let allowed = |o: &str| {
+        guard
+            .write_origins
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(o))
+    };
+    if !cross || origin.is_some_and(allowed) {
+        return Ok(());
+    }
+    Err(ServiceError::CrossSite(format!(
+        "a browser write from {} is refused: add the origin to server.cors_origins to allow it",
+        origin.unwrap_or("another site")
+    )))
+}
+
 /// The `Content-Length` a request declares.
 fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
     headers
@@ -167,6 +253,8 @@ async fn discard(mut body: axum::body::Body, declared: Option<usize>) {
 }
 
 async fn authorize(guard: &Guard, mut request: Request) -> Result<Request, ServiceError> {
+    check_host(guard, request.headers())?;
+    check_site(guard, request.method(), request.headers())?;
     let access = match matched(&request) {
         // Unknown paths are 404s, but only to callers with a key.
         None => Access::AnyKey,
@@ -367,6 +455,30 @@ mod tests {
             vec!["*".into(), "https://app.example".into()],
         ] {
             assert!(cors_layer(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn host_names_and_loopback() {
+        assert_eq!(host_name("Example.COM:8080"), "example.com");
+        assert_eq!(host_name("[::1]:8080"), "::1");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+        for loopback in [
+            "localhost",
+            "app.localhost",
+            "127.0.0.1",
+            "127.8.0.1",
+            "::1",
+        ] {
+            assert!(is_loopback_name(loopback), "{loopback}");
+        }
+        for other in [
+            "evil.example",
+            "localhost.evil.example",
+            "10.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_name(other), "{other}");
         }
     }
 }

@@ -208,24 +208,25 @@ fn search_queries<'a>(
 fn check_query(query: &str, config: &SearchConfig) -> Result<(), ServiceError> {
     let chars = query.chars().count();
     if chars > config.max_query_chars {
-        return Err(ServiceError::bad_request(
+        return Err(ServiceError::over_limit(
             "query_too_long",
-            format!(
-                "query has {chars} characters; at most {} are allowed (search.max_query_chars)",
-                config.max_query_chars
-            ),
+            "query",
+            chars,
+            "characters",
+            config.max_query_chars,
+            "search.max_query_chars",
         ));
     }
     let terms: std::collections::HashSet<String> =
         zhiku_index::analyzer::terms(query).into_iter().collect();
     if terms.len() > config.max_query_terms {
-        return Err(ServiceError::bad_request(
+        return Err(ServiceError::over_limit(
             "query_too_long",
-            format!(
-                "query has {} distinct terms; at most {} are allowed (search.max_query_terms)",
-                terms.len(),
-                config.max_query_terms
-            ),
+            "query",
+            terms.len(),
+            "distinct terms",
+            config.max_query_terms,
+            "search.max_query_terms",
         ));
     }
     Ok(())
