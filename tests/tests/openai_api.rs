@@ -178,4 +178,12 @@ fn the_stream_has_the_openai_shape_on_the_wire() {
         &json!({"model": "kb:handbook", "messages": [{"role": "tool", "content": "x"}]}),
     );
     assert_eq!(status, 400, "{body}");
+    // The question's length bound holds here as in /ask.
+    let (status, body) = server.post_json(
+        "/v1/chat/completions",
+        &json!({"model": "kb:handbook",
+                "messages": [{"role": "user", "content": "x".repeat(4001)}]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "question_too_long", "{body}");
 }

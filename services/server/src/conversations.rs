@@ -491,17 +491,6 @@ impl Services {
         generator: &dyn Generator,
     ) -> Result<ConversationContext, ServiceError> {
         let config = &self.config.conversations;
-        let chars = question.chars().count();
-        if chars > config.max_question_chars {
-            return Err(ServiceError::over_limit(
-                "question_too_long",
-                "question",
-                chars,
-                "characters",
-                config.max_question_chars,
-                "conversations.max_question_chars",
-            ));
-        }
         let Some(id) = &request.conversation_id else {
             return Ok(ConversationContext {
                 id: new_id(),

@@ -1054,6 +1054,20 @@ impl Services {
                 "question is empty",
             ));
         }
+        // Here rather than with the conversation: `/v1/chat/completions` builds its
+        // context from the request's messages and would skip it there.
+        let chars = question.chars().count();
+        let max_chars = self.config.conversations.max_question_chars;
+        if chars > max_chars {
+            return Err(ServiceError::over_limit(
+                "question_too_long",
+                "question",
+                chars,
+                "characters",
+                max_chars,
+                "conversations.max_question_chars",
+            ));
+        }
         let max_tokens = request.max_tokens.unwrap_or(llm.max_tokens);
         if max_tokens == 0 || max_tokens > llm.max_tokens_limit {
             return Err(ServiceError::bad_request(
