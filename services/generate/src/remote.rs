@@ -947,17 +947,24 @@ mod tests {
         assert_eq!(estimate_tokens("智库 backup"), 2 + 3);
     }
 
-    fn generator(key: Option<&str>) -> OpenAiGenerator {
+    /// A generator for `base_url`, without retries, and with timeouts long enough for a
+    /// busy machine.
+    fn generator_at(base_url: String, key: Option<&str>) -> OpenAiGenerator {
         OpenAiGenerator::new(&OpenAiConfig {
-            base_url: "http://127.0.0.1:9/v1/".into(),
+            base_url,
             model: "m".into(),
             api_key: key.map(ApiKey::new),
             n_ctx: 1000,
-            connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
             max_retries: 0,
         })
         .unwrap()
+    }
+
+    /// A generator for a closed port (nothing is sent in these tests).
+    fn generator(key: Option<&str>) -> OpenAiGenerator {
+        generator_at("http://127.0.0.1:9/v1/".into(), key)
     }
 
     #[test]
@@ -1026,16 +1033,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || drop(listener.accept()));
-        let g = OpenAiGenerator::new(&OpenAiConfig {
-            base_url: format!("https://127.0.0.1:{port}/v1"),
-            model: "m".into(),
-            api_key: None,
-            n_ctx: 1000,
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(10),
-            max_retries: 0,
-        })
-        .unwrap();
+        let g = generator_at(format!("https://127.0.0.1:{port}/v1"), None);
         let err = g
             .generate(
                 &[ChatMessage::user("q")],
@@ -1085,16 +1083,7 @@ mod tests {
             )
             .unwrap();
         });
-        let g = OpenAiGenerator::new(&OpenAiConfig {
-            base_url: format!("http://127.0.0.1:{port}/v1"),
-            model: "m".into(),
-            api_key: None,
-            n_ctx: 1000,
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(10),
-            max_retries: 0,
-        })
-        .unwrap();
+        let g = generator_at(format!("http://127.0.0.1:{port}/v1"), None);
         let mut streamed = String::new();
         let generation = g
             .generate(
