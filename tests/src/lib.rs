@@ -4,6 +4,8 @@
 //! The binary is found through `ZHIKU_BIN`, or next to the test executable's target
 //! directory; `deploy/test.sh` builds it before running the tests.
 
+pub mod hostile;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -660,6 +662,12 @@ pub fn pdf(pages: &[PdfPage]) -> Vec<u8> {
         kids.len()
     )
     .into_bytes();
+    pdf_from_objects(&objects)
+}
+
+/// A PDF file of the given objects, numbered from 1 (object 1 is the catalog), with a
+/// correct cross-reference table.
+pub fn pdf_from_objects(objects: &[Vec<u8>]) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, object) in objects.iter().enumerate() {

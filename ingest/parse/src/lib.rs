@@ -33,7 +33,7 @@ pub use encoding::decode_text;
 pub use ocr::{OcrSource, OcrTask, OcrText, normalize_ocr_spacing};
 
 /// A document format the parser understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DocFormat {
     /// Plain text in UTF-8, UTF-16 (with a BOM) or a detected legacy encoding.
     Text,
@@ -55,7 +55,7 @@ pub enum DocFormat {
 }
 
 /// A raster image format OCR can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ImageFormat {
     /// PNG.
     Png,
@@ -92,7 +92,7 @@ impl DocFormat {
 }
 
 /// One structural unit of a document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Block {
     /// What kind of structure the text came from.
     pub kind: BlockKind,
@@ -109,7 +109,7 @@ pub struct Block {
 }
 
 /// The kind of a [`Block`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BlockKind {
     /// A heading; `level` 1 is the outermost (h1 / `#`).
     Heading {
@@ -127,7 +127,7 @@ pub enum BlockKind {
 }
 
 /// The result of parsing one file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ParsedDocument {
     /// The format the bytes were parsed as.
     pub format: DocFormat,
@@ -143,14 +143,14 @@ pub struct ParsedDocument {
 }
 
 /// Choices that change what a parse produces.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ParseOptions {
     /// List the images embedded in DOCX files as [`OcrTask`]s.
     pub docx_images: bool,
 }
 
 /// Why a file could not be parsed.
-#[derive(thiserror::Error, Debug)]
+#[derive(thiserror::Error, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ParseError {
     /// The file is not in a format we can read.
     #[error("unsupported file type: {detail}")]

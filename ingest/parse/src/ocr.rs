@@ -7,7 +7,7 @@ use crate::common::{is_cjk, join_wrapped_lines};
 use crate::{Block, BlockKind, ParsedDocument};
 
 /// Something for OCR to read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OcrSource {
     /// A page of the uploaded file, which is an image: page 1 of a single image, or one
     /// page of a multi-page TIFF. The parser lists page 1 only; the OCR stage, which reads
@@ -30,12 +30,47 @@ pub enum OcrSource {
         /// Its part name in the archive, e.g. `word/media/image1.png`.
         name: String,
         /// Its bytes, shared with the OCR worker that reads them.
+        #[serde(with = "shared_bytes")]
         bytes: Arc<[u8]>,
     },
 }
 
+/// Embedded images cross the parser sandbox's pipe as one byte string, not as a list of
+/// numbers (serde's default for byte slices).
+mod shared_bytes {
+    use std::sync::Arc;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Arc<[u8]>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(v.into())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out.into())
+            }
+        }
+        d.deserialize_bytes(Bytes)
+    }
+}
+
 /// One page or image to recognise, and where its text belongs in the document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OcrTask {
     /// What to read.
     pub source: OcrSource,
