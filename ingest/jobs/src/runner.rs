@@ -18,11 +18,12 @@ use zhiku_embed::Embedder;
 use zhiku_index::{DocumentWrite, IndexError, KnowledgeBase};
 use zhiku_ingest::{
     ChunkedFile, IngestError, Stage, apply_ocr, chunk_parsed, content_hash, embedding_input,
-    may_need_ocr, ocr_fingerprint, parse_file, pipeline_fingerprint, plan_ocr, recognize,
-    without_ocr,
+    may_need_ocr, ocr_fingerprint, parse_file, parse_sandboxed, pipeline_fingerprint, plan_ocr,
+    recognize, without_ocr,
 };
 use zhiku_ocr::{Ocr, OcrError, PdfFile, RecognizedPage};
 use zhiku_parse::{OcrSource, ParseOptions, ParsedDocument, detect_format};
+use zhiku_sandbox::ParserPool;
 use zhiku_schemas::{
     DocumentInfo, DocumentOutcome, DocumentStatus, FileError, OcrPage, OcrProgress,
 };
@@ -213,6 +214,7 @@ struct Context<'a> {
     kb: &'a KnowledgeBase,
     embedder: Arc<dyn Embedder>,
     ocr: Option<Arc<Ocr>>,
+    parsers: Option<Arc<ParserPool>>,
     settings: &'a PipelineSettings,
     fingerprint: String,
     /// Appended to the fingerprint of files that may need OCR.
@@ -353,14 +355,19 @@ impl Context<'_> {
         let chunking = self.settings.chunking.clone();
         let options = self.settings.parse;
         let ocr = self.ocr.clone();
+        let parsers = self.parsers.clone();
         // Any format will do for errors that record no document.
         let unknown = zhiku_parse::DocFormat::Text;
         std::thread::Builder::new()
             .name("zhiku-parse".into())
             .spawn(move || {
                 let result = (|| {
-                    let mut parsed = parse_file(&name, content_type.as_deref(), &bytes, &options)
-                        .map_err(|e| (e, unknown))?;
+                    let content_type = content_type.as_deref();
+                    let mut parsed = match &parsers {
+                        Some(pool) => parse_sandboxed(pool, &name, content_type, &bytes, &options),
+                        None => parse_file(&name, content_type, &bytes, &options),
+                    }
+                    .map_err(|e| (e, unknown))?;
                     let format = parsed.format;
                     let parsed = match &ocr {
                         Some(ocr) if !parsed.ocr.is_empty() => {
@@ -410,6 +417,9 @@ pub struct Engines {
     pub embedder: Arc<dyn Embedder>,
     /// Reads images and scanned pages; `None` when OCR is disabled.
     pub ocr: Option<Arc<Ocr>>,
+    /// Worker processes that parse untrusted files; `None` parses on a thread of this
+    /// process, for trusted input only (a hostile file can then crash the process).
+    pub parsers: Option<Arc<ParserPool>>,
 }
 
 /// Runs `inputs` through the pipeline into `kb`, reporting every finished file to
@@ -433,6 +443,7 @@ pub fn run(
         ocr_fingerprint: ocr_fingerprint(engines.ocr.as_deref(), &settings.parse),
         embedder: engines.embedder,
         ocr: engines.ocr,
+        parsers: engines.parsers,
         settings,
         cancel,
     };

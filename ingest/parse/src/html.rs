@@ -1,5 +1,6 @@
 //! HTML via scraper: walks the DOM, dropping page chrome and keeping the content structure.
 
+use ego_tree::iter::Edge;
 use scraper::{ElementRef, Html, Node};
 
 use crate::common::{BlockBuilder, is_cjk};
@@ -120,55 +121,72 @@ struct Walker {
 }
 
 impl Walker {
+    /// Walks `el`'s subtree in document order.
     fn element(&mut self, el: ElementRef<'_>) {
-        for child in el.children() {
-            match child.value() {
-                Node::Text(t) => self.inline.push_str(t),
-                Node::Element(_) => {
-                    if let Some(child) = ElementRef::wrap(child) {
-                        self.child_element(child);
-                    }
-                }
-                _ => {}
+        walk(el, |visit| match visit {
+            Visit::Text(t) => {
+                self.inline.push_str(t);
+                true
             }
-        }
+            Visit::Enter(child) => self.enter(child),
+            Visit::Leave(child) => {
+                self.leave(child);
+                true
+            }
+        });
     }
 
-    fn child_element(&mut self, el: ElementRef<'_>) {
+    /// Handles an element on the way in; `false` when its content is done with (dropped,
+    /// or taken whole like a heading, `pre` or table).
+    fn enter(&mut self, el: ElementRef<'_>) -> bool {
         let name = el.value().name();
         if DROPPED.contains(&name) {
-            return;
+            return false;
         }
         match name {
             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
                 self.flush();
                 let level = name.as_bytes()[1] - b'0';
                 self.out.heading(level, &inline_text(el), None);
+                false
             }
             "pre" => {
                 self.flush();
                 let code: String = el.text().collect();
                 let code = code.trim_end().trim_start_matches(['\n', '\r']);
                 self.out.push(BlockKind::Code, code.to_owned(), None);
+                false
             }
             "table" => {
                 self.flush();
                 self.table(el);
+                false
             }
-            "br" => self.inline.line_break(),
+            "br" => {
+                self.inline.line_break();
+                false
+            }
             "li" => {
                 self.flush();
                 self.li_depth += 1;
-                self.element(el);
-                self.flush();
-                self.li_depth -= 1;
+                true
             }
             _ if BLOCK_LEVEL.contains(&name) => {
                 self.flush();
-                self.element(el);
-                self.flush();
+                true
             }
-            _ => self.element(el),
+            _ => true,
+        }
+    }
+
+    /// Handles an element on the way out, after its content.
+    fn leave(&mut self, el: ElementRef<'_>) {
+        let name = el.value().name();
+        if name == "li" {
+            self.flush();
+            self.li_depth -= 1;
+        } else if BLOCK_LEVEL.contains(&name) {
+            self.flush();
         }
     }
 
@@ -217,32 +235,67 @@ fn collect_rows(el: ElementRef<'_>, rows: &mut Vec<Vec<String>>) {
 
 /// The collapsed text of an element's subtree, skipping dropped elements.
 fn inline_text(el: ElementRef<'_>) -> String {
-    fn walk(el: ElementRef<'_>, c: &mut Collapser) {
-        for child in el.children() {
-            match child.value() {
-                Node::Text(t) => c.push_str(t),
-                Node::Element(e) if !DROPPED.contains(&e.name()) => {
-                    if let Some(child) = ElementRef::wrap(child) {
-                        // Cells and headings are single lines, so anything that would
-                        // break a line is just a word gap here.
-                        let gap = BLOCK_LEVEL.contains(&e.name())
-                            || matches!(e.name(), "br" | "li" | "tr" | "td" | "th" | "table");
-                        if gap {
-                            c.push_str(" ");
-                        }
-                        walk(child, c);
-                        if gap {
-                            c.push_str(" ");
-                        }
+    let mut c = Collapser::default();
+    // Cells and headings are single lines, so anything that would break a line is just a
+    // word gap here.
+    let gap = |e: ElementRef<'_>| {
+        let name = e.value().name();
+        BLOCK_LEVEL.contains(&name) || matches!(name, "br" | "li" | "tr" | "td" | "th" | "table")
+    };
+    walk(el, |visit| match visit {
+        Visit::Text(t) => {
+            c.push_str(t);
+            true
+        }
+        Visit::Enter(e) if DROPPED.contains(&e.value().name()) => false,
+        Visit::Enter(e) | Visit::Leave(e) => {
+            if gap(e) {
+                c.push_str(" ");
+            }
+            true
+        }
+    });
+    c.finish()
+}
+
+/// What [`walk`] meets.
+enum Visit<'a> {
+    Text(&'a str),
+    /// An element, before its content; the visitor returns whether to go into it.
+    Enter(ElementRef<'a>),
+    /// An element that was gone into, after its content.
+    Leave(ElementRef<'a>),
+}
+
+/// Visits the subtree below `el` in document order without recursion, so a page nested
+/// 200,000 elements deep costs no stack.
+fn walk<'a>(el: ElementRef<'a>, mut visit: impl FnMut(Visit<'a>) -> bool) {
+    let mut skipping: Option<ego_tree::NodeId> = None;
+    for edge in el.traverse() {
+        match edge {
+            Edge::Open(node) if skipping.is_none() && node.id() != el.id() => match node.value() {
+                Node::Text(t) => {
+                    visit(Visit::Text(t));
+                }
+                Node::Element(_) => {
+                    if let Some(e) = ElementRef::wrap(node)
+                        && !visit(Visit::Enter(e))
+                    {
+                        skipping = Some(node.id());
                     }
                 }
                 _ => {}
+            },
+            Edge::Open(_) => {}
+            Edge::Close(node) if skipping == Some(node.id()) => skipping = None,
+            Edge::Close(node) if skipping.is_none() && node.id() != el.id() => {
+                if let Some(e) = ElementRef::wrap(node) {
+                    visit(Visit::Leave(e));
+                }
             }
+            Edge::Close(_) => {}
         }
     }
-    let mut c = Collapser::default();
-    walk(el, &mut c);
-    c.finish()
 }
 
 #[cfg(test)]
@@ -332,5 +385,22 @@ mod tests {
         assert_eq!(doc.title.as_deref(), Some("Only heading"));
         assert_eq!(doc.blocks[1].text, "text");
         assert_eq!(doc.blocks[1].heading_path, ["Only heading"]);
+    }
+
+    #[test]
+    fn nesting_depth_costs_no_stack() {
+        // Once a stack overflow that killed the service: 200,000 nested spans, parsed on a
+        // thread with a small stack.
+        let mut page = String::from("<html><body>");
+        page.push_str(&"<span>".repeat(200_000));
+        page.push_str("deep <h2>inside <b>bold</b></h2> text");
+        let (_, blocks) = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || super::parse(&page))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        let texts: Vec<&str> = blocks.iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(texts, ["deep", "inside bold", "text"]);
     }
 }

@@ -16,6 +16,7 @@ use zhiku_parse::{
     DocFormat, OcrSource, OcrTask, OcrText, ParseError, ParseOptions, ParsedDocument,
     detect_format, parse_with,
 };
+use zhiku_sandbox::{ParserPool, SandboxError};
 use zhiku_schemas::{ChunkRecord, OcrPage};
 
 /// A stage of the pipeline, as named in error reports.
@@ -66,6 +67,9 @@ pub enum IngestError {
     /// The file could not be read as a supported document.
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// The parser's worker process died on the file, ran out of memory or time.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     /// Parsing succeeded but produced no chunk.
     #[error("the document has no text to index")]
     NoChunks,
@@ -118,6 +122,7 @@ impl IngestError {
             IngestError::Read(_) => "read_failed",
             IngestError::TooLarge { .. } => "file_too_large",
             IngestError::Parse(e) => e.code(),
+            IngestError::Sandbox(e) => e.code(),
             IngestError::NoChunks => "empty_document",
             IngestError::Ocr(e) => e.code(),
             IngestError::TooManyPages { .. } => "too_many_pages",
@@ -137,7 +142,7 @@ impl IngestError {
             IngestError::Read(_) | IngestError::TooLarge { .. } | IngestError::Cancelled => {
                 Stage::Read
             }
-            IngestError::Parse(_) => Stage::Parse,
+            IngestError::Parse(_) | IngestError::Sandbox(_) => Stage::Parse,
             IngestError::Ocr(_)
             | IngestError::TooManyPages { .. }
             | IngestError::OcrDisabled
@@ -258,6 +263,18 @@ pub fn parse_file(
 ) -> Result<ParsedDocument, IngestError> {
     let format = detect_format(name, content_type, bytes)?;
     Ok(parse_with(format, bytes, options)?)
+}
+
+/// [`parse_file`] in one of `pool`'s worker processes: a file that crashes or exhausts
+/// the parser fails alone with a [`SandboxError`].
+pub fn parse_sandboxed(
+    pool: &ParserPool,
+    name: &str,
+    content_type: Option<&str>,
+    bytes: &[u8],
+    options: &ParseOptions,
+) -> Result<ParsedDocument, IngestError> {
+    Ok(pool.parse(name, content_type, bytes, options)??)
 }
 
 /// The document without its OCR tasks, for when OCR is disabled: the text it has, or an

@@ -94,9 +94,7 @@ pub enum SandboxError {
         limit_mb: u64,
     },
     /// The worker used up its CPU time for this file.
-    #[error(
-        "parsing this file used more than {seconds} s of CPU time ([jobs] parser_cpu_secs)"
-    )]
+    #[error("parsing this file used more than {seconds} s of CPU time ([jobs] parser_cpu_secs)")]
     CpuLimit {
         /// The limit.
         seconds: u64,
@@ -203,10 +201,9 @@ impl ParserPool {
             options: *options,
             cpu_seconds: self.config.cpu_seconds.max(1),
         };
-        let (reply, killed) =
-            with_deadline(worker.child.id(), self.config.timeout, || {
-                worker.exchange(&request, bytes)
-            });
+        let (reply, killed) = with_deadline(worker.child.id(), self.config.timeout, || {
+            worker.exchange(&request, bytes)
+        });
         match reply {
             Ok(Reply::Parsed(parsed)) => {
                 self.give_back(Some(worker));
@@ -402,7 +399,10 @@ fn diagnose(
     } else {
         match status {
             Some(s) if s.signal().is_some() => {
-                format!("the parser process died of signal {}", s.signal().unwrap_or(0))
+                format!(
+                    "the parser process died of signal {}",
+                    s.signal().unwrap_or(0)
+                )
             }
             Some(s) => format!("the parser process exited ({s}): {error}"),
             None => format!("the parser process stopped answering: {error}"),
@@ -419,7 +419,11 @@ fn drain_stderr(stderr: impl Read, pid: u32, tail: &Mutex<Vec<u8>>) {
         match io::BufRead::read_until(&mut reader, b'\n', &mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
-                tracing::debug!(worker = pid, "parser: {}", String::from_utf8_lossy(&line).trim_end());
+                tracing::debug!(
+                    worker = pid,
+                    "parser: {}",
+                    String::from_utf8_lossy(&line).trim_end()
+                );
                 let mut tail = tail.lock();
                 tail.extend_from_slice(&line);
                 let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);

@@ -21,12 +21,20 @@ fn pool(processes: usize, timeout: Duration) -> ParserPool {
 
 fn parses_markdown(pool: &ParserPool) {
     let doc = pool
-        .parse("a.md", None, b"# Title\n\nSome text.\n", &ParseOptions::default())
+        .parse(
+            "a.md",
+            None,
+            b"# Title\n\nSome text.\n",
+            &ParseOptions::default(),
+        )
         .expect("the worker answers")
         .expect("valid Markdown");
     assert_eq!(doc.format, DocFormat::Markdown);
     assert_eq!(doc.title.as_deref(), Some("Title"));
-    assert!(matches!(doc.blocks[0].kind, BlockKind::Heading { level: 1 }));
+    assert!(matches!(
+        doc.blocks[0].kind,
+        BlockKind::Heading { level: 1 }
+    ));
 }
 
 #[test]
@@ -34,7 +42,12 @@ fn documents_and_parse_errors_come_back_from_the_worker() {
     let pool = pool(2, Duration::from_secs(600));
     parses_markdown(&pool);
     let err = pool
-        .parse("broken.pdf", None, b"%PDF-1.4 not really", &ParseOptions::default())
+        .parse(
+            "broken.pdf",
+            None,
+            b"%PDF-1.4 not really",
+            &ParseOptions::default(),
+        )
         .expect("the worker answers")
         .expect_err("not a PDF");
     assert_eq!(err.code(), "invalid_pdf");
@@ -51,7 +64,7 @@ fn each_hostile_file_fails_alone_and_the_pool_goes_on() {
     for hostile in zhiku_e2e::hostile::all() {
         let outcome = pool.parse(hostile.name, None, &hostile.bytes, &ParseOptions::default());
         let code = match &outcome {
-            Ok(Ok(_)) => "parsed",
+            Ok(Ok(_)) => "indexed",
             Ok(Err(e)) => e.code(),
             Err(e) => e.code(),
         };

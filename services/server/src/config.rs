@@ -3,9 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+/// The hidden command that makes this binary a parser worker (see `zhiku-sandbox`).
+pub const PARSE_WORKER: &str = "parse-worker";
 
 /// Everything the service can be told.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -115,6 +119,16 @@ pub struct JobsSection {
     pub embed_batch: usize,
     /// Chunks per store commit.
     pub commit_chunks: usize,
+    /// Parser worker processes kept running: files are parsed in them, so that a hostile
+    /// file kills a worker rather than the service. 0 parses inside the service process
+    /// (only for trusted input).
+    pub parser_processes: usize,
+    /// Address space each parser worker may use, in MiB.
+    pub parser_memory_mb: u64,
+    /// Stack of the parsing thread, in MiB: how deeply nested a document may be.
+    pub parser_stack_mb: u64,
+    /// CPU seconds parsing one file may use.
+    pub parser_cpu_secs: u64,
 }
 
 impl Default for JobsSection {
@@ -126,6 +140,10 @@ impl Default for JobsSection {
             max_file_bytes: d.max_file_bytes,
             embed_batch: d.embed_batch,
             commit_chunks: d.commit_chunks,
+            parser_processes: 2,
+            parser_memory_mb: 2048,
+            parser_stack_mb: 16,
+            parser_cpu_secs: 300,
         }
     }
 }
@@ -618,6 +636,26 @@ impl Config {
                 docx_images: self.ocr.enabled && self.ocr.docx_images,
             },
         }
+    }
+
+    /// How parser workers are started and limited, or `None` when files are parsed inside
+    /// this process (`[jobs] parser_processes = 0`). The worker is this binary's hidden
+    /// `parse-worker` command.
+    pub fn sandbox(&self) -> anyhow::Result<Option<zhiku_sandbox::SandboxConfig>> {
+        let j = &self.jobs;
+        if j.parser_processes == 0 {
+            return Ok(None);
+        }
+        Ok(Some(zhiku_sandbox::SandboxConfig {
+            program: zhiku_sandbox::SandboxConfig::this_binary()
+                .context("cannot find this program to start parser workers")?,
+            args: vec![PARSE_WORKER.into()],
+            processes: j.parser_processes,
+            memory_bytes: j.parser_memory_mb.max(64) << 20,
+            stack_bytes: j.parser_stack_mb.max(1) << 20,
+            cpu_seconds: j.parser_cpu_secs.max(1),
+            timeout: std::time::Duration::from_secs(j.file_timeout_secs.max(1)),
+        }))
     }
 
     /// The OCR engine's settings, or `None` when OCR is disabled.

@@ -229,10 +229,18 @@ fn index_status(e: &IndexError) -> (StatusCode, &'static str) {
 pub fn file_status(code: &str) -> StatusCode {
     match code {
         "unsupported_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "empty_document" | "not_text" | "invalid_pdf" | "invalid_docx" | "no_text_layer"
-        | "timeout" | "invalid_image" | "no_text_found" | "ocr_disabled" => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        "empty_document"
+        | "not_text"
+        | "invalid_pdf"
+        | "invalid_docx"
+        | "no_text_layer"
+        | "timeout"
+        | "invalid_image"
+        | "no_text_found"
+        | "ocr_disabled"
+        | "parser_crashed"
+        | "parser_out_of_memory"
+        | "parser_cpu_limit" => StatusCode::UNPROCESSABLE_ENTITY,
         "file_too_large" | "too_many_pages" | "image_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "model_mismatch" => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -222,6 +222,16 @@ fn parse_mode(s: &str) -> Result<SearchMode, String> {
 }
 
 fn main() {
+    // Before clap and logging: a parser worker speaks a binary protocol on stdout and
+    // takes no configuration (see zhiku-sandbox).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(config::PARSE_WORKER) {
+        if let Err(e) = zhiku_sandbox::worker_main(&args[1..]) {
+            eprintln!("zhiku {}: {e}", config::PARSE_WORKER);
+            std::process::exit(1);
+        }
+        return;
+    }
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,ort=warn,qdrant_edge=error"));

@@ -260,8 +260,9 @@ pub struct PayloadTooLarge(ErrorBody);
 pub struct UnsupportedMediaType(ErrorBody);
 
 /// Every file of the upload failed, the first for its content (`empty_document`,
-/// `not_text`, `invalid_pdf`, `invalid_docx`, `no_text_layer`, `timeout`); `error.files`
-/// lists each file's failure.
+/// `not_text`, `invalid_pdf`, `invalid_docx`, `no_text_layer`, `timeout`, or
+/// `parser_crashed`, `parser_out_of_memory` and `parser_cpu_limit` when the file killed
+/// the parser's worker process); `error.files` lists each file's failure.
 #[derive(ToResponse)]
 #[allow(dead_code)] // Describes a response; never built.
 pub struct UnprocessableContent(ErrorBody);

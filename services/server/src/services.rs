@@ -43,6 +43,9 @@ pub struct Services {
     pub jobs: Option<Jobs>,
     /// The OCR engine, for commands that ingest, unless OCR is disabled.
     pub ocr: Option<Arc<zhiku_ocr::Ocr>>,
+    /// The parser worker processes uploads and imports are parsed in; absent for commands
+    /// that run no jobs, or when `[jobs] parser_processes = 0`.
+    pub parsers: Option<Arc<zhiku_sandbox::ParserPool>>,
     /// The gate in front of the LLM: `llm.parallel` answers at once, `llm.queue` waiting.
     pub slots: Slots,
     /// Counters and histograms for `GET /metrics`.
@@ -385,6 +388,10 @@ impl Services {
             Some(ocr_config) if jobs => Some(Arc::new(zhiku_ocr::Ocr::new(ocr_config)?)),
             _ => None,
         };
+        let parsers = match config.sandbox()? {
+            Some(sandbox) if jobs => Some(Arc::new(zhiku_sandbox::ParserPool::start(sandbox)?)),
+            _ => None,
+        };
         let generator: Option<Arc<dyn Generator>> = match models {
             Models::All if config.llm.provider == LlmProvider::Openai => {
                 // No GGUF LLM: the endpoint generates; it is first contacted by a request.
@@ -415,6 +422,7 @@ impl Services {
             let engines = Engines {
                 embedder: embedder.clone(),
                 ocr: ocr.clone(),
+                parsers: parsers.clone(),
             };
             Some(Jobs::start(
                 catalog,
@@ -436,6 +444,7 @@ impl Services {
             jobs,
             conversations,
             ocr,
+            parsers,
             translator: Default::default(),
         })
     }
@@ -483,6 +492,7 @@ impl Services {
         let engines = Engines {
             embedder: self.embedder.clone(),
             ocr: self.ocr.clone(),
+            parsers: self.parsers.clone(),
         };
         // The caller waits for the whole upload; OCR progress is for jobs.
         zhiku_jobs::run(
