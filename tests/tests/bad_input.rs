@@ -24,7 +24,10 @@ fn assert_names(body: &Value, what: &str) {
 #[test]
 fn bad_uploads_and_requests() {
     // A small upload limit so the oversize case stays cheap.
-    let mut server = Server::start_with_env(&[("ZHIKU_SERVER__MAX_UPLOAD_BYTES", "1048576")]);
+    let mut server = Server::start_with_env(&[
+        ("ZHIKU_SERVER__MAX_UPLOAD_BYTES", "1048576"),
+        ("ZHIKU_SERVER__MAX_UPLOAD_PARTS", "8"),
+    ]);
     let (status, body) = server.upload(
         "kb",
         &[(
@@ -115,6 +118,22 @@ fn bad_uploads_and_requests() {
     assert_eq!(body["documents"][0]["name"], json!("good.txt"));
     assert_eq!(body["errors"][0]["name"], json!("bad.pdf"));
     assert_eq!(body["errors"][0]["code"], json!("invalid_pdf"));
+
+    // Too many parts: refused before any file is stored.
+    let parts: Vec<(String, Vec<u8>)> = (0..9)
+        .map(|i| {
+            (
+                format!("many-{i}.txt"),
+                format!("Part number {i}.").into_bytes(),
+            )
+        })
+        .collect();
+    let parts: Vec<(&str, Vec<u8>)> = parts.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let (status, body) = server.upload("kb", &parts);
+    assert_error(status, &body, 400, "too_many_parts");
+    assert_names(&body, "server.max_upload_parts");
+    let (_, list) = server.get("/v1/kbs/kb/documents");
+    assert!(!list.to_string().contains("many-"), "{list}");
 
     // A broken re-upload of an existing document leaves the stored version alone.
     let (status, _) = server.upload("kb", &[("keep.md", vec![0u8; 64])]);

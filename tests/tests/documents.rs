@@ -286,3 +286,54 @@ fn searches_see_one_version_during_replacement() {
     let (_, info) = server.get("/v1/kbs/kb");
     assert_eq!(info["stored"]["vectors"], info["chunks"], "{info}");
 }
+
+#[test]
+fn files_of_the_same_name_in_different_folders_are_different_documents() {
+    let server = Server::start();
+    let (status, body) = server.upload(
+        "kb",
+        &[
+            (
+                "hr/2023/leave.md",
+                b"# Leave 2023\n\nTwenty days of leave.".to_vec(),
+            ),
+            (
+                "hr/2024/leave.md",
+                b"# Leave 2024\n\nTwenty-five days of leave.".to_vec(),
+            ),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let ids: Vec<&str> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{body}");
+    assert_ne!(ids[0], ids[1], "{body}");
+    assert_eq!(body["documents"][0]["name"], "leave.md");
+    assert_eq!(body["documents"][0]["path"], "hr/2023/leave.md");
+
+    // Re-uploading one (a different spelling of the same path) replaces that one only.
+    let (status, body) = server.upload(
+        "kb",
+        &[(
+            "./hr\\2024/leave.md",
+            b"# Leave 2024\n\nThirty days of leave.".to_vec(),
+        )],
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["documents"][0]["id"], ids[1], "{body}");
+    assert_eq!(body["documents"][0]["outcome"], "updated", "{body}");
+    let (status, list) = server.get("/v1/kbs/kb/documents");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["documents"].as_array().unwrap().len(), 2, "{list}");
+    // A bare name keeps the id it always had.
+    let (status, body) = server.upload(
+        "kb",
+        &[("leave.md", b"# Leave\n\nSee the yearly files.".to_vec())],
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["documents"][0]["outcome"], "created", "{body}");
+}

@@ -364,3 +364,45 @@ fn a_job_resumes_after_kill_9_and_matches_a_clean_run() {
     let hits = server.search("reports", "warehouse review follow-up", "hybrid");
     assert!(!hits.is_empty());
 }
+
+#[test]
+fn an_upload_job_of_same_named_files_in_folders_resumes_every_file() {
+    // Folder uploads send paths: `d00/readme.md` … `d23/readme.md` are 24 documents, and a
+    // job interrupted midway must not take the files it has not done for ones it has.
+    let parts: Vec<(String, Vec<u8>)> = (0..24)
+        .map(|i| (format!("d{i:02}/readme.md"), prose(i, 6).into_bytes()))
+        .collect();
+    let form: Vec<(&str, Option<&str>, Vec<u8>)> = parts
+        .iter()
+        .map(|(path, bytes)| ("file", Some(path.as_str()), bytes.clone()))
+        .collect();
+    let server = Server::start();
+    let (status, body) = server.upload_form("readmes", "?wait=false", &form);
+    let id = job_id(status, &body);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, job) = server.get(&format!("/v1/jobs/{id}"));
+        if job["files_done"].as_u64().unwrap() >= 3 {
+            assert!(
+                job["files_done"].as_u64().unwrap() < 24,
+                "the job finished before it could be killed"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{job}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let data = server.kill();
+
+    let server = Server::start_in(data, &[]);
+    let job = server.wait_job(&id);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(
+        (job["files_done"].clone(), job["files_indexed"].clone()),
+        (json!(24), json!(24)),
+        "{job}"
+    );
+    let stored = documents(&server, "readmes");
+    assert_eq!(stored.len(), 24, "{stored:?}");
+    assert_consistent(&server, "readmes");
+}

@@ -40,7 +40,8 @@ fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
 
 #[test]
 fn health_metrics_and_request_ids() {
-    let server = Server::start();
+    // Per-KB series name KBs, so they are behind a switch (see below for the default).
+    let server = Server::start_with_env(&[("ZHIKU_SERVER__EXPOSE_KB_NAMES", "true")]);
     let (status, body) = server.get("/healthz");
     assert_eq!((status, &body["status"]), (200, &json!("ok")));
     let (status, body) = server.get("/readyz");
@@ -228,4 +229,22 @@ fn sigterm_finishes_requests_in_flight_then_exits() {
     let data = server.kill();
     let server = Server::start_in(data, &[]);
     assert_eq!(server.search("kb", "nightly backup", "keyword").len(), 1);
+}
+
+#[test]
+fn keyless_probes_do_not_name_knowledge_bases_by_default() {
+    let server = Server::start();
+    let (status, body) = server.upload(
+        "secret-merger",
+        &[("plan.md", b"# Plan\n\nThe merger closes in May.".to_vec())],
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, _, metrics) = server.get_text("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("zhiku_ingested_chunks_total"), "{metrics}");
+    assert!(!metrics.contains("secret-merger"), "{metrics}");
+    let (status, ready) = server.get("/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["kbs"], json!(1), "{ready}");
+    assert!(!ready.to_string().contains("secret-merger"), "{ready}");
 }

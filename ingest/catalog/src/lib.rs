@@ -191,6 +191,16 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// The time `days` days ago as RFC 3339 (UTC, seconds): a cut-off that compares with
+/// stored timestamps as strings, since they all share this format.
+pub fn rfc3339_days_ago(days: u64) -> String {
+    let ago = std::time::Duration::from_secs(days.saturating_mul(86_400));
+    let then = SystemTime::now()
+        .checked_sub(ago)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    humantime::format_rfc3339_seconds(then).to_string()
+}
+
 /// Whether a client-supplied document id is acceptable: 1–512 bytes, no control
 /// characters (they would break composite keys and logs), not only whitespace.
 pub fn is_valid_document_id(id: &str) -> bool {
@@ -312,7 +322,11 @@ impl Catalog {
             }
             let mut files = txn.open_table(JOB_FILES)?;
             for (job, file) in &commit.files {
-                files.insert(key2(job, &file.name).as_str(), encode(file).as_slice())?;
+                // By document id: two files of one upload may share a name, never an id.
+                files.insert(
+                    key2(job, &file.document_id).as_str(),
+                    encode(file).as_slice(),
+                )?;
             }
             let mut jobs = txn.open_table(JOBS)?;
             for job in &commit.jobs {
@@ -416,6 +430,38 @@ impl Catalog {
         Ok(jobs)
     }
 
+    /// Deletes the jobs that finished before `cutoff` (an RFC 3339 time, see
+    /// [`rfc3339_days_ago`]) with their per-file outcomes; returns how many. Queued and
+    /// running jobs are kept whatever their age.
+    pub fn prune_jobs(&self, cutoff: &str) -> Result<usize, CatalogError> {
+        let txn = self.db.begin_write()?;
+        let mut pruned = Vec::new();
+        {
+            let mut jobs = txn.open_table(JOBS)?;
+            jobs.retain(|id, value| {
+                let old = decode::<StoredJob>(value).is_ok_and(|job| {
+                    job.info.state.is_finished()
+                        && job
+                            .info
+                            .finished_at
+                            .as_deref()
+                            .is_some_and(|at| at < cutoff)
+                });
+                if old {
+                    pruned.push(id.to_string());
+                }
+                !old
+            })?;
+            let mut files = txn.open_table(JOB_FILES)?;
+            for id in &pruned {
+                let (start, end) = (key2(id, ""), key2(id, &END.to_string()));
+                files.retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+            }
+        }
+        txn.commit()?;
+        Ok(pruned.len())
+    }
+
     /// Drops the per-file outcomes of a finished job: they only serve resumption, and the
     /// job record keeps the counts and the errors.
     pub fn forget_job_files(&self, job_id: &str) -> Result<(), CatalogError> {
@@ -428,7 +474,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Outcomes recorded so far for the files of a job, by file name.
+    /// Outcomes recorded so far for the files of a job, by document id.
     pub fn job_files(&self, job_id: &str) -> Result<HashMap<String, FileRecord>, CatalogError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(JOB_FILES)?;
@@ -437,7 +483,7 @@ impl Catalog {
         let mut out = HashMap::new();
         for entry in table.range(start.as_str()..end.as_str())? {
             let record: FileRecord = decode(entry?.1.value())?;
-            out.insert(record.name.clone(), record);
+            out.insert(record.document_id.clone(), record);
         }
         Ok(out)
     }
@@ -541,7 +587,7 @@ mod tests {
         assert!(!more);
         assert_eq!(catalog.document("docs", "b").unwrap().unwrap().version, 2);
         assert_eq!(catalog.job("j1").unwrap().unwrap(), j);
-        assert_eq!(catalog.job_files("j1").unwrap()["dir/a.txt"], file);
+        assert_eq!(catalog.job_files("j1").unwrap()["a"], file);
         assert_eq!(catalog.kbs().unwrap(), ["doc", "docs"]);
 
         catalog
@@ -595,5 +641,53 @@ mod tests {
         )
         .unwrap();
         assert!(spec.tags.is_empty() && spec.uploads[0].client_path.is_empty());
+    }
+
+    #[test]
+    fn finished_jobs_past_the_cutoff_are_pruned_with_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("c.redb")).unwrap();
+        let mut old = job("old");
+        old.info.state = zhiku_schemas::JobState::Succeeded;
+        old.info.finished_at = Some("2020-01-01T00:00:00Z".into());
+        let mut recent = job("recent");
+        recent.info.state = zhiku_schemas::JobState::Failed;
+        recent.info.finished_at = Some(now_rfc3339());
+        let running = job("running");
+        for j in [&old, &recent, &running] {
+            catalog.put_job(j).unwrap();
+        }
+        let file = FileRecord {
+            name: "a.txt".into(),
+            document_id: "a".into(),
+            bytes: 1,
+            outcome: FileOutcome::Unchanged,
+        };
+        let files = vec![
+            ("old".to_string(), file.clone()),
+            ("recent".to_string(), file),
+        ];
+        catalog
+            .commit(
+                "docs",
+                &Commit {
+                    files,
+                    ..Commit::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(catalog.prune_jobs(&rfc3339_days_ago(30)).unwrap(), 1);
+        let ids: Vec<String> = catalog
+            .jobs()
+            .unwrap()
+            .into_iter()
+            .map(|j| j.info.id)
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert!(!ids.contains(&"old".to_string()), "{ids:?}");
+        assert!(catalog.job_files("old").unwrap().is_empty());
+        assert_eq!(catalog.job_files("recent").unwrap().len(), 1);
+        assert_eq!(catalog.prune_jobs(&rfc3339_days_ago(30)).unwrap(), 0);
+        assert!(rfc3339_days_ago(1) < now_rfc3339());
     }
 }

@@ -304,6 +304,13 @@ impl Jobs {
         Ok(job.info)
     }
 
+    /// Deletes the jobs that finished more than `days` days ago, with their per-file
+    /// records; returns how many. Queued and running jobs are never pruned.
+    pub fn prune_finished(&self, days: u64) -> Result<usize, JobError> {
+        let cutoff = zhiku_catalog::rfc3339_days_ago(days);
+        Ok(self.inner.catalog.prune_jobs(&cutoff)?)
+    }
+
     /// Jobs waiting and running now, and chunks indexed by jobs since start.
     pub fn stats(&self) -> JobStats {
         JobStats {
@@ -538,7 +545,9 @@ impl Inner {
         job.info = info;
         self.catalog.put_job(job)?;
         self.publish(&job.info);
-        let remaining = inputs.into_iter().filter(|i| !done.contains_key(&i.name));
+        let remaining = inputs
+            .into_iter()
+            .filter(|i| !done.contains_key(&i.document_id));
         // OCR figures of an earlier run of this job (before a restart) carry over.
         let ocr_before = job.info.ocr;
         let ocr = Mutex::new(ocr_before);

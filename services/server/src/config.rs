@@ -64,6 +64,9 @@ pub struct ConversationsConfig {
     pub rewrite: RewriteMode,
     /// Longest question accepted, in characters (every question is stored).
     pub max_question_chars: usize,
+    /// Conversations are deleted, ratings included, this many days after their last
+    /// turn; 0 keeps them. Export rated answers (`/export/qa.jsonl`) before they go.
+    pub retention_days: u64,
 }
 
 impl Default for ConversationsConfig {
@@ -73,6 +76,7 @@ impl Default for ConversationsConfig {
             history_turns: 4,
             rewrite: RewriteMode::Model,
             max_question_chars: 4000,
+            retention_days: 365,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct JobsSection {
     pub parser_stack_mb: u64,
     /// CPU seconds parsing one file may use.
     pub parser_cpu_secs: u64,
+    /// Finished jobs are deleted this many days after they finished; 0 keeps them.
+    pub retention_days: u64,
 }
 
 impl Default for JobsSection {
@@ -144,6 +150,7 @@ impl Default for JobsSection {
             parser_memory_mb: 2048,
             parser_stack_mb: 16,
             parser_cpu_secs: 300,
+            retention_days: 30,
         }
     }
 }
@@ -229,6 +236,13 @@ pub struct ServerConfig {
     /// cannot reach the service through a DNS name rebound to this machine. `["*"]`
     /// answers any (behind a proxy that checks the host).
     pub allowed_hosts: Vec<String>,
+    /// Parts (files and fields) one upload request may have; more is a 400
+    /// `too_many_parts`, before any file is stored.
+    pub max_upload_parts: usize,
+    /// Show knowledge-base names on the keyless `/metrics` (per-KB series) and `/readyz`
+    /// (which KB cannot be opened). Off: names are what keys protect, and probes and
+    /// scrapers carry none.
+    pub expose_kb_names: bool,
 }
 
 impl Default for ServerConfig {
@@ -250,6 +264,8 @@ impl Default for ServerConfig {
             request_timeout_secs: 300,
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            max_upload_parts: 1000,
+            expose_kb_names: false,
         }
     }
 }

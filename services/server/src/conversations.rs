@@ -328,23 +328,44 @@ impl ConversationStore {
     /// Deletes a conversation; false if it did not exist.
     pub fn delete(&self, id: &str) -> Result<bool, ServiceError> {
         let txn = self.db.begin_write()?;
-        let existed = {
-            let mut table = txn.open_table(META)?;
-            let meta = table
-                .remove(id)?
-                .map(|v| decode::<Meta>(v.value()))
-                .transpose()?;
-            if let Some(meta) = &meta {
-                let (start, end) = prefix_range(id);
-                txn.open_table(TURNS)?
-                    .retain_in(start.as_str()..end.as_str(), |_, _| false)?;
-                txn.open_table(BY_KB)?
-                    .remove(format!("{}{SEP}{id}", meta.kb).as_str())?;
-            }
-            meta.is_some()
-        };
+        let existed = Self::remove(&txn, id)?;
         txn.commit()?;
         Ok(existed)
+    }
+
+    /// Deletes the conversations last updated before `cutoff` (RFC 3339, see
+    /// `zhiku_catalog::rfc3339_days_ago`), ratings included; returns how many.
+    pub fn prune(&self, cutoff: &str) -> Result<usize, ServiceError> {
+        let txn = self.db.begin_write()?;
+        let mut old = Vec::new();
+        for entry in txn.open_table(META)?.iter()? {
+            let (id, value) = entry?;
+            if decode::<Meta>(value.value())?.updated_at.as_str() < cutoff {
+                old.push(id.value().to_string());
+            }
+        }
+        for id in &old {
+            Self::remove(&txn, id)?;
+        }
+        txn.commit()?;
+        Ok(old.len())
+    }
+
+    /// Removes a conversation's records within `txn`; false if it did not exist.
+    fn remove(txn: &redb::WriteTransaction, id: &str) -> Result<bool, ServiceError> {
+        let meta = txn
+            .open_table(META)?
+            .remove(id)?
+            .map(|v| decode::<Meta>(v.value()))
+            .transpose()?;
+        if let Some(meta) = &meta {
+            let (start, end) = prefix_range(id);
+            txn.open_table(TURNS)?
+                .retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+            txn.open_table(BY_KB)?
+                .remove(format!("{}{SEP}{id}", meta.kb).as_str())?;
+        }
+        Ok(meta.is_some())
     }
 
     /// Deletes every conversation of a knowledge base (which is being deleted: its
@@ -633,6 +654,61 @@ impl Services {
 /// follow-up is one, cites nothing, keeps the follow-up's own content words and at least
 /// half of the previous key terms. Otherwise, and in `keywords` mode, the key terms are
 /// appended to the question in parentheses.
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+
+    fn turn(at: &str) -> ConversationTurn {
+        ConversationTurn {
+            turn: 0,
+            question: "q".into(),
+            search_query: "q".into(),
+            rewrite: None,
+            answer: "a".into(),
+            grounded: true,
+            citations: Vec::new(),
+            context: Vec::new(),
+            history_turns_used: 0,
+            created_at: at.into(),
+            feedback: None,
+        }
+    }
+
+    #[test]
+    fn conversations_past_their_retention_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ConversationStore::open(&dir.path().join("c.redb")).unwrap();
+        store
+            .append("old", "kb", false, 10, turn("2020-01-01T00:00:00Z"))
+            .unwrap();
+        store
+            .append("old", "kb", true, 10, turn("2020-01-02T00:00:00Z"))
+            .unwrap();
+        // Started long ago, but asked again today: kept.
+        store
+            .append("busy", "kb", false, 10, turn("2020-01-01T00:00:00Z"))
+            .unwrap();
+        store
+            .append("busy", "kb", true, 10, turn(&now_rfc3339()))
+            .unwrap();
+        store
+            .append("new", "kb2", false, 10, turn(&now_rfc3339()))
+            .unwrap();
+        let cutoff = zhiku_catalog::rfc3339_days_ago(30);
+        assert_eq!(store.prune(&cutoff).unwrap(), 1);
+        assert!(store.get("old").unwrap().is_none());
+        assert_eq!(store.get("busy").unwrap().unwrap().turns.len(), 2);
+        let listed: Vec<String> = store
+            .list(None)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert_eq!(store.prune(&cutoff).unwrap(), 0);
+    }
+}
+
 pub mod rewrite {
     use super::*;
     use zhiku_index::analyzer::{is_stopword, terms, words};

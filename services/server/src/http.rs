@@ -279,7 +279,13 @@ async fn readyz(State(s): State<AppState>) -> Response {
         let names = s.registry.names()?;
         for name in &names {
             if let Err(e) = s.registry.get(name) {
-                problems.push(format!("{name}: {e}"));
+                problems.push(if s.config.server.expose_kb_names {
+                    format!("{name}: {e}")
+                } else {
+                    // The error names the KB too; the log has it, the keyless probe not.
+                    tracing::warn!(kb = %name, "not ready: {e}");
+                    "a knowledge base cannot be opened (see the server log)".to_string()
+                });
             }
         }
         // Knowledge bases are left out: probes need no key, and KB names are not theirs.
@@ -444,13 +450,26 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> 
 
 async fn read_uploads(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    max_parts: usize,
 ) -> Result<UploadParts, ServiceError> {
     let mut multipart =
         multipart.map_err(|e| ServiceError::bad_request("invalid_multipart", e.body_text()))?;
     let mut files = Vec::new();
     let mut ids = Vec::new();
     let mut tags = Vec::new();
+    let mut parts = 0usize;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        parts += 1;
+        if parts > max_parts {
+            return Err(ServiceError::over_limit(
+                "too_many_parts",
+                "the upload",
+                parts,
+                "or more parts (files and fields)",
+                max_parts,
+                "server.max_upload_parts",
+            ));
+        }
         match field.name() {
             Some("file") => {}
             Some("tags") => {
@@ -479,9 +498,9 @@ async fn read_uploads(
             .ok_or_else(|| {
                 ServiceError::bad_request("missing_file_name", "every file part needs a file name")
             })?;
-        // Only the last path component: clients send paths ("../x"), and the name is
-        // shown to users; it is never used to build a path on the server. The whole path
-        // is kept as metadata to filter on.
+        // The name shown to users is the last path component; clients send paths
+        // ("../x", "hr/2024/leave.md"), which are never used to build a path on the
+        // server. The whole path is kept as metadata to filter on.
         let name = path
             .rsplit(['/', '\\'])
             .find(|part| !part.trim().is_empty() && *part != ".." && *part != ".")
@@ -515,6 +534,22 @@ async fn read_uploads(
     Ok(UploadParts { files, ids, tags })
 }
 
+/// A client's file path as a clean relative path, the key of its document id: folders
+/// kept (`hr/2023/leave.md` and `hr/2024/leave.md` are two documents), `.`, `..`, empty
+/// parts and the difference between `/` and `\\` dropped. A bare file name is itself, so
+/// its id is what it always was.
+fn relative_path(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split(['/', '\\'])
+        .filter(|part| !part.trim().is_empty() && *part != ".." && *part != ".")
+        .collect();
+    if parts.is_empty() {
+        "unnamed".to_string()
+    } else {
+        parts.join("/")
+    }
+}
+
 /// Upload documents
 ///
 /// Parses, chunks, embeds and indexes the files; the knowledge base is created on first
@@ -542,12 +577,13 @@ async fn upload(
 ) -> Result<Response, ServiceError> {
     Services::check_kb_name(&kb)?;
     let params = query(params)?;
-    let UploadParts { files, ids, tags } = read_uploads(multipart).await?;
+    let UploadParts { files, ids, tags } =
+        read_uploads(multipart, s.config.server.max_upload_parts).await?;
     let tags = zhiku_jobs::normalize_tags(&tags)?;
     let ids: Vec<String> = if ids.is_empty() {
         files
             .iter()
-            .map(|f| zhiku_ingest::document_id(&kb, &f.name))
+            .map(|f| zhiku_ingest::document_id(&kb, &relative_path(&f.path)))
             .collect()
     } else {
         ids
@@ -1418,6 +1454,20 @@ async fn embeddings(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    #[test]
+    fn client_paths_become_clean_relative_paths() {
+        for (path, expected) in [
+            ("leave.md", "leave.md"),
+            ("hr/2024/leave.md", "hr/2024/leave.md"),
+            ("./hr\\2024//leave.md", "hr/2024/leave.md"),
+            ("../../etc/passwd", "etc/passwd"),
+            ("/abs/x.txt", "abs/x.txt"),
+            ("..", "unnamed"),
+        ] {
+            assert_eq!(super::relative_path(path), expected, "{path}");
+        }
+    }
 
     /// The router and the access table list the same routes, so no route is refused for
     /// want of an access decision and no decision is about a route that does not exist.

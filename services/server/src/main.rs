@@ -522,6 +522,24 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 let _ = stopping_tx.send(true);
             }
         };
+        // Retention: at start, then hourly; a day's precision is all it promises.
+        {
+            let services = services.clone();
+            tokio::spawn(async move {
+                loop {
+                    let s = services.clone();
+                    match tokio::task::spawn_blocking(move || s.prune()).await {
+                        Ok(Ok((0, 0))) => {}
+                        Ok(Ok((jobs, conversations))) => {
+                            tracing::info!(jobs, conversations, "pruned past their retention")
+                        }
+                        Ok(Err(e)) => tracing::warn!("pruning failed: {e}"),
+                        Err(e) => tracing::warn!("pruning failed: {e}"),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+            });
+        }
         // The client address keys the rate limit while no API keys exist.
         let app = http::router(services.clone(), guard)
             .into_make_service_with_connect_info::<std::net::SocketAddr>();

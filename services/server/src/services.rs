@@ -449,6 +449,23 @@ impl Services {
         })
     }
 
+    /// Deletes finished jobs and conversations older than their retention
+    /// (`[jobs] retention_days`, `[conversations] retention_days`; 0 keeps them) and
+    /// returns how many of each went.
+    pub fn prune(&self) -> Result<(usize, usize), ServiceError> {
+        let jobs = match (&self.jobs, self.config.jobs.retention_days) {
+            (Some(jobs), days) if days > 0 => jobs.prune_finished(days)?,
+            _ => 0,
+        };
+        let conversations = match self.config.conversations.retention_days {
+            0 => 0,
+            days => self
+                .conversations
+                .prune(&zhiku_catalog::rfc3339_days_ago(days))?,
+        };
+        Ok((jobs, conversations))
+    }
+
     /// The job system, or a 500 if this process runs none (never the case for `serve`).
     pub fn jobs(&self) -> Result<&Jobs, ServiceError> {
         self.jobs
@@ -727,7 +744,12 @@ impl Services {
     /// knowledge base now.
     pub fn metrics_text(&self) -> Result<String, ServiceError> {
         let mut kbs = Vec::new();
-        for name in self.registry.names()? {
+        let names = if self.config.server.expose_kb_names {
+            self.registry.names()?
+        } else {
+            Vec::new()
+        };
+        for name in names {
             // A KB that cannot be opened (e.g. outdated) is left out rather than failing
             // the scrape of everything else.
             if let Ok(Some(kb)) = self.registry.get(&name) {
