@@ -197,11 +197,15 @@ fn async_uploads_imports_events_and_cancellation() {
     assert!(text.contains("event: done"), "{text}");
     assert!(text.contains("\"state\":\"succeeded\""), "{text}");
 
-    // Paths outside the roots, by `..` or by symlink, are forbidden; bad input is 400.
+    // Paths outside the roots, by `..` or by symlink, are forbidden, and so is a path
+    // that does not exist (the answer must not tell which server paths exist); bad input
+    // is 400.
     let forbidden = [
         outside.path().to_str().unwrap().to_string(),
         format!("{}/../..", docs.display()),
         root.path().join("escape").to_str().unwrap().to_string(),
+        root.path().join("missing").to_str().unwrap().to_string(),
+        "/etc/no-such-dir".to_string(),
     ];
     for path in &forbidden {
         let (status, body) = server.post_json("/v1/jobs", &json!({"kb": "x", "path": path}));
@@ -212,7 +216,6 @@ fn async_uploads_imports_events_and_cancellation() {
         );
     }
     for request in [
-        json!({"kb": "x", "path": root.path().join("missing").to_str().unwrap()}),
         json!({"kb": "x", "path": docs.join("notes.txt").to_str().unwrap()}),
         json!({"kb": "x", "path": docs.to_str().unwrap(), "glob": "["}),
         json!({"kb": "x", "path": docs.to_str().unwrap(), "recursive": true}),
@@ -405,4 +408,68 @@ fn an_upload_job_of_same_named_files_in_folders_resumes_every_file() {
     let stored = documents(&server, "readmes");
     assert_eq!(stored.len(), 24, "{stored:?}");
     assert_consistent(&server, "readmes");
+}
+
+#[test]
+fn import_roots_are_per_kb_and_checked_again_when_a_job_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let (hr, sales) = (root.path().join("hr"), root.path().join("sales"));
+    for dir in [&hr, &sales] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    for i in 0..400 {
+        std::fs::write(
+            sales.join(format!("s{i:03}.txt")),
+            format!("Sales note {i}."),
+        )
+        .unwrap();
+    }
+    std::fs::write(hr.join("leave.md"), "# Leave\n\nTwenty days.").unwrap();
+    // KB `hr` may import from hr/ only; every other KB from the whole root.
+    let per_kb = format!("{{hr=[\"{}\"]}}", hr.display());
+    let env = [
+        ("ZHIKU_JOBS__IMPORT_ROOTS", roots_env(root.path())),
+        ("ZHIKU_JOBS__KB_IMPORT_ROOTS", per_kb),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with_env(&env);
+    let import = |kb: &str, dir: &std::path::Path| {
+        server.post_json(
+            "/v1/jobs",
+            &json!({"kb": kb, "path": dir.to_str().unwrap()}),
+        )
+    };
+    let (status, body) = import("hr", &sales);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("forbidden")),
+        "{body}"
+    );
+    let (status, body) = import("hr", &hr);
+    let job = server.wait_job(&job_id(status, &body));
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    // Queued under the old roots, resumed under new ones that no longer allow it: the
+    // job fails rather than reading what the roots now forbid.
+    let (status, body) = import("sales", &sales);
+    let id = job_id(status, &body);
+    let data = server.kill();
+    let restricted = format!("{{sales=[\"{}\"]}}", hr.display());
+    let server = Server::start_in(
+        data,
+        &[("ZHIKU_JOBS__KB_IMPORT_ROOTS", restricted.as_str())],
+    );
+    let job = server.wait_job(&id);
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("import roots"),
+        "{job}"
+    );
+    assert!(
+        job["files_done"].as_u64().unwrap_or(0) < 400,
+        "the job read on after its roots were withdrawn: {job}"
+    );
 }

@@ -27,10 +27,20 @@ const MAX_LISTED_ERRORS: usize = 1_000;
 pub struct JobsConfig {
     /// Directories server-side imports may read from; empty disables `POST /v1/jobs`.
     pub import_roots: Vec<PathBuf>,
+    /// Per knowledge base, the directories its imports may read from instead of
+    /// `import_roots` (an empty list disables its imports).
+    pub kb_import_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
     /// Where uploads of asynchronous jobs wait until processed.
     pub staging_dir: PathBuf,
     /// Runner tuning.
     pub pipeline: PipelineSettings,
+}
+
+impl JobsConfig {
+    /// The import roots of knowledge base `kb`.
+    pub fn roots_for(&self, kb: &str) -> &[PathBuf] {
+        self.kb_import_roots.get(kb).unwrap_or(&self.import_roots)
+    }
 }
 
 /// A file uploaded for an asynchronous job.
@@ -214,7 +224,7 @@ impl Jobs {
     ) -> Result<JobInfo, JobError> {
         let tags = crate::normalize_tags(tags)?;
         source::compile_glob(glob)?;
-        let dir = source::confine(path, &self.inner.config.import_roots)?;
+        let dir = source::confine(path, self.inner.config.roots_for(kb))?;
         let source = JobSource::Import {
             path: dir.to_string_lossy().into_owned(),
             glob: glob.map(str::to_string),
@@ -518,8 +528,11 @@ impl Inner {
                 })
                 .collect(),
             JobSource::Import { path, glob } => {
+                // Checked again now: the roots or the directory may have changed since
+                // the job was queued (or before a restart resumed it).
+                let dir = source::confine(path, self.config.roots_for(&job.info.kb))?;
                 let glob = source::compile_glob(glob.as_deref())?;
-                source::list(std::path::Path::new(path), glob.as_ref())?
+                source::list(&dir, glob.as_ref())?
             }
         };
         for input in &mut inputs {

@@ -61,8 +61,16 @@ impl Default for PipelineSettings {
 /// Where a file's bytes are.
 #[derive(Debug, Clone)]
 pub enum InputSource {
-    /// On disk (imports, staged uploads).
+    /// On disk, in a directory of the server's own (staged uploads).
     Path(PathBuf),
+    /// On disk under an import root: read only if the file actually opened still lies
+    /// inside `root`, whatever symlinks were swapped in since the listing.
+    Confined {
+        /// The file as listed.
+        path: PathBuf,
+        /// The resolved import directory it must stay in.
+        root: PathBuf,
+    },
     /// In memory (a synchronous upload).
     Bytes(Arc<[u8]>),
 }
@@ -245,20 +253,33 @@ impl Context<'_> {
                 }
                 (size, Ok(bytes.clone()))
             }
-            InputSource::Path(path) => {
+            InputSource::Path(path) | InputSource::Confined { path, .. } => {
                 let read_error =
                     |e: std::io::Error| IngestError::Read(format!("{}: {e}", path.display()));
-                let size = match std::fs::metadata(path) {
-                    Ok(meta) => meta.len(),
+                let file = match &input.source {
+                    InputSource::Confined { root, .. } => crate::source::open_confined(path, root),
+                    _ => std::fs::File::open(path),
+                };
+                let (mut file, size) = match file.and_then(|f| Ok((f.metadata()?.len(), f))) {
+                    Ok((size, file)) => (file, size),
                     Err(e) => return (0, Err(read_error(e))),
                 };
                 if size > limit {
                     return (size, Err(too_large(size)));
                 }
-                (
-                    size,
-                    std::fs::read(path).map(Into::into).map_err(read_error),
-                )
+                let mut bytes = Vec::with_capacity(size as usize);
+                // At most the limit, should the file grow while it is read.
+                let read = std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut file, limit + 1),
+                    &mut bytes,
+                );
+                match read {
+                    Ok(_) if bytes.len() as u64 > limit => {
+                        (size, Err(too_large(bytes.len() as u64)))
+                    }
+                    Ok(_) => (bytes.len() as u64, Ok(bytes.into())),
+                    Err(e) => (size, Err(read_error(e))),
+                }
             }
         }
     }

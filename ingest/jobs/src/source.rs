@@ -7,24 +7,28 @@ use crate::runner::{Input, InputSource};
 
 /// Resolves `path` (following `..` and symlinks) and checks that it lies inside one of
 /// `roots`, themselves resolved. Returns the resolved directory.
+///
+/// A path that does not exist and one outside the roots get the same 403, so that the
+/// answer does not tell a caller which server paths exist.
 pub fn confine(path: &str, roots: &[PathBuf]) -> Result<PathBuf, JobError> {
     if roots.is_empty() {
         return Err(JobError::Forbidden(
-            "server-side imports are disabled: no import roots are configured ([jobs] import_roots)"
+            "server-side imports are disabled for this knowledge base: no import roots are configured ([jobs] import_roots, [jobs.kb_import_roots])"
                 .into(),
         ));
     }
-    let resolved = std::fs::canonicalize(path)
-        .map_err(|e| JobError::Invalid(format!("path {path:?} cannot be opened: {e}")))?;
+    let refused = || {
+        JobError::Forbidden(format!(
+            "path {path:?} is not an existing directory inside the import roots of this knowledge base"
+        ))
+    };
+    let resolved = std::fs::canonicalize(path).map_err(|_| refused())?;
     let inside = roots
         .iter()
         .filter_map(|r| std::fs::canonicalize(r).ok())
         .any(|root| resolved.starts_with(&root));
     if !inside {
-        return Err(JobError::Forbidden(format!(
-            "path {path:?} resolves to {} which is outside the configured import roots",
-            resolved.display()
-        )));
+        return Err(refused());
     }
     if !resolved.is_dir() {
         return Err(JobError::Invalid(format!(
@@ -32,6 +36,22 @@ pub fn confine(path: &str, roots: &[PathBuf]) -> Result<PathBuf, JobError> {
         )));
     }
     Ok(resolved)
+}
+
+/// Opens `path` for reading, then checks where the opened file really is (its
+/// `/proc/self/fd` link): a file outside `root` is refused even when a directory on the
+/// way was swapped for a symlink after the listing, since the check is on what was opened.
+pub fn open_confined(path: &Path, root: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    if !opened.starts_with(root) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the file now resolves outside the import root; not read",
+        ));
+    }
+    Ok(file)
 }
 
 /// Checks a glob pattern (e.g. `**/*.md`).
@@ -87,7 +107,10 @@ pub fn list(dir: &Path, glob: Option<&glob::Pattern>) -> Result<Vec<Input>, JobE
             name,
             tags: Vec::new(),
             content_type: None,
-            source: InputSource::Path(file),
+            source: InputSource::Confined {
+                path: file,
+                root: dir.to_path_buf(),
+            },
         });
     }
     Ok(inputs)
@@ -138,9 +161,10 @@ mod tests {
             confine(escape.to_str().unwrap(), &roots),
             Err(JobError::Forbidden(_))
         ));
+        // Missing and outside look alike: the answer tells nothing of the server's files.
         assert!(matches!(
             confine("/nonexistent/dir", &roots),
-            Err(JobError::Invalid(_))
+            Err(JobError::Forbidden(_))
         ));
         assert!(matches!(
             confine(docs.join("a.md").to_str().unwrap(), &roots),
@@ -151,5 +175,30 @@ mod tests {
             Err(JobError::Forbidden(_))
         ));
         assert!(compile_glob(Some("[")).is_err());
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_listing_is_not_read() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let sub = root.path().join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("a.txt"), "inside").unwrap();
+        std::fs::write(outside.path().join("a.txt"), "secret").unwrap();
+        let dir = std::fs::canonicalize(root.path()).unwrap();
+        let listed = list(&dir, None).unwrap();
+        let InputSource::Confined {
+            path,
+            root: confined,
+        } = &listed[0].source
+        else {
+            panic!("imports are confined");
+        };
+        assert!(open_confined(path, confined).is_ok());
+        // Between listing and reading, sub/ becomes a link to a directory outside.
+        std::fs::rename(&sub, root.path().join("old")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &sub).unwrap();
+        let err = open_confined(path, confined).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
     }
 }

@@ -122,7 +122,10 @@ fn stage_corpus(paths: &[PathBuf], dest: &Path, copies: usize) -> anyhow::Result
             zhiku_jobs::source::list(&dir, None)?
                 .into_iter()
                 .filter_map(|input| match input.source {
-                    zhiku_jobs::InputSource::Path(file) => Some((file, input.name.into())),
+                    zhiku_jobs::InputSource::Path(file)
+                    | zhiku_jobs::InputSource::Confined { path: file, .. } => {
+                        Some((file, input.name.into()))
+                    }
                     zhiku_jobs::InputSource::Bytes(_) => None,
                 })
                 .collect()

@@ -115,6 +115,10 @@ pub struct JobsSection {
     /// Server directories `POST /v1/jobs` may import from (after resolving `..` and
     /// symlinks); empty disables server-side imports.
     pub import_roots: Vec<PathBuf>,
+    /// Per knowledge base, the directories its imports may read from instead of
+    /// `import_roots` (`[jobs.kb_import_roots] hr = ["/srv/hr"]`); an empty list
+    /// disables that KB's imports.
+    pub kb_import_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
     /// Seconds one file may take from read to embedded before it fails with `timeout`.
     pub file_timeout_secs: u64,
     /// Largest file a job or upload ingests, in bytes.
@@ -142,6 +146,7 @@ impl Default for JobsSection {
         let d = zhiku_jobs::PipelineSettings::default();
         Self {
             import_roots: Vec::new(),
+            kb_import_roots: Default::default(),
             file_timeout_secs: d.file_timeout.as_secs(),
             max_file_bytes: d.max_file_bytes,
             embed_batch: d.embed_batch,

@@ -204,7 +204,9 @@ fn remote(
     bar.set_message("uploading");
     bar.set_length(total as u64);
     for (i, input) in files.into_iter().enumerate() {
-        let zhiku_jobs::InputSource::Path(path) = input.source else {
+        let (zhiku_jobs::InputSource::Path(path) | zhiku_jobs::InputSource::Confined { path, .. }) =
+            input.source
+        else {
             continue;
         };
         batch_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -416,6 +416,7 @@ impl Services {
         let jobs = if jobs {
             let jobs_config = JobsConfig {
                 import_roots: config.jobs.import_roots.clone(),
+                kb_import_roots: config.jobs.kb_import_roots.clone(),
                 staging_dir: data_dir.join("uploads"),
                 pipeline: config.pipeline(),
             };
