@@ -26,9 +26,11 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 # OCR: tesseract with Simplified and Traditional Chinese (English is built in), pdftoppm
 # from poppler-utils to rasterize scanned PDF pages. The OCR tests and the scanned
 # benchmark corpus render text with Pillow (python3-pil) in WenQuanYi Micro Hei.
-packages=(cmake clang libclang-dev pkg-config build-essential python3 python3-venv git
-  tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-chi-tra poppler-utils
-  python3-pil fonts-wqy-microhei)
+# The tests also use systemd-analyze (systemd: the unit file is checked) and kill
+# (procps: SIGTERM to the server).
+packages=(cmake clang libclang-dev pkg-config build-essential python3 python3-venv
+  python3-pip git tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-chi-tra poppler-utils
+  python3-pil fonts-wqy-microhei systemd procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

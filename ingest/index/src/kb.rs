@@ -106,6 +106,13 @@ pub struct KnowledgeBase {
     write: Mutex<()>,
 }
 
+/// Syncs a directory's entries (files created or renamed in it) to disk.
+fn sync_dir(dir: &Path) -> Result<(), IndexError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))
+}
+
 fn io_err(path: &Path, e: std::io::Error) -> IndexError {
     IndexError::Corrupt(format!("{}: {e}", path.display()))
 }
@@ -273,9 +280,18 @@ impl KnowledgeBase {
         let tmp = self.dir.join(format!("{META_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(&*self.meta.read())
             .map_err(|e| IndexError::Corrupt(e.to_string()))?;
-        // Write-then-rename: a crash leaves the old file or the new one, never half of one.
-        std::fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))
+        // Write, sync, rename, sync the directory: after a crash (or power loss) the file is
+        // the old one or the new one, never half of one, and a rename that was reported
+        // done is on disk.
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_all()
+        };
+        write().map_err(|e| io_err(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        sync_dir(&self.dir)
     }
 
     /// The KB's metadata.
@@ -575,6 +591,10 @@ impl KnowledgeBase {
                 return Err(e);
             }
         };
+        // The new store's files and its directory entry reach the disk before the meta
+        // file names it.
+        sync_dir(&self.dir.join(&next_dir))?;
+        sync_dir(&self.dir)?;
         {
             // The switch happens with no search in flight on the visibility map, so a
             // search never mixes the two stores.
