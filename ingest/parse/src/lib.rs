@@ -21,6 +21,7 @@ mod html;
 mod markdown;
 mod ocr;
 mod pdf;
+mod pdf_preflight;
 mod text;
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::{Block, BlockKind, OcrSource, OcrTask, ParseError};
 /// text layer holds no letter at all: scanners and print tools stamp page and Bates
 /// numbers onto scanned pages, and such a page is still a scan; OCR reads its number too.
 pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Block>, Vec<OcrTask>), ParseError> {
+    crate::pdf_preflight::check(bytes)?;
     // pdf-extract and lopdf panic on some inputs (certain CJK fonts, missing page
     // dictionaries) instead of returning errors; an upload must never take the service down.
     let pages = match catch_unwind(AssertUnwindSafe(|| {

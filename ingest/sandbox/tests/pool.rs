@@ -7,11 +7,15 @@ use zhiku_parse::{BlockKind, DocFormat, ParseOptions};
 use zhiku_sandbox::{ParserPool, SandboxConfig};
 
 fn pool(processes: usize, timeout: Duration) -> ParserPool {
+    pool_with_memory(processes, timeout, 1 << 30)
+}
+
+fn pool_with_memory(processes: usize, timeout: Duration, memory_bytes: u64) -> ParserPool {
     ParserPool::start(SandboxConfig {
         program: env!("CARGO_BIN_EXE_zhiku-parse-worker").into(),
         args: Vec::new(),
         processes,
-        memory_bytes: 1 << 30,
+        memory_bytes,
         stack_bytes: 8 << 20,
         cpu_seconds: 600,
         timeout,
@@ -91,4 +95,39 @@ fn a_file_past_the_time_limit_kills_its_worker_only() {
         // Finished within a millisecond: nothing to check on this machine, but say so.
         Ok(_) => panic!("a 10 MB text parsed in under a millisecond"),
     }
+}
+
+#[test]
+fn a_file_past_the_memory_limit_kills_its_worker_only() {
+    // 40 MB of text needs several copies of itself while parsed (bytes, decoded text,
+    // blocks, reply): far past 48 MiB above what the worker had at start.
+    let pool = pool_with_memory(1, Duration::from_secs(600), worker_baseline() + (48 << 20));
+    let big = "plain words in a long file\n".repeat(1_500_000);
+    let err = pool
+        .parse("big.txt", None, big.as_bytes(), &ParseOptions::default())
+        .expect_err("the worker runs out of memory");
+    assert_eq!(err.code(), "parser_out_of_memory", "{err}");
+    parses_markdown(&pool);
+}
+
+/// Address space of an idle worker: the program's mappings, before any file.
+fn worker_baseline() -> u64 {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zhiku-parse-worker"))
+        .args([u64::MAX.to_string(), (8u64 << 20).to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The hello frame is written once the worker is set up.
+    let mut hello = [0u8; 8];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut hello).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmSize");
+    kib << 10
 }
