@@ -14,5 +14,7 @@ ZHIKU_TEST_TOOLS=1 bash deploy/setup.sh
 # Qdrant Edge, 10 minutes on 2 cores) is compiled twice; it also builds the binary the
 # end-to-end tests start.
 cargo build --locked --workspace --all-targets
+# Each parser is fuzzed for 30 s (ingest/parse/fuzz), from a fixed seed.
+export ZHIKU_FUZZ_SECS=${ZHIKU_FUZZ_SECS:-30}
 # Two test threads: each e2e test starts a server that loads the models.
 cargo test --locked --workspace -- --test-threads 2

@@ -103,14 +103,41 @@ fn xobjects(doc: &Document, owner: &Dictionary) -> Vec<ObjectId> {
 /// Follows which forms each page and form draws, without recursion: a cycle, or a chain
 /// deeper than [`MAX_FORM_DEPTH`], is refused.
 fn check_forms(doc: &Document) -> Result<(), ParseError> {
-    // The forms each form draws.
+    // The forms each form draws. Any stream but an image counts as a form: the extractor
+    // draws an XObject whose subtype is missing or garbled as one. A form without its own
+    // resources draws with those of whoever draws it, so it may draw anything they name.
     let mut draws: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+    let mut bare = Vec::new();
     for (id, object) in &doc.objects {
         if let Object::Stream(stream) = object
-            && stream.dict.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"Form")
+            && stream.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Image")
         {
-            draws.insert(*id, xobjects(doc, &stream.dict));
+            if stream.dict.has(b"Resources") {
+                draws.insert(*id, xobjects(doc, &stream.dict));
+            } else {
+                bare.push(*id);
+            }
         }
+    }
+    let mut named: Vec<Vec<ObjectId>> = doc
+        .objects
+        .values()
+        .filter_map(|object| match object {
+            Object::Dictionary(dict) => Some(xobjects(doc, dict)),
+            Object::Stream(stream) => Some(xobjects(doc, &stream.dict)),
+            _ => None,
+        })
+        .filter(|names| !names.is_empty())
+        .collect();
+    named.dedup();
+    for id in bare {
+        let inherited = named
+            .iter()
+            .filter(|names| names.contains(&id))
+            .flatten()
+            .copied()
+            .collect();
+        draws.insert(id, inherited);
     }
     // Depth of the deepest chain below each form; absent while not yet known.
     let mut depth: HashMap<ObjectId, usize> = HashMap::new();

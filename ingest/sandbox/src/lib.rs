@@ -506,6 +506,19 @@ pub fn worker_main(args: &[String]) -> io::Result<()> {
     }
 }
 
+/// `main` of a standalone worker program: [`worker_main`] on the command line's
+/// arguments, its error on stderr.
+pub fn worker_program() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match worker_main(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parser worker: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The protocol's output: the original stdout, after which stdout itself points at stderr,
 /// so a parser's stray `println!` cannot corrupt a frame.
 fn protocol_output() -> io::Result<BufWriter<std::fs::File>> {
