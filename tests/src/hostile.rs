@@ -60,12 +60,7 @@ pub fn deep_html(depth: usize) -> Vec<u8> {
 /// resources map back to object 4: drawing never ends.
 pub fn self_drawing_pdf() -> Vec<u8> {
     let content = b"/X Do";
-    let stream = |dict: &str, data: &[u8]| {
-        let mut out = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\nendstream");
-        out
-    };
+    let stream = crate::pdf_stream;
     let objects = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
@@ -86,13 +81,7 @@ pub fn flate_bomb_pdf(mib: usize) -> Vec<u8> {
     let mut outer = flate2::write::ZlibEncoder::new(Vec::new(), Compression::best());
     outer.write_all(&inner).expect("compress in memory");
     let outer = outer.finish().expect("compress in memory");
-    let mut stream = format!(
-        "<< /Filter [/FlateDecode /FlateDecode] /Length {} >>\nstream\n",
-        outer.len()
-    )
-    .into_bytes();
-    stream.extend_from_slice(&outer);
-    stream.extend_from_slice(b"\nendstream");
+    let stream = crate::pdf_stream("/Filter [/FlateDecode /FlateDecode]", &outer);
     let objects = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
@@ -158,6 +147,7 @@ mod tests {
     #[test]
     fn the_bomb_is_small() {
         let pdf = super::flate_bomb_pdf(16 << 10);
+        eprintln!("the 16 GiB flate bomb is a PDF of {} bytes", pdf.len());
         assert!(pdf.len() < 1 << 20, "{} bytes", pdf.len());
     }
 }

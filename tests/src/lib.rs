@@ -601,12 +601,7 @@ pub fn pdf(pages: &[PdfPage]) -> Vec<u8> {
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
             .to_vec(),
     ];
-    let stream = |dict: String, data: &[u8]| {
-        let mut out = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\nendstream");
-        out
-    };
+    let stream = |dict: String, data: &[u8]| pdf_stream(&dict, data);
     let mut kids = Vec::new();
     for page in pages {
         let id = objects.len() + 1;
@@ -663,6 +658,14 @@ pub fn pdf(pages: &[PdfPage]) -> Vec<u8> {
     )
     .into_bytes();
     pdf_from_objects(&objects)
+}
+
+/// A PDF stream object: `dict`'s entries plus `/Length`, then `data`.
+pub fn pdf_stream(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\nendstream");
+    out
 }
 
 /// A PDF file of the given objects, numbered from 1 (object 1 is the catalog), with a

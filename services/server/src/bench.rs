@@ -59,6 +59,11 @@ pub enum BenchCommand {
         /// Also measure recall@10 of the dense (HNSW) index against exact search, per query.
         #[arg(long)]
         recall: bool,
+        /// Also measure the CPU time of the costliest queries the limits let through:
+        /// `search.max_query_terms` distinct terms taken from the KB's own text (long
+        /// posting lists), and `search.max_query_chars` characters of it.
+        #[arg(long)]
+        worst_case: bool,
     },
     /// Answer generation through the service's path (grounded prompt, chat template,
     /// `Generator::generate`), greedy with a fixed answer budget: prompt tokens/s, generation
@@ -78,7 +83,8 @@ pub fn run(config: Config, what: BenchCommand) -> anyhow::Result<()> {
             queries,
             iterations,
             recall,
-        } => search(config, &kb, queries, iterations, recall),
+            worst_case,
+        } => search(config, &kb, queries, iterations, recall, worst_case),
         BenchCommand::Generate(args) => generate::run(config, &args),
     }
 }
@@ -496,6 +502,7 @@ fn search(
     queries: Option<PathBuf>,
     iterations: usize,
     recall: bool,
+    worst_case: bool,
 ) -> anyhow::Result<()> {
     let queries: Vec<String> = match queries {
         Some(path) => std::fs::read_to_string(&path)?
@@ -535,6 +542,9 @@ fn search(
             ms(*times.last().unwrap_or(&Duration::ZERO)),
         );
     }
+    if worst_case {
+        worst_case_cpu(&services, kb, &queries)?;
+    }
     if recall {
         let (mean, worst) = dense_recall(&services, kb, &queries, 10)?;
         println!(
@@ -545,6 +555,89 @@ fn search(
             services.config.index.hnsw_ef
         );
     }
+    Ok(())
+}
+
+/// CPU time of searches with the longest queries the limits accept, per mode: the bound
+/// that keeps one request from pinning a core. The queries are made of the KB's own words
+/// (from the top hits of `queries`), so every term has postings to score.
+fn worst_case_cpu(services: &Services, kb: &str, queries: &[String]) -> anyhow::Result<()> {
+    let limits = &services.config.search;
+    let mut texts: Vec<String> = Vec::new();
+    for query in queries {
+        let request = SearchRequest {
+            top_k: Some(limits.max_top_k),
+            mode: Some(SearchMode::Keyword),
+            ..SearchRequest::new(query.clone())
+        };
+        texts.extend(services.search(kb, &request)?.into_iter().map(|h| h.text));
+    }
+    // Distinct terms, as many as allowed (and as fit in the character limit).
+    let mut seen = std::collections::HashSet::new();
+    let mut many_terms = String::new();
+    'texts: for text in &texts {
+        for term in zhiku_index::analyzer::terms(text) {
+            if seen.len() >= limits.max_query_terms {
+                break 'texts;
+            }
+            if many_terms.chars().count() + term.chars().count() + 1 > limits.max_query_chars {
+                break 'texts;
+            }
+            if seen.insert(term.clone()) {
+                many_terms.push_str(&term);
+                many_terms.push(' ');
+            }
+        }
+    }
+    // The most characters allowed, shortened until its distinct terms fit too.
+    let mut long: String = texts
+        .concat()
+        .chars()
+        .take(limits.max_query_chars)
+        .collect();
+    while zhiku_index::analyzer::terms(&long)
+        .into_iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        > limits.max_query_terms
+    {
+        let keep = long.chars().count() * 9 / 10;
+        long = long.chars().take(keep).collect();
+    }
+    let cases = [
+        (format!("{} distinct terms", seen.len()), many_terms),
+        (format!("{} characters", long.chars().count()), long),
+    ];
+    let tick = 1.0 / 100.0; // /proc/self/stat counts in USER_HZ, 100 on Linux.
+    let mut worst: f64 = 0.0;
+    for (what, query) in &cases {
+        for mode in [SearchMode::Keyword, SearchMode::Dense, SearchMode::Hybrid] {
+            let request = SearchRequest {
+                top_k: Some(10),
+                mode: Some(mode),
+                ..SearchRequest::new(query.clone())
+            };
+            let mut cpu: Vec<f64> = Vec::new();
+            let mut wall: Vec<f64> = Vec::new();
+            for _ in 0..5 {
+                let (before, started) = (cpu_ticks(), Instant::now());
+                services.search(kb, &request)?;
+                wall.push(started.elapsed().as_secs_f64());
+                if let (Some((a, _)), Some((b, _))) = (before, cpu_ticks()) {
+                    cpu.push((b - a) as f64 * tick);
+                }
+            }
+            let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+            worst = worst.max(max(&cpu));
+            println!(
+                "  worst case {what:<22} {:<8} CPU max {:.2} s  wall max {:.2} s (5 searches)",
+                format!("{mode:?}").to_lowercase(),
+                max(&cpu),
+                max(&wall)
+            );
+        }
+    }
+    println!("  worst-case search CPU: {worst:.2} s at most (target: 1 s)");
     Ok(())
 }
 

@@ -189,12 +189,7 @@ pub fn targets() -> Vec<Target> {
 /// draws `/Y`, an empty form) and a tiny image `/Im`: mutations of the content reach the
 /// extractor's interpreter, not its file reader.
 fn content_pdf(content: &[u8]) -> Vec<u8> {
-    let stream = |dict: &str, data: &[u8]| {
-        let mut out = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\nendstream");
-        out
-    };
+    let stream = zhiku_e2e::pdf_stream;
     let objects = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
