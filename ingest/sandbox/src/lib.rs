@@ -468,7 +468,7 @@ pub fn worker_main(args: &[String]) -> io::Result<()> {
             .ok_or_else(|| io::Error::other("usage: parse-worker MEMORY_BYTES STACK_BYTES"))
     };
     let (memory, stack) = (number(0)?, number(1)?);
-    set_limit(libc::RLIMIT_AS as _, memory, memory)?;
+    set_limit(libc::RLIMIT_AS as _, memory)?;
     let mut out = protocol_output()?;
     write_frame(&mut out, HELLO)?;
     out.flush()?;
@@ -486,7 +486,6 @@ pub fn worker_main(args: &[String]) -> io::Result<()> {
         set_limit(
             libc::RLIMIT_CPU as _,
             cpu_seconds_used() + request.cpu_seconds,
-            libc::RLIM_INFINITY,
         )?;
         let reply = std::thread::Builder::new()
             .name("zhiku-parse".into())
@@ -533,17 +532,25 @@ fn protocol_output() -> io::Result<BufWriter<std::fs::File>> {
     }
 }
 
-fn set_limit(resource: libc::c_int, soft: u64, hard: u64) -> io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
+/// Sets the soft limit of `resource` to `value`, or to the hard limit if that is lower (a
+/// process may not raise its hard limit, and a container may have lowered it); the hard
+/// limit is left as it is, so the next file can raise the soft one again.
+fn set_limit(resource: libc::c_int, value: u64) -> io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    // SAFETY: setrlimit reads the struct we pass and nothing else.
-    if unsafe { libc::setrlimit(resource as _, &limit) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    // SAFETY: getrlimit and setrlimit only read or write the struct we own.
+    unsafe {
+        if libc::getrlimit(resource as _, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit.rlim_cur = (value as libc::rlim_t).min(limit.rlim_max);
+        if libc::setrlimit(resource as _, &limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
+    Ok(())
 }
 
 fn cpu_seconds_used() -> u64 {
