@@ -13,6 +13,9 @@ use zhiku_llama::llama_cpp_2::token::LlamaToken;
 
 use crate::{EmbedError, Embedder, EmbedderConfig, ModelDetails, PoolingKind};
 
+/// Content tokens of a query that are embedded; questions are far shorter.
+const MAX_QUERY_TOKENS: usize = 256;
+
 /// Texts beyond this are refused before reaching llama.cpp, whose tokenizer takes `i32`
 /// lengths (and the bindings panic past them). No chunk or query comes near it.
 const MAX_TEXT_BYTES: usize = 1 << 26;
@@ -164,11 +167,21 @@ impl GgufEmbedder {
         let per_window = self.window - usize::from(lead) - usize::from(trail);
         let mut sum = vec![0f32; self.dimension];
         // An empty text still goes through once, as the specials alone.
-        let windows: Vec<&[LlamaToken]> = if content.is_empty() {
+        let mut windows: Vec<&[LlamaToken]> = if content.is_empty() {
             vec![&content[..]]
         } else {
             content.chunks(per_window).collect()
         };
+        // A query is embedded from its first MAX_QUERY_TOKENS tokens only: one longer than
+        // that is pasted text, which its start represents, and every token costs decode
+        // time on the request's own thread (all windows of 8,000 characters took 7 s of
+        // CPU, one full window nearly 1 s).
+        if lane == Lane::Query {
+            windows.truncate(1);
+            if let Some(first) = windows.first_mut() {
+                *first = &first[..first.len().min(MAX_QUERY_TOKENS)];
+            }
+        }
         let mut batch = LlamaBatch::new(self.window, 1);
         let mut sequence = Vec::with_capacity(self.window);
         for window in windows {

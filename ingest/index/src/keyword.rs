@@ -16,6 +16,10 @@ use zhiku_schemas::{ChunkRecord, SearchFilter, path_prefixes};
 use crate::analyzer::{ANALYZER_NAME, analyzer, terms};
 use crate::{IndexError, filter_terms};
 
+/// Distinct query terms a keyword search scores: the rarest ones. Questions have far
+/// fewer; only pasted text has more.
+pub const MAX_SCORED_TERMS: usize = 32;
+
 /// Writer memory budget; Tantivy's minimum per thread is 15 MB.
 const WRITER_HEAP_BYTES: usize = 50_000_000;
 
@@ -229,7 +233,7 @@ impl KeywordIndex {
     }
 
     /// BM25 search among the chunks matching `filter`: the query is analyzed exactly as the
-    /// text was and every term may match. The filter is part of the query, so a selective
+    /// text was and each of its [`MAX_SCORED_TERMS`] rarest terms may match. The filter is part of the query, so a selective
     /// filter still yields `limit` hits when that many match.
     pub fn search(
         &self,
@@ -237,12 +241,32 @@ impl KeywordIndex {
         limit: usize,
         filter: Option<&SearchFilter>,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+        let searcher = self.reader.searcher();
         let mut seen = HashSet::new();
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut scored: Vec<(u64, String)> = Vec::new();
         for term in terms(query) {
             if !seen.insert(term.clone()) {
                 continue;
             }
+            let frequency = [self.fields.text, self.fields.heading]
+                .into_iter()
+                .map(|field| {
+                    searcher
+                        .doc_freq(&Term::from_field_text(field, &term))
+                        .unwrap_or(0)
+                })
+                .sum::<u64>();
+            // A term no chunk holds scores nothing.
+            if frequency > 0 {
+                scored.push((frequency, term));
+            }
+        }
+        // Only the rarest terms are scored: they carry nearly all of BM25's weight, and a
+        // pasted page of a thousand common terms otherwise costs seconds of CPU.
+        scored.sort();
+        scored.truncate(MAX_SCORED_TERMS);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (_, term) in scored {
             for field in [self.fields.text, self.fields.heading] {
                 clauses.push((
                     Occur::Should,
@@ -262,7 +286,6 @@ impl KeywordIndex {
             clauses.push((Occur::Must, query));
             query = Box::new(BooleanQuery::new(clauses));
         }
-        let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
         top.into_iter()
             .map(|(score, address)| {
@@ -293,6 +316,26 @@ mod tests {
             path: format!("{doc}.txt"),
             mime: "text/plain".into(),
         }
+    }
+
+    #[test]
+    fn a_pasted_page_is_scored_by_its_rarest_terms() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = KeywordIndex::open(dir.path()).unwrap();
+        // Forty words every chunk holds, and one word only the answer holds.
+        let common: Vec<String> = (0..40).map(|i| format!("common{i}")).collect();
+        let mut chunks: Vec<ChunkRecord> = (0..20)
+            .map(|i| chunk("filler", i, &common.join(" "), 1))
+            .collect();
+        chunks.push(chunk("answer", 0, &format!("{} zebrafish", common[0]), 1));
+        index.add(&chunks).unwrap();
+        index.commit().unwrap();
+        // The rare word last, after more common terms than are scored, and words no chunk
+        // holds: it is still among the terms scored.
+        let unknown: Vec<String> = (0..500).map(|i| format!("absent{i}")).collect();
+        let query = format!("{} {} zebrafish", unknown.join(" "), common.join(" "));
+        let hits = index.search(&query, 3, None).unwrap();
+        assert_eq!(hits[0].0.chunk_id, "answer#0");
     }
 
     #[test]

@@ -589,23 +589,33 @@ fn worst_case_cpu(services: &Services, kb: &str, queries: &[String]) -> anyhow::
             }
         }
     }
-    // The most characters allowed, shortened until its distinct terms fit too.
-    let mut long: String = texts
+    // Shortened from the end until its distinct terms fit the limit (terms joined or cut
+    // anew can segment into a few more).
+    let distinct = |q: &str| {
+        zhiku_index::analyzer::terms(q)
+            .into_iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    let fit = |mut query: String| {
+        while distinct(&query) > limits.max_query_terms {
+            let keep = query.chars().count() * 99 / 100;
+            query = query.chars().take(keep).collect();
+        }
+        query
+    };
+    let many_terms = fit(many_terms);
+    // The most characters allowed.
+    let long = fit(texts
         .concat()
         .chars()
         .take(limits.max_query_chars)
-        .collect();
-    while zhiku_index::analyzer::terms(&long)
-        .into_iter()
-        .collect::<std::collections::HashSet<_>>()
-        .len()
-        > limits.max_query_terms
-    {
-        let keep = long.chars().count() * 9 / 10;
-        long = long.chars().take(keep).collect();
-    }
+        .collect());
     let cases = [
-        (format!("{} distinct terms", seen.len()), many_terms),
+        (
+            format!("{} distinct terms", distinct(&many_terms)),
+            many_terms,
+        ),
         (format!("{} characters", long.chars().count()), long),
     ];
     let tick = 1.0 / 100.0; // /proc/self/stat counts in USER_HZ, 100 on Linux.
