@@ -32,13 +32,19 @@ fn refuse(detail: String) -> Result<(), ParseError> {
     Err(ParseError::Pdf { detail })
 }
 
-/// Inflates every Flate-compressed stream (through each of its Flate filters, however
-/// many) up to the limit, without keeping the output.
+/// Inflates every Flate-compressed stream but images (through each of its Flate filters,
+/// however many) up to the limit, without keeping the output.
 fn check_streams(doc: &Document) -> Result<(), ParseError> {
     for (id, object) in &doc.objects {
         let Object::Stream(stream) = object else {
             continue;
         };
+        // Images are never decoded here: the extractor skips them, and a scanned page's
+        // image (however large) is rasterized by pdftoppm in its own process, under OCR's
+        // page time limit, so that page fails alone.
+        if stream.dict.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"Image") {
+            continue;
+        }
         let Ok(filters) = stream.filters() else {
             continue;
         };
