@@ -454,8 +454,7 @@ impl Catalog {
             })?;
             let mut files = txn.open_table(JOB_FILES)?;
             for id in &pruned {
-                let (start, end) = (key2(id, ""), key2(id, &END.to_string()));
-                files.retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+                drop_job_files(&mut files, id)?;
             }
         }
         txn.commit()?;
@@ -465,11 +464,8 @@ impl Catalog {
     /// Drops the per-file outcomes of a finished job: they only serve resumption, and the
     /// job record keeps the counts and the errors.
     pub fn forget_job_files(&self, job_id: &str) -> Result<(), CatalogError> {
-        let start = key2(job_id, "");
-        let end = key2(job_id, &END.to_string());
         let txn = self.db.begin_write()?;
-        txn.open_table(JOB_FILES)?
-            .retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+        drop_job_files(&mut txn.open_table(JOB_FILES)?, job_id)?;
         txn.commit()?;
         Ok(())
     }
@@ -487,6 +483,13 @@ impl Catalog {
         }
         Ok(out)
     }
+}
+
+/// Removes a job's per-file outcomes from the job-files table.
+fn drop_job_files(files: &mut redb::Table<&str, &[u8]>, job_id: &str) -> Result<(), CatalogError> {
+    let (start, end) = (key2(job_id, ""), key2(job_id, &END.to_string()));
+    files.retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+    Ok(())
 }
 
 fn intent_key(kb: &str, id: &str, version: u64) -> String {

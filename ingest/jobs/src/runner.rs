@@ -201,6 +201,30 @@ impl Work {
     }
 }
 
+/// Size and bytes of an opened file, `limit` bytes at most even should it grow while
+/// it is read; errors name `path`.
+fn read_file(
+    path: &std::path::Path,
+    file: std::io::Result<std::fs::File>,
+    limit: u64,
+) -> (u64, Result<Arc<[u8]>, IngestError>) {
+    let read_error = |e: std::io::Error| IngestError::Read(format!("{}: {e}", path.display()));
+    let too_large = |size| IngestError::TooLarge { size, limit };
+    let (file, size) = match file.and_then(|f| Ok((f.metadata()?.len(), f))) {
+        Ok((size, file)) => (file, size),
+        Err(e) => return (0, Err(read_error(e))),
+    };
+    if size > limit {
+        return (size, Err(too_large(size)));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    match std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes) {
+        Ok(_) if bytes.len() as u64 > limit => (size, Err(too_large(bytes.len() as u64))),
+        Ok(_) => (bytes.len() as u64, Ok(bytes.into())),
+        Err(e) => (size, Err(read_error(e))),
+    }
+}
+
 fn failed(input: &Input, size: u64, error: &IngestError) -> FileResult {
     FileResult {
         record: FileRecord {
@@ -253,33 +277,9 @@ impl Context<'_> {
                 }
                 (size, Ok(bytes.clone()))
             }
-            InputSource::Path(path) | InputSource::Confined { path, .. } => {
-                let read_error =
-                    |e: std::io::Error| IngestError::Read(format!("{}: {e}", path.display()));
-                let file = match &input.source {
-                    InputSource::Confined { root, .. } => crate::source::open_confined(path, root),
-                    _ => std::fs::File::open(path),
-                };
-                let (mut file, size) = match file.and_then(|f| Ok((f.metadata()?.len(), f))) {
-                    Ok((size, file)) => (file, size),
-                    Err(e) => return (0, Err(read_error(e))),
-                };
-                if size > limit {
-                    return (size, Err(too_large(size)));
-                }
-                let mut bytes = Vec::with_capacity(size as usize);
-                // At most the limit, should the file grow while it is read.
-                let read = std::io::Read::read_to_end(
-                    &mut std::io::Read::take(&mut file, limit + 1),
-                    &mut bytes,
-                );
-                match read {
-                    Ok(_) if bytes.len() as u64 > limit => {
-                        (size, Err(too_large(bytes.len() as u64)))
-                    }
-                    Ok(_) => (bytes.len() as u64, Ok(bytes.into())),
-                    Err(e) => (size, Err(read_error(e))),
-                }
+            InputSource::Path(path) => read_file(path, std::fs::File::open(path), limit),
+            InputSource::Confined { path, root } => {
+                read_file(path, crate::source::open_confined(path, root), limit)
             }
         }
     }

@@ -170,11 +170,6 @@ impl ParserPool {
         })
     }
 
-    /// The limits the workers run under.
-    pub fn config(&self) -> &SandboxConfig {
-        &self.config
-    }
-
     /// Detects the format of `bytes` and parses them in a worker. The outer error says the
     /// worker failed (crash, memory, time); the inner one is the parser's verdict.
     pub fn parse(
@@ -398,13 +393,10 @@ fn diagnose(
         "stack overflow: the file nests too deeply".to_string()
     } else {
         match status {
-            Some(s) if s.signal().is_some() => {
-                format!(
-                    "the parser process died of signal {}",
-                    s.signal().unwrap_or(0)
-                )
-            }
-            Some(s) => format!("the parser process exited ({s}): {error}"),
+            Some(s) => match s.signal() {
+                Some(signal) => format!("the parser process died of signal {signal}"),
+                None => format!("the parser process exited ({s}): {error}"),
+            },
             None => format!("the parser process stopped answering: {error}"),
         }
     };
@@ -438,8 +430,8 @@ fn write_frame(out: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     out.write_all(payload)
 }
 
-/// Reads one frame of at most `limit` bytes; `Ok(None)`-like end of input is an
-/// `UnexpectedEof` error.
+/// Reads one frame of at most `limit` bytes; input that ends before or inside a frame is
+/// an `UnexpectedEof` error.
 fn read_frame(input: &mut impl Read, limit: u64) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 8];
     input.read_exact(&mut len)?;

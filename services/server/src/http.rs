@@ -501,9 +501,9 @@ async fn read_uploads(
         // The name shown to users is the last path component; clients send paths
         // ("../x", "hr/2024/leave.md"), which are never used to build a path on the
         // server. The whole path is kept as metadata to filter on.
-        let name = path
-            .rsplit(['/', '\\'])
-            .find(|part| !part.trim().is_empty() && *part != ".." && *part != ".")
+        let name = relative_path(&path)
+            .rsplit('/')
+            .next()
             .unwrap_or("unnamed")
             .to_string();
         let content_type = field.content_type().map(str::to_string);

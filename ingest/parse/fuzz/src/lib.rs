@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use zhiku_parse::{DocFormat, ParseOptions};
+use zhiku_parse::ParseOptions;
 use zhiku_sandbox::ParserPool;
 
 /// Inputs are kept at most this long: bigger ones only slow the search down.
@@ -301,7 +301,7 @@ fn outcome(pool: &ParserPool, target: &Target, input: &[u8]) -> Result<String, S
             let chars: usize = doc.blocks.iter().map(|b| b.text.len()).sum();
             Ok(format!(
                 "{} blocks~2^{} chars~2^{} ocr~{} title:{} {}",
-                format_name(doc.format),
+                doc.format.mime(),
                 usize::BITS - doc.blocks.len().leading_zeros(),
                 usize::BITS - chars.leading_zeros(),
                 doc.ocr.len().min(3),
@@ -312,10 +312,6 @@ fn outcome(pool: &ParserPool, target: &Target, input: &[u8]) -> Result<String, S
         Ok(Err(e)) => Ok(format!("error {}", e.code())),
         Err(e) => Err(format!("{} ({e})", e.code())),
     }
-}
-
-fn format_name(format: DocFormat) -> &'static str {
-    format.mime()
 }
 
 /// One random change: flipped bits, random bytes, a deleted, duplicated or repeated span
