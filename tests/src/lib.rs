@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Client, RequestBuilder, multipart};
 use serde_json::Value;
 
-/// The workspace root.
+/// The workspace root: the nearest folder holding `Cargo.lock` above the crate under
+/// test (this one, or a crate deeper down that uses these helpers).
 pub fn workspace_root() -> PathBuf {
     // Read at run time: a shared target directory may hold a test binary compiled from
     // another checkout of the same sources, whose compile-time path is not this one.
@@ -23,8 +24,9 @@ pub fn workspace_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest
-        .parent()
-        .expect("tests/ has a parent")
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .expect("the crate is inside the workspace")
         .to_path_buf()
 }
 

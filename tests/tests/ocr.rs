@@ -344,7 +344,20 @@ fn claim_tiff_page_size(tiff: &mut [u8], page: usize, side: u16) {
 
 #[test]
 fn every_page_of_a_tiff_is_read_on_its_own_and_fails_alone() {
-    let server = Server::start_with_env(&[("ZHIKU_OCR__LANGUAGES", "eng")]);
+    // Each page is a task of its own in a sandboxed parser worker.
+    tiff_pages_fail_alone(&[("ZHIKU_OCR__LANGUAGES", "eng")]);
+}
+
+#[test]
+fn pages_are_read_inside_the_server_without_parser_workers() {
+    tiff_pages_fail_alone(&[
+        ("ZHIKU_OCR__LANGUAGES", "eng"),
+        ("ZHIKU_JOBS__PARSER_PROCESSES", "0"),
+    ]);
+}
+
+fn tiff_pages_fail_alone(env: &[(&str, &str)]) {
+    let server = Server::start_with_env(env);
     let mut tiff = scan(
         &[
             &["The loading dock closes at six in the evening."],

@@ -18,8 +18,8 @@ use zhiku_embed::Embedder;
 use zhiku_index::{DocumentWrite, IndexError, KnowledgeBase};
 use zhiku_ingest::{
     ChunkedFile, IngestError, Stage, apply_ocr, chunk_parsed, content_hash, embedding_input,
-    may_need_ocr, ocr_fingerprint, parse_file, parse_sandboxed, pipeline_fingerprint, plan_ocr,
-    recognize, without_ocr,
+    may_need_ocr, ocr_fingerprint, parse_file, pipeline_fingerprint, plan_ocr, recognize,
+    without_ocr,
 };
 use zhiku_ocr::{Ocr, OcrError, PdfFile, RecognizedPage};
 use zhiku_parse::{OcrSource, ParseOptions, ParsedDocument, detect_format};
@@ -384,15 +384,14 @@ impl Context<'_> {
             .spawn(move || {
                 let result = (|| {
                     let content_type = content_type.as_deref();
-                    let mut parsed = match &parsers {
-                        Some(pool) => parse_sandboxed(pool, &name, content_type, &bytes, &options),
-                        None => parse_file(&name, content_type, &bytes, &options),
-                    }
-                    .map_err(|e| (e, unknown))?;
+                    let pool = parsers.as_deref();
+                    let mut parsed = parse_file(pool, &name, content_type, &bytes, &options)
+                        .map_err(|e| (e, unknown))?;
                     let format = parsed.format;
                     let parsed = match &ocr {
                         Some(ocr) if !parsed.ocr.is_empty() => {
-                            plan_ocr(&mut parsed, &bytes, ocr).map_err(|e| (e, format))?;
+                            plan_ocr(&mut parsed, &name, &bytes, ocr, pool)
+                                .map_err(|e| (e, format))?;
                             return Ok(Parsed::Scanned(parsed));
                         }
                         _ => without_ocr(parsed).map_err(|e| (e, format))?,
@@ -658,7 +657,9 @@ impl<'c, 'a> OcrStage<'c, 'a> {
             }
         }
         let bytes = entry.scanned.bytes.clone();
+        let name = entry.scanned.input.name.clone();
         let pdf = entry.pdf.clone();
+        let parsers = self.ctx.parsers.clone();
         let done_tx = done_tx.clone();
         let abandoned = self.abandoned.clone();
         self.started_page();
@@ -666,7 +667,8 @@ impl<'c, 'a> OcrStage<'c, 'a> {
             let result = if abandoned.load(Ordering::SeqCst) {
                 Err(OcrError::Failed("the job stopped".into()))
             } else {
-                recognize(&ocr, &source, &bytes, pdf.as_deref())
+                let pool = parsers.as_deref();
+                recognize(&ocr, pool, &name, &source, &bytes, pdf.as_deref())
             };
             let _ = done_tx.send((doc, task, result));
         });

@@ -16,16 +16,18 @@
 
 mod tsv;
 
-use std::path::Path;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use wait_timeout::ChildExt;
 
 pub use tsv::parse_tsv;
 
 /// How OCR runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OcrConfig {
     /// Tesseract languages joined by `+`, e.g. `chi_sim+chi_tra+eng`.
     pub languages: String,
@@ -56,7 +58,7 @@ impl Default for OcrConfig {
 }
 
 /// Why a page or image could not be read, or OCR cannot run at all.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 pub enum OcrError {
     /// The bytes are not a readable image (unknown header, truncated, corrupt).
     #[error("the image cannot be read: {0}")]
@@ -110,7 +112,7 @@ impl OcrError {
 }
 
 /// What OCR read on one page.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecognizedPage {
     /// 1-based page: within the image (multi-page TIFF), or the PDF page number.
     pub page: u32,
@@ -144,20 +146,53 @@ impl PdfFile {
         Ok(Self { file })
     }
 
-    fn path(&self) -> &Path {
+    /// Where the file is: what a [`Page::Pdf`] names.
+    pub fn path(&self) -> &Path {
         self.file.path()
     }
 }
 
+/// One page to read, as [`PageReader::read`] takes it (with the bytes of the image, if
+/// any, beside it). Serializable, so that a sandboxed worker process can be sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Page {
+    /// Page `page` (1-based) of an image file: one page of a multi-page TIFF, or the image.
+    Image {
+        /// The page.
+        page: u32,
+    },
+    /// Page `page` of the PDF at `path` (see [`PdfFile`]), whose MediaBox, when known, is
+    /// `size_pt` points.
+    Pdf {
+        /// The PDF on disk.
+        path: PathBuf,
+        /// The page, 1-based.
+        page: u32,
+        /// Width and height in points.
+        size_pt: Option<(f32, f32)>,
+    },
+}
+
+/// Reads pages with Tesseract under a configuration, on the calling thread. It holds no
+/// threads and checks nothing at creation: [`Ocr`] wraps one after checking that the
+/// tools are installed, and a sandboxed worker process makes one from the configuration
+/// its parent checked.
+#[derive(Debug, Clone)]
+pub struct PageReader {
+    config: OcrConfig,
+}
+
 /// The OCR engine and its worker pool; one per process, shared by every ingestion.
 pub struct Ocr {
-    config: OcrConfig,
+    reader: PageReader,
     pool: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for Ocr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ocr").field("config", &self.config).finish()
+        f.debug_struct("Ocr")
+            .field("config", &self.reader.config)
+            .finish()
     }
 }
 
@@ -221,12 +256,20 @@ impl Ocr {
             .thread_name(|i| format!("zhiku-ocr-{i}"))
             .build()
             .map_err(|e| OcrError::Failed(format!("cannot start the OCR workers: {e}")))?;
-        Ok(Self { config, pool })
+        Ok(Self {
+            reader: PageReader::new(config),
+            pool,
+        })
     }
 
     /// The settings in force.
     pub fn config(&self) -> &OcrConfig {
-        &self.config
+        &self.reader.config
+    }
+
+    /// Reads pages on the calling thread (see [`Ocr::spawn`] for the pool).
+    pub fn reader(&self) -> &PageReader {
+        &self.reader
     }
 
     /// Runs `job` on the pool, after the jobs queued before it. The pool has
@@ -235,10 +278,29 @@ impl Ocr {
     pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         self.pool.spawn_fifo(job);
     }
+}
+
+impl PageReader {
+    /// A reader for `config`, which is taken as checked (see [`Ocr::new`]).
+    pub fn new(config: OcrConfig) -> Self {
+        Self { config }
+    }
+
+    /// Reads `page`; `bytes` are the image file's for [`Page::Image`], unused for a PDF.
+    pub fn read(&self, page: &Page, bytes: &[u8]) -> Result<RecognizedPage, OcrError> {
+        match page {
+            Page::Image { page } => self.image_page(bytes, *page),
+            Page::Pdf {
+                path,
+                page,
+                size_pt,
+            } => self.pdf_page(path, *page, *size_pt),
+        }
+    }
 
     /// Checks an image file from its header ([`check_image`]) and counts its pages: the
     /// directories of a TIFF, 1 for any other format. Nothing is decoded, so this is cheap
-    /// enough to run before any page is queued; each page then goes to [`Ocr::image_page`]
+    /// enough to run before any page is queued; each page then goes to [`PageReader::read`]
     /// on its own, with its own time limit and its own failure.
     pub fn image_pages(&self, bytes: &[u8]) -> Result<u32, OcrError> {
         check_image(bytes, self.config.max_image_pixels)?;
@@ -257,7 +319,7 @@ impl Ocr {
     /// Reads page `page` (1-based) of an image file (PNG, JPEG, TIFF, WebP, BMP): one page
     /// of a multi-page TIFF, or the image itself. The page is checked against the pixel
     /// limit from its own header first, since a later page of a TIFF may be the bomb.
-    pub fn image_page(&self, bytes: &[u8], page: u32) -> Result<RecognizedPage, OcrError> {
+    fn image_page(&self, bytes: &[u8], page: u32) -> Result<RecognizedPage, OcrError> {
         let deadline = Instant::now() + self.config.page_timeout;
         let image = select_page(bytes, page)?;
         check_image(&image, self.config.max_image_pixels)?;
@@ -270,12 +332,12 @@ impl Ocr {
         self.tesseract(&input, page, None, dir.path(), deadline)
     }
 
-    /// Rasterizes page `page` of `pdf` and reads it. `size_pt` (from the page's MediaBox)
-    /// lowers the resolution of pages too large for the pixel limit at the configured DPI;
-    /// without it the raster is cropped to the limit instead.
-    pub fn pdf_page(
+    /// Rasterizes page `page` of the PDF at `pdf` and reads it. `size_pt` (from the page's
+    /// MediaBox) lowers the resolution of pages too large for the pixel limit at the
+    /// configured DPI; without it the raster is cropped to the limit instead.
+    fn pdf_page(
         &self,
-        pdf: &PdfFile,
+        pdf: &Path,
         page: u32,
         size_pt: Option<(f32, f32)>,
     ) -> Result<RecognizedPage, OcrError> {
@@ -292,7 +354,7 @@ impl Ocr {
             // could not be read. Gray PGM: no compression to pay for, and OCR reads gray.
             .args(["-W", &side.to_string(), "-H", &side.to_string()])
             .args(["-singlefile", "-gray"])
-            .arg(pdf.path())
+            .arg(pdf)
             .arg(&prefix);
         run(
             &mut command,
@@ -540,6 +602,18 @@ fn run(
     let log = dir.join(format!("{name}.log"));
     let stderr = std::fs::File::create(&log)
         .map_err(|e| OcrError::Failed(format!("cannot create a temporary file: {e}")))?;
+    // SAFETY: the hook only calls prctl(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            // A tool outlives nothing that started it: when the thread waiting for it dies
+            // (a sandboxed worker killed at its deadline), so does the tool. `run` always
+            // waits for the child before it returns, so a living waiter never loses it.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = command
         .env("OMP_THREAD_LIMIT", "1")
         .stdin(Stdio::null())

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use zhiku_chunk::{ChunkerConfig, TokenCounter, chunk_document};
 use zhiku_embed::{EmbedError, Embedder};
 use zhiku_index::IndexError;
-use zhiku_ocr::{Ocr, OcrError, PdfFile, RecognizedPage};
+use zhiku_ocr::{Ocr, OcrError, Page, PdfFile, RecognizedPage};
 use zhiku_parse::{
     DocFormat, OcrSource, OcrTask, OcrText, ParseError, ParseOptions, ParsedDocument,
     detect_format, parse_with,
@@ -254,27 +254,23 @@ pub struct ChunkedFile {
 }
 
 /// Detects the format of one file's bytes and parses them; text for OCR is listed in the
-/// result's `ocr` tasks, not yet read.
+/// result's `ocr` tasks, not yet read. With a `pool`, this runs in one of its worker
+/// processes, so a file that crashes or exhausts the parser fails alone with a
+/// [`SandboxError`]; without one, in this process.
 pub fn parse_file(
+    pool: Option<&ParserPool>,
     name: &str,
     content_type: Option<&str>,
     bytes: &[u8],
     options: &ParseOptions,
 ) -> Result<ParsedDocument, IngestError> {
-    let format = detect_format(name, content_type, bytes)?;
-    Ok(parse_with(format, bytes, options)?)
-}
-
-/// [`parse_file`] in one of `pool`'s worker processes: a file that crashes or exhausts
-/// the parser fails alone with a [`SandboxError`].
-pub fn parse_sandboxed(
-    pool: &ParserPool,
-    name: &str,
-    content_type: Option<&str>,
-    bytes: &[u8],
-    options: &ParseOptions,
-) -> Result<ParsedDocument, IngestError> {
-    Ok(pool.parse(name, content_type, bytes, options)??)
+    match pool {
+        Some(pool) => Ok(pool.parse(name, content_type, bytes, options)??),
+        None => {
+            let format = detect_format(name, content_type, bytes)?;
+            Ok(parse_with(format, bytes, options)?)
+        }
+    }
 }
 
 /// The document without its OCR tasks, for when OCR is disabled: the text it has, or an
@@ -294,8 +290,15 @@ pub fn without_ocr(mut parsed: ParsedDocument) -> Result<ParsedDocument, IngestE
 /// Lists a parsed document's OCR work page by page and checks it against the page limit
 /// before any of it runs. An image file is checked from its header and becomes one task
 /// per page (several for a multi-page TIFF); a truncated, oversized or unreadable image
-/// header fails the file here, before it waits for the OCR workers.
-pub fn plan_ocr(parsed: &mut ParsedDocument, bytes: &[u8], ocr: &Ocr) -> Result<(), IngestError> {
+/// header fails the file here, before it waits for the OCR workers. With a `pool`, the
+/// header is read in a worker process.
+pub fn plan_ocr(
+    parsed: &mut ParsedDocument,
+    name: &str,
+    bytes: &[u8],
+    ocr: &Ocr,
+    pool: Option<&ParserPool>,
+) -> Result<(), IngestError> {
     if let [
         OcrTask {
             source: OcrSource::Image { .. },
@@ -303,7 +306,11 @@ pub fn plan_ocr(parsed: &mut ParsedDocument, bytes: &[u8], ocr: &Ocr) -> Result<
         },
     ] = parsed.ocr.as_slice()
     {
-        parsed.ocr = OcrTask::image_pages(ocr.image_pages(bytes)?);
+        let pages = match pool {
+            Some(pool) => pool.image_pages(name, bytes, ocr.config())??,
+            None => ocr.reader().image_pages(bytes)?,
+        };
+        parsed.ocr = OcrTask::image_pages(pages);
     }
     let limit = ocr.config().max_pages;
     if parsed.ocr.len() > limit {
@@ -315,23 +322,44 @@ pub fn plan_ocr(parsed: &mut ParsedDocument, bytes: &[u8], ocr: &Ocr) -> Result<
     Ok(())
 }
 
-/// Runs one OCR task: a page of the file as an image, one page of the PDF (`pdf` holds the
-/// file's bytes on disk), or an embedded image. Blocking; the runner calls it on OCR's
-/// pool.
+/// Runs one OCR task of file `name`: a page of the file as an image, one page of the PDF
+/// (`pdf` holds the file's bytes on disk), or an embedded image. With a `pool`, the page
+/// is read in a worker process, whose limits the OCR tools inherit; a worker that dies
+/// fails this page only. Blocking; the runner calls it on OCR's pool.
 pub fn recognize(
     ocr: &Ocr,
+    pool: Option<&ParserPool>,
+    name: &str,
     source: &OcrSource,
     bytes: &[u8],
     pdf: Option<&PdfFile>,
 ) -> Result<RecognizedPage, OcrError> {
-    match source {
-        OcrSource::Image { page } => ocr.image_page(bytes, *page),
+    let (page, bytes) = match source {
+        OcrSource::Image { page } => (Page::Image { page: *page }, bytes),
         // Word shows the first page of a multi-page picture, so that is what is read.
-        OcrSource::Embedded { bytes, .. } => ocr.image_page(bytes, 1),
+        OcrSource::Embedded { bytes, .. } => (Page::Image { page: 1 }, &bytes[..]),
         OcrSource::PdfPage { page, size_pt } => match pdf {
-            Some(pdf) => ocr.pdf_page(pdf, *page, *size_pt),
-            None => Err(OcrError::Failed("the PDF is not on disk".into())),
+            Some(pdf) => {
+                let page = Page::Pdf {
+                    path: pdf.path().to_path_buf(),
+                    page: *page,
+                    size_pt: *size_pt,
+                };
+                (page, &[][..])
+            }
+            None => return Err(OcrError::Failed("the PDF is not on disk".into())),
         },
+    };
+    let Some(pool) = pool else {
+        return ocr.reader().read(&page, bytes);
+    };
+    match pool.recognize(name, &page, bytes, ocr.config()) {
+        Ok(read) => read,
+        Err(SandboxError::Timeout { seconds }) => Err(OcrError::Timeout { seconds }),
+        Err(e) => Err(OcrError::Failed(format!(
+            "the page's worker process failed ({}): {e}",
+            e.code()
+        ))),
     }
 }
 
@@ -446,6 +474,7 @@ pub fn chunk_file(
     chunking: &ChunkerConfig,
 ) -> Result<ChunkedFile, IngestError> {
     let parsed = without_ocr(parse_file(
+        None,
         name,
         content_type,
         bytes,

@@ -1,6 +1,11 @@
 //! Parses untrusted files in child processes, so that a file which makes a parser overflow
 //! its stack, exhaust memory or spin cannot take the service down with it.
 //!
+//! OCR's reading of a file runs there too: an image's header check and page count
+//! ([`ParserPool::image_pages`]) and each page's recognition ([`ParserPool::recognize`]:
+//! cutting a TIFF page out, `pdftoppm`, `tesseract`), so the OCR tools start under the
+//! worker's memory and CPU limits and a page that kills its worker fails alone.
+//!
 //! A [`ParserPool`] keeps a few worker processes running (the `zhiku` binary itself, started
 //! with a hidden subcommand that calls [`worker_main`]). Each worker limits its own address
 //! space (`RLIMIT_AS`), parses each file on a thread with a fixed stack, and raises its CPU
@@ -9,7 +14,7 @@
 //! parsing, with a [`SandboxError`] saying why, and is replaced.
 //!
 //! The protocol on the worker's stdin and stdout is a sequence of frames (a little-endian
-//! `u64` length, then that many bytes): a hello from the worker, then per file a request
+//! `u64` length, then that many bytes): a hello from the worker, then per task a request
 //! (MessagePack [`Request`] frame, then the file's raw bytes) and a reply (MessagePack).
 //! Whatever a parser prints goes to stderr, never into the protocol.
 
@@ -28,11 +33,25 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
+use zhiku_ocr::{OcrConfig, OcrError, Page, PageReader, RecognizedPage};
 use zhiku_parse::{ParseError, ParseOptions, ParsedDocument, detect_format, parse_with};
 
 /// What the worker says first, so that a program which is not a worker (or a worker of
 /// another protocol version) is refused at start rather than misread later.
-const HELLO: &[u8] = b"zhiku-parse-worker/1";
+const HELLO: &[u8] = b"zhiku-parse-worker/2";
+
+/// A reply of the wrong kind: the worker speaks another protocol.
+fn unexpected(reply: &Reply) -> SandboxError {
+    let kind = match reply {
+        Reply::Parsed(_) => "a parse",
+        Reply::ImagePages(_) => "a page count",
+        Reply::Recognized(_) => "a recognized page",
+        Reply::Panicked(_) => "a panic",
+    };
+    SandboxError::Crashed {
+        detail: format!("the worker answered with {kind}, not what was asked"),
+    }
+}
 
 /// The largest reply the pool reads: far more than any parse of a file under the upload
 /// limit yields, and small enough that a garbled length cannot make the service allocate
@@ -123,21 +142,59 @@ impl SandboxError {
     }
 }
 
-/// One file to parse, as sent to a worker (its bytes follow in a frame of their own).
+/// One piece of work, as sent to a worker (the file's bytes follow in a frame of their
+/// own).
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
-    name: String,
-    content_type: Option<String>,
-    options: ParseOptions,
+    task: Task,
     cpu_seconds: u64,
 }
 
-/// A worker's answer for one file.
+/// What a worker is asked to do with a file's bytes.
+#[derive(Debug, Serialize, Deserialize)]
+enum Task {
+    /// Detect the format and parse.
+    Parse {
+        name: String,
+        content_type: Option<String>,
+        options: ParseOptions,
+    },
+    /// Check an image file's header and count its pages ([`PageReader::image_pages`]).
+    ImagePages { config: OcrConfig },
+    /// Read one page with OCR ([`PageReader::read`]); the tools it runs inherit the
+    /// worker's limits.
+    Recognize { config: OcrConfig, page: Page },
+}
+
+/// A worker's answer, one variant per [`Task`].
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
     Parsed(Result<ParsedDocument, ParseError>),
-    /// The parser panicked; the worker itself is fine and stays in the pool.
+    ImagePages(Result<u32, OcrError>),
+    Recognized(Result<RecognizedPage, OcrError>),
+    /// The task panicked; the worker itself is fine and stays in the pool.
     Panicked(String),
+}
+
+impl Task {
+    fn run(self, bytes: &[u8]) -> Reply {
+        match self {
+            Task::Parse {
+                name,
+                content_type,
+                options,
+            } => Reply::Parsed(
+                detect_format(&name, content_type.as_deref(), bytes)
+                    .and_then(|format| parse_with(format, bytes, &options)),
+            ),
+            Task::ImagePages { config } => {
+                Reply::ImagePages(PageReader::new(config).image_pages(bytes))
+            }
+            Task::Recognize { config, page } => {
+                Reply::Recognized(PageReader::new(config).read(&page, bytes))
+            }
+        }
+    }
 }
 
 /// A pool of parser processes. Cheap to share behind an `Arc`; [`ParserPool::parse`] may
@@ -179,6 +236,65 @@ impl ParserPool {
         bytes: &[u8],
         options: &ParseOptions,
     ) -> Result<Result<ParsedDocument, ParseError>, SandboxError> {
+        let task = Task::Parse {
+            name: name.to_string(),
+            content_type: content_type.map(str::to_string),
+            options: *options,
+        };
+        match self.run(name, task, bytes, self.config.timeout)? {
+            Reply::Parsed(parsed) => Ok(parsed),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Checks an image file's header and counts its pages in a worker
+    /// ([`PageReader::image_pages`]).
+    pub fn image_pages(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        config: &OcrConfig,
+    ) -> Result<Result<u32, OcrError>, SandboxError> {
+        let task = Task::ImagePages {
+            config: config.clone(),
+        };
+        match self.run(name, task, bytes, self.config.timeout)? {
+            Reply::ImagePages(pages) => Ok(pages),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Reads one page with OCR in a worker ([`PageReader::read`]): the page's own steps
+    /// (cutting a TIFF page out, checking its header) run there, and `pdftoppm` and
+    /// `tesseract` start from there, under its memory and CPU limits. OCR's own per-page
+    /// deadline ends the tools first; the worker is killed only a minute past it.
+    pub fn recognize(
+        &self,
+        name: &str,
+        page: &Page,
+        bytes: &[u8],
+        config: &OcrConfig,
+    ) -> Result<Result<RecognizedPage, OcrError>, SandboxError> {
+        let task = Task::Recognize {
+            config: config.clone(),
+            page: page.clone(),
+        };
+        let timeout = config.page_timeout + Duration::from_secs(60);
+        match self.run(name, task, bytes, timeout)? {
+            Reply::Recognized(read) => Ok(read),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs `task` on `bytes` in a worker (waiting for one to be free), killing it past
+    /// `timeout`; `name` is for the log.
+    fn run(
+        &self,
+        name: &str,
+        task: Task,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Reply, SandboxError> {
         let worker = self.take();
         let mut worker = match worker {
             Some(worker) => worker,
@@ -191,27 +307,25 @@ impl ParserPool {
             },
         };
         let request = Request {
-            name: name.to_string(),
-            content_type: content_type.map(str::to_string),
-            options: *options,
+            task,
             cpu_seconds: self.config.cpu_seconds.max(1),
         };
-        let (reply, killed) = with_deadline(worker.child.id(), self.config.timeout, || {
+        let (reply, killed) = with_deadline(worker.child.id(), timeout, || {
             worker.exchange(&request, bytes)
         });
         match reply {
-            Ok(Reply::Parsed(parsed)) => {
-                self.give_back(Some(worker));
-                Ok(parsed)
-            }
             Ok(Reply::Panicked(message)) => {
                 self.give_back(Some(worker));
                 Err(SandboxError::Crashed {
                     detail: format!("the parser panicked: {message}"),
                 })
             }
+            Ok(reply) => {
+                self.give_back(Some(worker));
+                Ok(reply)
+            }
             Err(e) => {
-                let error = worker.post_mortem(killed, &e, &self.config);
+                let error = worker.post_mortem(killed, timeout, &e, &self.config);
                 tracing::warn!(file = %name, code = error.code(), "{error}");
                 self.give_back(None);
                 Err(error)
@@ -344,6 +458,7 @@ impl Worker {
     fn post_mortem(
         mut self,
         killed: bool,
+        timeout: Duration,
         error: &io::Error,
         config: &SandboxConfig,
     ) -> SandboxError {
@@ -353,7 +468,7 @@ impl Worker {
             let _ = reader.join();
         }
         let tail = String::from_utf8_lossy(&self.stderr_tail.lock()).into_owned();
-        diagnose(killed, status, &tail, error, config)
+        diagnose(killed.then_some(timeout), status, &tail, error, config)
     }
 }
 
@@ -364,17 +479,18 @@ impl Drop for Worker {
     }
 }
 
-/// Names the cause of a worker's death from how it ended and what it last printed.
+/// Names the cause of a worker's death from how it ended and what it last printed;
+/// `killed` is the deadline, if the watchdog killed it.
 fn diagnose(
-    killed: bool,
+    killed: Option<Duration>,
     status: Option<ExitStatus>,
     stderr: &str,
     error: &io::Error,
     config: &SandboxConfig,
 ) -> SandboxError {
-    if killed {
+    if let Some(timeout) = killed {
         return SandboxError::Timeout {
-            seconds: config.timeout.as_secs(),
+            seconds: timeout.as_secs(),
         };
     }
     if status.and_then(|s| s.signal()) == Some(libc::SIGXCPU) {
@@ -482,13 +598,11 @@ pub fn worker_main(args: &[String]) -> io::Result<()> {
         let reply = std::thread::Builder::new()
             .name("zhiku-parse".into())
             .stack_size(stack as usize)
-            .spawn(move || {
-                detect_format(&request.name, request.content_type.as_deref(), &bytes)
-                    .and_then(|format| parse_with(format, &bytes, &request.options))
-            })
-            .map(|parser| match parser.join() {
-                Ok(parsed) => Reply::Parsed(parsed),
-                Err(panic) => Reply::Panicked(panic_message(panic)),
+            .spawn(move || request.task.run(&bytes))
+            .map(|parser| {
+                parser
+                    .join()
+                    .unwrap_or_else(|panic| Reply::Panicked(panic_message(panic)))
             })
             .unwrap_or_else(|e| Reply::Panicked(format!("cannot start a parse thread: {e}")));
         let reply = rmp_serde::to_vec(&reply).map_err(io::Error::other)?;

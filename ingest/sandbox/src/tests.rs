@@ -25,14 +25,20 @@ fn eof() -> io::Error {
 fn deaths_are_named_by_their_cause() {
     let signal = |n| Some(ExitStatus::from_raw(n));
     let c = config();
-    let e = diagnose(true, signal(libc::SIGKILL), "", &eof(), &c);
+    let e = diagnose(
+        Some(Duration::from_secs(60)),
+        signal(libc::SIGKILL),
+        "",
+        &eof(),
+        &c,
+    );
     assert_eq!(e.code(), "timeout");
     assert!(e.to_string().contains("60 s"), "{e}");
-    let e = diagnose(false, signal(libc::SIGXCPU), "", &eof(), &c);
+    let e = diagnose(None, signal(libc::SIGXCPU), "", &eof(), &c);
     assert_eq!(e.code(), "parser_cpu_limit");
     assert!(e.to_string().contains("parser_cpu_secs"), "{e}");
     let e = diagnose(
-        false,
+        None,
         signal(libc::SIGABRT),
         "memory allocation of 17179869184 bytes failed\n",
         &eof(),
@@ -41,7 +47,7 @@ fn deaths_are_named_by_their_cause() {
     assert_eq!(e.code(), "parser_out_of_memory");
     assert!(e.to_string().contains("512 MiB"), "{e}");
     let e = diagnose(
-        false,
+        None,
         signal(libc::SIGABRT),
         "\nthread 'zhiku-parse' has overflowed its stack\nfatal runtime error: stack overflow\n",
         &eof(),
@@ -49,7 +55,7 @@ fn deaths_are_named_by_their_cause() {
     );
     assert_eq!(e.code(), "parser_crashed");
     assert!(e.to_string().contains("nests too deeply"), "{e}");
-    let e = diagnose(false, signal(libc::SIGSEGV), "", &eof(), &c);
+    let e = diagnose(None, signal(libc::SIGSEGV), "", &eof(), &c);
     assert_eq!(e.code(), "parser_crashed");
     assert!(e.to_string().contains("signal 11"), "{e}");
 }

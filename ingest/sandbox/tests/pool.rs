@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use zhiku_ocr::{OcrConfig, Page};
 use zhiku_parse::{BlockKind, DocFormat, ParseOptions};
 use zhiku_sandbox::{ParserPool, SandboxConfig};
 
@@ -130,4 +131,56 @@ fn worker_baseline() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmSize");
     kib << 10
+}
+
+fn ocr_config() -> OcrConfig {
+    OcrConfig {
+        languages: "eng".into(),
+        ..OcrConfig::default()
+    }
+}
+
+#[test]
+fn images_are_checked_and_read_in_the_worker() {
+    let pool = pool(1, Duration::from_secs(600));
+    let config = ocr_config();
+    let pages: &[&[&str]] = &[&["Sandboxed scans read well"], &["Second page here"]];
+    let tiff = zhiku_e2e::render(&serde_json::json!({"pages": pages, "format": "TIFF"}));
+    let count = pool.image_pages("scan.tiff", &tiff, &config);
+    assert_eq!(count.expect("the worker answers").expect("a TIFF"), 2);
+    let second = pool
+        .recognize("scan.tiff", &Page::Image { page: 2 }, &tiff, &config)
+        .expect("the worker answers")
+        .expect("page 2 is read");
+    assert_eq!(second.page, 2);
+    assert!(second.paragraphs.join(" ").contains("Second"), "{second:?}");
+    // A header claiming 100,000 x 100,000 pixels is refused without decoding.
+    let mut bomb = zhiku_e2e::scan(&[&["x"]], "PNG");
+    bomb[16..24].copy_from_slice(&[0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0]);
+    let err = pool
+        .image_pages("bomb.png", &bomb, &config)
+        .expect("the worker answers")
+        .expect_err("too many pixels");
+    assert_eq!(err.code(), "image_too_large");
+    let err = pool
+        .recognize("scan.tiff", &Page::Image { page: 3 }, &tiff, &config)
+        .expect("the worker answers")
+        .expect_err("no third page");
+    assert_eq!(err.code(), "invalid_image", "{err}");
+}
+
+#[test]
+fn ocr_tools_run_under_the_workers_memory_limit() {
+    // Tesseract needs well over 100 MiB of address space to load; the worker's own limit,
+    // inherited by the tools it starts, leaves it far less.
+    let limit = worker_baseline().max(48 << 20) + (16 << 20);
+    let pool = pool_with_memory(1, Duration::from_secs(600), limit);
+    let png = zhiku_e2e::scan(&[&["Not enough memory"]], "PNG");
+    let err = pool
+        .recognize("scan.png", &Page::Image { page: 1 }, &png, &ocr_config())
+        .expect("the worker itself survives")
+        .expect_err("tesseract cannot run in the limit");
+    assert_eq!(err.code(), "ocr_failed", "{err}");
+    assert!(err.to_string().contains("tesseract"), "{err}");
+    parses_markdown(&pool);
 }

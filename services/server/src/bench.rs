@@ -97,25 +97,46 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// CPU time used so far by this process and by its finished children (the OCR
-/// processes), in clock ticks from `/proc/self/stat`; only their ratio is reported, so the
-/// tick length does not matter.
+/// CPU ticks of this process and of its living children (the parser workers): the time
+/// they ran themselves, and the time of the processes they waited for (the OCR tools,
+/// started by a worker or, with `parser_processes = 0`, by this process).
 fn cpu_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which may itself hold spaces: state is field 3, utime,
-    // stime, cutime and cstime are fields 14 to 17.
-    let fields: Vec<u64> = stat
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .skip(11)
-        .take(4)
+    let (_, mut own, mut waited) = stat_ticks(Path::new("/proc/self/stat"))?;
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid {
+            continue;
+        }
+        if let Some((parent, o, w)) = stat_ticks(&entry.path().join("stat"))
+            && parent == me
+        {
+            own += o;
+            waited += w;
+        }
+    }
+    Some((own, waited))
+}
+
+/// A process's parent, its own CPU ticks and those of the children it waited for.
+fn stat_ticks(stat: &Path) -> Option<(u32, u64, u64)> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // Fields after the command name, which may itself hold spaces: state is field 3, the
+    // parent 4, utime, stime, cutime and cstime are fields 14 to 17.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let parent = fields.get(1)?.parse().ok()?;
+    let ticks: Vec<u64> = fields
+        .get(11..15)?
+        .iter()
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
-    let [utime, stime, cutime, cstime] = fields[..] else {
+    let [utime, stime, cutime, cstime] = ticks[..] else {
         return None;
     };
-    Some((utime + stime, cutime + cstime))
+    Some((parent, utime + stime, cutime + cstime))
 }
 
 /// Copies the corpus into `dest/copy<k>/<path index>/…`, `copies` times. Directories are
@@ -254,7 +275,6 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
             100.0 * ocr.busy_seconds / secs,
             ocr.pages_done as f64 / ocr.busy_seconds.max(1e-9),
         );
-        // The OCR processes are this process's only children during the job.
         if let (Some((own0, kids0)), Some((own1, kids1))) = (cpu_before, cpu_after) {
             let (own, kids) = (own1 - own0, kids1 - kids0);
             println!(

@@ -1,7 +1,7 @@
 //! Fuzzing of the parsers on the stable toolchain (cargo-fuzz needs nightly).
 //!
 //! Each [`Target`] is one parser, reached through the file name that routes detection to
-//! it, with a seed corpus of valid samples, the hostile files that once killed the
+//! it (or OCR's image reading, which runs in the same workers), with a seed corpus of valid samples, the hostile files that once killed the
 //! service, and a dictionary of the format's tokens. [`fuzz`] mutates the corpus for a
 //! time budget and parses every input in a sandboxed worker (`zhiku-sandbox`), so a crash,
 //! a hang or runaway memory ends the worker, is classified, and the input is kept. An
@@ -16,6 +16,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use zhiku_ocr::{OcrConfig, Page};
 use zhiku_parse::ParseOptions;
 use zhiku_sandbox::ParserPool;
 
@@ -38,14 +39,39 @@ pub struct Target {
     /// Makes a file of a (mutated) input: the identity, or for DOCX the zipping of
     /// `word/document.xml`, so that mutations reach the XML rather than break the archive.
     pub wrap: fn(&[u8]) -> Vec<u8>,
+    /// What the worker does with the file.
+    pub reads: Reads,
+}
+
+/// The worker's task for a target's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Format detection and parsing, as for every upload.
+    Parse,
+    /// OCR of an image file: its header and pages checked, then the first two pages cut
+    /// out and read by Tesseract, as for an uploaded image.
+    Ocr,
+}
+
+/// OCR as the image target runs it: English only (faster to load), and a pixel limit low
+/// enough that mutated dimensions are refused from the header rather than read for
+/// minutes.
+fn fuzz_ocr() -> OcrConfig {
+    OcrConfig {
+        languages: "eng".into(),
+        max_pages: 8,
+        max_image_pixels: 4_000_000,
+        page_timeout: Duration::from_secs(60),
+        ..OcrConfig::default()
+    }
 }
 
 fn identity(bytes: &[u8]) -> Vec<u8> {
     bytes.to_vec()
 }
 
-/// Every parser: plain text, Markdown, HTML, CSV, TSV, DOCX, PDF, and content sniffing
-/// under a name without an extension.
+/// Every parser: plain text, Markdown, HTML, CSV, TSV, DOCX, PDF, content sniffing under
+/// a name without an extension, and OCR's reading of image files.
 pub fn targets() -> Vec<Target> {
     let hostile = zhiku_e2e::hostile::all();
     let hostile_named = |ext: &str| -> Vec<Vec<u8>> {
@@ -102,6 +128,7 @@ pub fn targets() -> Vec<Target> {
             seeds: text,
             dictionary: &[b"\n", b"\n\n", b"\r\n", b"\0", b"\xef\xbb\xbf", b"\xff\xfe", b"\xe3\x80\x82"],
             wrap: identity,
+            reads: Reads::Parse,
         },
         Target {
             name: "markdown",
@@ -112,6 +139,7 @@ pub fn targets() -> Vec<Target> {
                 b"*", b"_", b"`", b"![",
             ],
             wrap: identity,
+            reads: Reads::Parse,
         },
         Target {
             name: "html",
@@ -122,6 +150,7 @@ pub fn targets() -> Vec<Target> {
                 b"<h1>", b"<br>", b"<script>", b"<!--", b"-->", b"&amp;", b"&#x4E2D;", b"<meta charset=big5>",
             ],
             wrap: identity,
+            reads: Reads::Parse,
         },
         Target {
             name: "csv",
@@ -132,6 +161,7 @@ pub fn targets() -> Vec<Target> {
             ],
             dictionary: &[b",", b";", b"|", b"\"", b"\n", b"\r\n", b"\t"],
             wrap: identity,
+            reads: Reads::Parse,
         },
         Target {
             name: "tsv",
@@ -139,6 +169,7 @@ pub fn targets() -> Vec<Target> {
             seeds: vec![b"name\tport\nhttp\t80\nssh\t22\n".to_vec()],
             dictionary: &[b"\t", b"\"", b"\n", b","],
             wrap: identity,
+            reads: Reads::Parse,
         },
         Target {
             name: "docx",
@@ -150,6 +181,7 @@ pub fn targets() -> Vec<Target> {
                 b"<w:numPr><w:ilvl w:val=\"0\"/><w:numId w:val=\"1\"/></w:numPr>", b"&amp;", b"<![CDATA[",
             ],
             wrap: docx,
+            reads: Reads::Parse,
         },
         Target {
             name: "pdf",
@@ -161,6 +193,7 @@ pub fn targets() -> Vec<Target> {
                 b"xref", b"trailer", b"%%EOF", b"BT (x) Tj ET",
             ],
             wrap: identity,
+            reads: Reads::Parse,
         },
         Target {
             name: "pdf-content",
@@ -174,6 +207,7 @@ pub fn targets() -> Vec<Target> {
                 b"/X Do ", b"/Im Do ", b"1 0 0 1 0 0 cm ", b"0 -14 Td ", b"<00ff> Tj ", b"BI /W 1 /H 1 ID x EI ",
             ],
             wrap: content_pdf,
+            reads: Reads::Parse,
         },
         Target {
             name: "sniff",
@@ -181,8 +215,40 @@ pub fn targets() -> Vec<Target> {
             seeds: sniff,
             dictionary: &[b"%PDF-", b"PK\x03\x04", b"<html>", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"\0"],
             wrap: identity,
+            reads: Reads::Parse,
+        },
+        Target {
+            name: "image",
+            file_name: "a.png",
+            seeds: image_seeds(),
+            dictionary: &[
+                b"\x89PNG\r\n\x1a\n", b"IHDR", b"IDAT", b"IEND", b"II*\0", b"MM\0*", b"\xff\xd8\xff\xe0",
+                b"\xff\xc0\0\x11\x08", b"RIFF", b"WEBPVP8 ", b"BM", b"\0\0\0\0", b"\xff\xff\xff\x7f",
+                b"\x01\x01\x03\0\x01\0\0\0",
+            ],
+            wrap: identity,
+            reads: Reads::Ocr,
         },
     ]
+}
+
+/// Small scans in every image format OCR reads (a two-page TIFF among them), rendered by
+/// `deploy/render_scan.py`, and a PNG whose header claims 100,000 × 100,000 pixels.
+fn image_seeds() -> Vec<Vec<u8>> {
+    let pages: &[&[&str]] = &[&["Scan 1 扫描"], &["Page 2"]];
+    let mut seeds: Vec<Vec<u8>> = ["PNG", "JPEG", "TIFF", "WEBP", "BMP"]
+        .iter()
+        .map(|format| {
+            zhiku_e2e::render(&serde_json::json!({
+                "pages": pages, "format": format, "size": 16, "width": 160
+            }))
+        })
+        .collect();
+    let mut bomb = seeds[0].clone();
+    // IHDR's width and height follow the signature (8), the length (4) and the type (4).
+    bomb[16..24].copy_from_slice(&[0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0]);
+    seeds.push(bomb);
+    seeds
 }
 
 /// A one-page PDF whose page content is `content`, with a font `/F1`, a form `/X` (which
@@ -273,7 +339,7 @@ pub fn fuzz(target: &Target, pool: &ParserPool, budget: Duration, seed: u64) -> 
             }
         };
         report.execs += 1;
-        match outcome(pool, target, &(target.wrap)(&input)) {
+        match check(pool, target, &(target.wrap)(&input)) {
             Ok(signature) => {
                 if seen.insert(signature) && corpus.len() < MAX_CORPUS {
                     corpus.push(input);
@@ -289,8 +355,31 @@ pub fn fuzz(target: &Target, pool: &ParserPool, budget: Duration, seed: u64) -> 
     report
 }
 
-/// A coarse fingerprint of a parse's result, or why the worker failed.
-fn outcome(pool: &ParserPool, target: &Target, input: &[u8]) -> Result<String, String> {
+/// A coarse fingerprint of what the worker made of `input` (a wrapped file), or why the
+/// worker failed: a crash, a hang or runaway memory.
+pub fn check(pool: &ParserPool, target: &Target, input: &[u8]) -> Result<String, String> {
+    let died = |e: zhiku_sandbox::SandboxError| format!("{} ({e})", e.code());
+    if target.reads == Reads::Ocr {
+        let config = fuzz_ocr();
+        let pages = match pool
+            .image_pages(target.file_name, input, &config)
+            .map_err(died)?
+        {
+            Ok(pages) => pages,
+            Err(e) => return Ok(format!("error {}", e.code())),
+        };
+        let mut signature = format!("pages {}", pages.min(3));
+        for page in 1..=pages.min(2) {
+            let read = pool
+                .recognize(target.file_name, &Page::Image { page }, input, &config)
+                .map_err(died)?;
+            signature += &match read {
+                Ok(read) => format!(" words~2^{}", usize::BITS - read.words.leading_zeros()),
+                Err(e) => format!(" {}", e.code()),
+            };
+        }
+        return Ok(signature);
+    }
     let options = ParseOptions { docx_images: true };
     match pool.parse(target.file_name, None, input, &options) {
         Ok(Ok(doc)) => {
@@ -310,7 +399,7 @@ fn outcome(pool: &ParserPool, target: &Target, input: &[u8]) -> Result<String, S
             ))
         }
         Ok(Err(e)) => Ok(format!("error {}", e.code())),
-        Err(e) => Err(format!("{} ({e})", e.code())),
+        Err(e) => Err(died(e)),
     }
 }
 

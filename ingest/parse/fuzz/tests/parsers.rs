@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use zhiku_parse::ParseOptions;
-use zhiku_parse_fuzz::{Target, fuzz, targets};
+use zhiku_parse_fuzz::{Target, check, fuzz, targets};
 use zhiku_sandbox::{ParserPool, SandboxConfig};
 
 /// The limits the service's workers run under by default.
@@ -66,7 +66,7 @@ fn run(name: &str) {
     let target = target(name);
     let pool = pool();
     for (path, bytes) in regressions(name) {
-        if let Err(e) = pool.parse(target.file_name, None, &bytes, &ParseOptions::default()) {
+        if let Err(e) = check(&pool, &target, &bytes) {
             panic!("regression {}: the worker died again: {e}", path.display());
         }
     }
@@ -140,6 +140,11 @@ fn pdf_content() {
 #[test]
 fn sniff() {
     run("sniff");
+}
+
+#[test]
+fn image() {
+    run("image");
 }
 
 /// The hostile files, at full strength, parse or fail with a parser error in a worker:
