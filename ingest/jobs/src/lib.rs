@@ -15,7 +15,8 @@ mod runner;
 pub mod source;
 
 pub use manager::{JobStats, Jobs, JobsConfig, UploadFile};
-pub use runner::{Engines, FileResult, Input, InputSource, PipelineSettings, Recorder, run};
+pub use runner::{Engines, FileResult, PipelineSettings, Recorder, run};
+pub use source::{Input, InputSource};
 
 use zhiku_catalog::CatalogError;
 use zhiku_index::IndexError;

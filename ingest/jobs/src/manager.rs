@@ -16,8 +16,9 @@ use zhiku_index::KbRegistry;
 use zhiku_schemas::{FileError, JobInfo, JobSource, JobState, OcrProgress};
 
 use crate::JobError;
-use crate::runner::{Engines, FileResult, Input, InputSource, PipelineSettings, Recorder, run};
+use crate::runner::{Engines, FileResult, PipelineSettings, Recorder, run};
 use crate::source;
+use crate::source::{Input, InputSource};
 
 /// Most per-file errors a job record lists; the rest are counted (the catalog keeps all).
 const MAX_LISTED_ERRORS: usize = 1_000;

@@ -4,7 +4,6 @@
 //! worker pool, several documents' pages at a time.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{
@@ -12,6 +11,7 @@ use std::sync::mpsc::{
 };
 use std::time::{Duration, Instant};
 
+use crate::source::{Input, InputSource, open_confined};
 use zhiku_catalog::{Commit, FileOutcome, FileRecord};
 use zhiku_chunk::ChunkerConfig;
 use zhiku_embed::Embedder;
@@ -56,41 +56,6 @@ impl Default for PipelineSettings {
             parse: ParseOptions::default(),
         }
     }
-}
-
-/// Where a file's bytes are.
-#[derive(Debug, Clone)]
-pub enum InputSource {
-    /// On disk, in a directory of the server's own (staged uploads).
-    Path(PathBuf),
-    /// On disk under an import root: read only if the file actually opened still lies
-    /// inside `root`, whatever symlinks were swapped in since the listing.
-    Confined {
-        /// The file as listed.
-        path: PathBuf,
-        /// The resolved import directory it must stay in.
-        root: PathBuf,
-    },
-    /// In memory (a synchronous upload).
-    Bytes(Arc<[u8]>),
-}
-
-/// One file to ingest.
-#[derive(Debug, Clone)]
-pub struct Input {
-    /// File name or path relative to the job's directory; becomes the document name.
-    pub name: String,
-    /// The document's `path` for filters: the file name as the client sent it (with its
-    /// directories), or the path relative to the imported directory.
-    pub path: String,
-    /// The document's tags, already normalised ([`normalize_tags`](crate::normalize_tags)).
-    pub tags: Vec<String>,
-    /// Document id to store it under.
-    pub document_id: String,
-    /// Content type declared by the client, a hint for format detection.
-    pub content_type: Option<String>,
-    /// The bytes.
-    pub source: InputSource,
 }
 
 /// What happened to one file.
@@ -279,7 +244,7 @@ impl Context<'_> {
             }
             InputSource::Path(path) => read_file(path, std::fs::File::open(path), limit),
             InputSource::Confined { path, root } => {
-                read_file(path, crate::source::open_confined(path, root), limit)
+                read_file(path, open_confined(path, root), limit)
             }
         }
     }

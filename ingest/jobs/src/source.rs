@@ -1,9 +1,44 @@
 //! Server-side directories as job input: confinement to import roots, and listing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::JobError;
-use crate::runner::{Input, InputSource};
+
+/// Where a file's bytes are.
+#[derive(Debug, Clone)]
+pub enum InputSource {
+    /// On disk, in a directory of the server's own (staged uploads).
+    Path(PathBuf),
+    /// On disk under an import root: read only if the file actually opened still lies
+    /// inside `root`, whatever symlinks were swapped in since the listing.
+    Confined {
+        /// The file as listed.
+        path: PathBuf,
+        /// The resolved import directory it must stay in.
+        root: PathBuf,
+    },
+    /// In memory (a synchronous upload).
+    Bytes(Arc<[u8]>),
+}
+
+/// One file to ingest.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// File name or path relative to the job's directory; becomes the document name.
+    pub name: String,
+    /// The document's `path` for filters: the file name as the client sent it (with its
+    /// directories), or the path relative to the imported directory.
+    pub path: String,
+    /// The document's tags, already normalised ([`normalize_tags`](crate::normalize_tags)).
+    pub tags: Vec<String>,
+    /// Document id to store it under.
+    pub document_id: String,
+    /// Content type declared by the client, a hint for format detection.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub source: InputSource,
+}
 
 /// Resolves `path` (following `..` and symlinks) and checks that it lies inside one of
 /// `roots`, themselves resolved. Returns the resolved directory.

@@ -19,7 +19,7 @@ use quick_xml::events::{BytesStart, Event};
 use zip::ZipArchive;
 
 use crate::common::{BlockBuilder, panic_reason};
-use crate::detect::sniff_image;
+use crate::image::sniff_image;
 use crate::{Block, BlockKind, OcrSource, OcrTask, ParseError};
 
 const DOCUMENT: &str = "word/document.xml";

@@ -18,6 +18,7 @@ mod detect;
 mod docx;
 mod encoding;
 mod html;
+mod image;
 mod markdown;
 mod ocr;
 mod pdf;
