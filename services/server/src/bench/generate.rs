@@ -47,7 +47,7 @@ pub struct GenerateArgs {
     no_reference: bool,
 }
 
-/// The Debian Reference chapter on package management, installed by `deploy/corpus.sh`.
+/// The Debian Reference chapter on package management, installed by `deploy/dev/corpus.sh`.
 const DEFAULT_DOCS: &[&str] = &["/usr/share/doc/debian-reference-common/docs/ch02.en.html"];
 
 /// Asks for a long answer, so that greedy decoding runs to the answer budget instead of
@@ -366,7 +366,7 @@ fn chunked_sources(services: &Services, docs: &[PathBuf]) -> anyhow::Result<(Vec
     for path in docs {
         let bytes = std::fs::read(path).with_context(|| {
             format!(
-                "cannot read {} (deploy/corpus.sh installs the Debian Reference; or give --docs or --kb)",
+                "cannot read {} (deploy/dev/corpus.sh installs the Debian Reference; or give --docs or --kb)",
                 path.display()
             )
         })?;

@@ -3,7 +3,7 @@
 # of 378 laws) as JSON lines, one article per line, for `zhiku bench load`:
 #   {"document": "<law>", "heading": "<chapter> <section>", "text": "<article no.> <text>"}
 #
-#   deploy/corpus-laws.sh [OUT.jsonl]     (default /tmp/zhiku-laws.jsonl)
+#   deploy/dev/corpus-laws.sh [OUT.jsonl]     (default /tmp/zhiku-laws.jsonl)
 set -euo pipefail
 out=${1:-/tmp/zhiku-laws.jsonl}
 python=${PYTHON:-python3}

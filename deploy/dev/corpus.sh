@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Assembles a test corpus from Debian packages.
 #
-#   deploy/corpus.sh [DIR]          the benchmark corpus (default /tmp/zhiku-corpus): chapters
-#                                   1-4 of the Debian Reference in English and Chinese (HTML)
-#                                   and the Debian Edu manual in Chinese (PDF)
-#   deploy/corpus.sh --faq [DIR]    the retrieval-quality corpus (default /tmp/zhiku-eval): the
-#                                   Debian FAQ in English (DIR/en/) and Simplified Chinese
-#                                   (DIR/zh-cn/), one HTML file per chapter
+#   deploy/dev/corpus.sh [DIR]          the benchmark corpus (default /tmp/zhiku-corpus): chapters
+#                                       1-4 of the Debian Reference in English and Chinese (HTML)
+#                                       and the Debian Edu manual in Chinese (PDF)
+#   deploy/dev/corpus.sh --faq [DIR]    the retrieval-quality corpus (default /tmp/zhiku-eval): the
+#                                       Debian FAQ in English (DIR/en/) and Simplified Chinese
+#                                       (DIR/zh-cn/), one HTML file per chapter
 #
 # The FAQ corpus is deliberately asymmetric, so that a question in one language can have
 # its only answer in the other: the chapters `customizing` and `support` are kept in
 # Chinese only, `compatibility` and `kernel` in English only; every other chapter is in
 # both. The table of contents (index.*.html) is left out: it repeats every section title
 # without answering any. Document ids are paths under DIR, e.g. `en/pkgtools.en.html`;
-# deploy/eval/debian-faq.jsonl depends on this layout.
+# tests/eval/debian-faq.jsonl depends on this layout.
 #
 # Prints DIR on stdout.
 set -euo pipefail

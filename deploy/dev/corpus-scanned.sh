@@ -8,12 +8,12 @@
 #   16 single-page images, PNG, JPEG, TIFF, WebP and BMP in turn         16 pages
 #   (8 English, 8 Chinese)
 #
-#   deploy/corpus-scanned.sh [DIR]      (default /tmp/zhiku-scanned)
+#   deploy/dev/corpus-scanned.sh [DIR]      (default /tmp/zhiku-scanned)
 #
 # Deterministic for a given set of packages. Needs python3-pil and fonts-wqy-microhei
 # (deploy/setup.sh). Prints DIR on stdout.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 dir=${1:-/tmp/zhiku-scanned}
 # Debian's python3, which has python3-pil; another python3 on PATH may not.
 python=${ZHIKU_PYTHON:-/usr/bin/python3}
@@ -21,17 +21,17 @@ python=${ZHIKU_PYTHON:-/usr/bin/python3}
 
 faq=$(mktemp -d)
 trap 'rm -rf "$faq"' EXIT
-"$root/deploy/corpus.sh" --faq "$faq" >/dev/null
+"$root/deploy/dev/corpus.sh" --faq "$faq" >/dev/null
 rm -rf "$dir"
 mkdir -p "$dir"
-"$python" - "$faq" "$dir" "$root/deploy" <<'PY'
+"$python" - "$faq" "$dir" "$root/tests/fixtures" <<'PY'
 import glob
 import html.parser
 import os
 import sys
 
-faq, out, deploy = sys.argv[1:]
-sys.path.insert(0, deploy)
+faq, out, fixtures = sys.argv[1:]
+sys.path.insert(0, fixtures)
 import render_scan  # noqa: E402
 
 
