@@ -1,7 +1,7 @@
 //! API keys and isolation, route by route; the rate limit, body limit, request timeout and
 //! CORS; and the refusal to serve beyond loopback without keys.
 //!
-//! The routes come from the server's own access table (`access.rs`, compiled in here):
+//! The routes come from the server's own access table (`zhiku_app::access`):
 //! a route added to the server without a case below fails
 //! `keys_isolate_knowledge_bases_route_by_route`.
 
@@ -15,10 +15,7 @@ use serde_json::{Value, json};
 use zhiku_e2e::{Api, EventStream, MINILM_ENV, Server, zhiku};
 
 #[allow(dead_code)]
-#[path = "../../services/server/src/access.rs"]
-mod access;
-
-use access::{Access, ROUTES};
+use zhiku_app::access::{Access, ROUTES};
 
 /// `zhiku keys create ARGS` on a data directory; returns the key printed on stdout.
 fn create_key(data: &Path, args: &[&str]) -> String {

@@ -8,8 +8,8 @@ use clap::Subcommand;
 use zhiku_index::DocumentWrite;
 use zhiku_schemas::{ChunkRecord, DocumentInfo, JobState, SearchMode, SearchRequest};
 
-use crate::config::Config;
-use crate::services::{Models, Services};
+use zhiku_app::config::Config;
+use zhiku_app::services::{Models, Services};
 
 mod generate;
 

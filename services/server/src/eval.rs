@@ -36,8 +36,8 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use zhiku_schemas::{SearchMode, SearchRequest};
 
-use crate::config::Config;
-use crate::services::{Models, Services};
+use zhiku_app::config::Config;
+use zhiku_app::services::{Models, Services};
 
 pub mod answers;
 

@@ -1,5 +1,5 @@
 //! What stands in front of every handler: API keys and per-route access
-//! ([`crate::access::ROUTES`]), the per-caller rate limit, the request timeout, request
+//! ([`zhiku_app::access::ROUTES`]), the per-caller rate limit, the request timeout, request
 //! body limits and CORS.
 
 use std::net::SocketAddr;
@@ -13,11 +13,13 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::access::{self, Access, Lookup};
-use crate::auth::Keys;
-use crate::config::ServerConfig;
-use crate::error::ServiceError;
-use crate::limits::RateLimiter;
+use zhiku_app::access::{self, Access, Lookup};
+use zhiku_app::auth::Keys;
+use zhiku_app::config::ServerConfig;
+use zhiku_app::error::ServiceError;
+
+use crate::error::ApiError;
+use zhiku_app::limits::RateLimiter;
 
 /// The upload route: its body limit is `server.max_upload_bytes`, every other route's
 /// `server.max_body_bytes`.
@@ -124,7 +126,7 @@ fn matched(request: &Request) -> Option<String> {
 }
 
 /// Authenticates the caller, applies the rate limit and the route's [`Access`], and puts
-/// the [`crate::auth::Principal`] in the request's extensions for handlers that decide
+/// the [`zhiku_app::auth::Principal`] in the request's extensions for handlers that decide
 /// per item.
 pub async fn check_access(
     State(guard): State<Arc<Guard>>,
@@ -149,7 +151,7 @@ pub async fn check_access(
         }
         Err(error) => {
             discard(body, declared).await;
-            error.into_response()
+            ApiError(error).into_response()
         }
     }
 }
@@ -276,9 +278,12 @@ async fn authorize(guard: &Guard, mut request: Request) -> Result<Request, Servi
     if access == Access::Open {
         return Ok(request);
     }
-    let principal = guard
-        .keys
-        .authenticate(request.headers().get(header::AUTHORIZATION))?;
+    let principal = guard.keys.authenticate(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
     let caller = match principal.key_id() {
         Some(id) => format!("key {id}"),
         None => request
@@ -324,7 +329,7 @@ pub async fn time_limit(State(guard): State<Arc<Guard>>, request: Request, next:
     match guard.timeout {
         Some(limit) if !untimed => match tokio::time::timeout(limit, next.run(request)).await {
             Ok(response) => response,
-            Err(_) => ServiceError::Timeout(limit.as_secs()).into_response(),
+            Err(_) => ApiError(ServiceError::Timeout(limit.as_secs())).into_response(),
         },
         _ => next.run(request).await,
     }
@@ -346,9 +351,9 @@ pub async fn reject_oversize(
     match declared_length(request.headers()) {
         Some(length) if length > limit => {
             discard(request.into_body(), Some(length)).await;
-            ServiceError::PayloadTooLarge(format!(
+            ApiError(ServiceError::PayloadTooLarge(format!(
                 "request body of {length} bytes is larger than the limit of {limit} bytes ({key})"
-            ))
+            )))
             .into_response()
         }
         _ => next.run(request).await,
@@ -363,7 +368,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::auth::{KEY_FILE, Principal};
+    use zhiku_app::auth::{KEY_FILE, Principal, Scope, create_key};
 
     /// A router with the access check and stand-in handlers that report the principal.
     fn app(data: &std::path::Path) -> Router {
@@ -424,8 +429,12 @@ mod tests {
     async fn kb_routes_check_the_path_kb() {
         let dir = tempfile::tempdir().unwrap();
         let (read, write) = (
-            crate::auth::tests::key(dir.path(), Some(crate::auth::KbScope::Read), Some("a")).1,
-            crate::auth::tests::key(dir.path(), Some(crate::auth::KbScope::Write), Some("a")).1,
+            create_key(dir.path(), Scope::Read, Some("a"), None)
+                .unwrap()
+                .1,
+            create_key(dir.path(), Scope::Write, Some("a"), None)
+                .unwrap()
+                .1,
         );
         let app = app(dir.path());
         let (status, body) = send(&app, "GET", "/v1/kbs/a", Some(&read)).await;

@@ -35,16 +35,17 @@ use zhiku_schemas::{
     TokenizeResponse, UploadForm, UploadParams, UploadResponse,
 };
 
-use crate::auth::Principal;
-use crate::conversations::check_id;
-use crate::error::{ServiceError, file_status, kb_not_found};
+use crate::error::{ApiError, error_body};
 use crate::guard::{self, Guard, UPLOAD_ROUTE};
 use crate::openapi::{
     self, BadGateway, BadRequest, Conflict, ConversationPath, DocumentPath, Forbidden, JobPath,
     KbPath, NotFound, NotImplemented, Overloaded, PayloadTooLarge, UnprocessableContent,
     UnsupportedMediaType,
 };
-use crate::services::{AskSink, Services};
+use zhiku_app::auth::Principal;
+use zhiku_app::conversations::check_id;
+use zhiku_app::error::{ServiceError, kb_not_found};
+use zhiku_app::services::{AskSink, Services};
 
 /// Shared state of every handler.
 pub type AppState = Arc<Services>;
@@ -92,7 +93,7 @@ impl Routes {
 }
 
 /// Every route; the only place routes are added. Each must also be in
-/// [`crate::access::ROUTES`], which says who may call it: an unlisted one is refused.
+/// [`zhiku_app::access::ROUTES`], which says who may call it: an unlisted one is refused.
 fn routes(upload_limit: usize) -> Routes {
     let api = Routes {
         router: Router::new(),
@@ -213,10 +214,10 @@ async fn track(State(s): State<AppState>, request: Request, next: Next) -> Respo
 /// Runs blocking work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(work)
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(|e| ServiceError::Internal(e.to_string()))??)
 }
 
 /// A JSON body, or a 400 that says what is wrong with it (413 when it is too large).
@@ -329,7 +330,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     (status = 200, description = "The metrics.", body = String,
         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
 ))]
-async fn metrics(State(s): State<AppState>) -> Result<Response, ServiceError> {
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let text = blocking(move || s.metrics_text()).await?;
     Ok((
         [(
@@ -341,8 +342,8 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ServiceError> {
         .into_response())
 }
 
-async fn not_found() -> ServiceError {
-    ServiceError::NotFound("no such route".into())
+async fn not_found() -> ApiError {
+    ApiError(ServiceError::NotFound("no such route".into()))
 }
 
 /// List knowledge bases
@@ -355,7 +356,7 @@ async fn not_found() -> ServiceError {
 async fn list_kbs(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<KbList>, ServiceError> {
+) -> Result<Json<KbList>, ApiError> {
     blocking(move || {
         let mut kbs = Vec::new();
         for name in s.registry.names()? {
@@ -382,7 +383,7 @@ async fn list_kbs(
 async fn get_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
-) -> Result<impl IntoResponse, ServiceError> {
+) -> Result<impl IntoResponse, ApiError> {
     blocking(move || {
         let kb = s.kb(&kb)?;
         let mut info = kb.info();
@@ -403,7 +404,7 @@ async fn get_kb(
 async fn delete_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
-) -> Result<StatusCode, ServiceError> {
+) -> Result<StatusCode, ApiError> {
     blocking(move || {
         if s.registry.delete(&kb)? {
             s.conversations.purge_kb(&kb)?;
@@ -574,7 +575,7 @@ async fn upload(
     Path(kb): Path<String>,
     params: Result<Query<UploadParams>, QueryRejection>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, ApiError> {
     Services::check_kb_name(&kb)?;
     let params = query(params)?;
     let UploadParts { files, ids, tags } =
@@ -593,7 +594,8 @@ async fn upload(
         return Err(ServiceError::bad_request(
             "duplicate_document",
             format!("two files of this upload map to document {dup:?}; upload them separately"),
-        ));
+        )
+        .into());
     }
     if !params.wait {
         let files = files
@@ -626,7 +628,6 @@ async fn upload(
         let (documents, errors) = s.ingest_now(&kb, inputs)?;
         match errors.first() {
             Some(first) if documents.is_empty() => Err(ServiceError::UploadFailed {
-                status: file_status(&first.code),
                 code: first.code.clone(),
                 files: errors,
             }),
@@ -654,14 +655,13 @@ async fn list_documents(
     State(s): State<AppState>,
     Path(kb): Path<String>,
     params: Result<Query<DocumentListParams>, QueryRejection>,
-) -> Result<Json<DocumentList>, ServiceError> {
+) -> Result<Json<DocumentList>, ApiError> {
     let params = query(params)?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ServiceError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ));
+        return Err(
+            ServiceError::bad_request("invalid_limit", "limit must be between 1 and 1000").into(),
+        );
     }
     blocking(move || {
         let (documents, more) = s.kb(&kb)?.documents(params.cursor.as_deref(), limit)?;
@@ -688,7 +688,7 @@ async fn list_documents(
 async fn get_document(
     State(s): State<AppState>,
     Path((kb, id)): Path<(String, String)>,
-) -> Result<Json<DocumentInfo>, ServiceError> {
+) -> Result<Json<DocumentInfo>, ApiError> {
     blocking(move || {
         s.kb(&kb)?.document(&id)?.map(Json).ok_or_else(|| {
             ServiceError::NotFound(format!("document {id:?} does not exist in {kb:?}"))
@@ -709,7 +709,7 @@ async fn get_document(
 async fn delete_document(
     State(s): State<AppState>,
     Path((kb, id)): Path<(String, String)>,
-) -> Result<StatusCode, ServiceError> {
+) -> Result<StatusCode, ApiError> {
     blocking(move || {
         if s.kb(&kb)?.delete_document(&id)? {
             Ok(StatusCode::NO_CONTENT)
@@ -738,7 +738,7 @@ async fn create_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     body: Result<Json<CreateJobRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<JobAccepted>), ServiceError> {
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let request = json_body(body)?;
     Services::check_kb_name(&request.kb)?;
     principal.write(&request.kb)?;
@@ -763,7 +763,7 @@ async fn create_job(
 async fn list_jobs(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<JobList>, ServiceError> {
+) -> Result<Json<JobList>, ApiError> {
     blocking(move || {
         let mut jobs = s.jobs()?.list()?;
         jobs.retain(|job| principal.can_read(&job.kb));
@@ -796,7 +796,7 @@ async fn get_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<JobInfo>, ServiceError> {
+) -> Result<Json<JobInfo>, ApiError> {
     blocking(move || visible_job(&s, &principal, &id).map(Json)).await
 }
 
@@ -812,7 +812,7 @@ async fn cancel_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<JobInfo>, ServiceError> {
+) -> Result<Json<JobInfo>, ApiError> {
     blocking(move || {
         principal.write(&visible_job(&s, &principal, &id)?.kb)?;
         Ok(Json(s.jobs()?.cancel(&id)?))
@@ -834,7 +834,7 @@ async fn job_events(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ServiceError> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let lookup = id.clone();
     let receiver = blocking(move || {
         visible_job(&s, &principal, &lookup)?;
@@ -883,7 +883,7 @@ async fn search(
     State(s): State<AppState>,
     Path(kb): Path<String>,
     body: Result<Json<SearchRequest>, JsonRejection>,
-) -> Result<Json<SearchResponse>, ServiceError> {
+) -> Result<Json<SearchResponse>, ApiError> {
     let request = json_body(body)?;
     blocking(move || {
         let (hits, translated_query) = s.search_translated(&kb, &request)?;
@@ -906,7 +906,7 @@ async fn search(
 async fn models(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<ModelList>, ServiceError> {
+) -> Result<Json<ModelList>, ApiError> {
     blocking(move || Ok(Json(s.models(&|kb| principal.can_read(kb))?))).await
 }
 
@@ -921,7 +921,7 @@ async fn models(
 async fn tokenize(
     State(s): State<AppState>,
     body: Result<Json<TokenizeRequest>, JsonRejection>,
-) -> Result<Json<TokenizeResponse>, ServiceError> {
+) -> Result<Json<TokenizeResponse>, ApiError> {
     let request = json_body(body)?;
     blocking(move || Ok(Json(s.tokenize(&request.text)?))).await
 }
@@ -940,7 +940,7 @@ async fn tokenize(
 async fn reindex(
     State(s): State<AppState>,
     Path(kb): Path<String>,
-) -> Result<Json<ReindexResponse>, ServiceError> {
+) -> Result<Json<ReindexResponse>, ApiError> {
     blocking(move || Ok(Json(s.reindex(&kb)?))).await
 }
 
@@ -975,7 +975,7 @@ impl AskSink for JsonSink {
 
 /// What a streamed answer sends, in order: sources, tokens, then done or error. `T` is
 /// the finished answer: an [`AskResponse`] or a chat completion's
-/// [`ChatOutcome`](crate::openai::ChatOutcome).
+/// [`ChatOutcome`](zhiku_app::openai::ChatOutcome).
 enum AskEvent<T> {
     Sources(AskSources),
     Token(String),
@@ -1015,7 +1015,7 @@ impl AskEvent<AskResponse> {
             AskEvent::Sources(sources) => ("sources", serde_json::to_value(sources)),
             AskEvent::Token(text) => ("token", serde_json::to_value(AskToken { text })),
             AskEvent::Done(response) => ("done", serde_json::to_value(response)),
-            AskEvent::Failed(error) => ("error", serde_json::to_value(error.body())),
+            AskEvent::Failed(error) => ("error", serde_json::to_value(error_body(&error))),
         };
         let event = Event::default().event(name);
         match data {
@@ -1102,7 +1102,7 @@ async fn ask(
     Path(kb): Path<String>,
     headers: HeaderMap,
     body: Result<Json<AskRequest>, JsonRejection>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, ApiError> {
     let request = json_body(body)?;
     if !wants_events(&request, &headers) {
         let gone = Arc::new(AtomicBool::new(false));
@@ -1134,7 +1134,7 @@ async fn list_conversations(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     params: Result<Query<ConversationListParams>, QueryRejection>,
-) -> Result<Json<ConversationList>, ServiceError> {
+) -> Result<Json<ConversationList>, ApiError> {
     let params = query(params)?;
     blocking(move || {
         let mut conversations = s.conversations.list(params.kb.as_deref())?;
@@ -1176,7 +1176,7 @@ async fn get_conversation(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<Conversation>, ServiceError> {
+) -> Result<Json<Conversation>, ApiError> {
     blocking(move || visible_conversation(&s, &principal, &id).map(Json)).await
 }
 
@@ -1193,7 +1193,7 @@ async fn delete_conversation(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ServiceError> {
+) -> Result<StatusCode, ApiError> {
     blocking(move || {
         visible_conversation(&s, &principal, &id)?;
         if s.conversations.delete(&id)? {
@@ -1220,7 +1220,7 @@ async fn conversation_feedback(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Result<Json<FeedbackRequest>, JsonRejection>,
-) -> Result<StatusCode, ServiceError> {
+) -> Result<StatusCode, ApiError> {
     check_id(&id)?;
     let request = json_body(body)?;
     blocking(move || {
@@ -1246,7 +1246,7 @@ async fn conversation_feedback(
 async fn export_qa(
     State(s): State<AppState>,
     Path(kb): Path<String>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, ApiError> {
     let check = s.clone();
     let name = kb.clone();
     blocking(move || check.kb(&name).map(drop)).await?;
@@ -1303,7 +1303,7 @@ async fn chat_completions(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, ApiError> {
     let request = json_body(body)?;
     // A `kb:` model is its knowledge base: unreadable ones are unknown models.
     if let Some(kb) = request.model.strip_prefix("kb:") {
@@ -1418,7 +1418,7 @@ async fn chat_completions(
                 }
                 AskEvent::Failed(error) => out.push(
                     Event::default()
-                        .json_data(error.body())
+                        .json_data(error_body(&error))
                         .unwrap_or_else(|_| Event::default().data("{}")),
                 ),
             }
@@ -1446,7 +1446,7 @@ async fn chat_completions(
 async fn embeddings(
     State(s): State<AppState>,
     body: Result<Json<EmbeddingRequest>, JsonRejection>,
-) -> Result<Json<EmbeddingResponse>, ServiceError> {
+) -> Result<Json<EmbeddingResponse>, ApiError> {
     let request = json_body(body)?;
     blocking(move || Ok(Json(s.embeddings(&request)?))).await
 }
@@ -1477,7 +1477,7 @@ mod tests {
             .into_iter()
             .map(|(method, path)| (method.to_string(), path))
             .collect();
-        let listed: BTreeSet<(String, &str)> = crate::access::ROUTES
+        let listed: BTreeSet<(String, &str)> = zhiku_app::access::ROUTES
             .iter()
             .map(|&(method, path, _)| (method.to_string(), path))
             .collect();

@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use zhiku_jobs::source;
 use zhiku_schemas::{JobAccepted, JobInfo, JobSource, JobState};
 
-use crate::config::Config;
-use crate::services::{Models, Services};
+use zhiku_app::config::Config;
+use zhiku_app::services::{Models, Services};
 
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(200);

@@ -1,21 +1,13 @@
 //! `zhiku`: the knowledge-base service and its command-line tools.
 
-mod access;
-mod auth;
 mod bench;
-mod config;
-mod conversations;
 mod error;
 mod eval;
 mod guard;
 mod http;
 mod ingest_cmd;
-mod limits;
-mod metrics;
-mod openai;
+mod keys_cmd;
 mod openapi;
-mod services;
-mod translate;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,8 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zhiku_schemas::{AnswerMode, AskRequest, SearchMode, SearchRequest};
 
-use crate::config::{Config, Overrides};
-use crate::services::{Models, Services};
+use zhiku_app::config::{Config, Overrides};
+use zhiku_app::services::{Models, Services};
 
 #[derive(Parser)]
 #[command(
@@ -186,7 +178,7 @@ enum Command {
     /// the change on its next request).
     Keys {
         #[command(subcommand)]
-        what: auth::KeysCommand,
+        what: keys_cmd::KeysCommand,
     },
     /// Inspect the configuration.
     Config {
@@ -225,9 +217,9 @@ fn main() {
     // Before clap and logging: a parser worker speaks a binary protocol on stdout and
     // takes no configuration (see zhiku-sandbox).
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(config::PARSE_WORKER) {
+    if args.first().map(String::as_str) == Some(zhiku_app::config::PARSE_WORKER) {
         if let Err(e) = zhiku_sandbox::worker_main(&args[1..]) {
-            eprintln!("zhiku {}: {e}", config::PARSE_WORKER);
+            eprintln!("zhiku {}: {e}", zhiku_app::config::PARSE_WORKER);
             std::process::exit(1);
         }
         return;
@@ -411,7 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => eval::run(config, args),
-        Command::Keys { what } => auth::run(&config.server.data_dir, what),
+        Command::Keys { what } => keys_cmd::run(&config.server.data_dir, what),
         Command::Bench { what } => bench::run(config, what),
         Command::Config {
             what: ConfigCommand::Show,
@@ -465,10 +457,11 @@ fn is_loopback(addr: &str) -> bool {
 /// The API keys, after refusing the one unsafe start: no keys on an address other than
 /// loopback without `server.allow_unauthenticated`. Checked before models load, so the
 /// refusal is immediate.
-fn load_keys(config: &Config) -> anyhow::Result<auth::Keys> {
+fn load_keys(config: &Config) -> anyhow::Result<zhiku_app::auth::Keys> {
     let server = &config.server;
     let loopback = is_loopback(&server.addr);
-    let keys = auth::Keys::load(&server.data_dir, !loopback && !server.allow_unauthenticated)?;
+    let keys =
+        zhiku_app::auth::Keys::load(&server.data_dir, !loopback && !server.allow_unauthenticated)?;
     match (keys.count(), loopback, server.allow_unauthenticated) {
         (0, false, false) => anyhow::bail!(
             "refusing to serve on {} without API keys: anyone who can reach it could read, change and delete every knowledge base. \

@@ -15,9 +15,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse};
 use zhiku_schemas::openai::ChatCompletionChunk;
 use zhiku_schemas::{AskSources, AskToken, ErrorBody};
 
-use crate::access::{self, Access};
 use crate::guard::UNTIMED_ROUTES;
 use crate::http;
+use zhiku_app::access::{self, Access};
 
 /// The API reference. Paths come from the handlers' attributes; schemas from the types
 /// they name, collected recursively.

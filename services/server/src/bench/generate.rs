@@ -12,8 +12,8 @@ use zhiku_generate::{
 use zhiku_schemas::SearchRequest;
 
 use super::percentile;
-use crate::config::Config;
-use crate::services::{Models, Services};
+use zhiku_app::config::Config;
+use zhiku_app::services::{Models, Services};
 
 /// Arguments of `bench generate`.
 #[derive(clap::Args)]

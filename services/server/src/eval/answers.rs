@@ -27,8 +27,8 @@ use zhiku_generate::is_mostly_cjk;
 use zhiku_schemas::{AnswerMode, AskRequest, AskResponse, Citation};
 
 use super::{EvalArgs, Query, normalize};
-use crate::config::Config;
-use crate::services::{Models, Services};
+use zhiku_app::config::Config;
+use zhiku_app::services::{Models, Services};
 
 /// Characters copied from one source, in one run, that make an answer an echo.
 pub const ECHO_CHARS: usize = 100;
@@ -267,7 +267,7 @@ fn ask(
     query: &Query,
     mode: AnswerMode,
     max_tokens: u32,
-) -> Result<AskResponse, crate::error::ServiceError> {
+) -> Result<AskResponse, zhiku_app::error::ServiceError> {
     let started = Instant::now();
     let request = AskRequest {
         answer_mode: Some(mode),

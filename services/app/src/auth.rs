@@ -10,7 +10,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use axum::http::HeaderValue;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -78,7 +77,7 @@ pub struct StoredKey {
 
 impl StoredKey {
     /// The key's row in `keys list --json`: everything but salt and hash.
-    fn public(&self) -> serde_json::Value {
+    pub fn public(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id,
             "scope": self.scope,
@@ -104,8 +103,8 @@ fn secret_hash(salt: &str, secret: &str) -> String {
 }
 
 /// The key a request presents, if its `Authorization` header is `Bearer <key>`.
-fn bearer(header: Option<&HeaderValue>) -> Option<&str> {
-    let value = header?.to_str().ok()?.trim();
+fn bearer(header: Option<&str>) -> Option<&str> {
+    let value = header?.trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -307,12 +306,9 @@ impl Keys {
         Ok(())
     }
 
-    /// Who presents `authorization` (the request's `Authorization` header): a 401 for a
-    /// missing, unknown or revoked key whenever keys are required.
-    pub fn authenticate(
-        &self,
-        authorization: Option<&HeaderValue>,
-    ) -> Result<Principal, ServiceError> {
+    /// Who presents `authorization` (the request's `Authorization` header, if it is
+    /// text): a 401 for a missing, unknown or revoked key whenever keys are required.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, ServiceError> {
         self.refresh()?;
         let cached = self.cached.read();
         if cached.keys.is_empty() && !self.always_required {
@@ -354,123 +350,27 @@ fn update<T>(
     Ok(result)
 }
 
-/// `zhiku keys ...`.
-#[derive(clap::Subcommand)]
-pub enum KeysCommand {
-    /// Create a key and print it once on stdout (its id and scope go to stderr). Only a
-    /// salted hash is stored: a lost key cannot be shown again, only revoked.
-    Create(CreateArgs),
-    /// List the keys: id, scope, knowledge base, created, name (never the secret).
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a key by id; a running server refuses it from its next request on.
-    Revoke {
-        /// The key's id (the part after `zk_`, as `keys list` shows it).
-        id: String,
-    },
-}
-
-/// The scope of a knowledge-base key.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum KbScope {
-    /// Search, ask, list and read documents.
-    Read,
-    /// Read, plus upload, delete, import and reindex.
-    Write,
-}
-
-/// `zhiku keys create`.
-#[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["admin", "kb"])))]
-pub struct CreateArgs {
-    /// A key for everything, on every knowledge base.
-    #[arg(long, conflicts_with_all = ["kb", "scope"])]
-    admin: bool,
-    /// The knowledge base the key is for (it need not exist yet).
-    #[arg(long, requires = "scope")]
-    kb: Option<String>,
-    /// What the key may do on its knowledge base.
-    #[arg(long, value_enum, requires = "kb")]
-    scope: Option<KbScope>,
-    /// A label, e.g. who holds the key.
-    #[arg(long)]
-    name: Option<String>,
-}
-
-/// Runs a `zhiku keys` command on the key file of `data_dir`.
-pub fn run(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
-    match command {
-        KeysCommand::Create(args) => {
-            let (key, token) = create(data_dir, &args)?;
-            let target = key
-                .kb
-                .as_deref()
-                .map(|kb| format!(" on knowledge base {kb:?}"))
-                .unwrap_or_default();
-            eprintln!(
-                "created {} key {}{target}; it is shown only this once:",
-                key.scope, key.id
-            );
-            println!("{token}");
-        }
-        KeysCommand::List { json } => {
-            let keys = read_file(&data_dir.join(KEY_FILE))?.keys;
-            if json {
-                let rows: Vec<_> = keys.iter().map(StoredKey::public).collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else if keys.is_empty() {
-                eprintln!("no keys: the API is open (on loopback only)");
-            } else {
-                println!(
-                    "{:<12}  {:<6}  {:<20}  {:<20}  name",
-                    "id", "scope", "kb", "created"
-                );
-                for k in &keys {
-                    println!(
-                        "{:<12}  {:<6}  {:<20}  {:<20}  {}",
-                        k.id,
-                        k.scope,
-                        k.kb.as_deref().unwrap_or("*"),
-                        k.created,
-                        k.name.as_deref().unwrap_or("")
-                    );
-                }
-            }
-        }
-        KeysCommand::Revoke { id } => {
-            update(data_dir, |file| {
-                let before = file.keys.len();
-                file.keys.retain(|k| k.id != id);
-                anyhow::ensure!(file.keys.len() < before, "no key has id {id:?}");
-                Ok(())
-            })?;
-            eprintln!("revoked key {id}");
-        }
-    }
-    Ok(())
-}
-
-/// Makes a key and stores its hash; returns it with the full key text.
-fn create(data_dir: &Path, args: &CreateArgs) -> anyhow::Result<(StoredKey, String)> {
-    let (scope, kb) = match (args.admin, &args.kb, args.scope) {
-        (true, _, _) => (Scope::Admin, None),
-        (false, Some(kb), Some(scope)) => {
+/// Creates a key with `scope` (on knowledge base `kb` unless it is an admin key) and an
+/// optional label, and stores its salted hash; returns it with the full key text, which is
+/// never stored and cannot be shown again.
+pub fn create_key(
+    data_dir: &Path,
+    scope: Scope,
+    kb: Option<&str>,
+    name: Option<&str>,
+) -> anyhow::Result<(StoredKey, String)> {
+    let kb = match (scope, kb) {
+        (Scope::Admin, _) => None,
+        (_, Some(kb)) => {
             anyhow::ensure!(
                 is_valid_kb_name(kb),
                 "invalid knowledge base name {kb:?}: use 1-64 characters of a-z, 0-9, _ and -"
             );
-            let scope = match scope {
-                KbScope::Read => Scope::Read,
-                KbScope::Write => Scope::Write,
-            };
-            (scope, Some(kb.clone()))
+            Some(kb.to_string())
         }
-        _ => anyhow::bail!("give --admin, or --kb NAME with --scope read|write"),
+        (_, None) => anyhow::bail!("a read or write key is for one knowledge base: name it"),
     };
-    if let Some(name) = &args.name {
+    if let Some(name) = name {
         anyhow::ensure!(
             name.chars().count() <= MAX_NAME_CHARS && !name.chars().any(char::is_control),
             "--name must be at most {MAX_NAME_CHARS} characters without control characters"
@@ -491,7 +391,7 @@ fn create(data_dir: &Path, args: &CreateArgs) -> anyhow::Result<(StoredKey, Stri
             id: id.clone(),
             scope,
             kb,
-            name: args.name.clone(),
+            name: name.map(String::from),
             created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             hash: secret_hash(&salt, &secret),
             salt,
@@ -501,26 +401,32 @@ fn create(data_dir: &Path, args: &CreateArgs) -> anyhow::Result<(StoredKey, Stri
     })
 }
 
+/// The keys of `data_dir`'s key file (hashes included; see [`StoredKey::public`]).
+pub fn list_keys(data_dir: &Path) -> anyhow::Result<Vec<StoredKey>> {
+    Ok(read_file(&data_dir.join(KEY_FILE))?.keys)
+}
+
+/// Revokes the key `id`; a running server refuses it from its next request on.
+pub fn revoke_key(data_dir: &Path, id: &str) -> anyhow::Result<()> {
+    update(data_dir, |file| {
+        let before = file.keys.len();
+        file.keys.retain(|k| k.id != id);
+        anyhow::ensure!(file.keys.len() < before, "no key has id {id:?}");
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// Creates a key (admin without `scope`) and returns it with the full key text.
-    pub(crate) fn key(dir: &Path, scope: Option<KbScope>, kb: Option<&str>) -> (StoredKey, String) {
-        create(
-            dir,
-            &CreateArgs {
-                admin: scope.is_none(),
-                kb: kb.map(String::from),
-                scope,
-                name: None,
-            },
-        )
-        .unwrap()
+    /// Creates a key and returns it with the full key text.
+    pub fn key(dir: &Path, scope: Scope, kb: Option<&str>) -> (StoredKey, String) {
+        create_key(dir, scope, kb, None).unwrap()
     }
 
-    fn header(token: &str) -> HeaderValue {
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap()
+    fn header(token: &str) -> String {
+        format!("Bearer {token}")
     }
 
     #[test]
@@ -529,8 +435,8 @@ pub(crate) mod tests {
         let keys = Keys::load(dir.path(), false).unwrap();
         assert_eq!(keys.authenticate(None).unwrap(), Principal::Open);
 
-        let (read, token) = key(dir.path(), Some(KbScope::Read), Some("a"));
-        let principal = keys.authenticate(Some(&header(&token))).unwrap();
+        let (read, token) = key(dir.path(), Scope::Read, Some("a"));
+        let principal = keys.authenticate(Some(&*header(&token))).unwrap();
         assert_eq!(
             principal,
             Principal::Kb {
@@ -555,7 +461,7 @@ pub(crate) mod tests {
         for bad in [wrong.as_str(), "zk_nope_secret", "zk_", "Basic abc", ""] {
             assert!(
                 matches!(
-                    keys.authenticate(Some(&header(bad))),
+                    keys.authenticate(Some(&*header(bad))),
                     Err(ServiceError::Unauthorized(_))
                 ),
                 "{bad}"
@@ -572,13 +478,13 @@ pub(crate) mod tests {
     #[test]
     fn revocation_is_seen_and_required_mode_stays_locked() {
         let dir = tempfile::tempdir().unwrap();
-        let (admin, token) = key(dir.path(), None, None);
+        let (admin, token) = key(dir.path(), Scope::Admin, None);
         let keys = Keys::load(dir.path(), true).unwrap();
-        assert!(keys.authenticate(Some(&header(&token))).is_ok());
-        run(dir.path(), KeysCommand::Revoke { id: admin.id }).unwrap();
+        assert!(keys.authenticate(Some(&*header(&token))).is_ok());
+        revoke_key(dir.path(), &admin.id).unwrap();
         // With keys required, no keys lock everyone out instead of opening the API.
         assert!(matches!(
-            keys.authenticate(Some(&header(&token))),
+            keys.authenticate(Some(&*header(&token))),
             Err(ServiceError::Unauthorized(_))
         ));
         assert!(matches!(
@@ -590,11 +496,11 @@ pub(crate) mod tests {
     #[test]
     fn corrupt_key_file_fails_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, token) = key(dir.path(), None, None);
+        let (_, token) = key(dir.path(), Scope::Admin, None);
         let keys = Keys::load(dir.path(), false).unwrap();
         std::fs::write(dir.path().join(KEY_FILE), b"{not json").unwrap();
         assert!(matches!(
-            keys.authenticate(Some(&header(&token))),
+            keys.authenticate(Some(&*header(&token))),
             Err(ServiceError::Internal(_))
         ));
     }
@@ -603,7 +509,7 @@ pub(crate) mod tests {
     fn key_file_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        key(dir.path(), Some(KbScope::Write), Some("a"));
+        key(dir.path(), Scope::Write, Some("a"));
         let mode = std::fs::metadata(dir.path().join(KEY_FILE))
             .unwrap()
             .permissions()

@@ -709,6 +709,8 @@ mod store_tests {
     }
 }
 
+/// Follow-up questions made standalone for search: which questions lean on the previous
+/// turn, the key terms carried over, and the check of a model's rewrite.
 pub mod rewrite {
     use super::*;
     use zhiku_index::analyzer::{is_stopword, terms, words};
