@@ -1,8 +1,6 @@
 //! `zhiku`: the knowledge-base service and its command-line tools.
 
-mod bench;
 mod error;
-mod eval;
 mod guard;
 mod http;
 mod ingest_cmd;
@@ -142,7 +140,7 @@ enum Command {
         #[arg(long)]
         top_k: Option<usize>,
         /// hybrid, dense or keyword.
-        #[arg(long, value_parser = parse_mode)]
+        #[arg(long, value_parser = zhiku_measure::parse_mode)]
         mode: Option<SearchMode>,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -165,7 +163,7 @@ enum Command {
         #[arg(long)]
         conversation: Option<String>,
         /// generative, extractive or auto (default: llm.answer_mode).
-        #[arg(long, value_parser = parse_answer_mode)]
+        #[arg(long, value_parser = zhiku_measure::parse_answer_mode)]
         mode: Option<AnswerMode>,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -173,7 +171,7 @@ enum Command {
     },
     /// Measure retrieval quality against judged queries: hit@1, hit@5, MRR@10 and nDCG@10
     /// per search mode and per language tag. A queries file that cannot be used exits 2.
-    Eval(eval::EvalArgs),
+    Eval(zhiku_measure::eval::EvalArgs),
     /// Manage API keys (in the data directory; works while a server runs, which sees
     /// the change on its next request).
     Keys {
@@ -188,7 +186,7 @@ enum Command {
     /// Measure ingestion and search speed.
     Bench {
         #[command(subcommand)]
-        what: bench::BenchCommand,
+        what: zhiku_measure::bench::BenchCommand,
     },
     /// Print the HTTP API's routes, `METHOD PATH` a line, as the router matches them.
     Routes,
@@ -201,16 +199,6 @@ enum Command {
         #[arg(long, default_value = "schemas/json")]
         out: PathBuf,
     },
-}
-
-fn parse_answer_mode(s: &str) -> Result<AnswerMode, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| format!("mode must be generative, extractive or auto, not {s:?}"))
-}
-
-fn parse_mode(s: &str) -> Result<SearchMode, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| format!("mode must be hybrid, dense or keyword, not {s:?}"))
 }
 
 fn main() {
@@ -241,7 +229,9 @@ fn main() {
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         // Like a usage error: the queries file given to `zhiku eval` is unusable.
-        let unusable_input = e.downcast_ref::<eval::QueriesError>().is_some();
+        let unusable_input = e
+            .downcast_ref::<zhiku_measure::eval::QueriesError>()
+            .is_some();
         std::process::exit(if unusable_input { 2 } else { 1 });
     }
 }
@@ -402,9 +392,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Eval(args) => eval::run(config, args),
+        Command::Eval(args) => zhiku_measure::eval::run(config, args),
         Command::Keys { what } => keys_cmd::run(&config.server.data_dir, what),
-        Command::Bench { what } => bench::run(config, what),
+        Command::Bench { what } => zhiku_measure::bench::run(config, what),
         Command::Config {
             what: ConfigCommand::Show,
         } => {
