@@ -21,13 +21,12 @@ use zhiku_generate::{
     is_mostly_cjk, resolve_citations,
 };
 use zhiku_schemas::{
-    AskRequest, AskResponse, ChatRecordMessage, Citation, Conversation, ConversationSummary,
-    ConversationTurn, Feedback, FeedbackRequest, QaRecord, QueryRewrite, Rating, SourceRef,
+    ChatRecordMessage, Conversation, ConversationSummary, ConversationTurn, Feedback,
+    FeedbackRequest, QaRecord, QueryRewrite, Rating, SourceRef,
 };
 
 use crate::config::RewriteMode;
 use crate::error::ServiceError;
-use crate::services::Services;
 
 /// Conversation id → [`Meta`] (JSON).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
@@ -109,7 +108,7 @@ pub fn check_id(id: &str) -> Result<(), ServiceError> {
     }
 }
 
-fn not_found(id: &str) -> ServiceError {
+pub(crate) fn not_found(id: &str) -> ServiceError {
     ServiceError::NotFound(format!("conversation {id:?} does not exist"))
 }
 
@@ -143,7 +142,7 @@ impl ConversationStore {
 
     /// The conversation's knowledge base, number of turns and last `n` turns (oldest
     /// first), or `None` if it does not exist.
-    fn recent(
+    pub(crate) fn recent(
         &self,
         id: &str,
         n: usize,
@@ -223,7 +222,7 @@ impl ConversationStore {
 
     /// Appends a turn, numbering it, and returns its number. `existing` says whether the
     /// conversation must already exist (a client named it) or must be created.
-    fn append(
+    pub(crate) fn append(
         &self,
         id: &str,
         kb: &str,
@@ -427,7 +426,7 @@ impl ConversationStore {
     }
 }
 
-fn full(id: &str, max_turns: u32) -> ServiceError {
+pub(crate) fn full(id: &str, max_turns: u32) -> ServiceError {
     ServiceError::Conflict {
         code: "conversation_full",
         message: format!(
@@ -487,157 +486,16 @@ pub struct ConversationContext {
     /// The conversation's id (new, or as the client gave it).
     pub id: String,
     /// Whether the conversation existed before this question.
-    existing: bool,
+    pub(crate) existing: bool,
     /// Whether the turn is stored: not for conversations a client carries itself (the
     /// OpenAI-style `messages` of a chat completion).
-    store: bool,
+    pub(crate) store: bool,
     /// The most recent earlier turns, oldest first, for the prompt.
     pub history: Vec<HistoryTurn>,
     /// What to search for.
     pub search_query: String,
     /// How `search_query` was made, if it is not the question.
     pub rewrite: Option<QueryRewrite>,
-}
-
-impl Services {
-    /// Looks up the request's conversation (404 if it does not exist or belongs to
-    /// another knowledge base: which one exists is not revealed), loads the turns the
-    /// model may see, and rewrites a follow-up into a standalone search query. Without
-    /// a conversation id a new conversation is started.
-    pub fn conversation_context(
-        &self,
-        kb: &str,
-        request: &AskRequest,
-        question: &str,
-        generator: &dyn Generator,
-    ) -> Result<ConversationContext, ServiceError> {
-        let config = &self.config.conversations;
-        let Some(id) = &request.conversation_id else {
-            return Ok(ConversationContext {
-                id: new_id(),
-                existing: false,
-                store: true,
-                history: Vec::new(),
-                search_query: question.to_string(),
-                rewrite: None,
-            });
-        };
-        check_id(id)?;
-        // At least the last turn, whose search query a follow-up continues.
-        let wanted = config.history_turns.max(1);
-        let (_, count, turns) = self
-            .conversations
-            .recent(id, wanted)?
-            .filter(|(owner, ..)| owner == kb)
-            .ok_or_else(|| not_found(id))?;
-        // Refused before any work: the answer could not be stored.
-        if count >= config.max_turns {
-            return Err(full(id, config.max_turns));
-        }
-        let (search_query, rewrite) = match turns.last() {
-            Some(previous) => rewrite::standalone(question, previous, config.rewrite, generator),
-            None => (question.to_string(), None),
-        };
-        let skip = turns.len().saturating_sub(config.history_turns);
-        let history = turns[skip..]
-            .iter()
-            .map(|t| HistoryTurn {
-                question: t.question.clone(),
-                answer: t.answer.clone(),
-            })
-            .collect();
-        Ok(ConversationContext {
-            id: id.clone(),
-            existing: true,
-            store: true,
-            history,
-            search_query,
-            rewrite,
-        })
-    }
-
-    /// The context of a question whose conversation the client sends along (earlier
-    /// question/answer pairs, oldest first), as in the OpenAI chat API: rewritten like a
-    /// stored conversation's follow-up, using at most `history_turns` of it, and not
-    /// stored.
-    pub fn inline_context(
-        &self,
-        question: &str,
-        turns: &[HistoryTurn],
-        generator: &dyn Generator,
-    ) -> ConversationContext {
-        let config = &self.config.conversations;
-        let (search_query, rewrite) = match turns.last() {
-            Some(previous) => {
-                let previous = ConversationTurn {
-                    turn: 0,
-                    question: previous.question.clone(),
-                    search_query: previous.question.clone(),
-                    rewrite: None,
-                    answer: previous.answer.clone(),
-                    grounded: true,
-                    citations: Vec::new(),
-                    context: Vec::new(),
-                    history_turns_used: 0,
-                    created_at: String::new(),
-                    feedback: None,
-                };
-                rewrite::standalone(question, &previous, config.rewrite, generator)
-            }
-            None => (question.to_string(), None),
-        };
-        let skip = turns.len().saturating_sub(config.history_turns);
-        ConversationContext {
-            id: String::new(),
-            existing: false,
-            store: false,
-            history: turns[skip..].to_vec(),
-            search_query,
-            rewrite,
-        }
-    }
-
-    /// Stores the answered question as the conversation's next turn (creating the
-    /// conversation for its first).
-    pub fn record_turn(
-        &self,
-        kb: &str,
-        question: &str,
-        context: &ConversationContext,
-        response: &AskResponse,
-    ) -> Result<(), ServiceError> {
-        if !context.store {
-            return Ok(());
-        }
-        let source = |c: &Citation| SourceRef {
-            index: c.index,
-            document_id: c.document_id.clone(),
-            document_name: c.document_name.clone(),
-            chunk_id: c.chunk_id.clone(),
-            quote: c.quote.clone(),
-        };
-        let turn = ConversationTurn {
-            turn: 0,
-            question: question.to_string(),
-            search_query: response.search_query.clone(),
-            rewrite: response.rewrite,
-            answer: response.answer.clone(),
-            grounded: response.grounded,
-            citations: response.citations.iter().map(source).collect(),
-            context: response.context.iter().map(source).collect(),
-            history_turns_used: response.history_turns_used,
-            created_at: now_rfc3339(),
-            feedback: None,
-        };
-        self.conversations.append(
-            &context.id,
-            kb,
-            context.existing,
-            self.config.conversations.max_turns,
-            turn,
-        )?;
-        Ok(())
-    }
 }
 
 /// Making a follow-up question stand alone for retrieval.

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod ask;
 pub mod auth;
 pub mod config;
 pub mod conversations;

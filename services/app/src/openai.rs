@@ -13,9 +13,10 @@ use zhiku_schemas::openai::{
 };
 use zhiku_schemas::{AskRequest, AskSources, Citation, PromptFields, Usage};
 
+use crate::ask::AskSink;
 use crate::config::RewriteMode;
 use crate::error::ServiceError;
-use crate::services::{AskSink, Services};
+use crate::services::Services;
 
 /// Most inputs one embeddings request may carry (OpenAI's own limit).
 const MAX_EMBEDDING_INPUTS: usize = 2048;

@@ -25,13 +25,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
-use zhiku_generate::{ChatMessage, FinishReason, Generator, SamplingParams, is_mostly_cjk};
+use zhiku_generate::{ChatMessage, FinishReason, is_mostly_cjk};
 use zhiku_index::KnowledgeBase;
-use zhiku_schemas::{AskRequest, SearchHit, SearchRequest};
+use zhiku_schemas::SearchHit;
 
-use crate::config::TranslateMode;
 use crate::error::ServiceError;
-use crate::services::{AskSink, Services};
 
 /// Chunks of a document read to tell its language.
 pub const SAMPLE_CHUNKS: u32 = 16;
@@ -40,7 +38,7 @@ pub const SAMPLE_CHUNKS: u32 = 16;
 const CACHE_ENTRIES: usize = 1024;
 
 /// Most tokens a translation may take; a longer output is not a translation.
-const MAX_TRANSLATION_TOKENS: u32 = 96;
+pub(crate) const MAX_TRANSLATION_TOKENS: u32 = 96;
 
 /// The two languages told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,7 +73,7 @@ impl Lang {
 #[derive(Default)]
 pub struct Translator {
     kbs: Mutex<HashMap<String, KbLangs>>,
-    cache: Mutex<Cache>,
+    pub(crate) cache: Mutex<Cache>,
 }
 
 /// The language of each visible document of one KB, by version.
@@ -88,17 +86,17 @@ struct KbLangs {
 
 /// Translations by (query, target language), bounded, oldest out first.
 #[derive(Default)]
-struct Cache {
+pub(crate) struct Cache {
     entries: HashMap<(String, Lang), Option<String>>,
     order: VecDeque<(String, Lang)>,
 }
 
 impl Cache {
-    fn get(&self, key: &(String, Lang)) -> Option<Option<String>> {
+    pub(crate) fn get(&self, key: &(String, Lang)) -> Option<Option<String>> {
         self.entries.get(key).cloned()
     }
 
-    fn put(&mut self, key: (String, Lang), value: Option<String>) {
+    pub(crate) fn put(&mut self, key: (String, Lang), value: Option<String>) {
         if self.entries.insert(key.clone(), value).is_none() {
             self.order.push_back(key);
             while self.order.len() > CACHE_ENTRIES {
@@ -340,127 +338,6 @@ pub fn merge(
         }
     }
     merged
-}
-
-/// A sink for searches, which have no client to watch while waiting for a slot.
-struct NoClient;
-
-impl AskSink for NoClient {
-    fn token(&mut self, _piece: &str) -> bool {
-        true
-    }
-}
-
-impl Services {
-    /// `POST /v1/kbs/{kb}/search`: [`Services::search`], and with `translate: true` also
-    /// the query's translation (see the module documentation). Returns the hits and the
-    /// translation searched, if any.
-    pub fn search_translated(
-        &self,
-        kb: &str,
-        request: &SearchRequest,
-    ) -> Result<(Vec<SearchHit>, Option<String>), ServiceError> {
-        self.search_across(kb, request, request.translate == Some(true), &NoClient)
-    }
-
-    /// The ask path's retrieval: `search` for the question, with its translation unless
-    /// the request or `search.translate` says not to. A wait for the translation's
-    /// generation slot watches `sink`'s client.
-    pub fn ask_search(
-        &self,
-        kb: &str,
-        ask: &AskRequest,
-        search: &SearchRequest,
-        sink: &dyn AskSink,
-    ) -> Result<(Vec<SearchHit>, Option<String>), ServiceError> {
-        let translate = ask
-            .translate
-            .unwrap_or(self.config.search.translate == TranslateMode::Auto);
-        self.search_across(kb, search, translate, sink)
-    }
-
-    /// Searches the query and, when `translate` and the KB holds documents in the other
-    /// language and the LLM gives a translation that passes the checks, the translation
-    /// too, merging the rankings.
-    fn search_across(
-        &self,
-        kb: &str,
-        request: &SearchRequest,
-        translate: bool,
-        sink: &dyn AskSink,
-    ) -> Result<(Vec<SearchHit>, Option<String>), ServiceError> {
-        let original = self.search(kb, request)?;
-        let Some(generator) = self.generator.as_ref().filter(|_| translate) else {
-            return Ok((original, None));
-        };
-        let query = request.query.trim();
-        let target = Lang::of(query).other();
-        if !self.translator.kb_has(&self.kb(kb)?, target)? {
-            return Ok((original, None));
-        }
-        let Some(translation) = self.translation(generator.as_ref(), query, target, sink)? else {
-            return Ok((original, None));
-        };
-        let top_k = original
-            .len()
-            .max(request.top_k.unwrap_or(self.config.search.top_k));
-        let translated = self.search(
-            kb,
-            &SearchRequest {
-                query: translation.clone(),
-                ..request.clone()
-            },
-        )?;
-        let margin = match target {
-            Lang::English => self.config.search.translate_margin_en,
-            Lang::Chinese => self.config.search.translate_margin_zh,
-        };
-        Ok((
-            merge(original, translated, margin, top_k),
-            Some(translation),
-        ))
-    }
-
-    /// The checked translation of `query` into `target`, from the cache or the LLM (in a
-    /// generation slot); `None` when the model's output fails the checks or the model
-    /// fails, which is logged, not an error: the search goes on with the query alone.
-    fn translation(
-        &self,
-        generator: &dyn Generator,
-        query: &str,
-        target: Lang,
-        sink: &dyn AskSink,
-    ) -> Result<Option<String>, ServiceError> {
-        let key = (query.to_string(), target);
-        if let Some(cached) = self.translator.cache.lock().get(&key) {
-            return Ok(cached);
-        }
-        let params = SamplingParams {
-            temperature: 0.0,
-            max_tokens: MAX_TRANSLATION_TOKENS,
-            stop: vec!["\n".into()],
-            ..SamplingParams::default()
-        };
-        let slot = self.acquire_slot(sink)?;
-        let generation =
-            generator.generate(&translation_messages(query, target), &params, &mut |_| true);
-        drop(slot);
-        let checked = match generation {
-            Ok(g) => {
-                let checked = check_translation(&g.text, g.finish_reason, query, target);
-                if checked.is_none() {
-                    tracing::debug!(output = %g.text, "translation rejected");
-                }
-                checked
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "translation failed; searching the query alone");
-                return Ok(None);
-            }
-        };
-        self.translator.cache.lock().put(key, checked.clone());
-        Ok(checked)
-    }
 }
 
 #[cfg(test)]

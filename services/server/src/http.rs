@@ -42,10 +42,11 @@ use crate::openapi::{
     KbPath, NotFound, NotImplemented, Overloaded, PayloadTooLarge, UnprocessableContent,
     UnsupportedMediaType,
 };
+use zhiku_app::ask::AskSink;
 use zhiku_app::auth::Principal;
 use zhiku_app::conversations::check_id;
 use zhiku_app::error::{ServiceError, kb_not_found};
-use zhiku_app::services::{AskSink, Services};
+use zhiku_app::services::Services;
 
 /// Shared state of every handler.
 pub type AppState = Arc<Services>;
