@@ -9,18 +9,14 @@ use axum::extract::Request;
 use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Multipart, Path, Query, State};
-use axum::handler::Handler;
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{MatchedPath, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, MethodRouter, on};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::openai::{
@@ -36,10 +32,9 @@ use zhiku_schemas::{
 };
 
 use crate::error::{ApiError, error_body};
-use crate::guard::{self, Guard, UPLOAD_ROUTE};
-use crate::openapi::{
-    self, BadGateway, BadRequest, Conflict, ConversationPath, DocumentPath, Forbidden, JobPath,
-    KbPath, NotFound, NotImplemented, Overloaded, PayloadTooLarge, UnprocessableContent,
+use crate::responses::{
+    BadGateway, BadRequest, Conflict, ConversationPath, DocumentPath, Forbidden, JobPath, KbPath,
+    NotFound, NotImplemented, Overloaded, PayloadTooLarge, UnprocessableContent,
     UnsupportedMediaType,
 };
 use zhiku_app::ask::AskSink;
@@ -51,139 +46,9 @@ use zhiku_app::services::Services;
 /// Shared state of every handler.
 pub type AppState = Arc<Services>;
 
-/// The API's routes, as the router matches them: `(method, path)`. `zhiku routes` prints
-/// them and the e2e test checks each against the OpenAPI document, so a route added here
-/// without `#[utoipa::path]` docs fails the build's tests.
-pub fn route_table() -> Vec<(Method, &'static str)> {
-    routes(0).table
-}
-
-/// The router and the list of what it routes, built together so that they cannot differ.
-struct Routes {
-    router: Router<AppState>,
-    table: Vec<(Method, &'static str)>,
-}
-
-impl Routes {
-    fn add<H, T>(self, method: Method, path: &'static str, handler: H) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add_wrapped(method, path, handler, |route| route)
-    }
-
-    /// A route whose handler gets its own layers (e.g. a body limit).
-    fn add_wrapped<H, T>(
-        mut self,
-        method: Method,
-        path: &'static str,
-        handler: H,
-        wrap: impl FnOnce(MethodRouter<AppState>) -> MethodRouter<AppState>,
-    ) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        let filter = MethodFilter::try_from(method.clone())
-            .unwrap_or_else(|_| panic!("{method} cannot be routed"));
-        self.router = self.router.route(path, wrap(on(filter, handler)));
-        self.table.push((method, path));
-        self
-    }
-}
-
-/// Every route; the only place routes are added. Each must also be in
-/// [`zhiku_app::access::ROUTES`], which says who may call it: an unlisted one is refused.
-fn routes(upload_limit: usize) -> Routes {
-    let api = Routes {
-        router: Router::new(),
-        table: Vec::new(),
-    };
-    api.add(Method::GET, "/healthz", healthz)
-        .add(Method::GET, "/readyz", readyz)
-        .add(Method::GET, "/metrics", metrics)
-        .add(Method::GET, "/openapi.json", openapi::spec)
-        .add(Method::GET, "/docs", openapi::docs)
-        .add(Method::GET, "/v1/models", models)
-        .add(Method::POST, "/v1/tokenize", tokenize)
-        .add(Method::POST, "/v1/chat/completions", chat_completions)
-        .add(Method::POST, "/v1/embeddings", embeddings)
-        .add(Method::GET, "/v1/kbs", list_kbs)
-        .add(Method::GET, "/v1/kbs/{kb}", get_kb)
-        .add(Method::DELETE, "/v1/kbs/{kb}", delete_kb)
-        .add_wrapped(Method::POST, UPLOAD_ROUTE, upload, |route| {
-            route.layer(DefaultBodyLimit::max(upload_limit))
-        })
-        .add(Method::GET, "/v1/kbs/{kb}/documents", list_documents)
-        .add(Method::GET, "/v1/kbs/{kb}/documents/{*id}", get_document)
-        .add(
-            Method::DELETE,
-            "/v1/kbs/{kb}/documents/{*id}",
-            delete_document,
-        )
-        .add(Method::POST, "/v1/jobs", create_job)
-        .add(Method::GET, "/v1/jobs", list_jobs)
-        .add(Method::GET, "/v1/jobs/{id}", get_job)
-        .add(Method::DELETE, "/v1/jobs/{id}", cancel_job)
-        .add(Method::GET, "/v1/jobs/{id}/events", job_events)
-        .add(Method::POST, "/v1/kbs/{kb}/search", search)
-        .add(Method::POST, "/v1/kbs/{kb}/reindex", reindex)
-        .add(Method::POST, "/v1/kbs/{kb}/ask", ask)
-        .add(Method::GET, "/v1/kbs/{kb}/export/qa.jsonl", export_qa)
-        .add(Method::GET, "/v1/conversations", list_conversations)
-        .add(Method::GET, "/v1/conversations/{id}", get_conversation)
-        .add(
-            Method::DELETE,
-            "/v1/conversations/{id}",
-            delete_conversation,
-        )
-        .add(
-            Method::POST,
-            "/v1/conversations/{id}/feedback",
-            conversation_feedback,
-        )
-}
-
-/// The API's routes, behind the [`Guard`]'s layers.
-pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
-    let router = routes(guard.max_upload_bytes)
-        .router
-        .fallback(not_found)
-        // Layers added last run first. Innermost: body limits (the upload route's own
-        // limit above wins over this one), then access, then the timeout, then metrics,
-        // which so count refusals too.
-        .layer(middleware::from_fn_with_state(
-            guard.clone(),
-            guard::reject_oversize,
-        ))
-        .layer(DefaultBodyLimit::max(guard.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            guard.clone(),
-            guard::check_access,
-        ))
-        .layer(middleware::from_fn_with_state(
-            guard.clone(),
-            guard::time_limit,
-        ))
-        .layer(middleware::from_fn_with_state(services.clone(), track));
-    // CORS answers preflights before access is checked, and its headers reach refusals.
-    let router = match &guard.cors {
-        Some(cors) => router.layer(cors.clone()),
-        None => router,
-    };
-    // Every request gets an id (a client's own `x-request-id` is kept) before the trace
-    // span opens, and the response carries it.
-    router
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(services)
-}
-
 /// The tracing span of a request: method, path, request id and API key id, so every log
 /// line of the request can be found by the id the client saw, and traced to a key.
-fn request_span(request: &Request) -> tracing::Span {
+pub(crate) fn request_span(request: &Request) -> tracing::Span {
     let id = request
         .headers()
         .get("x-request-id")
@@ -194,7 +59,7 @@ fn request_span(request: &Request) -> tracing::Span {
 }
 
 /// Counts every request by route pattern and status, with its latency.
-async fn track(State(s): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn track(State(s): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -213,7 +78,7 @@ async fn track(State(s): State<AppState>, request: Request, next: Next) -> Respo
 }
 
 /// Runs blocking work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
     Ok(tokio::task::spawn_blocking(work)
@@ -251,7 +116,7 @@ fn body_error(status: StatusCode, text: String, code: &'static str, limit: &str)
 /// 200 while the process serves; it listens only once the models are loaded.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process serves.", body = Health)))]
-async fn healthz() -> Json<Health> {
+pub(crate) async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
     })
@@ -265,7 +130,7 @@ async fn healthz() -> Json<Health> {
     (status = 200, description = "Ready: send traffic.", body = Readiness),
     (status = 503, description = "Draining for shutdown, or a knowledge base cannot be opened.", body = Readiness),
 ))]
-async fn readyz(State(s): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     let unready = |status, problems| Readiness {
         status,
         models: None,
@@ -331,7 +196,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     (status = 200, description = "The metrics.", body = String,
         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
 ))]
-async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let text = blocking(move || s.metrics_text()).await?;
     Ok((
         [(
@@ -343,7 +208,7 @@ async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError(ServiceError::NotFound("no such route".into()))
 }
 
@@ -354,7 +219,7 @@ async fn not_found() -> ApiError {
     (status = 200, description = "The knowledge bases, by name.", body = KbList),
     (status = 409, response = Conflict),
 ))]
-async fn list_kbs(
+pub(crate) async fn list_kbs(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<KbList>, ApiError> {
@@ -381,7 +246,7 @@ async fn list_kbs(
     (status = 404, response = NotFound),
     (status = 409, response = Conflict),
 ))]
-async fn get_kb(
+pub(crate) async fn get_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -402,7 +267,7 @@ async fn get_kb(
     (status = 404, response = NotFound),
     (status = 409, response = Conflict),
 ))]
-async fn delete_kb(
+pub(crate) async fn delete_kb(
     State(s): State<AppState>,
     Path(kb): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -571,7 +436,7 @@ fn relative_path(path: &str) -> String {
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = UnprocessableContent),
     ))]
-async fn upload(
+pub(crate) async fn upload(
     State(s): State<AppState>,
     Path(kb): Path<String>,
     params: Result<Query<UploadParams>, QueryRejection>,
@@ -652,7 +517,7 @@ async fn upload(
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]
-async fn list_documents(
+pub(crate) async fn list_documents(
     State(s): State<AppState>,
     Path(kb): Path<String>,
     params: Result<Query<DocumentListParams>, QueryRejection>,
@@ -686,7 +551,7 @@ async fn list_documents(
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]
-async fn get_document(
+pub(crate) async fn get_document(
     State(s): State<AppState>,
     Path((kb, id)): Path<(String, String)>,
 ) -> Result<Json<DocumentInfo>, ApiError> {
@@ -707,7 +572,7 @@ async fn get_document(
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]
-async fn delete_document(
+pub(crate) async fn delete_document(
     State(s): State<AppState>,
     Path((kb, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -735,7 +600,7 @@ async fn delete_document(
     (status = 404, response = NotFound),
     (status = 409, response = Conflict),
 ))]
-async fn create_job(
+pub(crate) async fn create_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     body: Result<Json<CreateJobRequest>, JsonRejection>,
@@ -761,7 +626,7 @@ async fn create_job(
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses(
     (status = 200, description = "The jobs.", body = JobList),
 ))]
-async fn list_jobs(
+pub(crate) async fn list_jobs(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<JobList>, ApiError> {
@@ -793,7 +658,7 @@ fn visible_job(s: &Services, principal: &Principal, id: &str) -> Result<JobInfo,
     (status = 200, description = "The job.", body = JobInfo),
     (status = 404, response = NotFound),
 ))]
-async fn get_job(
+pub(crate) async fn get_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
@@ -809,7 +674,7 @@ async fn get_job(
     (status = 404, response = NotFound),
     (status = 409, response = Conflict),
 ))]
-async fn cancel_job(
+pub(crate) async fn cancel_job(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
@@ -831,7 +696,7 @@ async fn cancel_job(
         example = "event: progress\ndata: {\"id\":\"…\",\"state\":\"running\",…}\n\nevent: done\ndata: {\"id\":\"…\",\"state\":\"succeeded\",…}\n\n"),
     (status = 404, response = NotFound),
 ))]
-async fn job_events(
+pub(crate) async fn job_events(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
@@ -880,7 +745,7 @@ fn job_event(name: &str, info: &JobInfo) -> Event {
         (status = 409, response = Conflict),
         (status = 503, response = Overloaded),
     ))]
-async fn search(
+pub(crate) async fn search(
     State(s): State<AppState>,
     Path(kb): Path<String>,
     body: Result<Json<SearchRequest>, JsonRejection>,
@@ -904,7 +769,7 @@ async fn search(
 #[utoipa::path(get, path = "/v1/models", tag = "models", responses(
     (status = 200, description = "The models.", body = ModelList),
 ))]
-async fn models(
+pub(crate) async fn models(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<ModelList>, ApiError> {
@@ -919,7 +784,7 @@ async fn models(
     (status = 400, response = BadRequest),
     (status = 501, response = NotImplemented),
 ))]
-async fn tokenize(
+pub(crate) async fn tokenize(
     State(s): State<AppState>,
     body: Result<Json<TokenizeRequest>, JsonRejection>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
@@ -938,7 +803,7 @@ async fn tokenize(
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]
-async fn reindex(
+pub(crate) async fn reindex(
     State(s): State<AppState>,
     Path(kb): Path<String>,
 ) -> Result<Json<ReindexResponse>, ApiError> {
@@ -1098,7 +963,7 @@ fn wants_events(request: &AskRequest, headers: &HeaderMap) -> bool {
         (status = 503, response = Overloaded),
         (status = 502, response = BadGateway),
     ))]
-async fn ask(
+pub(crate) async fn ask(
     State(s): State<AppState>,
     Path(kb): Path<String>,
     headers: HeaderMap,
@@ -1131,7 +996,7 @@ async fn ask(
         (status = 200, description = "The conversations.", body = ConversationList),
         (status = 400, response = BadRequest),
     ))]
-async fn list_conversations(
+pub(crate) async fn list_conversations(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     params: Result<Query<ConversationListParams>, QueryRejection>,
@@ -1173,7 +1038,7 @@ fn visible_conversation(
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
     ))]
-async fn get_conversation(
+pub(crate) async fn get_conversation(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
@@ -1190,7 +1055,7 @@ async fn get_conversation(
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
     ))]
-async fn delete_conversation(
+pub(crate) async fn delete_conversation(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
@@ -1216,7 +1081,7 @@ async fn delete_conversation(
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
     ))]
-async fn conversation_feedback(
+pub(crate) async fn conversation_feedback(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
@@ -1244,7 +1109,7 @@ async fn conversation_feedback(
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]
-async fn export_qa(
+pub(crate) async fn export_qa(
     State(s): State<AppState>,
     Path(kb): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -1300,7 +1165,7 @@ fn unix_now() -> u64 {
         (status = 503, response = Overloaded),
         (status = 502, response = BadGateway),
     ))]
-async fn chat_completions(
+pub(crate) async fn chat_completions(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
@@ -1444,7 +1309,7 @@ async fn chat_completions(
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
     ))]
-async fn embeddings(
+pub(crate) async fn embeddings(
     State(s): State<AppState>,
     body: Result<Json<EmbeddingRequest>, JsonRejection>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
@@ -1474,7 +1339,7 @@ mod tests {
     /// want of an access decision and no decision is about a route that does not exist.
     #[test]
     fn every_route_has_an_access_entry_and_every_entry_a_route() {
-        let routed: BTreeSet<(String, &str)> = super::route_table()
+        let routed: BTreeSet<(String, &str)> = crate::routes::route_table()
             .into_iter()
             .map(|(method, path)| (method.to_string(), path))
             .collect();

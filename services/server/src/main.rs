@@ -6,6 +6,8 @@ mod http;
 mod ingest_cmd;
 mod keys_cmd;
 mod openapi;
+mod responses;
+mod routes;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -240,7 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // These describe the code, not a deployment: no configuration is read.
     match &cli.command {
         Command::Routes => {
-            for (method, path) in http::route_table() {
+            for (method, path) in routes::route_table() {
                 println!("{method} {path}");
             }
             return Ok(());
@@ -524,7 +526,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             });
         }
         // The client address keys the rate limit while no API keys exist.
-        let app = http::router(services.clone(), guard)
+        let app = routes::router(services.clone(), guard)
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(signalled)
