@@ -1,1 +1,0 @@
-//! zhiku-server
