@@ -64,56 +64,75 @@ fn routes(upload_limit: usize) -> Routes {
         router: Router::new(),
         table: Vec::new(),
     };
-    api.add(Method::GET, "/healthz", http::healthz)
-        .add(Method::GET, "/readyz", http::readyz)
-        .add(Method::GET, "/metrics", http::metrics)
+    api.add(Method::GET, "/healthz", http::operations::healthz)
+        .add(Method::GET, "/readyz", http::operations::readyz)
+        .add(Method::GET, "/metrics", http::operations::metrics)
         .add(Method::GET, "/openapi.json", openapi::spec)
         .add(Method::GET, "/docs", openapi::docs)
-        .add(Method::GET, "/v1/models", http::models)
-        .add(Method::POST, "/v1/tokenize", http::tokenize)
-        .add(Method::POST, "/v1/chat/completions", http::chat_completions)
-        .add(Method::POST, "/v1/embeddings", http::embeddings)
-        .add(Method::GET, "/v1/kbs", http::list_kbs)
-        .add(Method::GET, "/v1/kbs/{kb}", http::get_kb)
-        .add(Method::DELETE, "/v1/kbs/{kb}", http::delete_kb)
-        .add_wrapped(Method::POST, UPLOAD_ROUTE, http::upload, |route| {
-            route.layer(DefaultBodyLimit::max(upload_limit))
-        })
-        .add(Method::GET, "/v1/kbs/{kb}/documents", http::list_documents)
+        .add(Method::GET, "/v1/models", http::models::models)
+        .add(Method::POST, "/v1/tokenize", http::models::tokenize)
+        .add(
+            Method::POST,
+            "/v1/chat/completions",
+            http::openai::chat_completions,
+        )
+        .add(Method::POST, "/v1/embeddings", http::openai::embeddings)
+        .add(Method::GET, "/v1/kbs", http::kbs::list_kbs)
+        .add(Method::GET, "/v1/kbs/{kb}", http::kbs::get_kb)
+        .add(Method::DELETE, "/v1/kbs/{kb}", http::kbs::delete_kb)
+        .add_wrapped(
+            Method::POST,
+            UPLOAD_ROUTE,
+            http::documents::upload,
+            |route| route.layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .add(
+            Method::GET,
+            "/v1/kbs/{kb}/documents",
+            http::documents::list_documents,
+        )
         .add(
             Method::GET,
             "/v1/kbs/{kb}/documents/{*id}",
-            http::get_document,
+            http::documents::get_document,
         )
         .add(
             Method::DELETE,
             "/v1/kbs/{kb}/documents/{*id}",
-            http::delete_document,
+            http::documents::delete_document,
         )
-        .add(Method::POST, "/v1/jobs", http::create_job)
-        .add(Method::GET, "/v1/jobs", http::list_jobs)
-        .add(Method::GET, "/v1/jobs/{id}", http::get_job)
-        .add(Method::DELETE, "/v1/jobs/{id}", http::cancel_job)
-        .add(Method::GET, "/v1/jobs/{id}/events", http::job_events)
-        .add(Method::POST, "/v1/kbs/{kb}/search", http::search)
-        .add(Method::POST, "/v1/kbs/{kb}/reindex", http::reindex)
-        .add(Method::POST, "/v1/kbs/{kb}/ask", http::ask)
-        .add(Method::GET, "/v1/kbs/{kb}/export/qa.jsonl", http::export_qa)
-        .add(Method::GET, "/v1/conversations", http::list_conversations)
+        .add(Method::POST, "/v1/jobs", http::jobs::create_job)
+        .add(Method::GET, "/v1/jobs", http::jobs::list_jobs)
+        .add(Method::GET, "/v1/jobs/{id}", http::jobs::get_job)
+        .add(Method::DELETE, "/v1/jobs/{id}", http::jobs::cancel_job)
+        .add(Method::GET, "/v1/jobs/{id}/events", http::jobs::job_events)
+        .add(Method::POST, "/v1/kbs/{kb}/search", http::search::search)
+        .add(Method::POST, "/v1/kbs/{kb}/reindex", http::kbs::reindex)
+        .add(Method::POST, "/v1/kbs/{kb}/ask", http::ask::ask)
+        .add(
+            Method::GET,
+            "/v1/kbs/{kb}/export/qa.jsonl",
+            http::conversations::export_qa,
+        )
+        .add(
+            Method::GET,
+            "/v1/conversations",
+            http::conversations::list_conversations,
+        )
         .add(
             Method::GET,
             "/v1/conversations/{id}",
-            http::get_conversation,
+            http::conversations::get_conversation,
         )
         .add(
             Method::DELETE,
             "/v1/conversations/{id}",
-            http::delete_conversation,
+            http::conversations::delete_conversation,
         )
         .add(
             Method::POST,
             "/v1/conversations/{id}/feedback",
-            http::conversation_feedback,
+            http::conversations::conversation_feedback,
         )
 }
 
