@@ -159,6 +159,9 @@ fn sigterm_finishes_requests_in_flight_then_exits() {
     let mut server = Server::start_with_env(&[
         ("ZHIKU_LOG_FORMAT", "json"),
         ("RUST_LOG", "info,tower_http=debug"),
+        // A grace period no busy machine outlasts: the answer in flight must finish, not
+        // be cut off at the default 30 s because both cores are shared with other tests.
+        ("ZHIKU_SERVER__SHUTDOWN_TIMEOUT_SECS", "900"),
     ]);
     let (status, body) = server.upload(
         "kb",
