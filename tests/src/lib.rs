@@ -127,6 +127,39 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Whether process `pid` holds a listening TCP socket on `port`: one of its descriptors is
+/// the socket that `/proc/net/tcp` (or `tcp6`) lists as listening there.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: std::collections::HashSet<String> = fds
+        .filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            let inode = link
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .to_string();
+            Some(inode)
+        })
+        .collect();
+    let port_hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // local_address, state (0A = LISTEN), inode
+                fields.len() > 9
+                    && fields[1].ends_with(&port_hex)
+                    && fields[3] == "0A"
+                    && inodes.contains(fields[9])
+            })
+        })
+    })
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -163,54 +196,69 @@ impl Server {
     }
 
     /// Starts a server listening on `host` (e.g. `0.0.0.0`), reached through loopback.
+    ///
+    /// The port is picked free, then given to the server; another process (a test binary
+    /// running beside this one) can take it in between. So the server counts as started
+    /// only once this very process listens on the port, and one that could not bind it is
+    /// started again on another port.
     pub fn start_on(data: Arc<tempfile::TempDir>, host: &str, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let addr = format!("{host}:{port}");
-        let mut command = Command::new(binary());
-        command
-            .args(["serve", "--addr", &addr, "--data"])
-            .arg(data.path())
-            .arg("--models")
-            .arg(models_dir())
-            .env("RUST_LOG", "warn")
-            .env("ZHIKU_LLM__MODEL", SMALL_LLM)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log_path(&data))
-                    .expect("server log"),
-            ));
-        for (k, v) in env {
-            command.env(k, v);
+        for _ in 0..10 {
+            let port = free_port();
+            let addr = format!("{host}:{port}");
+            let mut command = Command::new(binary());
+            command
+                .args(["serve", "--addr", &addr, "--data"])
+                .arg(data.path())
+                .arg("--models")
+                .arg(models_dir())
+                .env("RUST_LOG", "warn")
+                .env("ZHIKU_LLM__MODEL", SMALL_LLM)
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(log_path(&data))
+                        .expect("server log"),
+                ));
+            for (k, v) in env {
+                command.env(k, v);
+            }
+            let child = command.spawn().expect("spawn zhiku");
+            let client = Client::builder()
+                .timeout(Duration::from_secs(300))
+                .build()
+                .expect("client");
+            let mut server = Server {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                client,
+                data: data.clone(),
+            };
+            if server.wait_ready(port) {
+                return server;
+            }
         }
-        let child = command.spawn().expect("spawn zhiku");
-        let client = Client::builder()
-            .timeout(Duration::from_secs(300))
-            .build()
-            .expect("client");
-        let mut server = Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            client,
-            data,
-        };
-        server.wait_ready();
-        server
+        panic!("no free port could be bound in 10 tries");
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the server answers `/healthz` from a socket it owns. False when it
+    /// exited because another process took its port.
+    fn wait_ready(&mut self, port: u16) -> bool {
         let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 let stderr = std::fs::read_to_string(log_path(&self.data)).unwrap_or_default();
+                if stderr.contains(&format!(":{port}: Address already in use")) {
+                    return false;
+                }
                 panic!("zhiku exited early with {status}: {stderr}");
             }
-            if let Ok(r) = self.client.get(format!("{}/healthz", self.url)).send()
+            if listens_on(self.child.id(), port)
+                && let Ok(r) = self.client.get(format!("{}/healthz", self.url)).send()
                 && r.status().is_success()
             {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
