@@ -560,28 +560,16 @@ impl Services {
     }
 
     /// The search an ask runs for `query` (the question, or a follow-up made standalone):
-    /// `top_k` and the query's length checked, everything else at its default.
+    /// a request with `top_k` and every other option at its default, checked like any
+    /// other, so the defaults are settled in one place.
     pub fn question_search(
         &self,
         query: &str,
         top_k: usize,
     ) -> Result<CheckedSearch, ServiceError> {
-        let top_k = self.top_k(Some(top_k))?;
-        let config = &self.config.search;
-        check_query(query, config)?;
-        Ok(CheckedSearch {
-            query: query.to_string(),
-            options: SearchOptions {
-                filter: None,
-                expand: 0,
-                top_k,
-                mode: Default::default(),
-                candidates: config.candidates,
-                rrf_k: config.rrf_k,
-                fusion: config.fusion,
-                alpha: config.alpha,
-                min_score: None,
-            },
+        self.check_search(&SearchRequest {
+            top_k: Some(top_k),
+            ..SearchRequest::new(query)
         })
     }
 
