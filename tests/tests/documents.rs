@@ -162,15 +162,27 @@ fn ids_hashes_listing_replacement_and_deletion() {
         (status, body["error"]["code"].clone()),
         (400, json!("duplicate_document"))
     );
-    let (status, body) = server.upload_form(
-        "kb",
-        "?wait=perhaps",
-        &[("file", Some("a.txt"), b"x".to_vec())],
-    );
-    assert_eq!(
-        (status, body["error"]["code"].clone()),
-        (400, json!("invalid_query"))
-    );
+    // Refused before the body is read (bad query, bad KB name): the answer still reaches
+    // a client that sends the whole body first, since the server reads what it left.
+    let large = vec![b'x'; 4 * 1024 * 1024];
+    for _ in 0..3 {
+        let (status, body) = server.upload_form(
+            "kb",
+            "?wait=perhaps",
+            &[("file", Some("a.txt"), large.clone())],
+        );
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (400, json!("invalid_query"))
+        );
+        let (status, body) =
+            server.upload_form("no%20such", "", &[("file", Some("a.txt"), large.clone())]);
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (400, json!("invalid_kb_name")),
+            "{body}"
+        );
+    }
 
     // Delete one document: gone from search, listing and both indexes.
     let (status, _) = server.delete("/v1/kbs/kb/documents/policies/travel");

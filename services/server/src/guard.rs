@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, R
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -29,9 +30,7 @@ pub const UPLOAD_ROUTE: &str = "/v1/kbs/{kb}/documents";
 /// does (it cannot be stopped midway), so a timeout would only hide its result.
 pub const UNTIMED_ROUTES: &[&str] = &["/v1/kbs/{kb}/reindex"];
 
-/// Bytes of an oversize body read and thrown away before answering 413. Clients send the
-/// whole body before reading the response; a server that answers early and closes makes
-/// most of them report a broken connection instead of the 413.
+/// Bytes of an unread body [`drain_unread`] reads and throws away before answering.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The settings and state the layers share.
@@ -133,26 +132,10 @@ pub async fn check_access(
     request: Request,
     next: Next,
 ) -> Response {
-    // The body stays aside while the headers are checked: a refused request's body is
-    // read and dropped before answering, since clients send the whole body before
-    // reading the response, and one answered early and cut off sees a broken connection
-    // instead of the 401/404.
-    let (parts, body) = request.into_parts();
-    let declared = declared_length(&parts.headers);
-    match authorize(
-        &guard,
-        Request::from_parts(parts, axum::body::Body::empty()),
-    )
-    .await
-    {
-        Ok(request) => {
-            let (parts, _) = request.into_parts();
-            next.run(Request::from_parts(parts, body)).await
-        }
-        Err(error) => {
-            discard(body, declared).await;
-            ApiError(error).into_response()
-        }
+    match authorize(&guard, request).await {
+        Ok(request) => next.run(request).await,
+        // The refused request's body is read by [`drain_unread`] before this is sent.
+        Err(error) => ApiError(error).into_response(),
     }
 }
 
@@ -240,16 +223,81 @@ fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
         .and_then(|v| v.parse::<usize>().ok())
 }
 
-/// Reads and drops a refused request's body, unless it is declared larger than
-/// [`DRAIN_LIMIT`] (then the connection is cut rather than read for long).
-async fn discard(mut body: axum::body::Body, declared: Option<usize>) {
-    if declared.is_none_or(|length| length <= DRAIN_LIMIT) {
-        let mut read = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, |d| d.len());
-            if read > DRAIN_LIMIT {
-                break;
-            }
+/// Reads whatever a handler (or a layer that refused the request) left of a request body
+/// before the response is sent. Clients send the whole body before they read the
+/// response; a server that answers early and closes the connection with body unread makes
+/// most of them report a broken connection (or lose the response to a TCP reset) instead
+/// of the 4xx it sent. Bodies declared larger than [`DRAIN_LIMIT`], or not sent within
+/// [`DRAIN_TIME`], are cut off instead.
+pub async fn drain_unread(request: Request, next: Next) -> Response {
+    let declared = declared_length(request.headers());
+    let left = Arc::new(parking_lot::Mutex::new(None));
+    let request = request.map(|body| {
+        axum::body::Body::new(Tracked {
+            body: Some(body),
+            left: left.clone(),
+        })
+    });
+    let response = next.run(request).await;
+    let unread = left.lock().take();
+    if let Some(body) = unread
+        && declared.is_none_or(|length| length <= DRAIN_LIMIT)
+    {
+        let _ = tokio::time::timeout(DRAIN_TIME, discard(body)).await;
+    }
+    response
+}
+
+/// How long [`drain_unread`] waits for the rest of a body.
+const DRAIN_TIME: Duration = Duration::from_secs(30);
+
+async fn discard(mut body: axum::body::Body) {
+    let mut read = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |d| d.len());
+        if read > DRAIN_LIMIT {
+            break;
+        }
+    }
+}
+
+/// A request body that, dropped before its end, hands what is left to [`drain_unread`].
+struct Tracked {
+    body: Option<axum::body::Body>,
+    left: Arc<parking_lot::Mutex<Option<axum::body::Body>>>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match self.body.as_mut() {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take()
+            && !body.is_end_stream()
+        {
+            *self.left.lock() = Some(body);
         }
     }
 }
@@ -350,7 +398,7 @@ pub async fn reject_oversize(
     };
     match declared_length(request.headers()) {
         Some(length) if length > limit => {
-            discard(request.into_body(), Some(length)).await;
+            drop(request);
             ApiError(ServiceError::PayloadTooLarge(format!(
                 "request body of {length} bytes is larger than the limit of {limit} bytes ({key})"
             )))

@@ -160,7 +160,8 @@ pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
         .layer(middleware::from_fn_with_state(
             services.clone(),
             http::track,
-        ));
+        ))
+        .layer(middleware::from_fn(guard::drain_unread));
     // CORS answers preflights before access is checked, and its headers reach refusals.
     let router = match &guard.cors {
         Some(cors) => router.layer(cors.clone()),
