@@ -107,6 +107,44 @@ pub fn without_markers(text: &str) -> String {
     out
 }
 
+/// A route as the server's table lists it (`zhiku routes`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path template as axum matches it (`/v1/kbs/{kb}/documents/{*id}`).
+    pub path: String,
+    /// Who may call it (`open`, `any-key`, `kb-read`, `kb-write`, `per-item`).
+    pub access: String,
+}
+
+/// Every route the binary serves, from `zhiku routes`: the tests cover what the server
+/// has, not a list of their own.
+pub fn routes() -> Vec<Route> {
+    let output = Command::new(binary())
+        .arg("routes")
+        .output()
+        .expect("run zhiku routes");
+    assert!(output.status.success(), "{output:?}");
+    let routes: Vec<Route> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| {
+            let mut fields = line.split(' ');
+            match (fields.next(), fields.next(), fields.next(), fields.next()) {
+                (Some(method), Some(path), Some(access), None) => Route {
+                    method: method.into(),
+                    path: path.into(),
+                    access: access.into(),
+                },
+                _ => panic!("not METHOD PATH ACCESS: {line}"),
+            }
+        })
+        .collect();
+    assert!(routes.len() > 10, "{routes:?}");
+    routes
+}
+
 /// The `zhiku` binary under test.
 pub fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("ZHIKU_BIN") {

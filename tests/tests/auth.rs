@@ -1,9 +1,8 @@
 //! API keys and isolation, route by route; the rate limit, body limit, request timeout and
 //! CORS; and the refusal to serve beyond loopback without keys.
 //!
-//! The routes come from the server's own access table (`zhiku_app::access`):
-//! a route added to the server without a case below fails
-//! `keys_isolate_knowledge_bases_route_by_route`.
+//! The routes come from the server's own route table (`zhiku routes`): a route added to
+//! the server without a case below fails `keys_isolate_knowledge_bases_route_by_route`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,8 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use zhiku_e2e::{Api, EventStream, MINILM_ENV, Server, zhiku};
 
-#[allow(dead_code)]
-use zhiku_app::access::{Access, ROUTES};
+use zhiku_app::access::Access;
 
 /// `zhiku keys create ARGS` on a data directory; returns the key printed on stdout.
 fn create_key(data: &Path, args: &[&str]) -> String {
@@ -46,7 +44,7 @@ enum Body {
 /// How one route is exercised.
 struct Case {
     method: Method,
-    /// The route template as in `ROUTES`.
+    /// The route template as `zhiku routes` prints it.
     template: &'static str,
     body: Body,
     /// Status on the caller's own knowledge base.
@@ -355,7 +353,9 @@ fn keys_isolate_knowledge_bases_route_by_route() {
 
     let mut cases = Vec::new();
     let mut uncovered = Vec::new();
-    for &(method, template, access) in ROUTES {
+    for route in zhiku_e2e::routes() {
+        let access: Access = route.access.parse().expect("access");
+        let (method, template) = (route.method.as_str(), route.path.leak() as &'static str);
         match case(method, template, access) {
             Some(case) => cases.push((case, access)),
             None => uncovered.push(format!("{method} {template}")),

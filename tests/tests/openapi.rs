@@ -10,21 +10,10 @@ use zhiku_e2e::{Server, binary};
 
 /// `(METHOD, path)` of every route, as the router matches them.
 fn routes() -> Vec<(String, String)> {
-    let output = Command::new(binary())
-        .arg("routes")
-        .output()
-        .expect("run zhiku routes");
-    assert!(output.status.success(), "{output:?}");
-    let routes: Vec<(String, String)> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let (method, path) = line.split_once(' ').expect("METHOD PATH");
-            (method.to_string(), path.to_string())
-        })
-        .collect();
-    assert!(routes.len() > 10, "{routes:?}");
-    routes
+    zhiku_e2e::routes()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect()
 }
 
 /// A route's path as OpenAPI writes it: axum's catch-all `{*id}` is `{id}`.

@@ -1,10 +1,10 @@
-//! Who may call each route: one table, read by the server's access check and compiled
-//! into the isolation test (`tests/tests/auth.rs`), so that a route cannot be served
-//! without a decision about who may call it, nor decided without being tested.
+//! Who may call a route. The server's route table gives every route an [`Access`] where
+//! the route is added, so a route cannot be served without a decision about who may call
+//! it; `zhiku routes` prints the table, and the isolation test (`tests/tests/auth.rs`)
+//! calls every route it lists with keys of each kind.
 //!
 //! A route missing from the table is refused (500, logged) and a method missing from a
-//! listed path is answered 405, before any handler runs. This file depends on nothing
-//! else in the crate so the test can include it as it is.
+//! listed path is answered 405, before any handler runs.
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,40 +26,46 @@ pub enum Access {
     PerItem,
 }
 
-/// Every route: method, path template as registered with axum, who may call it.
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("GET", "/healthz", Access::Open),
-    ("GET", "/readyz", Access::Open),
-    ("GET", "/metrics", Access::Open),
-    // The API reference describes the API, not anyone's data; the docs page fetches the
-    // document without a key.
-    ("GET", "/openapi.json", Access::Open),
-    ("GET", "/docs", Access::Open),
-    ("GET", "/v1/models", Access::PerItem),
-    ("POST", "/v1/tokenize", Access::AnyKey),
-    ("POST", "/v1/chat/completions", Access::PerItem),
-    ("POST", "/v1/embeddings", Access::AnyKey),
-    ("GET", "/v1/kbs", Access::PerItem),
-    ("GET", "/v1/kbs/{kb}", Access::KbRead),
-    ("DELETE", "/v1/kbs/{kb}", Access::KbWrite),
-    ("POST", "/v1/kbs/{kb}/documents", Access::KbWrite),
-    ("GET", "/v1/kbs/{kb}/documents", Access::KbRead),
-    ("GET", "/v1/kbs/{kb}/documents/{*id}", Access::KbRead),
-    ("DELETE", "/v1/kbs/{kb}/documents/{*id}", Access::KbWrite),
-    ("POST", "/v1/kbs/{kb}/search", Access::KbRead),
-    ("POST", "/v1/kbs/{kb}/reindex", Access::KbWrite),
-    ("POST", "/v1/kbs/{kb}/ask", Access::KbRead),
-    ("GET", "/v1/kbs/{kb}/export/qa.jsonl", Access::KbRead),
-    ("GET", "/v1/conversations", Access::PerItem),
-    ("GET", "/v1/conversations/{id}", Access::PerItem),
-    ("DELETE", "/v1/conversations/{id}", Access::PerItem),
-    ("POST", "/v1/conversations/{id}/feedback", Access::PerItem),
-    ("POST", "/v1/jobs", Access::PerItem),
-    ("GET", "/v1/jobs", Access::PerItem),
-    ("GET", "/v1/jobs/{id}", Access::PerItem),
-    ("DELETE", "/v1/jobs/{id}", Access::PerItem),
-    ("GET", "/v1/jobs/{id}/events", Access::PerItem),
-];
+/// One route and who may call it: what the router's table says, read by the access check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteAccess {
+    /// The HTTP method, upper case (`GET`).
+    pub method: String,
+    /// The path template as registered with axum (`/v1/kbs/{kb}/documents/{*id}`).
+    pub path: String,
+    /// Who may call it.
+    pub access: Access,
+}
+
+impl Access {
+    /// The name `zhiku routes` prints (`kb-read`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Open => "open",
+            Access::AnyKey => "any-key",
+            Access::KbRead => "kb-read",
+            Access::KbWrite => "kb-write",
+            Access::PerItem => "per-item",
+        }
+    }
+}
+
+impl std::str::FromStr for Access {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Access::Open,
+            Access::AnyKey,
+            Access::KbRead,
+            Access::KbWrite,
+            Access::PerItem,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+        .ok_or_else(|| format!("unknown access {s:?}"))
+    }
+}
 
 /// What the table says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,15 +78,15 @@ pub enum Lookup {
     Unlisted,
 }
 
-/// The access of `method` on the route template `path`. `HEAD` is served by `GET`
-/// handlers, so it has their access.
-pub fn lookup(method: &str, path: &str) -> Lookup {
+/// The access of `method` on the route template `path` in `table`. `HEAD` is served by
+/// `GET` handlers, so it has their access.
+pub fn lookup(table: &[RouteAccess], method: &str, path: &str) -> Lookup {
     let method = if method == "HEAD" { "GET" } else { method };
     let mut listed = false;
-    for (m, p, access) in ROUTES {
-        if *p == path {
-            if *m == method {
-                return Lookup::Route(*access);
+    for route in table {
+        if route.path == path {
+            if route.method == method {
+                return Lookup::Route(route.access);
             }
             listed = true;
         }

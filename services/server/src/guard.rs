@@ -1,5 +1,5 @@
-//! What stands in front of every handler: API keys and per-route access
-//! ([`zhiku_app::access::ROUTES`]), the per-caller rate limit, the request timeout, request
+//! What stands in front of every handler: API keys and per-route access (the router's
+//! table, [`crate::routes::route_table`]), the per-caller rate limit, the request timeout, request
 //! body limits and CORS.
 
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use zhiku_app::access::{self, Access, Lookup};
+use zhiku_app::access::{self, Access, Lookup, RouteAccess};
 use zhiku_app::auth::Keys;
 use zhiku_app::config::ServerConfig;
 use zhiku_app::error::ServiceError;
@@ -49,12 +49,18 @@ pub struct Guard {
     write_origins: Vec<String>,
     /// Host names answered besides loopback ones (`server.allowed_hosts`), lowercased.
     hosts: Vec<String>,
+    /// Who may call each route: the router's table.
+    routes: Vec<RouteAccess>,
 }
 
 impl Guard {
-    /// The guard for `config`, with the keys already loaded. Fails on unusable CORS
-    /// origins.
-    pub fn new(config: &ServerConfig, keys: Keys) -> anyhow::Result<Self> {
+    /// The guard for `config`, with the keys already loaded, checking access by the
+    /// router's `routes`. Fails on unusable CORS origins.
+    pub fn new(
+        config: &ServerConfig,
+        keys: Keys,
+        routes: Vec<RouteAccess>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             keys,
             limiter: RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst),
@@ -69,6 +75,7 @@ impl Guard {
                 .iter()
                 .map(|h| h.trim().to_ascii_lowercase())
                 .collect(),
+            routes,
         })
     }
 }
@@ -308,7 +315,7 @@ async fn authorize(guard: &Guard, mut request: Request) -> Result<Request, Servi
     let access = match matched(&request) {
         // Unknown paths are 404s, but only to callers with a key.
         None => Access::AnyKey,
-        Some(route) => match access::lookup(request.method().as_str(), &route) {
+        Some(route) => match access::lookup(&guard.routes, request.method().as_str(), &route) {
             Lookup::Route(access) => access,
             Lookup::OtherMethod => {
                 return Err(ServiceError::MethodNotAllowed(format!(
@@ -421,7 +428,18 @@ mod tests {
     /// A router with the access check and stand-in handlers that report the principal.
     fn app(data: &std::path::Path) -> Router {
         let keys = Keys::load(data, false).unwrap();
-        let guard = Arc::new(Guard::new(&ServerConfig::default(), keys).unwrap());
+        let table = [
+            ("GET", "/healthz", Access::Open),
+            ("GET", "/v1/kbs/{kb}", Access::KbRead),
+            ("DELETE", "/v1/kbs/{kb}", Access::KbWrite),
+        ]
+        .map(|(method, path, access)| RouteAccess {
+            method: method.into(),
+            path: path.into(),
+            access,
+        })
+        .to_vec();
+        let guard = Arc::new(Guard::new(&ServerConfig::default(), keys, table).unwrap());
         let who = |axum::Extension(p): axum::Extension<Principal>| async move { format!("{p:?}") };
         Router::new()
             .route("/healthz", get(|| async { "ok" }))

@@ -4,6 +4,7 @@ mod error;
 mod guard;
 mod http;
 mod ingest_cmd;
+mod json_schemas;
 mod keys_cmd;
 mod openapi;
 mod responses;
@@ -242,18 +243,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // These describe the code, not a deployment: no configuration is read.
     match &cli.command {
         Command::Routes => {
-            for (method, path) in routes::route_table() {
-                println!("{method} {path}");
+            for route in routes::route_table() {
+                println!("{} {} {}", route.method, route.path, route.access.as_str());
             }
             return Ok(());
         }
         Command::Openapi => {
-            use utoipa::OpenApi;
-            println!("{}", openapi::ApiDoc::openapi().to_pretty_json()?);
+            println!("{}", routes::document().to_pretty_json()?);
             return Ok(());
         }
         Command::Schemas { out } => {
-            let written = openapi::write_json_schemas(out)?;
+            let written = json_schemas::write_json_schemas(out, &routes::document())?;
             eprintln!("wrote {written} schemas to {}", out.display());
             return Ok(());
         }
@@ -482,7 +482,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
             config.server.data_dir.display()
         )
     })?;
-    let guard = Arc::new(guard::Guard::new(&config.server, load_keys(&config)?)?);
+    let guard = Arc::new(guard::Guard::new(
+        &config.server,
+        load_keys(&config)?,
+        routes::route_table(),
+    )?);
     let services = Arc::new(Services::load(config, Models::All, true)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

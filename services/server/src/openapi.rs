@@ -1,13 +1,13 @@
-//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes and the
-//! `zhiku-schemas` types, so the reference cannot drift from the code; the docs page that
-//! shows it; and the JSON Schemas of the API types cut out of it.
+//! The OpenAPI document's frame (info, tags, shared responses) and what the guard adds to
+//! every operation; the handlers that serve it and the docs page. The operations come from
+//! the handlers' `#[utoipa::path]` attributes, added by the route table (`routes.rs`), so
+//! the reference cannot drift from the code.
 
-use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::Arc;
 
+use axum::Extension;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::{Value, json};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, OpenApi as Spec, Ref, RefOr};
@@ -16,16 +16,16 @@ use zhiku_schemas::openai::ChatCompletionChunk;
 use zhiku_schemas::{AskSources, AskToken, ErrorBody};
 
 use crate::guard::UNTIMED_ROUTES;
-use crate::http;
 use crate::responses::{
     BadGateway, BadRequest, Conflict, Forbidden, Internal, NotFound, NotImplemented, Overloaded,
     PayloadTooLarge, RateLimited, Timeout, Unauthorized, UnprocessableContent,
     UnsupportedMediaType,
 };
-use zhiku_app::access::{self, Access};
+use zhiku_app::access::{Access, RouteAccess};
 
-/// The API reference. Paths come from the handlers' attributes; schemas from the types
-/// they name, collected recursively.
+/// The API reference without its paths: the route table (`routes.rs`) adds each route's
+/// operation from its handler's `#[utoipa::path]`, with the schemas it names, then
+/// [`describe_guard`].
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -37,37 +37,6 @@ use zhiku_app::access::{self, Access};
             `code` is stable and machine-readable, `message` is for people.\n\n\
             Routes other than the probes, metrics and this reference take an API key \
             (`Authorization: Bearer zk_...`, see the `api_key` scheme).",
-    ),
-    paths(
-        http::operations::healthz,
-        http::operations::readyz,
-        http::operations::metrics,
-        spec,
-        docs,
-        http::models::models,
-        http::models::tokenize,
-        http::openai::chat_completions,
-        http::openai::embeddings,
-        http::kbs::list_kbs,
-        http::kbs::get_kb,
-        http::kbs::delete_kb,
-        http::documents::upload,
-        http::documents::list_documents,
-        http::documents::get_document,
-        http::documents::delete_document,
-        http::jobs::create_job,
-        http::jobs::list_jobs,
-        http::jobs::get_job,
-        http::jobs::cancel_job,
-        http::jobs::job_events,
-        http::search::search,
-        http::kbs::reindex,
-        http::ask::ask,
-        http::conversations::export_qa,
-        http::conversations::list_conversations,
-        http::conversations::get_conversation,
-        http::conversations::delete_conversation,
-        http::conversations::conversation_feedback,
     ),
     components(
         // The error body is named only by the shared responses below; the others are sent
@@ -90,7 +59,6 @@ use zhiku_app::access::{self, Access};
             NotImplemented,
         ),
     ),
-    modifiers(&EveryOperationCanFail, &AccessControl),
     tags(
         (name = "operations", description = "Health, readiness and metrics for orchestrators and monitoring."),
         (name = "reference", description = "This API reference."),
@@ -137,13 +105,21 @@ impl Modify for EveryOperationCanFail {
 /// Name of the API-key security scheme.
 const API_KEY: &str = "api_key";
 
-/// What stands in front of the handlers, from the same access table the server checks
-/// (`access::ROUTES`): which operations need a key, and the refusals that brings (401,
-/// 403 for read keys on write routes, 404 for a knowledge base the key may not read,
-/// 429, 504), plus 413 for any request body over the limit.
-struct AccessControl;
+/// Adds to `openapi` what stands in front of the handlers of `table`: the failures any
+/// operation can have, and from the same access table the server checks, which operations
+/// need a key and the refusals that brings.
+pub fn describe_guard(openapi: &mut Spec, table: &[RouteAccess]) {
+    EveryOperationCanFail.modify(openapi);
+    AccessControl(table).modify(openapi);
+}
 
-impl Modify for AccessControl {
+/// What stands in front of the handlers, from the access table the server checks: which
+/// operations need a key, and the refusals that brings (401, 403 for read keys on write
+/// routes, 404 for a knowledge base the key may not read, 429, 504), plus 413 for any
+/// request body over the limit.
+struct AccessControl<'a>(&'a [RouteAccess]);
+
+impl Modify for AccessControl<'_> {
     fn modify(&self, openapi: &mut Spec) {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
@@ -160,7 +136,13 @@ impl Modify for AccessControl {
             .components
             .get_or_insert_with(|| ComponentsBuilder::new().build())
             .add_security_scheme(API_KEY, SecurityScheme::Http(scheme));
-        for &(method, route, access) in access::ROUTES {
+        for RouteAccess {
+            method,
+            path: route,
+            access,
+        } in self.0
+        {
+            let access = *access;
             let Some(operation) = operation_mut(openapi, method, &route.replace("{*", "{")) else {
                 continue;
             };
@@ -176,7 +158,7 @@ impl Modify for AccessControl {
                 .push(SecurityRequirement::new::<_, _, &str>(API_KEY, []));
             respond::<Unauthorized>(operation, "401");
             respond::<RateLimited>(operation, "429");
-            if !UNTIMED_ROUTES.contains(&route) {
+            if !UNTIMED_ROUTES.contains(&route.as_str()) {
                 respond::<Timeout>(operation, "504");
             }
             if matches!(access, Access::KbRead | Access::KbWrite) {
@@ -215,11 +197,22 @@ fn respond<'r, R: ToResponse<'r>>(operation: &mut Operation, status: &str) {
 }
 
 /// The document as served: generated once, it never changes while the process runs.
-static SPEC_JSON: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!(r#"{{"error":{{"code":"internal","message":"{e}"}}}}"#))
-});
+/// The OpenAPI document as `/openapi.json` serves it, rendered once when the router is
+/// built (the router is what knows the routes, so it hands the document to the handler).
+#[derive(Clone)]
+pub struct SpecJson(Arc<str>);
+
+impl SpecJson {
+    /// `openapi` rendered as pretty JSON.
+    pub fn new(openapi: &Spec) -> Self {
+        Self(
+            openapi
+                .to_pretty_json()
+                .unwrap_or_else(|e| format!(r#"{{"error":{{"code":"internal","message":"{e}"}}}}"#))
+                .into(),
+        )
+    }
+}
 
 /// OpenAPI document
 ///
@@ -227,10 +220,10 @@ static SPEC_JSON: LazyLock<String> = LazyLock::new(|| {
 #[utoipa::path(get, path = "/openapi.json", tag = "reference", responses(
     (status = 200, description = "The OpenAPI document.", body = serde_json::Value, content_type = "application/json"),
 ))]
-pub async fn spec() -> Response {
+pub async fn spec(Extension(SpecJson(json)): Extension<SpecJson>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        SPEC_JSON.as_str(),
+        json.to_string(),
     )
         .into_response()
 }
@@ -263,171 +256,4 @@ const DOCS_HTML: &str = r#"<!doctype html>
 ))]
 pub async fn docs() -> Html<&'static str> {
     Html(DOCS_HTML)
-}
-
-/// The JSON Schema (draft 2020-12) of every API type, by type name: each component schema
-/// of the OpenAPI document with the components it refers to under `$defs`. OpenAPI 3.1
-/// schemas are JSON Schema 2020-12, so only the references need rewriting.
-pub fn json_schemas() -> BTreeMap<String, Value> {
-    let components = ApiDoc::openapi()
-        .components
-        .unwrap_or_else(|| ComponentsBuilder::new().build());
-    let all: BTreeMap<String, Value> = components
-        .schemas
-        .iter()
-        .map(|(name, schema)| {
-            let mut schema = serde_json::to_value(schema).unwrap_or(Value::Null);
-            rewrite_refs(&mut schema);
-            (name.clone(), schema)
-        })
-        .collect();
-    all.iter()
-        .map(|(name, schema)| {
-            let mut defs = BTreeMap::new();
-            collect_defs(schema, &all, &mut defs);
-            let mut document = json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "title": name,
-            });
-            if let (Value::Object(document), Value::Object(schema)) = (&mut document, schema) {
-                document.extend(schema.clone());
-                if !defs.is_empty() {
-                    document.insert("$defs".into(), json!(defs));
-                }
-            }
-            (name.clone(), document)
-        })
-        .collect()
-}
-
-const COMPONENT_PREFIX: &str = "#/components/schemas/";
-
-fn rewrite_refs(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, value) in map.iter_mut() {
-                match (key.as_str(), value) {
-                    ("$ref", Value::String(target)) => {
-                        if let Some(name) = target.strip_prefix(COMPONENT_PREFIX) {
-                            *target = format!("#/$defs/{name}");
-                        }
-                    }
-                    (_, value) => rewrite_refs(value),
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(rewrite_refs),
-        _ => {}
-    }
-}
-
-/// Adds every schema `value` refers to, directly or not, to `defs`.
-fn collect_defs(value: &Value, all: &BTreeMap<String, Value>, defs: &mut BTreeMap<String, Value>) {
-    for target in refs(value) {
-        if let Some(name) = target.strip_prefix("#/$defs/")
-            && !defs.contains_key(name)
-            && let Some(schema) = all.get(name)
-        {
-            defs.insert(name.to_string(), schema.clone());
-            collect_defs(schema, all, defs);
-        }
-    }
-}
-
-/// Every `$ref` target in `value`.
-fn refs(value: &Value) -> Vec<&str> {
-    match value {
-        Value::Object(map) => map
-            .iter()
-            .flat_map(|(key, value)| match (key.as_str(), value) {
-                ("$ref", Value::String(target)) => vec![target.as_str()],
-                _ => refs(value),
-            })
-            .collect(),
-        Value::Array(items) => items.iter().flat_map(refs).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Writes [`json_schemas`] into `dir` as `<Type>.schema.json`, and removes schema files of
-/// types that no longer exist, so the directory is exactly what the code defines.
-pub fn write_json_schemas(dir: &std::path::Path) -> anyhow::Result<usize> {
-    std::fs::create_dir_all(dir)?;
-    let schemas = json_schemas();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if let Some(stem) = name.strip_suffix(".schema.json")
-            && !schemas.contains_key(stem)
-        {
-            std::fs::remove_file(&path)?;
-        }
-    }
-    for (name, schema) in &schemas {
-        std::fs::write(dir.join(format!("{name}.schema.json")), schema_text(schema))?;
-    }
-    Ok(schemas.len())
-}
-
-/// A schema file's text: pretty JSON with a final newline.
-pub fn schema_text(schema: &Value) -> String {
-    let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
-    text.push('\n');
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-
-    #[test]
-    fn committed_json_schemas_are_generated_ones() {
-        // Read at run time, as the e2e harness does: a shared target directory may hold a
-        // test binary compiled from another checkout.
-        let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-        let dir = manifest.join("../../schemas/json");
-        let generated = json_schemas();
-        let mut committed = BTreeSet::new();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            if let Some(stem) = name.strip_suffix(".schema.json") {
-                committed.insert(stem.to_string());
-            }
-        }
-        assert_eq!(
-            committed,
-            generated.keys().cloned().collect(),
-            "schemas/json is stale: run `zhiku schemas`"
-        );
-        for (name, schema) in &generated {
-            let text = std::fs::read_to_string(dir.join(format!("{name}.schema.json"))).unwrap();
-            assert_eq!(
-                text,
-                schema_text(schema),
-                "schemas/json/{name}.schema.json is stale: run `zhiku schemas`"
-            );
-        }
-    }
-
-    #[test]
-    fn json_schemas_refer_only_to_their_own_defs() {
-        for (name, schema) in json_schemas() {
-            for target in refs(&schema) {
-                let def = target
-                    .strip_prefix("#/$defs/")
-                    .unwrap_or_else(|| panic!("{name}: reference {target} is not to its $defs"));
-                assert!(
-                    schema["$defs"].get(def).is_some(),
-                    "{name}: {target} is missing"
-                );
-            }
-        }
-    }
 }

@@ -2,144 +2,184 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::handler::Handler;
 use axum::http::Method;
-use axum::middleware;
-use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::routing::MethodRouter;
+use axum::{Extension, Router, middleware};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::OpenApi as Spec;
+use utoipa::openapi::path::PathItem;
+use utoipa_axum::router::UtoipaMethodRouter;
+use utoipa_axum::routes;
+use zhiku_app::access::{Access, RouteAccess};
 
-use crate::guard::{self, Guard, UPLOAD_ROUTE};
+use crate::guard::{self, Guard};
 use crate::http::{self, AppState};
 use crate::openapi;
 
-/// The API's routes, as the router matches them: `(method, path)`. `zhiku routes` prints
-/// them and the e2e test checks each against the OpenAPI document, so a route added here
-/// without `#[utoipa::path]` docs fails the build's tests.
-pub fn route_table() -> Vec<(Method, &'static str)> {
+/// The API's routes as the router matches them, each with who may call it. `zhiku routes`
+/// prints them; the e2e tests call every one (`tests/tests/auth.rs`) and check each
+/// against the OpenAPI document (`tests/tests/openapi.rs`).
+pub fn route_table() -> Vec<RouteAccess> {
     routes(0).table
 }
 
-/// The router and the list of what it routes, built together so that they cannot differ.
+/// The OpenAPI document of the routes, as `/openapi.json` serves it.
+pub fn document() -> Spec {
+    routes(0).openapi
+}
+
+/// The router, who may call each of its routes, and its OpenAPI document: built together
+/// from one list, so that none of the three can name a route the others lack.
 struct Routes {
     router: Router<AppState>,
-    table: Vec<(Method, &'static str)>,
+    table: Vec<RouteAccess>,
+    openapi: Spec,
 }
 
 impl Routes {
-    fn add<H, T>(self, method: Method, path: &'static str, handler: H) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add_wrapped(method, path, handler, |route| route)
+    /// A route documented by its handler's `#[utoipa::path]` (through `routes!`), served
+    /// at the path the documentation names.
+    fn add(self, access: Access, route: UtoipaMethodRouter<AppState>) -> Self {
+        self.add_wrapped(None, access, route, |r| r)
+    }
+
+    /// A route whose axum path differs from its documented one: a catch-all `{*id}`,
+    /// which OpenAPI writes `{id}`.
+    fn add_at(
+        self,
+        path: &'static str,
+        access: Access,
+        route: UtoipaMethodRouter<AppState>,
+    ) -> Self {
+        self.add_wrapped(Some(path), access, route, |r| r)
     }
 
     /// A route whose handler gets its own layers (e.g. a body limit).
-    fn add_wrapped<H, T>(
+    fn add_wrapped(
         mut self,
-        method: Method,
-        path: &'static str,
-        handler: H,
+        path: Option<&'static str>,
+        access: Access,
+        (schemas, paths, method_router): UtoipaMethodRouter<AppState>,
         wrap: impl FnOnce(MethodRouter<AppState>) -> MethodRouter<AppState>,
-    ) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        let filter = MethodFilter::try_from(method.clone())
-            .unwrap_or_else(|_| panic!("{method} cannot be routed"));
-        self.router = self.router.route(path, wrap(on(filter, handler)));
-        self.table.push((method, path));
+    ) -> Self {
+        let mut paths = paths.paths.into_iter();
+        let (documented, item) = match (paths.next(), paths.next()) {
+            (Some(only), None) => only,
+            _ => panic!("one handler per route: its #[utoipa::path] names one path"),
+        };
+        let path = path.map_or_else(|| documented.clone(), str::to_string);
+        assert_eq!(
+            path.replace("{*", "{"),
+            documented,
+            "the route is served where its documentation says"
+        );
+        for method in methods(&item) {
+            self.table.push(RouteAccess {
+                method: method.to_string(),
+                path: path.clone(),
+                access,
+            });
+        }
+        self.router = self.router.route(&path, wrap(method_router));
+        match self.openapi.paths.paths.get_mut(&documented) {
+            Some(existing) => existing.merge_operations(item),
+            None => {
+                self.openapi.paths.paths.insert(documented, item);
+            }
+        }
+        self.openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas
+            .extend(schemas);
+        self
+    }
+
+    /// Adds what stands in front of the handlers to the document, now that it has them all.
+    fn finish(mut self) -> Self {
+        openapi::describe_guard(&mut self.openapi, &self.table);
         self
     }
 }
 
-/// Every route; the only place routes are added. Each must also be in
-/// [`zhiku_app::access::ROUTES`], which says who may call it: an unlisted one is refused.
+/// The methods a documented path item has operations for.
+fn methods(item: &PathItem) -> Vec<Method> {
+    [
+        (&item.get, Method::GET),
+        (&item.post, Method::POST),
+        (&item.put, Method::PUT),
+        (&item.patch, Method::PATCH),
+        (&item.delete, Method::DELETE),
+    ]
+    .into_iter()
+    .filter(|(operation, _)| operation.is_some())
+    .map(|(_, method)| method)
+    .collect()
+}
+
+/// Every route; the only place routes are added, each with who may call it and its
+/// documentation (the handler's `#[utoipa::path]`).
 fn routes(upload_limit: usize) -> Routes {
-    let api = Routes {
+    use Access::*;
+    Routes {
         router: Router::new(),
         table: Vec::new(),
-    };
-    api.add(Method::GET, "/healthz", http::operations::healthz)
-        .add(Method::GET, "/readyz", http::operations::readyz)
-        .add(Method::GET, "/metrics", http::operations::metrics)
-        .add(Method::GET, "/openapi.json", openapi::spec)
-        .add(Method::GET, "/docs", openapi::docs)
-        .add(Method::GET, "/v1/models", http::models::models)
-        .add(Method::POST, "/v1/tokenize", http::models::tokenize)
-        .add(
-            Method::POST,
-            "/v1/chat/completions",
-            http::openai::chat_completions,
-        )
-        .add(Method::POST, "/v1/embeddings", http::openai::embeddings)
-        .add(Method::GET, "/v1/kbs", http::kbs::list_kbs)
-        .add(Method::GET, "/v1/kbs/{kb}", http::kbs::get_kb)
-        .add(Method::DELETE, "/v1/kbs/{kb}", http::kbs::delete_kb)
-        .add_wrapped(
-            Method::POST,
-            UPLOAD_ROUTE,
-            http::documents::upload,
-            |route| route.layer(DefaultBodyLimit::max(upload_limit)),
-        )
-        .add(
-            Method::GET,
-            "/v1/kbs/{kb}/documents",
-            http::documents::list_documents,
-        )
-        .add(
-            Method::GET,
-            "/v1/kbs/{kb}/documents/{*id}",
-            http::documents::get_document,
-        )
-        .add(
-            Method::DELETE,
-            "/v1/kbs/{kb}/documents/{*id}",
-            http::documents::delete_document,
-        )
-        .add(Method::POST, "/v1/jobs", http::jobs::create_job)
-        .add(Method::GET, "/v1/jobs", http::jobs::list_jobs)
-        .add(Method::GET, "/v1/jobs/{id}", http::jobs::get_job)
-        .add(Method::DELETE, "/v1/jobs/{id}", http::jobs::cancel_job)
-        .add(Method::GET, "/v1/jobs/{id}/events", http::jobs::job_events)
-        .add(Method::POST, "/v1/kbs/{kb}/search", http::search::search)
-        .add(Method::POST, "/v1/kbs/{kb}/reindex", http::kbs::reindex)
-        .add(Method::POST, "/v1/kbs/{kb}/ask", http::ask::ask)
-        .add(
-            Method::GET,
-            "/v1/kbs/{kb}/export/qa.jsonl",
-            http::conversations::export_qa,
-        )
-        .add(
-            Method::GET,
-            "/v1/conversations",
-            http::conversations::list_conversations,
-        )
-        .add(
-            Method::GET,
-            "/v1/conversations/{id}",
-            http::conversations::get_conversation,
-        )
-        .add(
-            Method::DELETE,
-            "/v1/conversations/{id}",
-            http::conversations::delete_conversation,
-        )
-        .add(
-            Method::POST,
-            "/v1/conversations/{id}/feedback",
-            http::conversations::conversation_feedback,
-        )
+        openapi: openapi::ApiDoc::openapi(),
+    }
+    .add(Open, routes!(http::operations::healthz))
+    .add(Open, routes!(http::operations::readyz))
+    .add(Open, routes!(http::operations::metrics))
+    // The API reference describes the API, not anyone's data; the docs page fetches the
+    // document without a key.
+    .add(Open, routes!(openapi::spec))
+    .add(Open, routes!(openapi::docs))
+    .add(PerItem, routes!(http::models::models))
+    .add(AnyKey, routes!(http::models::tokenize))
+    .add(PerItem, routes!(http::openai::chat_completions))
+    .add(AnyKey, routes!(http::openai::embeddings))
+    .add(PerItem, routes!(http::kbs::list_kbs))
+    .add(KbRead, routes!(http::kbs::get_kb))
+    .add(KbWrite, routes!(http::kbs::delete_kb))
+    .add_wrapped(None, KbWrite, routes!(http::documents::upload), |route| {
+        route.layer(DefaultBodyLimit::max(upload_limit))
+    })
+    .add(KbRead, routes!(http::documents::list_documents))
+    .add_at(
+        "/v1/kbs/{kb}/documents/{*id}",
+        KbRead,
+        routes!(http::documents::get_document),
+    )
+    .add_at(
+        "/v1/kbs/{kb}/documents/{*id}",
+        KbWrite,
+        routes!(http::documents::delete_document),
+    )
+    .add(PerItem, routes!(http::jobs::create_job))
+    .add(PerItem, routes!(http::jobs::list_jobs))
+    .add(PerItem, routes!(http::jobs::get_job))
+    .add(PerItem, routes!(http::jobs::cancel_job))
+    .add(PerItem, routes!(http::jobs::job_events))
+    .add(KbRead, routes!(http::search::search))
+    .add(KbWrite, routes!(http::kbs::reindex))
+    .add(KbRead, routes!(http::ask::ask))
+    .add(KbRead, routes!(http::conversations::export_qa))
+    .add(PerItem, routes!(http::conversations::list_conversations))
+    .add(PerItem, routes!(http::conversations::get_conversation))
+    .add(PerItem, routes!(http::conversations::delete_conversation))
+    .add(PerItem, routes!(http::conversations::conversation_feedback))
+    .finish()
 }
 
 /// The API's routes, behind the [`Guard`]'s layers.
 pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
-    let router = routes(guard.max_upload_bytes)
-        .router
+    let Routes {
+        router, openapi, ..
+    } = routes(guard.max_upload_bytes);
+    let router = router
+        .layer(Extension(openapi::SpecJson::new(&openapi)))
         .fallback(http::not_found)
         // Layers added last run first. Innermost: body limits (the upload route's own
         // limit above wins over this one), then access, then the timeout, then metrics,

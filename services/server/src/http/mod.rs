@@ -131,23 +131,3 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> 
         .map(|Query(q)| q)
         .map_err(|e| ServiceError::bad_request("invalid_query", e.body_text()))
 }
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    /// The router and the access table list the same routes, so no route is refused for
-    /// want of an access decision and no decision is about a route that does not exist.
-    #[test]
-    fn every_route_has_an_access_entry_and_every_entry_a_route() {
-        let routed: BTreeSet<(String, &str)> = crate::routes::route_table()
-            .into_iter()
-            .map(|(method, path)| (method.to_string(), path))
-            .collect();
-        let listed: BTreeSet<(String, &str)> = zhiku_app::access::ROUTES
-            .iter()
-            .map(|&(method, path, _)| (method.to_string(), path))
-            .collect();
-        assert_eq!(routed, listed);
-    }
-}
