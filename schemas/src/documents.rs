@@ -194,3 +194,60 @@ pub struct DocumentListParams {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
+/// A document id that has been checked: 1-512 bytes, no control characters (they would
+/// break composite catalog keys and log lines), not only whitespace.
+///
+/// Ids come from clients (upload fields), from file paths (imports) or are derived from a
+/// file name; each source checks once and the pipeline takes only this type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct DocumentId(String);
+
+impl DocumentId {
+    /// Checks `id`.
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidDocumentId> {
+        let id = id.into();
+        let valid = (1..=512).contains(&id.len())
+            && !id.chars().any(char::is_control)
+            && !id.trim().is_empty();
+        if valid {
+            Ok(Self(id))
+        } else {
+            Err(InvalidDocumentId(id))
+        }
+    }
+}
+
+checked_string!(DocumentId, InvalidDocumentId);
+
+/// A string that is not a valid document id; it says what a valid one is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidDocumentId(pub String);
+
+impl std::fmt::Display for InvalidDocumentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid document_id {:?}: use 1-512 bytes without control characters",
+            self.0
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_ids() {
+        for good in ["docs/guide.md", "合同-2024", "a b"] {
+            assert_eq!(DocumentId::new(good).unwrap().as_str(), good);
+        }
+        for bad in ["", "a\u{1f}b", "line\nbreak", "   ", &"x".repeat(513)] {
+            assert_eq!(
+                DocumentId::new(bad),
+                Err(InvalidDocumentId(bad.to_string()))
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::FileError;
+use crate::{FileError, KbName};
 
 /// State of a batch job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -53,7 +53,8 @@ pub struct JobInfo {
     /// Job id.
     pub id: String,
     /// Target knowledge base.
-    pub kb: String,
+    #[schema(value_type = String)]
+    pub kb: KbName,
     /// Where the files come from.
     pub source: JobSource,
     /// Current state.
@@ -100,7 +101,7 @@ pub struct JobInfo {
 
 impl JobInfo {
     /// A queued job with no progress yet.
-    pub fn new(id: String, kb: String, source: JobSource, created_at: String) -> Self {
+    pub fn new(id: String, kb: KbName, source: JobSource, created_at: String) -> Self {
         Self {
             id,
             kb,

@@ -56,12 +56,45 @@ pub struct KbList {
     pub kbs: Vec<KbInfo>,
 }
 
-/// Whether `name` is a valid knowledge-base name: `[a-z0-9_-]{1,64}`.
-pub fn is_valid_kb_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+/// A knowledge-base name that has been checked: `[a-z0-9_-]{1,64}`.
+///
+/// Names become directory names and catalog keys, so they are checked once where they
+/// enter (a path, a request body, a key file, the command line) and travel as this type
+/// from there on; nothing below the edge checks a name again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct KbName(String);
+
+impl KbName {
+    /// Checks `name`.
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidKbName> {
+        let name = name.into();
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(InvalidKbName(name))
+        }
+    }
+}
+
+checked_string!(KbName, InvalidKbName);
+
+/// A string that is not a valid knowledge-base name; it says what a valid one is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidKbName(pub String);
+
+impl std::fmt::Display for InvalidKbName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid knowledge base name {:?}: use 1-64 characters of a-z, 0-9, _ and -",
+            self.0
+        )
+    }
 }
 
 #[cfg(test)]
@@ -70,10 +103,14 @@ mod tests {
 
     #[test]
     fn kb_names() {
-        assert!(is_valid_kb_name("docs_v2-zh"));
-        assert!(!is_valid_kb_name(""));
-        assert!(!is_valid_kb_name("Docs"));
-        assert!(!is_valid_kb_name("../etc"));
-        assert!(!is_valid_kb_name(&"a".repeat(65)));
+        assert_eq!(KbName::new("docs_v2-zh").unwrap().as_str(), "docs_v2-zh");
+        for bad in ["", "Docs", "../etc", "a b", &"a".repeat(65)] {
+            assert_eq!(KbName::new(bad), Err(InvalidKbName(bad.to_string())));
+        }
+        assert!(serde_json::from_str::<KbName>("\"Docs\"").is_err());
+        assert_eq!(
+            serde_json::to_string(&KbName::new("a").unwrap()).unwrap(),
+            "\"a\""
+        );
     }
 }

@@ -13,7 +13,7 @@ use zhiku_catalog::{
     Catalog, Commit, FileOutcome, FileRecord, JobSpec, StagedFile, StoredJob, now_rfc3339,
 };
 use zhiku_index::KbRegistry;
-use zhiku_schemas::{FileError, JobInfo, JobSource, JobState, OcrProgress};
+use zhiku_schemas::{DocumentId, FileError, JobInfo, JobSource, JobState, KbName, OcrProgress};
 
 use crate::JobError;
 use crate::runner::{Engines, FileResult, PipelineSettings, Recorder, run};
@@ -51,7 +51,7 @@ pub struct UploadFile {
     /// The file name as the client sent it, directories included (the document's `path`).
     pub path: String,
     /// Document id to store it under.
-    pub document_id: String,
+    pub document_id: DocumentId,
     /// Declared content type.
     pub content_type: Option<String>,
     /// Content.
@@ -95,10 +95,10 @@ pub struct Jobs {
     worker: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
-fn new_info(kb: &str, source: JobSource) -> JobInfo {
+fn new_info(kb: &KbName, source: JobSource) -> JobInfo {
     JobInfo::new(
         uuid::Uuid::new_v4().to_string(),
-        kb.to_string(),
+        kb.clone(),
         source,
         now_rfc3339(),
     )
@@ -182,7 +182,7 @@ impl Jobs {
     /// file.
     pub fn submit_upload(
         &self,
-        kb: &str,
+        kb: &KbName,
         files: Vec<UploadFile>,
         tags: Vec<String>,
     ) -> Result<JobInfo, JobError> {
@@ -218,7 +218,7 @@ impl Jobs {
     /// `tags` are as the client wrote them and go to every file.
     pub fn submit_import(
         &self,
-        kb: &str,
+        kb: &KbName,
         path: &str,
         glob: Option<&str>,
         tags: &[String],
@@ -533,7 +533,7 @@ impl Inner {
                 // the job was queued (or before a restart resumed it).
                 let dir = source::confine(path, self.config.roots_for(&job.info.kb))?;
                 let glob = source::compile_glob(glob.as_deref())?;
-                source::list(&dir, glob.as_ref())?
+                source::list(&job.info.kb, &dir, glob.as_ref())?
             }
         };
         for input in &mut inputs {
@@ -561,7 +561,7 @@ impl Inner {
         self.publish(&job.info);
         let remaining = inputs
             .into_iter()
-            .filter(|i| !done.contains_key(&i.document_id));
+            .filter(|i| !done.contains_key(i.document_id.as_str()));
         // OCR figures of an earlier run of this job (before a restart) carry over.
         let ocr_before = job.info.ocr;
         let ocr = Mutex::new(ocr_before);

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use zhiku_schemas::{DocumentId, KbName};
+
 use crate::JobError;
 
 /// Where a file's bytes are.
@@ -33,7 +35,7 @@ pub struct Input {
     /// The document's tags, already normalised ([`normalize_tags`](crate::normalize_tags)).
     pub tags: Vec<String>,
     /// Document id to store it under.
-    pub document_id: String,
+    pub document_id: DocumentId,
     /// Content type declared by the client, a hint for format detection.
     pub content_type: Option<String>,
     /// The bytes.
@@ -97,9 +99,11 @@ pub fn compile_glob(glob: Option<&str>) -> Result<Option<glob::Pattern>, JobErro
 
 /// Lists the regular files under `dir` (recursively, sorted, hidden entries skipped)
 /// whose relative path matches `glob`; the relative path is each input's name, document
-/// id and `path`, and tags are left to the job. A symlink is followed only if its target is still
-/// inside `dir`, so a link cannot smuggle files from outside the import root.
-pub fn list(dir: &Path, glob: Option<&glob::Pattern>) -> Result<Vec<Input>, JobError> {
+/// id and `path`, and tags are left to the job. A path that cannot be an id (over 512
+/// bytes, control characters in a file name) gets the id an upload of that name into `kb`
+/// would. A symlink is followed only if its target is still inside `dir`, so a link cannot
+/// smuggle files from outside the import root.
+pub fn list(kb: &KbName, dir: &Path, glob: Option<&glob::Pattern>) -> Result<Vec<Input>, JobError> {
     let options = glob::MatchOptions {
         case_sensitive: true,
         require_literal_separator: true,
@@ -137,7 +141,8 @@ pub fn list(dir: &Path, glob: Option<&glob::Pattern>) -> Result<Vec<Input>, JobE
             continue;
         }
         inputs.push(Input {
-            document_id: name.clone(),
+            document_id: DocumentId::new(name.clone())
+                .unwrap_or_else(|_| zhiku_ingest::document_id(kb, &name)),
             path: name.clone(),
             name,
             tags: Vec::new(),
@@ -172,19 +177,37 @@ mod tests {
         let roots = vec![root.path().to_path_buf()];
 
         let dir = confine(docs.to_str().unwrap(), &roots).unwrap();
-        let names: Vec<String> = list(&dir, None)
+        let names: Vec<String> = list(&KbName::new("kb").unwrap(), &dir, None)
             .unwrap()
             .into_iter()
             .map(|i| i.name)
             .collect();
         assert_eq!(names, ["a.md", "sub/b.txt"]);
         let md = compile_glob(Some("**/*.md")).unwrap();
-        let names: Vec<String> = list(&dir, md.as_ref())
+        let names: Vec<String> = list(&KbName::new("kb").unwrap(), &dir, md.as_ref())
             .unwrap()
             .into_iter()
             .map(|i| i.name)
             .collect();
         assert_eq!(names, ["a.md"]);
+        // A name that cannot be an id still imports, under the id an upload would get.
+        let kb = KbName::new("kb").unwrap();
+        std::fs::write(docs.join("odd\nname.txt"), "c").unwrap();
+        let listed = list(&kb, &dir, None).unwrap();
+        let odd = listed.iter().find(|i| i.name == "odd\nname.txt").unwrap();
+        assert_eq!(
+            odd.document_id,
+            zhiku_ingest::document_id(&kb, "odd\nname.txt")
+        );
+        assert_eq!(
+            listed
+                .iter()
+                .find(|i| i.name == "a.md")
+                .unwrap()
+                .document_id
+                .as_str(),
+            "a.md"
+        );
 
         let dotdot = format!("{}/../..", docs.display());
         assert!(matches!(
@@ -221,7 +244,7 @@ mod tests {
         std::fs::write(sub.join("a.txt"), "inside").unwrap();
         std::fs::write(outside.path().join("a.txt"), "secret").unwrap();
         let dir = std::fs::canonicalize(root.path()).unwrap();
-        let listed = list(&dir, None).unwrap();
+        let listed = list(&KbName::new("kb").unwrap(), &dir, None).unwrap();
         let InputSource::Confined {
             path,
             root: confined,

@@ -17,7 +17,7 @@ use zhiku_parse::{
     detect_format, parse_with,
 };
 use zhiku_sandbox::{ParserPool, SandboxError};
-use zhiku_schemas::{ChunkRecord, OcrPage};
+use zhiku_schemas::{ChunkRecord, DocumentId, KbName, OcrPage};
 
 /// A stage of the pipeline, as named in error reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,9 +170,9 @@ impl IngestError {
 }
 
 /// Stable document id derived from the KB and file name, so re-uploading a file replaces it.
-pub fn document_id(kb: &str, name: &str) -> String {
+pub fn document_id(kb: &KbName, name: &str) -> DocumentId {
     let digest = Sha256::digest(format!("{kb}\0{name}").as_bytes());
-    hex(&digest[..8])
+    DocumentId::new(hex(&digest[..8])).expect("16 hex digits are a valid document id")
 }
 
 /// Lowercase hex of bytes, as every digest zhiku stores is written.
@@ -489,10 +489,20 @@ mod tests {
 
     #[test]
     fn document_ids_are_stable_and_distinct() {
-        assert_eq!(document_id("kb", "a.md"), document_id("kb", "a.md"));
-        assert_ne!(document_id("kb", "a.md"), document_id("kb", "b.md"));
-        assert_ne!(document_id("kb1", "a.md"), document_id("kb2", "a.md"));
-        assert_eq!(document_id("kb", "a.md").len(), 16);
+        let kb = |name: &str| KbName::new(name).unwrap();
+        assert_eq!(
+            document_id(&kb("kb"), "a.md"),
+            document_id(&kb("kb"), "a.md")
+        );
+        assert_ne!(
+            document_id(&kb("kb"), "a.md"),
+            document_id(&kb("kb"), "b.md")
+        );
+        assert_ne!(
+            document_id(&kb("kb1"), "a.md"),
+            document_id(&kb("kb2"), "a.md")
+        );
+        assert_eq!(document_id(&kb("kb"), "a.md").len(), 16);
     }
 
     #[test]

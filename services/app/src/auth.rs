@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zhiku_schemas::is_valid_kb_name;
+use zhiku_schemas::KbName;
 
 use crate::error::{ServiceError, kb_not_found};
 
@@ -60,9 +60,9 @@ pub struct StoredKey {
     pub id: String,
     /// What the key may do.
     pub scope: Scope,
-    /// The knowledge base of a read or write key.
+    /// The knowledge base of a read or write key (an invalid name fails the file's load).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kb: Option<String>,
+    pub kb: Option<KbName>,
     /// The operator's label, e.g. who holds the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -151,7 +151,7 @@ impl Principal {
             (Scope::Admin, _) => Principal::Admin { id },
             (scope, Some(kb)) => Principal::Kb {
                 id,
-                kb: kb.clone(),
+                kb: kb.to_string(),
                 write: scope == Scope::Write,
             },
             // A read or write key without a KB is refused when the file is loaded.
@@ -240,7 +240,7 @@ fn read_file(path: &Path) -> Result<KeyFile, ServiceError> {
     for key in &file.keys {
         let kb_ok = match key.scope {
             Scope::Admin => key.kb.is_none(),
-            Scope::Read | Scope::Write => key.kb.as_deref().is_some_and(is_valid_kb_name),
+            Scope::Read | Scope::Write => key.kb.is_some(),
         };
         if !kb_ok {
             return Err(key_file_error(
@@ -361,13 +361,7 @@ pub fn create_key(
 ) -> anyhow::Result<(StoredKey, String)> {
     let kb = match (scope, kb) {
         (Scope::Admin, _) => None,
-        (_, Some(kb)) => {
-            anyhow::ensure!(
-                is_valid_kb_name(kb),
-                "invalid knowledge base name {kb:?}: use 1-64 characters of a-z, 0-9, _ and -"
-            );
-            Some(kb.to_string())
-        }
+        (_, Some(kb)) => Some(KbName::new(kb)?),
         (_, None) => anyhow::bail!("a read or write key is for one knowledge base: name it"),
     };
     if let Some(name) = name {

@@ -5,7 +5,7 @@ use zhiku_generate::GenerateError;
 use zhiku_index::IndexError;
 use zhiku_jobs::JobError;
 use zhiku_retrieve::RetrieveError;
-use zhiku_schemas::FileError;
+use zhiku_schemas::{FileError, InvalidDocumentId, InvalidKbName};
 
 /// Anything a request or command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +128,21 @@ impl ServiceError {
 pub fn kb_not_found(name: &str) -> ServiceError {
     ServiceError::NotFound(format!("knowledge base {name:?} does not exist"))
 }
+
+/// A name given where a knowledge base may be created: a 400 saying what a name may be.
+impl From<InvalidKbName> for ServiceError {
+    fn from(e: InvalidKbName) -> Self {
+        Self::bad_request("invalid_kb_name", e.to_string())
+    }
+}
+
+/// A document id given for a new document: a 400 saying what an id may be.
+impl From<InvalidDocumentId> for ServiceError {
+    fn from(e: InvalidDocumentId) -> Self {
+        Self::bad_request("invalid_document_id", e.to_string())
+    }
+}
+
 macro_rules! storage_errors {
     ($($t:ty),*) => {$(
         impl From<$t> for ServiceError {

@@ -11,11 +11,11 @@ use zhiku_schemas::openai::{
     ChatCompletionMessage, ChatCompletionRequest, Embedding, EmbeddingInput, EmbeddingRequest,
     EmbeddingResponse, EmbeddingUsage, EmbeddingVector,
 };
-use zhiku_schemas::{AskRequest, AskSources, Citation, PromptFields, Usage};
+use zhiku_schemas::{AskRequest, AskSources, Citation, KbName, PromptFields, Usage};
 
 use crate::ask::AskSink;
 use crate::config::RewriteMode;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, kb_not_found};
 use crate::services::Services;
 
 /// Most inputs one embeddings request may carry (OpenAI's own limit).
@@ -194,9 +194,10 @@ impl Services {
         let started = Instant::now();
         let messages = chat_messages(request)?;
         let ask = Self::ask_request(request, &messages)?;
-        if let Some(kb) = request.model.strip_prefix("kb:") {
-            // Unknown KBs are 404s before any model work.
-            self.kb(kb)?;
+        if let Some(name) = request.model.strip_prefix("kb:") {
+            // Unknown KBs are 404s before any model work; a name no KB can have is one.
+            let kb = KbName::new(name).map_err(|_| kb_not_found(name))?;
+            self.kb(&kb)?;
             let checked = self.check_ask(&ask)?;
             let earlier = history(&messages[..messages.len() - 1]);
             let rewrite_slot = (!earlier.is_empty()
@@ -206,7 +207,7 @@ impl Services {
             let context =
                 self.inline_context(checked.question, &earlier, checked.generator.as_ref());
             drop(rewrite_slot);
-            let response = self.answer(kb, &ask, checked, context, sink, started)?;
+            let response = self.answer(&kb, &ask, checked, context, sink, started)?;
             return Ok(ChatOutcome {
                 content: response.answer,
                 finish_reason: response.finish_reason.unwrap_or_else(|| "stop".into()),

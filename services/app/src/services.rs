@@ -13,11 +13,10 @@ use zhiku_embed::Embedder;
 use zhiku_generate::{Generator, LlamaGenerator, OpenAiGenerator, Slots};
 use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{Engines, FileResult, Input, Jobs, JobsConfig, Recorder};
-use zhiku_retrieve::SearchOptions;
+use zhiku_retrieve::{Query, SearchOptions};
 use zhiku_schemas::{
-    DocumentOutcome, FileError, ModelInfo, ModelList, ReindexResponse, SearchFilter, SearchHit,
-    SearchRequest, SlotInfo, Token, TokenizeResponse, UploadedDocument, is_valid_kb_name,
-    path_prefixes,
+    DocumentOutcome, FileError, KbName, ModelInfo, ModelList, ReindexResponse, SearchFilter,
+    SearchHit, SearchRequest, SlotInfo, Token, TokenizeResponse, UploadedDocument, path_prefixes,
 };
 
 use crate::config::{Config, LlmProvider, SearchConfig};
@@ -58,8 +57,8 @@ pub struct Services {
 /// A search checked against the limits, with its defaults settled: what retrieval runs.
 #[derive(Debug, Clone)]
 pub struct CheckedSearch {
-    /// The query text.
-    pub query: String,
+    /// The query, segmented.
+    pub query: Query,
     /// How retrieval runs.
     pub options: SearchOptions,
 }
@@ -122,7 +121,7 @@ fn check_filter(filter: &SearchFilter) -> Result<SearchFilter, ServiceError> {
 /// A query within the configured bounds, or a 400 naming the bound it passes: the
 /// characters first (cheap to count), then the distinct terms the keyword index would
 /// look up.
-fn check_query(query: &str, config: &SearchConfig) -> Result<(), ServiceError> {
+fn check_query(query: &str, config: &SearchConfig) -> Result<Query, ServiceError> {
     let chars = query.chars().count();
     if chars > config.max_query_chars {
         return Err(ServiceError::over_limit(
@@ -134,19 +133,19 @@ fn check_query(query: &str, config: &SearchConfig) -> Result<(), ServiceError> {
             "search.max_query_chars",
         ));
     }
-    let terms: std::collections::HashSet<String> =
-        zhiku_index::analyzer::terms(query).into_iter().collect();
-    if terms.len() > config.max_query_terms {
+    let query = Query::new(query);
+    let terms = query.terms().len();
+    if terms > config.max_query_terms {
         return Err(ServiceError::over_limit(
             "query_too_long",
             "query",
-            terms.len(),
+            terms,
             "distinct terms",
             config.max_query_terms,
             "search.max_query_terms",
         ));
     }
-    Ok(())
+    Ok(query)
 }
 
 /// Which models a command needs.
@@ -288,32 +287,17 @@ impl Services {
     }
 
     /// The KB called `name`, or a 404 naming it.
-    pub fn kb(&self, name: &str) -> Result<Arc<KnowledgeBase>, ServiceError> {
+    pub fn kb(&self, name: &KbName) -> Result<Arc<KnowledgeBase>, ServiceError> {
         self.registry.get(name)?.ok_or_else(|| kb_not_found(name))
-    }
-
-    /// Checks a KB name given by a client.
-    pub fn check_kb_name(name: &str) -> Result<(), ServiceError> {
-        if is_valid_kb_name(name) {
-            Ok(())
-        } else {
-            Err(ServiceError::bad_request(
-                "invalid_kb_name",
-                format!(
-                    "invalid knowledge base name {name:?}: use 1-64 characters of a-z, 0-9, _ and -"
-                ),
-            ))
-        }
     }
 
     /// Runs files through the pipeline now and waits for them, creating the KB if needed.
     /// Each file succeeds or fails alone; a failed file writes nothing.
     pub fn ingest_now(
         &self,
-        kb: &str,
+        kb: &KbName,
         inputs: Vec<Input>,
     ) -> Result<(Vec<UploadedDocument>, Vec<FileError>), ServiceError> {
-        Self::check_kb_name(kb)?;
         let store =
             self.registry
                 .get_or_create(kb, self.embedder.name(), self.embedder.dimension())?;
@@ -365,7 +349,7 @@ impl Services {
     /// Re-embeds every chunk of a KB with this service's embedding model and switches the
     /// KB to it atomically (see [`zhiku_index::KnowledgeBase::reindex`]). Ingestion into
     /// the KB waits meanwhile; searches go on against the old vectors until the switch.
-    pub fn reindex(&self, kb: &str) -> Result<ReindexResponse, ServiceError> {
+    pub fn reindex(&self, kb: &KbName) -> Result<ReindexResponse, ServiceError> {
         let started = Instant::now();
         let store = self.kb(kb)?;
         let embedder = self.embedder.clone();
@@ -373,7 +357,7 @@ impl Services {
             let inputs: Vec<String> = records.iter().map(zhiku_ingest::embedding_input).collect();
             embedder.embed_passages(&inputs).map_err(|e| e.to_string())
         })?;
-        tracing::info!(kb, from = %report.from.0, to = %embedder.name(), chunks = report.chunks, "reindexed");
+        tracing::info!(%kb, from = %report.from.0, to = %embedder.name(), chunks = report.chunks, "reindexed");
         Ok(ReindexResponse {
             kb: store.info(),
             previous_embedder: report.from.0,
@@ -503,7 +487,7 @@ impl Services {
     /// ([`Services::retrieve`]).
     pub fn search(
         &self,
-        kb: &str,
+        kb: &KbName,
         request: &SearchRequest,
     ) -> Result<Vec<SearchHit>, ServiceError> {
         self.retrieve(kb, &self.check_search(request)?)
@@ -541,10 +525,10 @@ impl Services {
                 "expand must be between 0 and 5",
             ));
         }
-        check_query(&request.query, config)?;
+        let query = check_query(&request.query, config)?;
         let filter = request.filter.as_ref().map(check_filter).transpose()?;
         Ok(CheckedSearch {
-            query: request.query.clone(),
+            query,
             options: SearchOptions {
                 filter,
                 expand,
@@ -576,7 +560,7 @@ impl Services {
     /// Runs a checked search on a KB.
     pub fn retrieve(
         &self,
-        kb: &str,
+        kb: &KbName,
         search: &CheckedSearch,
     ) -> Result<Vec<SearchHit>, ServiceError> {
         let kb = self.kb(kb)?;
@@ -601,7 +585,7 @@ impl Services {
             // the scrape of everything else.
             if let Ok(Some(kb)) = self.registry.get(&name) {
                 let info = kb.info();
-                kbs.push((name, info.documents, info.chunks));
+                kbs.push((name.into(), info.documents, info.chunks));
             }
         }
         Ok(self.metrics.render(&Snapshot {

@@ -5,14 +5,14 @@
 use zhiku_app::config::Config;
 use zhiku_app::services::{Models, Services};
 use zhiku_jobs::{Input, InputSource};
-use zhiku_schemas::{AnswerMode, AskRequest, SearchRequest};
+use zhiku_schemas::{AnswerMode, AskRequest, DocumentId, KbName, SearchRequest};
 
 fn input(name: &str, text: &str) -> Input {
     Input {
         name: name.into(),
         path: name.into(),
         tags: Vec::new(),
-        document_id: name.into(),
+        document_id: DocumentId::new(name).unwrap(),
         content_type: None,
         source: InputSource::Bytes(text.as_bytes().into()),
     }
@@ -28,10 +28,11 @@ fn upload_search_and_ask_without_a_server() {
     config.jobs.parser_processes = 0;
     config.ocr.enabled = false;
     let services = Services::load(config, Models::All, false).expect("load the models");
+    let hr = KbName::new("hr").unwrap();
 
     let (documents, errors) = services
         .ingest_now(
-            "hr",
+            &hr,
             vec![
                 input(
                     "leave.md",
@@ -48,7 +49,7 @@ fn upload_search_and_ask_without_a_server() {
     assert_eq!(documents.len(), 2);
 
     let hits = services
-        .search("hr", &SearchRequest::new("how many days of paid leave"))
+        .search(&hr, &SearchRequest::new("how many days of paid leave"))
         .expect("search");
     assert_eq!(hits[0].document_id, "leave.md", "{hits:?}");
 
@@ -60,13 +61,16 @@ fn upload_search_and_ask_without_a_server() {
         streamed.push_str(piece);
         true
     };
-    let answer = services.ask("hr", &request, &mut sink).expect("ask");
+    let answer = services.ask(&hr, &request, &mut sink).expect("ask");
     assert!(answer.answer.contains("25 days"), "{}", answer.answer);
     assert_eq!(answer.citations[0].document_id, "leave.md");
     assert_eq!(streamed, answer.answer);
 
     let err = services
-        .search("no-such-kb", &SearchRequest::new("leave"))
+        .search(
+            &KbName::new("no-such-kb").unwrap(),
+            &SearchRequest::new("leave"),
+        )
         .expect_err("an unknown knowledge base");
     assert!(err.to_string().contains("no-such-kb"), "{err}");
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Subcommand;
 use zhiku_index::DocumentWrite;
-use zhiku_schemas::{ChunkRecord, DocumentInfo, JobState, SearchMode, SearchRequest};
+use zhiku_schemas::{ChunkRecord, DocumentInfo, JobState, KbName, SearchMode, SearchRequest};
 
 use zhiku_app::config::Config;
 use zhiku_app::services::{Models, Services};
@@ -37,7 +37,7 @@ pub enum BenchCommand {
     Load {
         /// Knowledge base to create (must not exist).
         #[arg(long)]
-        kb: String,
+        kb: KbName,
         /// The corpus, JSON lines.
         #[arg(long)]
         chunks: PathBuf,
@@ -49,7 +49,7 @@ pub enum BenchCommand {
     Search {
         /// Knowledge base to query.
         #[arg(long)]
-        kb: String,
+        kb: KbName,
         /// Queries, one per line (default: a built-in bilingual set).
         #[arg(long)]
         queries: Option<PathBuf>,
@@ -146,7 +146,7 @@ fn stage_corpus(paths: &[PathBuf], dest: &Path, copies: usize) -> anyhow::Result
     for (p, path) in paths.iter().enumerate() {
         let files: Vec<(PathBuf, PathBuf)> = if path.is_dir() {
             let dir = std::fs::canonicalize(path)?;
-            zhiku_jobs::source::list(&dir, None)?
+            zhiku_jobs::source::list(&KbName::new("bench")?, &dir, None)?
                 .into_iter()
                 .filter_map(|input| match input.source {
                     zhiku_jobs::InputSource::Path(file)
@@ -218,7 +218,7 @@ fn ingest(mut config: Config, paths: &[PathBuf], copies: usize) -> anyhow::Resul
 
     let started = Instant::now();
     let cpu_before = cpu_ticks();
-    let job = jobs.submit_import("bench", &corpus.to_string_lossy(), None, &[])?;
+    let job = jobs.submit_import(&KbName::new("bench")?, &corpus.to_string_lossy(), None, &[])?;
     let info = loop {
         let info = jobs.get(&job.id)?.context("job vanished")?;
         if info.state.is_finished() {
@@ -305,7 +305,7 @@ const COPY_NOISE: f32 = 0.01;
 /// Chunks per store write while loading.
 const LOAD_BATCH: usize = 5000;
 
-fn load(config: Config, kb: &str, corpus: &Path, size: usize) -> anyhow::Result<()> {
+fn load(config: Config, kb: &KbName, corpus: &Path, size: usize) -> anyhow::Result<()> {
     anyhow::ensure!(size > 0, "--size must be positive");
     let text = std::fs::read_to_string(corpus)
         .with_context(|| format!("cannot read {}", corpus.display()))?;
@@ -518,7 +518,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn search(
     config: Config,
-    kb: &str,
+    kb: &KbName,
     queries: Option<PathBuf>,
     iterations: usize,
     recall: bool,
@@ -581,7 +581,7 @@ fn search(
 /// CPU time of searches with the longest queries the limits accept, per mode: the bound
 /// that keeps one request from pinning a core. The queries are made of the KB's own words
 /// (from the top hits of `queries`), so every term has postings to score.
-fn worst_case_cpu(services: &Services, kb: &str, queries: &[String]) -> anyhow::Result<()> {
+fn worst_case_cpu(services: &Services, kb: &KbName, queries: &[String]) -> anyhow::Result<()> {
     let limits = &services.config.search;
     let mut texts: Vec<String> = Vec::new();
     for query in queries {
@@ -675,7 +675,7 @@ fn worst_case_cpu(services: &Services, kb: &str, queries: &[String]) -> anyhow::
 /// query's exact top k that the index also returns.
 fn dense_recall(
     services: &Services,
-    kb: &str,
+    kb: &KbName,
     queries: &[String],
     k: usize,
 ) -> anyhow::Result<(f64, f64)> {

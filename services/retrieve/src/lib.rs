@@ -31,6 +31,38 @@ pub enum RetrieveError {
     Index(#[from] IndexError),
 }
 
+/// A query, segmented once: its limits are checked on these terms, and the keyword index
+/// scores the same terms, so a long Chinese query goes through jieba one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    text: String,
+    terms: Vec<String>,
+}
+
+impl Query {
+    /// The query `text`, trimmed, with its distinct index terms in order of appearance
+    /// (analysed as the indexed text was).
+    pub fn new(text: &str) -> Self {
+        let text = text.trim().to_string();
+        let mut seen = std::collections::HashSet::new();
+        let terms = zhiku_index::analyzer::terms(&text)
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect();
+        Self { text, terms }
+    }
+
+    /// The text, for the embedder and for display.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The distinct index terms, for BM25.
+    pub fn terms(&self) -> &[String] {
+        &self.terms
+    }
+}
+
 /// How a search runs.
 #[derive(Debug, Clone)]
 pub struct SearchOptions {
@@ -198,10 +230,11 @@ pub fn fuse(
 pub fn search(
     kb: &KnowledgeBase,
     embedder: &dyn Embedder,
-    query: &str,
+    query: &Query,
     options: &SearchOptions,
 ) -> Result<Vec<SearchHit>, RetrieveError> {
-    let query = query.trim();
+    let terms = query.terms();
+    let query = query.text();
     if query.is_empty() {
         return Err(RetrieveError::EmptyQuery);
     }
@@ -220,7 +253,7 @@ pub fn search(
     let fused: Vec<Scored> = match (options.mode, vector) {
         (SearchMode::Hybrid, Some(vector)) => fuse(
             view.dense_search(&vector, candidates, filter)?,
-            view.keyword_search(query, candidates, filter)?,
+            view.keyword_search(terms, candidates, filter)?,
             options.fusion,
             options.rrf_k,
             options.alpha,
@@ -241,7 +274,7 @@ pub fn search(
         .collect(),
         (_, None) => fuse(
             Vec::new(),
-            view.keyword_search(query, candidates, filter)?,
+            view.keyword_search(terms, candidates, filter)?,
             Fusion::Rrf,
             0.0,
             0.0,

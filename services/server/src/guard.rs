@@ -1,12 +1,12 @@
 //! What stands in front of every handler: API keys and per-route access (the router's
-//! table, [`crate::routes::route_table`]), the per-caller rate limit, the request timeout, request
+//! table that `routes.rs` builds), the per-caller rate limit, the request timeout, request
 //! body limits and CORS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,7 @@ use zhiku_app::config::ServerConfig;
 use zhiku_app::error::ServiceError;
 
 use crate::error::ApiError;
+use crate::http::extract::path_param;
 use zhiku_app::limits::RateLimiter;
 
 /// The upload route: its body limit is `server.max_upload_bytes`, every other route's
@@ -352,16 +353,8 @@ async fn authorize(guard: &Guard, mut request: Request) -> Result<Request, Servi
         .map_err(|retry_after_secs| ServiceError::RateLimited { retry_after_secs })?;
     if matches!(access, Access::KbRead | Access::KbWrite) {
         let (mut parts, body) = request.into_parts();
-        let params = RawPathParams::from_request_parts(&mut parts, &())
-            .await
-            .map_err(|e| ServiceError::bad_request("invalid_path", e.body_text()))?;
-        let kb = params
-            .iter()
-            .find(|(name, _)| *name == "kb")
-            .map(|(_, value)| value.to_string())
-            .ok_or_else(|| {
-                ServiceError::Internal("a knowledge-base route without {kb} in its path".into())
-            })?;
+        // Compared with the key's own KB as written: checking the name is the handler's.
+        let kb = path_param(&mut parts, "kb").await?;
         if access == Access::KbRead {
             principal.read(&kb)?;
         } else {

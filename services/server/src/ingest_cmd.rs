@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use zhiku_jobs::source;
-use zhiku_schemas::{JobAccepted, JobInfo, JobSource, JobState};
+use zhiku_schemas::{DocumentId, JobAccepted, JobInfo, JobSource, JobState, KbName};
 
 use zhiku_app::config::Config;
 use zhiku_app::services::{Models, Services};
@@ -61,12 +61,11 @@ impl Remote {
 pub fn run(
     mut config: Config,
     dir: &Path,
-    kb: &str,
+    kb: &KbName,
     glob: Option<&str>,
     tags: &[String],
     server: Option<&Remote>,
 ) -> anyhow::Result<bool> {
-    Services::check_kb_name(kb)?;
     // Checked before anything is loaded or sent.
     let tags = zhiku_jobs::normalize_tags(tags)?;
     let dir =
@@ -190,15 +189,15 @@ fn summary(info: &JobInfo) {
 fn remote(
     server: &Remote,
     dir: &Path,
-    kb: &str,
+    kb: &KbName,
     glob: Option<&str>,
     tags: &[String],
     bar: &ProgressBar,
 ) -> anyhow::Result<JobInfo> {
     let glob = source::compile_glob(glob)?;
-    let files = source::list(dir, glob.as_ref())?;
+    let files = source::list(kb, dir, glob.as_ref())?;
     let mut job_ids = Vec::new();
-    let mut batch: Vec<(String, PathBuf)> = Vec::new();
+    let mut batch: Vec<(String, DocumentId, PathBuf)> = Vec::new();
     let mut batch_bytes = 0;
     let total = files.len();
     bar.set_message("uploading");
@@ -210,7 +209,7 @@ fn remote(
             continue;
         };
         batch_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        batch.push((input.name, path));
+        batch.push((input.name, input.document_id, path));
         if batch.len() == UPLOAD_FILES || batch_bytes >= UPLOAD_BYTES || i + 1 == total {
             job_ids.push(upload(server, kb, &batch, tags)?);
             bar.set_position(i as u64 + 1);
@@ -243,16 +242,16 @@ fn remote(
 
 fn upload(
     server: &Remote,
-    kb: &str,
-    files: &[(String, PathBuf)],
+    kb: &KbName,
+    files: &[(String, DocumentId, PathBuf)],
     tags: &[String],
 ) -> anyhow::Result<String> {
     let mut form = reqwest::blocking::multipart::Form::new();
     if !tags.is_empty() {
         form = form.text("tags", tags.join(","));
     }
-    for (name, path) in files {
-        form = form.text("document_id", name.clone());
+    for (name, id, path) in files {
+        form = form.text("document_id", id.to_string());
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         // The server keeps only the last path component as the file name, and the whole
@@ -279,10 +278,10 @@ fn upload(
 }
 
 /// Sums several jobs into one view for the progress bar and the summary.
-fn combine(kb: &str, infos: Vec<JobInfo>) -> JobInfo {
+fn combine(kb: &KbName, infos: Vec<JobInfo>) -> JobInfo {
     let mut all = infos.iter();
     let Some(first) = all.next() else {
-        let mut empty = JobInfo::new("-".into(), kb.into(), JobSource::Upload, String::new());
+        let mut empty = JobInfo::new("-".into(), kb.clone(), JobSource::Upload, String::new());
         empty.state = JobState::Succeeded;
         return empty;
     };

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use zhiku_schemas::{AnswerMode, AskRequest, SearchMode, SearchRequest};
+use zhiku_schemas::{AnswerMode, AskRequest, KbName, SearchMode, SearchRequest};
 
 use zhiku_app::config::{Config, Overrides};
 use zhiku_app::services::{Models, Services};
@@ -111,7 +111,7 @@ enum Command {
         dir: PathBuf,
         /// Knowledge base name.
         #[arg(long)]
-        kb: String,
+        kb: KbName,
         /// Only files whose relative path matches this glob, e.g. '**/*.md'.
         #[arg(long)]
         glob: Option<String>,
@@ -128,7 +128,7 @@ enum Command {
     Reindex {
         /// Knowledge base name.
         #[arg(long)]
-        kb: String,
+        kb: KbName,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -138,7 +138,7 @@ enum Command {
         query: String,
         /// Knowledge base name.
         #[arg(long)]
-        kb: String,
+        kb: KbName,
         /// Hits to show.
         #[arg(long)]
         top_k: Option<usize>,
@@ -155,7 +155,7 @@ enum Command {
         question: String,
         /// Knowledge base name.
         #[arg(long)]
-        kb: String,
+        kb: KbName,
         /// Sampling temperature.
         #[arg(long)]
         temperature: Option<f32>,

@@ -9,7 +9,7 @@ use zhiku_generate::reference::ReferenceBench;
 use zhiku_generate::{
     ChatMessage, Generation, Generator, SamplingParams, Source, build_grounded_prompt,
 };
-use zhiku_schemas::SearchRequest;
+use zhiku_schemas::{KbName, SearchRequest};
 
 use super::percentile;
 use zhiku_app::config::Config;
@@ -21,7 +21,7 @@ pub struct GenerateArgs {
     /// Knowledge base whose chunks, retrieved for QUESTION, make the sources (default: the
     /// chunks of --docs).
     #[arg(long)]
-    kb: Option<String>,
+    kb: Option<KbName>,
     /// Documents chunked (as an import would) into the sources when no --kb is given.
     #[arg(long, default_values = DEFAULT_DOCS)]
     docs: Vec<PathBuf>,
@@ -335,7 +335,7 @@ fn round(
 /// The KB's chunks for the question, best first, as many as a search may return.
 fn retrieved_sources(
     services: &Services,
-    kb: &str,
+    kb: &KbName,
     question: &str,
 ) -> anyhow::Result<(Vec<Source>, String)> {
     let request = SearchRequest {

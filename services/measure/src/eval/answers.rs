@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use zhiku_generate::is_mostly_cjk;
-use zhiku_schemas::{AnswerMode, AskRequest, AskResponse, Citation};
+use zhiku_schemas::{AnswerMode, AskRequest, AskResponse, Citation, KbName};
 
 use super::{EvalArgs, Query, normalize};
 use zhiku_app::config::Config;
@@ -157,7 +157,7 @@ pub struct AnswerModeReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct AnswerReport {
     /// Knowledge base evaluated.
-    pub kb: String,
+    pub kb: KbName,
     /// The LLM.
     pub model: String,
     /// Answer length bound.
@@ -263,7 +263,7 @@ pub fn run(config: Config, args: &EvalArgs, queries: Vec<Query>) -> anyhow::Resu
 /// Asks one question as `/ask` would, greedily, storing no conversation.
 fn ask(
     services: &Services,
-    kb: &str,
+    kb: &KbName,
     query: &Query,
     mode: AnswerMode,
     max_tokens: u32,

@@ -25,7 +25,7 @@ use super::*;
     ))]
 pub(crate) async fn ask(
     State(s): State<AppState>,
-    Path(kb): Path<String>,
+    Kb(kb): Kb,
     headers: HeaderMap,
     body: Result<Json<AskRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {

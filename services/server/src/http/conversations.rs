@@ -125,10 +125,7 @@ pub(crate) async fn conversation_feedback(
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
     ))]
-pub(crate) async fn export_qa(
-    State(s): State<AppState>,
-    Path(kb): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn export_qa(State(s): State<AppState>, Kb(kb): Kb) -> Result<Response, ApiError> {
     let check = s.clone();
     let name = kb.clone();
     blocking(move || check.kb(&name).map(drop)).await?;
@@ -143,7 +140,7 @@ pub(crate) async fn export_qa(
             lines.blocking_send(line).is_ok() && !failed
         });
         if let Err(e) = result {
-            tracing::error!(error = %e, kb, "export failed midway");
+            tracing::error!(error = %e, %kb, "export failed midway");
             let _ = lines.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });

@@ -24,7 +24,7 @@ struct Upload {
 struct UploadParts {
     files: Vec<Upload>,
     /// `document_id` fields, one per file or none.
-    ids: Vec<String>,
+    ids: Vec<DocumentId>,
     /// `tags` fields as sent, for every file.
     tags: Vec<String>,
 }
@@ -58,16 +58,9 @@ async fn read_uploads(
                 continue;
             }
             Some("document_id") => {
-                let id = field.text().await.map_err(multipart_error)?;
-                if !is_valid_document_id(&id) {
-                    return Err(ServiceError::bad_request(
-                        "invalid_document_id",
-                        format!(
-                            "invalid document_id {id:?}: use 1-512 bytes without control characters"
-                        ),
-                    ));
-                }
-                ids.push(id);
+                ids.push(DocumentId::new(
+                    field.text().await.map_err(multipart_error)?,
+                )?);
                 continue;
             }
             _ => continue,
@@ -152,16 +145,15 @@ pub(crate) fn relative_path(path: &str) -> String {
     ))]
 pub(crate) async fn upload(
     State(s): State<AppState>,
-    Path(kb): Path<String>,
+    NewKb(kb): NewKb,
     params: Result<Query<UploadParams>, QueryRejection>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    Services::check_kb_name(&kb)?;
     let params = query(params)?;
     let UploadParts { files, ids, tags } =
         read_uploads(multipart, s.config.server.max_upload_parts).await?;
     let tags = zhiku_jobs::normalize_tags(&tags)?;
-    let ids: Vec<String> = if ids.is_empty() {
+    let ids: Vec<DocumentId> = if ids.is_empty() {
         files
             .iter()
             .map(|f| zhiku_ingest::document_id(&kb, &relative_path(&f.path)))
@@ -233,7 +225,7 @@ pub(crate) async fn upload(
     ))]
 pub(crate) async fn list_documents(
     State(s): State<AppState>,
-    Path(kb): Path<String>,
+    Kb(kb): Kb,
     params: Result<Query<DocumentListParams>, QueryRejection>,
 ) -> Result<Json<DocumentList>, ApiError> {
     let params = query(params)?;
@@ -267,7 +259,7 @@ pub(crate) async fn list_documents(
     ))]
 pub(crate) async fn get_document(
     State(s): State<AppState>,
-    Path((kb, id)): Path<(String, String)>,
+    DocPath { kb, id }: DocPath,
 ) -> Result<Json<DocumentInfo>, ApiError> {
     blocking(move || {
         s.kb(&kb)?.document(&id)?.map(Json).ok_or_else(|| {
@@ -288,7 +280,7 @@ pub(crate) async fn get_document(
     ))]
 pub(crate) async fn delete_document(
     State(s): State<AppState>,
-    Path((kb, id)): Path<(String, String)>,
+    DocPath { kb, id }: DocPath,
 ) -> Result<StatusCode, ApiError> {
     blocking(move || {
         if s.kb(&kb)?.delete_document(&id)? {

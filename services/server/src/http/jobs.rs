@@ -20,15 +20,11 @@ pub(crate) async fn create_job(
     body: Result<Json<CreateJobRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let request = json_body(body)?;
-    Services::check_kb_name(&request.kb)?;
-    principal.write(&request.kb)?;
+    let kb = KbName::new(request.kb)?;
+    principal.write(&kb)?;
     let job = blocking(move || {
-        Ok(s.jobs()?.submit_import(
-            &request.kb,
-            &request.path,
-            request.glob.as_deref(),
-            &request.tags,
-        )?)
+        Ok(s.jobs()?
+            .submit_import(&kb, &request.path, request.glob.as_deref(), &request.tags)?)
     })
     .await?;
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id: job.id })))

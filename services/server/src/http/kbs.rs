@@ -38,7 +38,7 @@ pub(crate) async fn list_kbs(
 ))]
 pub(crate) async fn get_kb(
     State(s): State<AppState>,
-    Path(kb): Path<String>,
+    Kb(kb): Kb,
 ) -> Result<impl IntoResponse, ApiError> {
     blocking(move || {
         let kb = s.kb(&kb)?;
@@ -59,7 +59,7 @@ pub(crate) async fn get_kb(
 ))]
 pub(crate) async fn delete_kb(
     State(s): State<AppState>,
-    Path(kb): Path<String>,
+    Kb(kb): Kb,
 ) -> Result<StatusCode, ApiError> {
     blocking(move || {
         if s.registry.delete(&kb)? {
@@ -85,7 +85,7 @@ pub(crate) async fn delete_kb(
     ))]
 pub(crate) async fn reindex(
     State(s): State<AppState>,
-    Path(kb): Path<String>,
+    Kb(kb): Kb,
 ) -> Result<Json<ReindexResponse>, ApiError> {
     blocking(move || Ok(Json(s.reindex(&kb)?))).await
 }

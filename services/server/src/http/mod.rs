@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use zhiku_catalog::is_valid_document_id;
 use zhiku_jobs::{Input, InputSource, UploadFile};
 use zhiku_schemas::openai::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
@@ -25,10 +24,10 @@ use zhiku_schemas::openai::{
 };
 use zhiku_schemas::{
     AskRequest, AskResponse, AskSources, AskToken, Conversation, ConversationList,
-    ConversationListParams, CreateJobRequest, DocumentInfo, DocumentList, DocumentListParams,
-    FeedbackRequest, Health, JobAccepted, JobInfo, JobList, KbInfo, KbList, ModelList, QaRecord,
-    Readiness, ReadyState, ReindexResponse, SearchRequest, SearchResponse, TokenizeRequest,
-    TokenizeResponse, UploadForm, UploadParams, UploadResponse,
+    ConversationListParams, CreateJobRequest, DocumentId, DocumentInfo, DocumentList,
+    DocumentListParams, FeedbackRequest, Health, JobAccepted, JobInfo, JobList, KbInfo, KbList,
+    KbName, ModelList, QaRecord, Readiness, ReadyState, ReindexResponse, SearchRequest,
+    SearchResponse, TokenizeRequest, TokenizeResponse, UploadForm, UploadParams, UploadResponse,
 };
 
 use crate::error::{ApiError, error_body};
@@ -37,6 +36,7 @@ use crate::responses::{
     NotFound, NotImplemented, Overloaded, PayloadTooLarge, UnprocessableContent,
     UnsupportedMediaType,
 };
+use extract::{DocPath, Kb, NewKb};
 use zhiku_app::ask::AskSink;
 use zhiku_app::auth::Principal;
 use zhiku_app::conversations::check_id;
@@ -49,6 +49,7 @@ pub type AppState = Arc<Services>;
 pub(crate) mod ask;
 pub(crate) mod conversations;
 pub(crate) mod documents;
+pub(crate) mod extract;
 pub(crate) mod jobs;
 pub(crate) mod kbs;
 pub(crate) mod models;

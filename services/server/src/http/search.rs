@@ -18,7 +18,7 @@ use super::*;
     ))]
 pub(crate) async fn search(
     State(s): State<AppState>,
-    Path(kb): Path<String>,
+    Kb(kb): Kb,
     body: Result<Json<SearchRequest>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = json_body(body)?;

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use zhiku_schemas::{DocumentInfo, DocumentOutcome, JobInfo, JobSource};
+use zhiku_schemas::{DocumentId, DocumentInfo, DocumentOutcome, JobInfo, JobSource};
 
 const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
 const INTENTS: TableDefinition<&str, u64> = TableDefinition::new("intents");
@@ -90,7 +90,7 @@ pub struct StagedFile {
     #[serde(default)]
     pub client_path: String,
     /// Document id it will be stored under.
-    pub document_id: String,
+    pub document_id: DocumentId,
     /// Content type declared by the client.
     #[serde(default)]
     pub content_type: Option<String>,
@@ -199,12 +199,6 @@ pub fn rfc3339_days_ago(days: u64) -> String {
         .checked_sub(ago)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     humantime::format_rfc3339_seconds(then).to_string()
-}
-
-/// Whether a client-supplied document id is acceptable: 1–512 bytes, no control
-/// characters (they would break composite keys and logs), not only whitespace.
-pub fn is_valid_document_id(id: &str) -> bool {
-    (1..=512).contains(&id.len()) && !id.chars().any(char::is_control) && !id.trim().is_empty()
 }
 
 impl Catalog {
@@ -500,7 +494,7 @@ fn intent_key(kb: &str, id: &str, version: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zhiku_schemas::DocumentStatus;
+    use zhiku_schemas::{DocumentStatus, KbName};
 
     fn doc(id: &str, version: u64) -> DocumentInfo {
         DocumentInfo {
@@ -523,7 +517,12 @@ mod tests {
 
     fn job(id: &str) -> StoredJob {
         StoredJob {
-            info: JobInfo::new(id.into(), "docs".into(), JobSource::Upload, now_rfc3339()),
+            info: JobInfo::new(
+                id.into(),
+                KbName::new("docs").unwrap(),
+                JobSource::Upload,
+                now_rfc3339(),
+            ),
             spec: JobSpec {
                 source: JobSource::Upload,
                 uploads: vec![],
@@ -622,17 +621,6 @@ mod tests {
         assert_eq!(catalog.jobs().unwrap().len(), 1);
         catalog.forget_job_files("j1").unwrap();
         assert!(catalog.job_files("j1").unwrap().is_empty());
-    }
-
-    #[test]
-    fn document_ids() {
-        assert!(is_valid_document_id("docs/guide.md"));
-        assert!(is_valid_document_id("合同-2024"));
-        assert!(!is_valid_document_id(""));
-        assert!(!is_valid_document_id("a\u{1f}b"));
-        assert!(!is_valid_document_id("line\nbreak"));
-        assert!(!is_valid_document_id("   "));
-        assert!(!is_valid_document_id(&"x".repeat(513)));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! One knowledge base on disk, and the registry of all of them.
+//! One knowledge base on disk.
 //!
 //! Layout of `<data>/kbs/<name>/`: `vectors*/` (Qdrant Edge shard; the one `kb.json` names),
 //! `keywords/` (Tantivy) and `kb.json` (which embedder built the vectors, and where they are).
@@ -13,13 +13,13 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 use zhiku_catalog::{Catalog, Commit, Intent, now_rfc3339};
 use zhiku_schemas::{
-    ChunkRecord, DocumentInfo, DocumentStatus, KbInfo, SearchFilter, StoredCounts, is_valid_kb_name,
+    ChunkRecord, DocumentInfo, DocumentStatus, KbInfo, SearchFilter, StoredCounts,
 };
 
 use crate::{EdgeVectorStore, HnswParams, IndexError, KeywordIndex, VectorStore};
 
-const META_FILE: &str = "kb.json";
-const TRASH_DIR: &str = ".trash";
+/// The file whose presence marks a complete KB directory.
+pub(crate) const META_FILE: &str = "kb.json";
 
 /// What a KB records about itself in `kb.json`. Documents live in the catalog.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub struct KbMeta {
     pub vectors_dir: String,
 }
 
-fn default_vectors_dir() -> String {
+pub(crate) fn default_vectors_dir() -> String {
     "vectors".into()
 }
 
@@ -113,7 +113,7 @@ fn sync_dir(dir: &Path) -> Result<(), IndexError> {
         .map_err(|e| io_err(dir, e))
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> IndexError {
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> IndexError {
     IndexError::Corrupt(format!("{}: {e}", path.display()))
 }
 
@@ -228,20 +228,21 @@ impl KbView<'_> {
         }
     }
 
-    /// BM25 keyword search over visible chunks matching `filter`.
+    /// BM25 keyword search for a query's `terms` ([`analyzer::terms`](crate::analyzer::terms))
+    /// over visible chunks matching `filter`.
     pub fn keyword_search(
         &self,
-        query: &str,
+        terms: &[String],
         limit: usize,
         filter: Option<&SearchFilter>,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        let hits = self.kb.keywords.search(query, self.fetch(limit), filter)?;
+        let hits = self.kb.keywords.search(terms, self.fetch(limit), filter)?;
         Ok(self.keep(hits, limit))
     }
 }
 
 impl KnowledgeBase {
-    fn open_dir(
+    pub(crate) fn open_dir(
         dir: &Path,
         meta: KbMeta,
         hnsw: HnswParams,
@@ -275,7 +276,7 @@ impl KnowledgeBase {
         })
     }
 
-    fn save_meta(&self) -> Result<(), IndexError> {
+    pub(crate) fn save_meta(&self) -> Result<(), IndexError> {
         let path = self.dir.join(META_FILE);
         let tmp = self.dir.join(format!("{META_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(&*self.meta.read())
@@ -676,201 +677,11 @@ fn remove_retired_vectors(dir: &Path, keep: &str) -> Result<(), IndexError> {
     Ok(())
 }
 
-/// All knowledge bases under a data directory, opened lazily and shared.
-pub struct KbRegistry {
-    root: PathBuf,
-    hnsw: HnswParams,
-    catalog: Arc<Catalog>,
-    open: RwLock<HashMap<String, Arc<KnowledgeBase>>>,
-    // Creation and deletion take turns so two uploads cannot create the same KB twice.
-    lifecycle: Mutex<()>,
-}
-
-impl KbRegistry {
-    /// A registry over `<data_dir>/kbs`; leftovers of interrupted deletions are removed,
-    /// from the disk and from the catalog.
-    pub fn open(
-        data_dir: &Path,
-        hnsw: HnswParams,
-        catalog: Arc<Catalog>,
-    ) -> Result<Self, IndexError> {
-        let root = data_dir.join("kbs");
-        std::fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
-        let trash = root.join(TRASH_DIR);
-        if trash.exists() {
-            std::fs::remove_dir_all(&trash).map_err(|e| io_err(&trash, e))?;
-        }
-        let registry = Self {
-            root,
-            hnsw,
-            catalog,
-            open: RwLock::new(HashMap::new()),
-            lifecycle: Mutex::new(()),
-        };
-        let existing = registry.names()?;
-        for kb in registry.catalog.kbs()? {
-            if !existing.contains(&kb) {
-                registry.catalog.purge_kb(&kb)?;
-            }
-        }
-        Ok(registry)
-    }
-
-    /// The catalog shared by all KBs.
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
-    }
-
-    /// Opens every KB and reconciles its stores with the catalog (run at startup).
-    ///
-    /// A KB built by an older zhiku is skipped with a warning rather than stopping the
-    /// start: the others stay usable, and requests to it fail naming the problem until it
-    /// is deleted and ingested again.
-    pub fn reconcile_all(&self) -> Result<Vec<(String, ReconcileReport)>, IndexError> {
-        let mut reports = Vec::new();
-        for name in self.names()? {
-            match self.get(&name) {
-                Ok(Some(kb)) => reports.push((name, kb.reconcile()?)),
-                Ok(None) => {}
-                Err(e @ IndexError::Outdated { .. }) => tracing::warn!("{e}"),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(reports)
-    }
-
-    /// Flushes every open KB (at shutdown); failures are logged, and the rest still
-    /// flushed.
-    pub fn flush_all(&self) {
-        let open: Vec<(String, Arc<KnowledgeBase>)> = self
-            .open
-            .read()
-            .iter()
-            .map(|(name, kb)| (name.clone(), kb.clone()))
-            .collect();
-        for (name, kb) in open {
-            if let Err(e) = kb.flush() {
-                tracing::error!(kb = %name, error = %e, "could not flush the knowledge base");
-            }
-        }
-    }
-
-    fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
-    }
-
-    /// The KB called `name`, if it exists.
-    pub fn get(&self, name: &str) -> Result<Option<Arc<KnowledgeBase>>, IndexError> {
-        if !is_valid_kb_name(name) {
-            return Ok(None);
-        }
-        if let Some(kb) = self.open.read().get(name) {
-            return Ok(Some(kb.clone()));
-        }
-        let _turn = self.lifecycle.lock();
-        self.load(name)
-    }
-
-    fn load(&self, name: &str) -> Result<Option<Arc<KnowledgeBase>>, IndexError> {
-        if let Some(kb) = self.open.read().get(name) {
-            return Ok(Some(kb.clone()));
-        }
-        let dir = self.dir(name);
-        let meta_path = dir.join(META_FILE);
-        if !meta_path.is_file() {
-            return Ok(None);
-        }
-        let bytes = std::fs::read(&meta_path).map_err(|e| io_err(&meta_path, e))?;
-        let meta: KbMeta = serde_json::from_slice(&bytes)
-            .map_err(|e| IndexError::Corrupt(format!("{}: {e}", meta_path.display())))?;
-        let kb = Arc::new(KnowledgeBase::open_dir(
-            &dir,
-            meta,
-            self.hnsw,
-            self.catalog.clone(),
-        )?);
-        self.open.write().insert(name.to_string(), kb.clone());
-        Ok(Some(kb))
-    }
-
-    /// The KB called `name`, created for this embedder if missing.
-    pub fn get_or_create(
-        &self,
-        name: &str,
-        embedder: &str,
-        dimension: usize,
-    ) -> Result<Arc<KnowledgeBase>, IndexError> {
-        if let Some(kb) = self.get(name)? {
-            return Ok(kb);
-        }
-        let _turn = self.lifecycle.lock();
-        if let Some(kb) = self.load(name)? {
-            return Ok(kb);
-        }
-        let dir = self.dir(name);
-        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        let meta = KbMeta {
-            name: name.to_string(),
-            embedder: embedder.to_string(),
-            dimension,
-            vectors_dir: default_vectors_dir(),
-        };
-        let kb = KnowledgeBase::open_dir(&dir, meta, self.hnsw, self.catalog.clone())?;
-        // kb.json is written last: its presence marks a complete KB.
-        kb.save_meta()?;
-        let kb = Arc::new(kb);
-        self.open.write().insert(name.to_string(), kb.clone());
-        Ok(kb)
-    }
-
-    /// Names of all KBs, sorted.
-    pub fn names(&self) -> Result<Vec<String>, IndexError> {
-        let entries = std::fs::read_dir(&self.root).map_err(|e| io_err(&self.root, e))?;
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| is_valid_kb_name(n) && self.dir(n).join(META_FILE).is_file())
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-
-    /// Deletes a KB and its directory. Returns whether it existed.
-    pub fn delete(&self, name: &str) -> Result<bool, IndexError> {
-        if !is_valid_kb_name(name) {
-            return Ok(false);
-        }
-        let _turn = self.lifecycle.lock();
-        let dir = self.dir(name);
-        if !dir.join(META_FILE).is_file() {
-            return Ok(false);
-        }
-        if let Some(kb) = self.open.write().remove(name) {
-            // The shard flushes on drop through paths inside the directory, so it must be
-            // closed before the directory goes. Requests hold a KB only briefly; loads wait
-            // on the lifecycle lock meanwhile, so nothing reopens it.
-            if let Err(kb) = close_when_unused(kb, Duration::from_secs(60)) {
-                self.open.write().insert(name.to_string(), kb);
-                return Err(IndexError::Busy(format!(
-                    "knowledge base {name:?} is in use; try again"
-                )));
-            }
-        }
-        // Move aside first so the name is free at once; a crash mid-removal leaves only
-        // trash, which the next start clears.
-        let trash = self.root.join(TRASH_DIR);
-        std::fs::create_dir_all(&trash).map_err(|e| io_err(&trash, e))?;
-        let target = trash.join(format!("{name}-{}", uuid::Uuid::new_v4()));
-        std::fs::rename(&dir, &target).map_err(|e| io_err(&dir, e))?;
-        // A crash before the purge is finished by the next start (no directory, no KB).
-        self.catalog.purge_kb(name)?;
-        std::fs::remove_dir_all(&target).map_err(|e| io_err(&target, e))?;
-        Ok(true)
-    }
-}
-
 /// Drops `shared` once no one else holds it, or gives it back after `patience`.
-fn close_when_unused<T: ?Sized>(shared: Arc<T>, patience: Duration) -> Result<(), Arc<T>> {
+pub(crate) fn close_when_unused<T: ?Sized>(
+    shared: Arc<T>,
+    patience: Duration,
+) -> Result<(), Arc<T>> {
     let deadline = Instant::now() + patience;
     loop {
         if Arc::strong_count(&shared) == 1 {
@@ -885,359 +696,4 @@ fn close_when_unused<T: ?Sized>(shared: Arc<T>, patience: Duration) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(doc: &str, i: u32, text: &str) -> ChunkRecord {
-        ChunkRecord {
-            chunk_id: ChunkRecord::make_id(doc, i),
-            document_id: doc.into(),
-            document_name: format!("{doc}.txt"),
-            chunk_index: i,
-            text: text.into(),
-            heading: None,
-            page: None,
-            ocr: false,
-            ocr_confidence: None,
-            version: 0,
-            tags: Vec::new(),
-            path: String::new(),
-            mime: String::new(),
-        }
-    }
-
-    fn info(id: &str) -> DocumentInfo {
-        DocumentInfo {
-            id: id.into(),
-            name: format!("{id}.txt"),
-            chunks: 0,
-            status: DocumentStatus::Indexed,
-            reason: None,
-            ocr_pages: Vec::new(),
-            format: Some("text/plain".into()),
-            tags: vec!["t1".into()],
-            path: format!("dir/{id}.txt"),
-            hash: String::new(),
-            size: 0,
-            version: 0,
-            created_at: String::new(),
-            updated_at: String::new(),
-        }
-    }
-
-    fn write(doc: &str, texts: &[(&str, [f32; 2])]) -> DocumentWrite {
-        DocumentWrite {
-            document: info(doc),
-            points: texts
-                .iter()
-                .enumerate()
-                .map(|(i, (t, v))| (record(doc, i as u32, t), v.to_vec()))
-                .collect(),
-        }
-    }
-
-    fn open(dir: &Path) -> KbRegistry {
-        let catalog = Arc::new(Catalog::open(&dir.join("catalog.redb")).unwrap());
-        KbRegistry::open(dir, HnswParams::default(), catalog).unwrap()
-    }
-
-    #[test]
-    fn empty_documents_are_stored_and_survive_reconciliation() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = open(dir.path());
-        let kb = registry.get_or_create("docs", "m", 2).unwrap();
-        let mut blank = write("blank", &[]);
-        blank.document.status = DocumentStatus::Empty;
-        blank.document.reason = Some("OCR found no text".into());
-        let stored = kb
-            .write(
-                vec![blank, write("d1", &[("alpha", [1.0, 0.0])])],
-                Commit::default(),
-            )
-            .unwrap();
-        assert_eq!(stored[0].status, DocumentStatus::Empty);
-        assert_eq!(stored[0].reason.as_deref(), Some("OCR found no text"));
-        assert_eq!(stored[1].status, DocumentStatus::Indexed);
-        // A store loses d1's chunks: the next start scans everything.
-        kb.vectors().delete_versions("d1", None).unwrap();
-        kb.vectors().flush().unwrap();
-        let report = kb.reconcile().unwrap();
-        assert!(report.full_scan);
-        assert_eq!(report.damaged, ["d1"]);
-        let blank = kb.document("blank").unwrap().unwrap();
-        assert_eq!((blank.status, blank.chunks), (DocumentStatus::Empty, 0));
-    }
-
-    #[test]
-    fn reindex_switches_model_and_keeps_every_chunk() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = open(dir.path());
-        let kb = registry.get_or_create("docs", "old-model", 2).unwrap();
-        kb.write(
-            vec![
-                write("d1", &[("alpha", [1.0, 0.0]), ("beta", [0.0, 1.0])]),
-                write("d2", &[("gamma", [0.5, 0.5])]),
-            ],
-            Commit::default(),
-        )
-        .unwrap();
-        // A 3-dimensional "model": one axis per chunk text, so each chunk is findable.
-        let axis = |text: &str| match text {
-            "alpha" => vec![1.0, 0.0, 0.0],
-            "beta" => vec![0.0, 1.0, 0.0],
-            _ => vec![0.0, 0.0, 1.0],
-        };
-        let report = kb
-            .reindex("new-model", 3, &mut |records| {
-                Ok(records.iter().map(|r| axis(&r.text)).collect())
-            })
-            .unwrap();
-        assert_eq!(report.from, ("old-model".to_string(), 2));
-        assert_eq!((report.documents, report.chunks), (2, 3));
-        assert!(kb.ensure_model("old-model", 2).is_err());
-        kb.ensure_model("new-model", 3).unwrap();
-        let hit = |kb: &KnowledgeBase, v: &[f32]| {
-            kb.view().dense_search(v, 1, None).unwrap()[0]
-                .0
-                .text
-                .clone()
-        };
-        assert_eq!(hit(&kb, &[0.0, 1.0, 0.0]), "beta");
-        assert_eq!(kb.view().keyword_search("gamma", 5, None).unwrap().len(), 1);
-        let stores: Vec<String> = std::fs::read_dir(dir.path().join("kbs/docs"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("vectors"))
-            .collect();
-        assert_eq!(
-            stores,
-            vec![kb.meta().vectors_dir.clone()],
-            "the old store is gone"
-        );
-
-        // A failing model leaves the KB as it was.
-        let err = kb.reindex("broken", 3, &mut |_| Err("out of memory".into()));
-        assert!(matches!(err, Err(IndexError::Embedding(m)) if m.contains("out of memory")));
-        kb.ensure_model("new-model", 3).unwrap();
-        drop(kb);
-        drop(registry);
-
-        let reopened = open(dir.path());
-        let kb = reopened.get("docs").unwrap().unwrap();
-        kb.ensure_model("new-model", 3).unwrap();
-        assert_eq!(hit(&kb, &[1.0, 0.0, 0.0]), "alpha");
-        assert_eq!(kb.stored_counts().unwrap().vectors, 3);
-        let stores = std::fs::read_dir(dir.path().join("kbs/docs"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("vectors")
-            })
-            .count();
-        assert_eq!(
-            stores, 1,
-            "the failed reindex's half-built store was removed"
-        );
-    }
-
-    #[test]
-    fn create_list_replace_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = open(dir.path());
-        assert!(registry.get("docs").unwrap().is_none());
-        let kb = registry.get_or_create("docs", "test-model", 2).unwrap();
-        let first = kb
-            .write(
-                vec![write("d1", &[("hello world", [1.0, 0.0])])],
-                Commit::default(),
-            )
-            .unwrap();
-        let second = kb
-            .write(
-                vec![write(
-                    "d1",
-                    &[("goodbye moon", [0.0, 1.0]), ("more", [0.5, 0.5])],
-                )],
-                Commit::default(),
-            )
-            .unwrap();
-        assert!(second[0].version > first[0].version);
-        assert_eq!(second[0].created_at, first[0].created_at);
-        assert_eq!(kb.info().chunks, 2);
-        let view = kb.view();
-        assert!(view.keyword_search("hello", 5, None).unwrap().is_empty());
-        assert_eq!(view.keyword_search("goodbye", 5, None).unwrap().len(), 1);
-        assert_eq!(view.dense_search(&[0.0, 1.0], 5, None).unwrap().len(), 2);
-        // Only the current version, in document order.
-        let texts: Vec<String> = view.chunks().unwrap().into_iter().map(|c| c.text).collect();
-        assert_eq!(texts, ["goodbye moon", "more"]);
-        drop(view);
-        assert_eq!(
-            kb.vectors().count().unwrap(),
-            2,
-            "the old version left the vectors"
-        );
-        assert_eq!(kb.keywords.count(), 2, "the old version left the keywords");
-        assert_eq!(registry.names().unwrap(), vec!["docs"]);
-        assert_eq!(kb.document("d1").unwrap().unwrap().chunks, 2);
-        drop(kb);
-        // One process owns a KB at a time: the shard's WAL and the catalog are locked.
-        drop(registry);
-
-        let reopened = open(dir.path());
-        let kb = reopened.get("docs").unwrap().unwrap();
-        assert_eq!(kb.meta().embedder, "test-model");
-        assert_eq!(kb.info().documents, 1);
-        assert_eq!(kb.reconcile().unwrap(), ReconcileReport::default());
-        assert!(kb.delete_document("d1").unwrap());
-        assert!(!kb.delete_document("d1").unwrap());
-        assert_eq!(kb.vectors().count().unwrap(), 0);
-        drop(kb);
-        assert!(reopened.delete("docs").unwrap());
-        assert!(!reopened.delete("docs").unwrap());
-        assert!(reopened.names().unwrap().is_empty());
-        assert!(!dir.path().join("kbs/docs").exists());
-        assert!(reopened.catalog().all_documents("docs").unwrap().is_empty());
-    }
-
-    #[test]
-    fn reconcile_removes_uncommitted_and_stray_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = open(dir.path());
-        let kb = registry.get_or_create("docs", "test-model", 2).unwrap();
-        kb.write(
-            vec![write("d1", &[("alpha", [1.0, 0.0])])],
-            Commit::default(),
-        )
-        .unwrap();
-        // A crash after the chunks of a new version were written but before the catalog
-        // switched: intent recorded, chunks in both stores, catalog unchanged.
-        let version = registry.catalog().begin_versions("docs", &["d1"]).unwrap()[0];
-        let mut crashed = write("d1", &[("beta", [0.0, 1.0])]);
-        crashed.points[0].0.version = version;
-        kb.vectors().upsert(&crashed.points).unwrap();
-        kb.keywords.add(&[crashed.points[0].0.clone()]).unwrap();
-        kb.keywords.commit().unwrap();
-        // And a stray chunk with no intent at all (e.g. a lost catalog write).
-        let mut stray = write("ghost", &[("gamma", [0.5, 0.5])]);
-        stray.points[0].0.version = 99;
-        kb.vectors().upsert(&stray.points).unwrap();
-        assert!(
-            kb.view()
-                .keyword_search("beta", 5, None)
-                .unwrap()
-                .is_empty(),
-            "uncommitted is invisible"
-        );
-        drop(kb);
-        drop(registry);
-
-        let registry = open(dir.path());
-        let reports = registry.reconcile_all().unwrap();
-        let report = &reports[0].1;
-        assert_eq!(report.intents_replayed, 1);
-        assert!(report.full_scan);
-        assert_eq!(report.stray_versions_removed, 1);
-        assert!(report.damaged.is_empty());
-        let kb = registry.get("docs").unwrap().unwrap();
-        assert_eq!(kb.vectors().count().unwrap(), 1);
-        assert_eq!(kb.keywords.count(), 1);
-        assert_eq!(kb.view().keyword_search("alpha", 5, None).unwrap().len(), 1);
-        assert!(registry.catalog().intents("docs").unwrap().is_empty());
-    }
-
-    #[test]
-    fn chunks_carry_their_documents_metadata() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = open(dir.path());
-        let kb = registry.get_or_create("docs", "test-model", 2).unwrap();
-        kb.write(
-            vec![write("d1", &[("alpha", [1.0, 0.0]), ("beta", [0.0, 1.0])])],
-            Commit::default(),
-        )
-        .unwrap();
-        let view = kb.view();
-        let dense = view.dense_search(&[1.0, 0.0], 1, None).unwrap();
-        let keyword = view.keyword_search("alpha", 1, None).unwrap();
-        for record in [
-            &dense[0].0,
-            &keyword[0].0,
-            &view.neighbours(&dense[0].0, 1).unwrap()[0],
-        ] {
-            assert_eq!(record.tags, ["t1"]);
-            assert_eq!(record.path, "dir/d1.txt");
-            assert_eq!(record.mime, "text/plain");
-        }
-        let filter: SearchFilter =
-            serde_json::from_value(serde_json::json!({"path_prefix": "dir", "tags": ["t1"]}))
-                .unwrap();
-        assert_eq!(
-            view.dense_search(&[1.0, 0.0], 5, Some(&filter))
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            view.keyword_search("beta", 5, Some(&filter)).unwrap().len(),
-            1
-        );
-        let other: SearchFilter =
-            serde_json::from_value(serde_json::json!({"tags": ["t2"]})).unwrap();
-        assert!(
-            view.dense_search(&[1.0, 0.0], 5, Some(&other))
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            view.keyword_search("beta", 5, Some(&other))
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn a_kb_from_an_older_build_is_refused_and_skipped_at_startup() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = open(dir.path());
-        registry.get_or_create("new", "test-model", 2).unwrap();
-        let old = registry.get_or_create("old", "test-model", 2).unwrap();
-        old.write(
-            vec![write("d1", &[("alpha", [1.0, 0.0])])],
-            Commit::default(),
-        )
-        .unwrap();
-        drop(old);
-        drop(registry);
-        // Replace the keyword index by one with the schema of the build before filters.
-        let keywords = dir.path().join("kbs/old/keywords");
-        std::fs::remove_dir_all(&keywords).unwrap();
-        std::fs::create_dir_all(&keywords).unwrap();
-        let mut builder = tantivy::schema::Schema::builder();
-        for name in ["document_id", "version_key"] {
-            builder.add_text_field(name, tantivy::schema::STRING);
-        }
-        builder.add_text_field("text", tantivy::schema::TEXT);
-        builder.add_text_field("heading", tantivy::schema::TEXT);
-        builder.add_text_field("record", tantivy::schema::STORED);
-        tantivy::Index::create_in_dir(&keywords, builder.build()).unwrap();
-
-        let registry = open(dir.path());
-        let reports = registry.reconcile_all().unwrap();
-        let names: Vec<&str> = reports.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["new"]);
-        let error = registry.get("old").err().unwrap();
-        assert!(matches!(error, IndexError::Outdated { .. }), "{error}");
-        let message = error.to_string();
-        assert!(
-            message.starts_with("knowledge base \"old\" was built by an older version of zhiku")
-                && message.contains("ingest its documents again"),
-            "{message}"
-        );
-        // It can still be deleted, to be ingested again.
-        assert!(registry.delete("old").unwrap());
-        assert_eq!(registry.names().unwrap(), ["new"]);
-    }
-}
+mod tests;

@@ -13,7 +13,7 @@ use tantivy::schema::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use zhiku_schemas::{ChunkRecord, SearchFilter, path_prefixes};
 
-use crate::analyzer::{ANALYZER_NAME, analyzer, terms};
+use crate::analyzer::{ANALYZER_NAME, analyzer};
 use crate::{IndexError, filter_terms};
 
 /// Distinct query terms a keyword search scores: the rarest ones. Questions have far
@@ -232,33 +232,33 @@ impl KeywordIndex {
             .collect()
     }
 
-    /// BM25 search among the chunks matching `filter`: the query is analyzed exactly as the
-    /// text was and each of its [`MAX_SCORED_TERMS`] rarest terms may match. The filter is part of the query, so a selective
+    /// BM25 search among the chunks matching `filter` for a query's `terms`, analysed as
+    /// the text was ([`terms`]); each of its [`MAX_SCORED_TERMS`] rarest terms may match. The filter is part of the query, so a selective
     /// filter still yields `limit` hits when that many match.
     pub fn search(
         &self,
-        query: &str,
+        terms: &[String],
         limit: usize,
         filter: Option<&SearchFilter>,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
         let searcher = self.reader.searcher();
         let mut seen = HashSet::new();
         let mut scored: Vec<(u64, String)> = Vec::new();
-        for term in terms(query) {
-            if !seen.insert(term.clone()) {
+        for term in terms {
+            if !seen.insert(term) {
                 continue;
             }
             let frequency = [self.fields.text, self.fields.heading]
                 .into_iter()
                 .map(|field| {
                     searcher
-                        .doc_freq(&Term::from_field_text(field, &term))
+                        .doc_freq(&Term::from_field_text(field, term))
                         .unwrap_or(0)
                 })
                 .sum::<u64>();
             // A term no chunk holds scores nothing.
             if frequency > 0 {
-                scored.push((frequency, term));
+                scored.push((frequency, term.clone()));
             }
         }
         // Only the rarest terms are scored: they carry nearly all of BM25's weight, and a
@@ -299,6 +299,7 @@ impl KeywordIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyzer::terms;
 
     fn chunk(doc: &str, i: u32, text: &str, version: u64) -> ChunkRecord {
         ChunkRecord {
@@ -334,7 +335,7 @@ mod tests {
         // holds: it is still among the terms scored.
         let unknown: Vec<String> = (0..500).map(|i| format!("absent{i}")).collect();
         let query = format!("{} {} zebrafish", unknown.join(" "), common.join(" "));
-        let hits = index.search(&query, 3, None).unwrap();
+        let hits = index.search(&terms(&query), 3, None).unwrap();
         assert_eq!(hits[0].0.chunk_id, "answer#0");
     }
 
@@ -353,9 +354,9 @@ mod tests {
         index.commit().unwrap();
         assert_eq!(index.count(), 3);
 
-        let hits = index.search("數據庫備份", 5, None).unwrap();
+        let hits = index.search(&terms("數據庫備份"), 5, None).unwrap();
         assert_eq!(hits[0].0.chunk_id, "a#0");
-        let hits = index.search("scheduling process", 5, None).unwrap();
+        let hits = index.search(&terms("scheduling process"), 5, None).unwrap();
         assert_eq!(hits[0].0.chunk_id, "a#1");
 
         index
@@ -366,14 +367,21 @@ mod tests {
         index.delete_versions("a", Some(3)).unwrap();
         index.commit().unwrap();
         assert_eq!(index.count(), 2);
-        assert!(index.search("数据库", 5, None).unwrap().is_empty());
-        assert_eq!(index.search("completely", 5, None).unwrap()[0].0.version, 3);
+        assert!(index.search(&terms("数据库"), 5, None).unwrap().is_empty());
+        assert_eq!(
+            index.search(&terms("completely"), 5, None).unwrap()[0]
+                .0
+                .version,
+            3
+        );
 
         drop(index);
         let reopened = KeywordIndex::open(dir.path()).unwrap();
         assert_eq!(reopened.count(), 2);
         assert_eq!(
-            reopened.search("DHCP", 5, None).unwrap()[0].0.document_id,
+            reopened.search(&terms("DHCP"), 5, None).unwrap()[0]
+                .0
+                .document_id,
             "b"
         );
         reopened.delete_versions("b", None).unwrap();
@@ -391,7 +399,7 @@ mod tests {
         let index = KeywordIndex::open(dir.path()).unwrap();
         index.add(&[chunk("a", 0, "text", 1)]).unwrap();
         index.commit().unwrap();
-        assert!(index.search("？！。", 5, None).unwrap().is_empty());
+        assert!(index.search(&terms("？！。"), 5, None).unwrap().is_empty());
     }
 
     #[test]
@@ -402,10 +410,12 @@ mod tests {
         let records: Vec<ChunkRecord> = corpus().into_iter().map(|(r, _)| r).collect();
         index.add(&records).unwrap();
         index.commit().unwrap();
-        let unfiltered = index.search("alpha eng", records.len(), None).unwrap();
+        let unfiltered = index
+            .search(&terms("alpha eng"), records.len(), None)
+            .unwrap();
         for (filter, expected) in cases() {
             let hits = index
-                .search("alpha eng", records.len(), Some(&filter))
+                .search(&terms("alpha eng"), records.len(), Some(&filter))
                 .unwrap();
             assert_eq!(documents(&hits), expected, "{filter:?}");
             assert_eq!(hits.len(), expected.len() * CHUNKS as usize, "{filter:?}");
@@ -417,7 +427,7 @@ mod tests {
         }
         // "eng" ranks its own chunks first, yet a filter excluding them fills the limit.
         let hr = serde_json::from_value(serde_json::json!({"tags": ["hr"]})).unwrap();
-        let hits = index.search("alpha eng", 4, Some(&hr)).unwrap();
+        let hits = index.search(&terms("alpha eng"), 4, Some(&hr)).unwrap();
         assert_eq!(hits.len(), 4);
         assert_eq!(documents(&hits), ["leave", "policy"]);
     }

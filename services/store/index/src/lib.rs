@@ -9,16 +9,17 @@
 pub mod analyzer;
 mod kb;
 mod keyword;
+mod registry;
 mod vector;
 
 #[cfg(test)]
 mod test_support;
 
 pub use kb::{
-    DocumentWrite, KbMeta, KbRegistry, KbView, KnowledgeBase, ReEmbed, ReconcileReport,
-    ReindexReport,
+    DocumentWrite, KbMeta, KbView, KnowledgeBase, ReEmbed, ReconcileReport, ReindexReport,
 };
 pub use keyword::KeywordIndex;
+pub use registry::KbRegistry;
 pub use vector::{EdgeVectorStore, HnswParams, VectorStore};
 
 use zhiku_schemas::{SearchFilter, path_prefixes};
