@@ -31,6 +31,10 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 packages=(cmake clang libclang-dev pkg-config build-essential python3 python3-venv
   python3-pip git tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-chi-tra poppler-utils
   python3-pil fonts-wqy-microhei systemd procps)
+# The web page's tests drive Debian's Chromium through its WebDriver (tests/tests/ui.rs).
+if [ "${ZHIKU_TEST_TOOLS:-0}" = 1 ]; then
+  packages+=(chromium chromium-driver)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

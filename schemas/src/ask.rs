@@ -326,6 +326,11 @@ pub struct AskResponse {
     /// `auto` when the generated answer failed its checks).
     #[serde(default)]
     pub answer_mode: AnswerMode,
+    /// This answer's turn in its conversation (1 for the first), which feedback names
+    /// (`POST /v1/conversations/{id}/feedback`); absent when the turn is not stored (chat
+    /// completions carry their own history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
 }
 
 /// How a follow-up question was made into a standalone search query.

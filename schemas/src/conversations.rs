@@ -86,6 +86,10 @@ pub struct ConversationSummary {
     pub updated_at: String,
     /// Number of turns.
     pub turns: u32,
+    /// The start of its first question, to name it in a list; empty for conversations
+    /// stored before titles were.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
 }
 
 /// `GET /v1/conversations?kb=` response.

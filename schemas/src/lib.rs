@@ -64,6 +64,7 @@ macro_rules! checked_string {
     };
 }
 
+mod access;
 mod ask;
 mod conversations;
 mod documents;
@@ -75,6 +76,7 @@ mod operations;
 mod search;
 mod stored;
 
+pub use access::*;
 pub use ask::*;
 pub use conversations::*;
 pub use documents::*;

@@ -11,20 +11,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use zhiku_e2e::{Api, EventStream, MINILM_ENV, Server, zhiku};
+use zhiku_e2e::{Api, EventStream, MINILM_ENV, Server, create_key, zhiku};
 
 use zhiku_app::access::Access;
-
-/// `zhiku keys create ARGS` on a data directory; returns the key printed on stdout.
-fn create_key(data: &Path, args: &[&str]) -> String {
-    let mut all = vec!["keys", "create"];
-    all.extend_from_slice(args);
-    let (code, stdout, stderr) = zhiku(data, &all);
-    assert_eq!(code, 0, "{stderr}");
-    let key = stdout.trim().to_string();
-    assert!(key.starts_with("zk_"), "{stdout}");
-    key
-}
 
 /// The id part of a key: `zk_<id>_<secret>`.
 fn key_id(key: &str) -> &str {
@@ -62,10 +51,11 @@ struct Case {
 fn case(method: &str, template: &'static str, access: Access) -> Option<Case> {
     let kb_route = matches!(access, Access::KbRead | Access::KbWrite);
     let (body, own, scoped, writes, creates) = match (method, template) {
-        ("GET", "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/docs") => {
-            (Body::None, 200, false, false, false)
-        }
-        ("GET", "/v1/models") => (Body::None, 200, false, false, false),
+        (
+            "GET",
+            "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/docs" | "/" | "/ui/{file}",
+        ) => (Body::None, 200, false, false, false),
+        ("GET", "/v1/models" | "/v1/auth") => (Body::None, 200, false, false, false),
         ("POST", "/v1/embeddings") => (
             Body::Json(r#"{"input": "backup", "model": "all-minilm-l6-v2"}"#),
             200,
@@ -104,6 +94,7 @@ fn case(method: &str, template: &'static str, access: Access) -> Option<Case> {
         ),
         ("GET", "/v1/kbs" | "/v1/jobs") => (Body::None, 200, false, false, false),
         ("GET", "/v1/kbs/{kb}") => (Body::None, 200, true, false, false),
+        ("PUT", "/v1/kbs/{kb}") => (Body::None, 200, true, true, true),
         // Last on the own KB: it deletes it.
         ("DELETE", "/v1/kbs/{kb}") => (Body::None, 204, true, true, false),
         ("POST", "/v1/kbs/{kb}/documents") => (Body::Upload("doc-new"), 201, true, true, true),
@@ -213,7 +204,8 @@ fn call(api: &Api, case: &Case, target: &Target, import: &str) -> Reply {
                 "doc-keep"
             },
         )
-        .replace("{id}", target.name(case.template));
+        .replace("{id}", target.name(case.template))
+        .replace("{file}", "app.js");
     let request = api.request(case.method.clone(), &path);
     let request = match &case.body {
         Body::None => request,

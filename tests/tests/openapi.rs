@@ -173,12 +173,19 @@ fn the_spec_documents_every_route_and_the_docs_page_shows_it() {
         "#/components/schemas/ErrorDetail"
     );
 
-    // The docs page is HTML that loads this document.
+    // The docs page is HTML whose script, served by the binary too, loads this document.
     let (status, content_type, html) = server.get_text("/docs");
     assert_eq!(status, 200);
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(
-        html.contains("<html") && html.contains("openapi.json"),
+        html.contains("<html") && html.contains("ui/docs.js"),
         "{html}"
     );
+    let (status, content_type, script) = server.get_text("/ui/docs.js");
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("text/javascript"),
+        "{content_type}"
+    );
+    assert!(script.contains("openapi.json"), "{script}");
 }

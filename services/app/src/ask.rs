@@ -83,6 +83,7 @@ fn without_model(
         translated_query: None,
         history_turns_used: 0,
         answer_mode,
+        turn: None,
     }
 }
 
@@ -186,7 +187,7 @@ impl Services {
                 sources_dropped: 0,
                 grounded: false,
             });
-            let response = AskResponse {
+            let mut response = AskResponse {
                 answer: not_found_answer(question).to_string(),
                 translated_query,
                 ..without_model(
@@ -199,7 +200,7 @@ impl Services {
                     started,
                 )
             };
-            self.record_turn(kb, question, &conversation, &response)?;
+            response.turn = self.record_turn(kb, question, &conversation, &response)?;
             return Ok(response);
         }
 
@@ -354,7 +355,7 @@ impl Services {
             total_ms: ms(started, Instant::now()),
         };
         self.metrics.answer(&timings, &usage);
-        let response = AskResponse {
+        let mut response = AskResponse {
             answer,
             json,
             citations,
@@ -371,8 +372,9 @@ impl Services {
             translated_query,
             history_turns_used: prompt.history_used,
             answer_mode,
+            turn: None,
         };
-        self.record_turn(kb, question, &conversation, &response)?;
+        response.turn = self.record_turn(kb, question, &conversation, &response)?;
         Ok(response)
     }
 
@@ -403,7 +405,7 @@ impl Services {
         }
         let sources_used = numbered.len();
         let (citations, context) = split_cited(numbered, &cited);
-        let response = AskResponse {
+        let mut response = AskResponse {
             answer,
             citations,
             context,
@@ -412,7 +414,7 @@ impl Services {
             finish_reason: Some("stop".into()),
             ..without_model(conversation, AnswerMode::Extractive, retrieval_ms, started)
         };
-        self.record_turn(kb, question, conversation, &response)?;
+        response.turn = self.record_turn(kb, question, conversation, &response)?;
         Ok(response)
     }
 

@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zhiku_schemas::KbName;
+use zhiku_schemas::{Caller, CallerScope, KbName};
 
 use crate::error::{ServiceError, kb_not_found};
 
@@ -159,6 +159,32 @@ impl Principal {
                 id,
                 kb: String::new(),
                 write: false,
+            },
+        }
+    }
+
+    /// Who the caller is, as `GET /v1/auth` tells a client.
+    pub fn caller(&self) -> Caller {
+        let key_id = self.key_id().map(str::to_string);
+        match self {
+            Principal::Open => Caller {
+                scope: CallerScope::Open,
+                kb: None,
+                key_id,
+            },
+            Principal::Admin { .. } => Caller {
+                scope: CallerScope::Admin,
+                kb: None,
+                key_id,
+            },
+            Principal::Kb { kb, write, .. } => Caller {
+                scope: if *write {
+                    CallerScope::Write
+                } else {
+                    CallerScope::Read
+                },
+                kb: Some(kb.clone()),
+                key_id,
             },
         }
     }

@@ -56,7 +56,13 @@ struct Meta {
     created_at: String,
     updated_at: String,
     turns: u32,
+    /// The start of the first question ([`TITLE_CHARS`]).
+    #[serde(default)]
+    title: String,
 }
+
+/// Characters of the first question kept as a conversation's title.
+const TITLE_CHARS: usize = 80;
 
 impl Meta {
     fn summary(&self, id: &str) -> ConversationSummary {
@@ -66,6 +72,7 @@ impl Meta {
             created_at: self.created_at.clone(),
             updated_at: self.updated_at.clone(),
             turns: self.turns,
+            title: self.title.clone(),
         }
     }
 }
@@ -250,6 +257,7 @@ impl ConversationStore {
                     created_at: turn.created_at.clone(),
                     updated_at: turn.created_at.clone(),
                     turns: 0,
+                    title: turn.question.chars().take(TITLE_CHARS).collect(),
                 },
                 (Some(_), false) => {
                     return Err(ServiceError::Internal(format!(

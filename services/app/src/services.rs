@@ -15,8 +15,9 @@ use zhiku_index::{KbRegistry, KnowledgeBase};
 use zhiku_jobs::{Engines, FileResult, Input, Jobs, JobsConfig, Recorder};
 use zhiku_retrieve::{Query, SearchOptions};
 use zhiku_schemas::{
-    DocumentOutcome, FileError, KbName, ModelInfo, ModelList, ReindexResponse, SearchFilter,
-    SearchHit, SearchRequest, SlotInfo, Token, TokenizeResponse, UploadedDocument, path_prefixes,
+    DocumentOutcome, FileError, KbInfo, KbName, ModelInfo, ModelList, ReindexResponse,
+    SearchFilter, SearchHit, SearchRequest, SlotInfo, Token, TokenizeResponse, UploadedDocument,
+    path_prefixes,
 };
 
 use crate::config::{Config, LlmProvider, SearchConfig};
@@ -289,6 +290,18 @@ impl Services {
     /// The KB called `name`, or a 404 naming it.
     pub fn kb(&self, name: &KbName) -> Result<Arc<KnowledgeBase>, ServiceError> {
         self.registry.get(name)?.ok_or_else(|| kb_not_found(name))
+    }
+
+    /// Creates the empty KB `name` for the service's embedding model. Returns whether it
+    /// was created (rather than there already) and its summary.
+    pub fn create_kb(&self, name: &KbName) -> Result<(bool, KbInfo), ServiceError> {
+        if let Some(kb) = self.registry.get(name)? {
+            return Ok((false, kb.info()));
+        }
+        let kb =
+            self.registry
+                .get_or_create(name, self.embedder.name(), self.embedder.dimension())?;
+        Ok((true, kb.info()))
     }
 
     /// Runs files through the pipeline now and waits for them, creating the KB if needed.

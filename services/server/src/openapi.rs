@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, OpenApi as Spec, Ref, RefOr};
@@ -61,9 +61,10 @@ use zhiku_app::access::{Access, RouteAccess};
     ),
     tags(
         (name = "operations", description = "Health, readiness and metrics for orchestrators and monitoring."),
-        (name = "reference", description = "This API reference."),
+        (name = "reference", description = "This API reference, and the web page."),
+        (name = "access", description = "What the caller's API key may do."),
         (name = "models", description = "The loaded LLM and embedding model."),
-        (name = "knowledge bases", description = "Knowledge bases: created by the first upload or import."),
+        (name = "knowledge bases", description = "Knowledge bases: created explicitly, or by the first upload or import."),
         (name = "documents", description = "Uploading, listing and deleting documents."),
         (name = "jobs", description = "Batch imports of server directories, and uploads with `wait=false`."),
         (name = "search", description = "Retrieval without generation."),
@@ -81,7 +82,7 @@ struct EveryOperationCanFail;
 
 /// Operations that touch no storage or model and so never answer 500 (`/readyz` reports
 /// its failures as 503).
-const INFALLIBLE: [&str; 4] = ["healthz", "readyz", "spec", "docs"];
+const INFALLIBLE: [&str; 6] = ["healthz", "readyz", "spec", "docs", "index", "caller"];
 
 impl Modify for EveryOperationCanFail {
     fn modify(&self, openapi: &mut Spec) {
@@ -226,34 +227,4 @@ pub async fn spec(Extension(SpecJson(json)): Extension<SpecJson>) -> Response {
         json.to_string(),
     )
         .into_response()
-}
-
-/// The docs page: Scalar's API reference, which the browser loads from a CDN, so the
-/// binary ships no JavaScript and the build downloads nothing. The spec is named
-/// relative to the page so that it still resolves behind a path-prefixing proxy.
-const DOCS_HTML: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <title>zhiku API reference</title>
-</head>
-<body>
-  <noscript>The interactive reference needs JavaScript; the OpenAPI document is at <a href="./openapi.json">/openapi.json</a>.</noscript>
-  <div id="app"></div>
-  <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference@1"></script>
-  <script>Scalar.createApiReference('#app', { url: './openapi.json' })</script>
-</body>
-</html>
-"#;
-
-/// API reference page
-///
-/// An interactive reference of this API (Scalar, loaded by the browser from a CDN),
-/// showing `/openapi.json`.
-#[utoipa::path(get, path = "/docs", tag = "reference", responses(
-    (status = 200, description = "The HTML page.", body = String, content_type = "text/html"),
-))]
-pub async fn docs() -> Html<&'static str> {
-    Html(DOCS_HTML)
 }

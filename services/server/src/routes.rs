@@ -135,13 +135,19 @@ fn routes(upload_limit: usize) -> Routes {
     // The API reference describes the API, not anyone's data; the docs page fetches the
     // document without a key.
     .add(Open, routes!(openapi::spec))
-    .add(Open, routes!(openapi::docs))
+    .add(Open, routes!(http::ui::docs))
+    // The web page is public like the reference; everything it shows comes from the API,
+    // with the key the user enters.
+    .add(Open, routes!(http::ui::index))
+    .add(Open, routes!(http::ui::asset))
+    .add(AnyKey, routes!(http::auth::caller))
     .add(PerItem, routes!(http::models::models))
     .add(AnyKey, routes!(http::models::tokenize))
     .add(PerItem, routes!(http::openai::chat_completions))
     .add(AnyKey, routes!(http::openai::embeddings))
     .add(PerItem, routes!(http::kbs::list_kbs))
     .add(KbRead, routes!(http::kbs::get_kb))
+    .add(KbWrite, routes!(http::kbs::create_kb))
     .add(KbWrite, routes!(http::kbs::delete_kb))
     .add_wrapped(None, KbWrite, routes!(http::documents::upload), |route| {
         route.layer(DefaultBodyLimit::max(upload_limit))

@@ -102,16 +102,17 @@ impl Services {
     }
 
     /// Stores the answered question as the conversation's next turn (creating the
-    /// conversation for its first).
+    /// conversation for its first); returns the turn's number, `None` when the
+    /// conversation is not stored.
     pub fn record_turn(
         &self,
         kb: &KbName,
         question: &str,
         context: &ConversationContext,
         response: &AskResponse,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Option<u32>, ServiceError> {
         if !context.store {
-            return Ok(());
+            return Ok(None);
         }
         let source = |c: &Citation| SourceRef {
             index: c.index,
@@ -133,13 +134,13 @@ impl Services {
             created_at: now_rfc3339(),
             feedback: None,
         };
-        self.conversations.append(
+        let number = self.conversations.append(
             &context.id,
             kb,
             context.existing,
             self.config.conversations.max_turns,
             turn,
         )?;
-        Ok(())
+        Ok(Some(number))
     }
 }

@@ -49,6 +49,32 @@ pub(crate) async fn get_kb(
     .await
 }
 
+/// Create a knowledge base
+///
+/// An empty knowledge base for the service's embedding model (an upload or an import also
+/// creates the one it names). Creating one that exists changes nothing.
+#[utoipa::path(put, path = "/v1/kbs/{kb}", tag = "knowledge bases", params(KbPath), responses(
+    (status = 201, description = "Created.", body = KbInfo),
+    (status = 200, description = "It existed already.", body = KbInfo),
+    (status = 400, response = BadRequest),
+    (status = 409, response = Conflict),
+))]
+pub(crate) async fn create_kb(
+    State(s): State<AppState>,
+    NewKb(kb): NewKb,
+) -> Result<(StatusCode, Json<KbInfo>), ApiError> {
+    blocking(move || {
+        let (created, info) = s.create_kb(&kb)?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(info)))
+    })
+    .await
+}
+
 /// Delete a knowledge base
 ///
 /// Removes its directory: documents, both indexes and their catalog entries.

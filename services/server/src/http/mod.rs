@@ -23,7 +23,7 @@ use zhiku_schemas::openai::{
     ChunkChoice, ChunkDelta, CompletionUsage, EmbeddingRequest, EmbeddingResponse,
 };
 use zhiku_schemas::{
-    AskRequest, AskResponse, AskSources, AskToken, Conversation, ConversationList,
+    AskRequest, AskResponse, AskSources, AskToken, Caller, Conversation, ConversationList,
     ConversationListParams, CreateJobRequest, DocumentId, DocumentInfo, DocumentList,
     DocumentListParams, FeedbackRequest, Health, JobAccepted, JobInfo, JobList, KbInfo, KbList,
     KbName, ModelList, QaRecord, Readiness, ReadyState, ReindexResponse, SearchRequest,
@@ -47,6 +47,7 @@ use zhiku_app::services::Services;
 pub type AppState = Arc<Services>;
 
 pub(crate) mod ask;
+pub(crate) mod auth;
 pub(crate) mod conversations;
 pub(crate) mod documents;
 pub(crate) mod extract;
@@ -57,6 +58,7 @@ pub(crate) mod openai;
 pub(crate) mod operations;
 pub(crate) mod search;
 pub(crate) mod stream;
+pub(crate) mod ui;
 
 /// The tracing span of a request: method, path, request id and API key id, so every log
 /// line of the request can be found by the id the client saw, and traced to a key.
