@@ -5,7 +5,7 @@ use zhiku_generate::GenerateError;
 use zhiku_index::IndexError;
 use zhiku_jobs::JobError;
 use zhiku_retrieve::RetrieveError;
-use zhiku_schemas::{FileError, InvalidDocumentId, InvalidKbName};
+use zhiku_schemas::{FileError, InvalidDocumentId, InvalidKbName, KbName};
 
 /// Anything a request or command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,12 @@ impl ServiceError {
 /// not read, so the two cannot be told apart.
 pub fn kb_not_found(name: &str) -> ServiceError {
     ServiceError::NotFound(format!("knowledge base {name:?} does not exist"))
+}
+
+/// The name of a knowledge base that must already exist: a name no knowledge base can have
+/// is the 404 of one that does not exist, as a lookup by that name would be.
+pub fn existing_kb_name(name: &str) -> Result<KbName, ServiceError> {
+    KbName::new(name).map_err(|_| kb_not_found(name))
 }
 
 /// A name given where a knowledge base may be created: a 400 saying what a name may be.

@@ -11,11 +11,11 @@ use zhiku_schemas::openai::{
     ChatCompletionMessage, ChatCompletionRequest, Embedding, EmbeddingInput, EmbeddingRequest,
     EmbeddingResponse, EmbeddingUsage, EmbeddingVector,
 };
-use zhiku_schemas::{AskRequest, AskSources, Citation, KbName, PromptFields, Usage};
+use zhiku_schemas::{AskRequest, AskSources, Citation, PromptFields, Usage};
 
 use crate::ask::AskSink;
 use crate::config::RewriteMode;
-use crate::error::{ServiceError, kb_not_found};
+use crate::error::{ServiceError, existing_kb_name};
 use crate::services::Services;
 
 /// Most inputs one embeddings request may carry (OpenAI's own limit).
@@ -196,7 +196,7 @@ impl Services {
         let ask = Self::ask_request(request, &messages)?;
         if let Some(name) = request.model.strip_prefix("kb:") {
             // Unknown KBs are 404s before any model work; a name no KB can have is one.
-            let kb = KbName::new(name).map_err(|_| kb_not_found(name))?;
+            let kb = existing_kb_name(name)?;
             self.kb(&kb)?;
             let checked = self.check_ask(&ask)?;
             let earlier = history(&messages[..messages.len() - 1]);

@@ -4,7 +4,7 @@
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use zhiku_app::error::{ServiceError, kb_not_found};
+use zhiku_app::error::{ServiceError, existing_kb_name};
 use zhiku_schemas::KbName;
 
 use crate::error::ApiError;
@@ -30,7 +30,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Kb {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let name = path_param(parts, "kb").await?;
-        Ok(Self(KbName::new(name).map_err(|e| kb_not_found(&e.0))?))
+        Ok(Self(existing_kb_name(&name)?))
     }
 }
 
