@@ -170,6 +170,12 @@ impl Services {
             schema,
             mode,
         } = checked;
+        // An English question gets an English answer even from Chinese sources (the small
+        // models drift into their sources' language; README, "Answer quality").
+        let params = SamplingParams {
+            ban_cjk: !is_mostly_cjk(question),
+            ..params
+        };
         let llm = &self.config.llm;
         let search_query = conversation.search_query.as_str();
         let search =

@@ -161,6 +161,12 @@ pub struct SamplingParams {
     /// [`OpenAiGenerator`] it is the schema behind [`JSON_SCHEMA_MARKER`] instead, sent as
     /// `response_format`.
     pub grammar: Option<String>,
+    /// Never emit a character from U+3000 to U+FFFF (CJK ideographs and punctuation, kana,
+    /// hangul, full-width forms): for an answer that must stay in English although its
+    /// sources are Chinese. Small models asked in English about Chinese text drift into
+    /// Chinese; a logit bias makes that impossible instead of unlikely. Local models only:
+    /// an OpenAI-compatible endpoint's token ids are unknown, so it ignores this.
+    pub ban_cjk: bool,
 }
 
 impl Default for SamplingParams {
@@ -173,6 +179,7 @@ impl Default for SamplingParams {
             max_tokens: 256,
             stop: Vec::new(),
             grammar: None,
+            ban_cjk: false,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
@@ -13,6 +13,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::vocab::VocabType;
 
 use crate::stop::StopScanner;
@@ -90,6 +91,9 @@ pub struct LlamaGenerator {
     /// llama.cpp context creation mutates the shared model (see the FIXME on
     /// `LlamaModel::new_context`), so it must not run concurrently.
     context_lock: Mutex<()>,
+    /// The bias that bans every CJK token ([`SamplingParams::ban_cjk`]), found on first use:
+    /// a walk over the whole vocabulary (150k tokens for Qwen) is not worth paying at load.
+    cjk_ban: OnceLock<Vec<LlamaLogitBias>>,
 }
 
 impl std::fmt::Debug for LlamaGenerator {
@@ -196,6 +200,7 @@ impl LlamaGenerator {
             threads,
             prompt_profile,
             context_lock: Mutex::new(()),
+            cjk_ban: OnceLock::new(),
         };
         // All contexts up front: memory use is known at startup, and the first requests do
         // not pay for allocation.
@@ -451,14 +456,40 @@ fn choose_template(
     Ok((template, fallback.to_string()))
 }
 
-fn sampler(model: &LlamaModel, params: &SamplingParams) -> Result<LlamaSampler, GenerateError> {
-    let mut chain = Vec::with_capacity(5);
+/// A ban (bias −∞) on every token whose text holds the first byte of a UTF-8 character from
+/// U+3000 to U+FFFF (lead bytes 0xE3 to 0xEF), or starts inside a character (a continuation
+/// byte). Byte-level vocabularies split rare characters over several tokens; with their
+/// lead bytes banned, a token continuing one could only ever print as U+FFFD.
+fn cjk_ban(model: &LlamaModel) -> Vec<LlamaLogitBias> {
+    let vocab = model.vocab();
+    let mut piece = Vec::with_capacity(16);
+    (0..vocab.n_tokens())
+        .map(LlamaToken)
+        .filter(|&token| {
+            piece.clear();
+            vocab.token_to_piece_into(token, &mut piece, false, None);
+            piece.first().is_some_and(|b| (0x80..=0xBF).contains(b))
+                || piece.iter().any(|b| (0xE3..=0xEF).contains(b))
+        })
+        .map(|token| LlamaLogitBias::new(token, f32::NEG_INFINITY))
+        .collect()
+}
+
+fn sampler(
+    model: &LlamaModel,
+    params: &SamplingParams,
+    bans: &[LlamaLogitBias],
+) -> Result<LlamaSampler, GenerateError> {
+    let mut chain = Vec::with_capacity(6);
     if let Some(grammar) = &params.grammar {
         // First, so every later sampler only sees tokens the grammar allows.
         chain.push(
             LlamaSampler::grammar(model, grammar, "root")
                 .map_err(|e| GenerateError::InvalidSchema(format!("grammar rejected: {e}")))?,
         );
+    }
+    if !bans.is_empty() {
+        chain.push(LlamaSampler::logit_bias(model.n_vocab(), bans));
     }
     // NaN would poison every logit; treat it like "no temperature given".
     if params.temperature.is_nan() || params.temperature <= 0.0 {
@@ -575,7 +606,12 @@ impl Generator for LlamaGenerator {
         }
 
         // Before any decoding, so a bad grammar costs nothing.
-        let mut sampler = sampler(self.model, params)?;
+        let bans = if params.ban_cjk {
+            self.cjk_ban.get_or_init(|| cjk_ban(self.model)).as_slice()
+        } else {
+            &[]
+        };
+        let mut sampler = sampler(self.model, params, bans)?;
         let started = Instant::now();
         let mut ctx = self.take_context()?;
         let vocab = self.model.vocab();

@@ -623,10 +623,21 @@ pub fn not_found_answer(question: &str) -> &'static str {
 }
 
 /// Whether the text is mostly CJK ideographs. One ideograph carries about a word's meaning,
-/// so it is weighed against four Latin letters.
+/// so it is weighed against four Latin letters. Commands, options, paths and file names
+/// (`apt-get`, `--purge`, `/etc/modules`, `sources.list`) belong to no language and are
+/// not counted: "使用 apt-get build-dep" is a Chinese sentence.
 pub fn is_mostly_cjk(text: &str) -> bool {
-    let (mut cjk, mut other) = (0usize, 0usize);
-    for c in text.chars().filter(|c| c.is_alphanumeric()) {
+    // Words are the runs of ASCII between everything else (CJK has no spaces).
+    let mut other: usize = text
+        .split(|c: char| !c.is_ascii_graphic())
+        .filter(|word| !is_code(word))
+        .map(|word| word.bytes().filter(u8::is_ascii_alphanumeric).count())
+        .sum();
+    let mut cjk = 0usize;
+    for c in text
+        .chars()
+        .filter(|c| c.is_alphanumeric() && !c.is_ascii())
+    {
         if matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF) {
             cjk += 1;
         } else {
@@ -634,6 +645,21 @@ pub fn is_mostly_cjk(text: &str) -> bool {
         }
     }
     cjk > 0 && cjk * 4 >= other
+}
+
+/// A run of ASCII that reads as code rather than words: it starts with `-` or `/` before
+/// a letter, or joins letters or digits with `-` `_` `.` `/`.
+fn is_code(word: &str) -> bool {
+    let word = word.trim_matches(|c: char| c.is_ascii_punctuation() && !matches!(c, '-' | '/'));
+    let b = word.as_bytes();
+    let lead =
+        b.len() >= 2 && matches!(b[0], b'-' | b'/') && b[1..].iter().any(u8::is_ascii_alphabetic);
+    let joined = b.windows(3).any(|w| {
+        w[0].is_ascii_alphanumeric()
+            && matches!(w[1], b'-' | b'_' | b'.' | b'/')
+            && w[2].is_ascii_alphanumeric()
+    });
+    lead || joined
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Tests against the real SmolLM2-135M-Instruct GGUF model (no mocks).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -10,6 +10,7 @@ use zhiku_generate::{
 };
 
 const MODEL: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const QWEN: &str = "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
 fn model_path() -> PathBuf {
     let dir = std::env::var_os("ZHIKU_MODELS").map_or_else(
@@ -210,6 +211,54 @@ fn seeded_sampling_is_reproducible() {
         ..SamplingParams::default()
     };
     assert_eq!(run(g, &messages, &params), run(g, &messages, &params));
+}
+
+/// Whether a text holds a character the CJK ban covers (U+3000 to U+FFFF).
+fn has_cjk(text: &str) -> bool {
+    text.chars()
+        .any(|c| (0x3000..=0xFFFF).contains(&(c as u32)))
+}
+
+/// The default LLM, Qwen2.5-Coder-0.5B: SmolLM2 writes no Chinese to ban.
+fn qwen() -> &'static LlamaGenerator {
+    static GENERATOR: OnceLock<LlamaGenerator> = OnceLock::new();
+    GENERATOR.get_or_init(|| {
+        let path = model_path()
+            .parent()
+            .and_then(Path::parent)
+            .expect("models directory")
+            .join(QWEN);
+        LlamaGenerator::load(&LlamaConfig {
+            model_path: path,
+            n_ctx: 512,
+            parallel: 1,
+            ..LlamaConfig::default()
+        })
+        .expect("load the default LLM (deploy/setup.sh assembles it)")
+    })
+}
+
+#[test]
+fn banned_cjk_never_appears() {
+    let g = qwen();
+    let messages = chat("把这句话翻译成中文：The backup runs every night at two.");
+    let free = run(g, &messages, &greedy(24));
+    assert!(has_cjk(&free.text), "unbanned: {:?}", free.text);
+    let banned = run(
+        g,
+        &messages,
+        &SamplingParams {
+            ban_cjk: true,
+            ..greedy(24)
+        },
+    );
+    assert!(!has_cjk(&banned.text), "banned: {:?}", banned.text);
+    assert!(
+        !banned.text.contains('\u{FFFD}'),
+        "broken characters: {:?}",
+        banned.text
+    );
+    assert!(banned.completion_tokens > 0);
 }
 
 #[test]

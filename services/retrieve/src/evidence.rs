@@ -358,10 +358,15 @@ fn markers(text: &str) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-/// A cited sentence whose cited sources hold fewer than half of its content terms (two
-/// at least), while another source holds at least half and more of them: its markers
-/// are replaced by that source's. Small models often state one source's fact under
-/// another's number; the reader following the marker should find the fact.
+/// A cited sentence whose markers name the wrong source gets the right one instead. Small
+/// models often state one source's fact under another's number; the reader following the
+/// marker should find the fact. The right source is, in this order:
+///
+/// - the one holding most of the sentence's distinctive terms (those only one source
+///   holds: `libpaper1`, `/etc/modules`, 玩具总动员), when the cited sources hold none of
+///   them and it shares as many of all its terms as they do; the fact is in the names;
+/// - else, when the cited sources hold fewer than half of its content terms (two at
+///   least), one that holds at least half and more of them.
 fn recite(sentence: &str, source_terms: &[HashSet<String>]) -> String {
     let found = markers(sentence);
     let mut bare = String::with_capacity(sentence.len());
@@ -372,32 +377,53 @@ fn recite(sentence: &str, source_terms: &[HashSet<String>]) -> String {
     }
     bare.push_str(&sentence[at..]);
     let terms = content_terms(&bare);
-    if terms.len() < 2 {
-        return sentence.to_string();
-    }
-    let support = |held: &dyn Fn(&String) -> bool| terms.iter().filter(|t| held(t)).count();
-    let cited = support(&|t| {
+    let count = |terms: &HashSet<String>, held: &dyn Fn(&String) -> bool| {
+        terms.iter().filter(|t| held(t)).count()
+    };
+    let is_cited = |t: &String| {
         found.iter().any(|(_, _, n)| {
             n.checked_sub(1)
                 .and_then(|i| source_terms.get(i))
                 .is_some_and(|st| st.contains(t))
         })
-    });
-    if cited * 2 >= terms.len() {
+    };
+    let cited = count(&terms, &is_cited);
+    let recited = |i: usize| {
+        let end = bare
+            .trim_end_matches(['.', '!', '?', '。', '！', '？', '；', ':', '：'])
+            .len();
+        format!("{} [{}]{}", bare[..end].trim_end(), i + 1, &bare[end..])
+    };
+
+    let distinctive: HashSet<String> = terms
+        .iter()
+        .filter(|t| source_terms.iter().filter(|st| st.contains(*t)).count() == 1)
+        .cloned()
+        .collect();
+    if !distinctive.is_empty() && count(&distinctive, &is_cited) == 0 {
+        let named = source_terms
+            .iter()
+            .enumerate()
+            .map(|(i, st)| (count(&distinctive, &|t| st.contains(t)), i))
+            .max_by_key(|&(held, i)| (held, std::cmp::Reverse(i)));
+        if let Some((held, i)) = named
+            && held > 0
+            && count(&terms, &|t| source_terms[i].contains(t)) >= cited
+        {
+            return recited(i);
+        }
+    }
+
+    if terms.len() < 2 || cited * 2 >= terms.len() {
         return sentence.to_string();
     }
     let best = source_terms
         .iter()
         .enumerate()
-        .map(|(i, st)| (support(&|t| st.contains(t)), i))
+        .map(|(i, st)| (count(&terms, &|t| st.contains(t)), i))
         .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
     match best {
-        Some((shared, i)) if shared * 2 >= terms.len() && shared > cited => {
-            let end = bare
-                .trim_end_matches(['.', '!', '?', '。', '！', '？', '；', ':', '：'])
-                .len();
-            format!("{} [{}]{}", bare[..end].trim_end(), i + 1, &bare[end..])
-        }
+        Some((shared, i)) if shared * 2 >= terms.len() && shared > cited => recited(i),
         _ => sentence.to_string(),
     }
 }
@@ -620,5 +646,30 @@ mod tests {
         ] {
             assert_eq!(attribute(kept, &sources), kept);
         }
+        // The name is the fact: a sentence naming what only another source names is that
+        // source's, though most of its words are everywhere.
+        let papers = [
+            "Many programs print on paper of a size set for the whole system.",
+            "Install the libpaper1 package, then set the paper size for every program in /etc/papersize.",
+        ];
+        assert_eq!(
+            attribute(
+                "Install the libpaper1 package for every program [1].",
+                &papers
+            ),
+            "Install the libpaper1 package for every program [2]."
+        );
+        assert_eq!(
+            attribute(
+                "在 /etc/modules 文件里 [1]。",
+                &[
+                    "内核模块由 kmod 加载。",
+                    "开机时加载的模块写在 /etc/modules 文件里。"
+                ]
+            ),
+            "在 /etc/modules 文件里 [2]。"
+        );
+        let kept = "Install the libpaper1 package for every program [2].";
+        assert_eq!(attribute(kept, &papers), kept);
     }
 }

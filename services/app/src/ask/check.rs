@@ -55,6 +55,7 @@ fn sampling(
         max_tokens,
         stop: request.stop.clone(),
         grammar: None,
+        ..SamplingParams::default()
     })
 }
 

@@ -107,6 +107,7 @@ impl Services {
             temperature: 0.0,
             max_tokens: MAX_TRANSLATION_TOKENS,
             stop: vec!["\n".into()],
+            ban_cjk: target == Lang::English,
             ..SamplingParams::default()
         };
         let slot = self.acquire_slot(sink)?;

@@ -15,6 +15,11 @@ fn language_follows_the_question() {
     assert!(is_mostly_cjk("如何配置 DNS 服务器"));
     assert!(!is_mostly_cjk("What is the office Wi-Fi password?"));
     assert!(!is_mostly_cjk("1234"));
+    // Commands and paths are no language's words.
+    assert!(is_mostly_cjk("使用 apt-get build-dep [1]。"));
+    assert!(is_mostly_cjk("请编辑 /etc/kbd/config 文件"));
+    assert!(!is_mostly_cjk("Edit /etc/kbd/config [1]."));
+    assert!(!is_mostly_cjk("apt-get build-dep"));
     assert_eq!(not_found_answer("什么是 APT？"), "知识库中未找到相关内容。");
     assert_eq!(
         not_found_answer("What is APT?"),
