@@ -4,7 +4,7 @@
 //! correctly with citations.
 
 use serde_json::{Value, json};
-use zhiku_e2e::{DEFAULT_LLM, EventStream, Server};
+use zhiku_e2e::{CHINESE_LLM, EventStream, Server};
 
 const HANDBOOK: &str = "# Packages\n\nDebian keeps its package lists in several places. To list the files that an installed package put on the system, use:\n\ndpkg -L packagename\n\nThe weather in the server room is always cold.\n\n# Backups\n\nThe nightly backup runs at two o'clock and copies the database to the archive server in building C.";
 const HANDBOOK_ZH: &str = "# 软件包\n\n系统里有很多软件包。要查看某个软件包是否已经安装，请运行 dpkg-query -W 命令。这个命令很快。打印机在三楼。\n\n# 备份\n\n数据库每天凌晨两点自动备份到 C 楼的归档服务器。";
@@ -167,7 +167,7 @@ fn auto_falls_back_to_the_sources_when_the_model_cites_nothing() {
 
 #[test]
 fn the_default_model_answers_in_the_question_language_with_citations() {
-    let server = start(&[("ZHIKU_LLM__MODEL", DEFAULT_LLM)]);
+    let server = start(&[("ZHIKU_LLM__MODEL", CHINESE_LLM)]);
     for (question, expected) in [
         (
             "Which command lists the files of an installed package?",

@@ -3,9 +3,7 @@
 //! is also searched in translation (by the Chinese-capable Qwen model), and not without.
 
 use serde_json::{Value, json};
-use zhiku_e2e::Server;
-
-const QWEN: &str = "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+use zhiku_e2e::{CHINESE_LLM, Server};
 
 /// The only document that answers the question, in Chinese.
 const PARKING_ZH: &str = "# 员工停车\n\n员工停车场位于办公楼北侧的地下二层。员工月度停车证每月三百元，由行政部办理，每月一号从工资中扣除。";
@@ -39,7 +37,7 @@ fn documents(hits: &Value) -> Vec<String> {
 
 #[test]
 fn an_english_question_finds_the_answer_only_in_a_chinese_document() {
-    let server = Server::start_with_env(&[("ZHIKU_LLM__MODEL", QWEN)]);
+    let server = Server::start_with_env(&[("ZHIKU_LLM__MODEL", CHINESE_LLM)]);
     let mut files = vec![("parking-zh.md", PARKING_ZH.as_bytes().to_vec())];
     files.extend(ENGLISH.iter().map(|(n, t)| (*n, t.as_bytes().to_vec())));
     let (status, body) = server.upload("kb", &files);
@@ -104,7 +102,7 @@ fn an_english_question_finds_the_answer_only_in_a_chinese_document() {
 
 #[test]
 fn a_kb_in_the_question_s_language_only_is_not_translated_for() {
-    let server = Server::start_with_env(&[("ZHIKU_LLM__MODEL", QWEN)]);
+    let server = Server::start_with_env(&[("ZHIKU_LLM__MODEL", CHINESE_LLM)]);
     let files: Vec<(&str, Vec<u8>)> = ENGLISH
         .iter()
         .map(|(n, t)| (*n, t.as_bytes().to_vec()))

@@ -482,7 +482,7 @@ impl Default for LlmConfig {
     fn default() -> Self {
         Self {
             provider: LlmProvider::Local,
-            model: "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
+            model: "qwen2.5-coder-1.5b/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf".into(),
             n_ctx: 2048,
             base_url: String::new(),
             remote_model: String::new(),
