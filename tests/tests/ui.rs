@@ -2,8 +2,10 @@
 //! `chromium-driver`) against the real server: a user with an admin key uploads a Chinese
 //! and an English file, watches the job finish, searches, asks (tokens stream in), opens a
 //! citation, rates the answer and switches the language; then the same page with a
-//! read-only key, whose write actions are not offered and are refused. Screenshots of every
-//! step go to `<target>/tmp/ui-screenshots/<test>/`.
+//! read-only key, whose write actions are not offered and are refused. A second user, whose
+//! browser speaks Chinese, uploads a folder together with a file dropped on the page,
+//! re-uploads a document, and deletes a document and the knowledge base through their
+//! confirmations. Screenshots of every step go to `<target>/tmp/ui-screenshots/<test>/`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +33,24 @@ fn page_fetch(browser: &Browser, method: &str, path: &str, key: &str) -> u64 {
         .script_async(script, json!([method, path, key]))
         .as_u64()
         .expect("a status")
+}
+
+/// Starts the upload chosen in the upload view and waits for its job to succeed.
+fn upload_and_wait(b: &mut Browser) {
+    b.click("#upload-start");
+    b.wait_until(
+        "the upload job to finish",
+        "const s = document.querySelector('#upload-progress')?.dataset.state; \
+         return s === 'succeeded' || s === 'failed' || s === 'cancelled';",
+        json!([]),
+    );
+    b.screenshot("uploaded");
+    assert_eq!(
+        b.attribute("#upload-progress", "data-state").as_deref(),
+        Some("succeeded"),
+        "{}",
+        b.text("#view-upload")
+    );
 }
 
 fn state_is(css: &str, attribute: &str, value: &str) -> (String, Value) {
@@ -82,20 +102,7 @@ fn upload_search_ask_and_rate_in_a_browser_then_read_only() {
         "#upload-files",
         &format!("{}\n{}", zh.display(), en.display()),
     );
-    b.click("#upload-start");
-    b.wait_until(
-        "the upload job to finish",
-        "const s = document.querySelector('#upload-progress')?.dataset.state; \
-         return s === 'succeeded' || s === 'failed' || s === 'cancelled';",
-        json!([]),
-    );
-    b.screenshot("uploaded");
-    assert_eq!(
-        b.attribute("#upload-progress", "data-state").as_deref(),
-        Some("succeeded"),
-        "{}",
-        b.text("#view-upload")
-    );
+    upload_and_wait(&mut b);
 
     b.click("#nav-documents");
     b.click("#documents-refresh");
@@ -246,6 +253,24 @@ fn upload_search_ask_and_rate_in_a_browser_then_read_only() {
     b.click("#search-run");
     b.wait_visible("#search-results .hit");
     b.screenshot("read-only-search");
+    // And so does asking, with its citations.
+    b.click("#nav-ask");
+    b.select("#ask-mode", "extractive");
+    b.fill(
+        "#ask-question",
+        "How many days of paid leave do employees get?",
+    );
+    b.click("#ask-send");
+    let (script, args) = state_is("#ask-answer", "data-state", "done");
+    b.wait_until("the read-only answer to finish", &script, args);
+    b.click(".citation-chip");
+    b.wait_visible("#citation-dialog");
+    assert!(b.text("#citation-doc").contains("leave"));
+    b.screenshot("read-only-ask");
+    b.script(
+        "document.querySelector('#citation-dialog').close();",
+        json!([]),
+    );
     assert_eq!(server.api().get("/v1/kbs/docs").0, 401, "keys are required");
     assert_eq!(server.as_key(&admin).get("/v1/kbs/docs").0, 200);
 
@@ -257,5 +282,175 @@ fn upload_search_ask_and_rate_in_a_browser_then_read_only() {
         json!([]),
     );
     b.screenshot("docs");
+    assert_eq!(b.foreign_requests(&server.url), Vec::<String>::new());
+}
+
+/// The rows of the documents table.
+fn document_rows(b: &Browser) -> u64 {
+    b.script(
+        "return document.querySelectorAll('#documents-table [data-doc-id]').length;",
+        json!([]),
+    )
+    .as_u64()
+    .unwrap_or(0)
+}
+
+#[test]
+fn folder_and_drop_uploads_reupload_and_deletions_in_chinese() {
+    let server = Server::start();
+    let files = tempfile::tempdir().expect("tempdir");
+    let folder = files.path().join("手册");
+    std::fs::create_dir_all(folder.join(".git")).expect("mkdir");
+    std::fs::write(folder.join("a.md"), ZH_FILE).expect("write");
+    std::fs::write(folder.join("b.txt"), EN_FILE).expect("write");
+    // Hidden files of a folder are noise, never content.
+    std::fs::write(folder.join(".git").join("HEAD"), "ref: refs/heads/main\n").expect("write");
+    let newer = files.path().join("dropped.md");
+    std::fs::write(
+        &newer,
+        "# Dropped\n\nThe second version of the dropped note.\n",
+    )
+    .expect("write");
+
+    // A browser set to Chinese gets the page in Chinese.
+    let mut b = Browser::start("zh-CN", &shots("folder_and_drop"));
+    b.open(&format!("{}/", server.url));
+    b.wait_until(
+        "the page to follow the browser's language",
+        "return document.documentElement.lang.startsWith('zh') && \
+           document.querySelector('#nav-upload').innerText.trim() === '上传';",
+        json!([]),
+    );
+    b.wait_until(
+        "the caller's scope",
+        "return !!document.body.dataset.scope && document.body.dataset.scope !== 'none';",
+        json!([]),
+    );
+    b.click("#nav-kbs");
+    b.fill("#kb-new-name", "drops");
+    b.click("#kb-create");
+    b.wait_visible("#kb-list [data-kb='drops']");
+    b.click("#kb-list [data-kb='drops'] .kb-select");
+    b.screenshot("kb-created");
+
+    // A folder chosen, and a file dropped on the zone, go up together.
+    b.click("#nav-upload");
+    b.fill("#upload-folder", &folder.display().to_string());
+    b.script(
+        "const dt = new DataTransfer(); \
+         dt.items.add(new File([arguments[0]], 'dropped.md', {type: 'text/markdown'})); \
+         const zone = document.querySelector('#upload-dropzone'); \
+         for (const type of ['dragenter', 'dragover', 'drop']) \
+           zone.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));",
+        json!(["# Dropped\n\nA note dropped on the page.\n"]),
+    );
+    b.wait_until(
+        "the dropped file to be selected",
+        "return !document.querySelector('#upload-clear').hidden;",
+        json!([]),
+    );
+    b.screenshot("selected");
+    upload_and_wait(&mut b);
+    let (status, listing) = server.api().get("/v1/kbs/drops/documents");
+    assert_eq!(status, 200, "{listing}");
+    let docs = listing["documents"].as_array().cloned().unwrap_or_default();
+    let names: Vec<String> = docs
+        .iter()
+        .map(|d| d["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        names.len(),
+        3,
+        "the folder's two files and the dropped one: {names:?}"
+    );
+    for name in ["a.md", "b.txt", "dropped.md"] {
+        assert!(
+            names.iter().any(|n| n.ends_with(name)),
+            "{name} in {names:?}"
+        );
+    }
+    assert!(!names.iter().any(|n| n.contains(".git")), "{names:?}");
+    let dropped = docs
+        .iter()
+        .find(|d| d["name"] == "dropped.md")
+        .and_then(|d| d["id"].as_str())
+        .expect("the dropped document")
+        .to_string();
+    let row = format!("#documents-table [data-doc-id=\"{dropped}\"]");
+
+    // Re-upload: a new version under the same id.
+    b.click("#nav-documents");
+    b.click("#documents-refresh");
+    b.wait_until(
+        "three documents in the table",
+        "return document.querySelectorAll('#documents-table [data-doc-id]').length === 3;",
+        json!([]),
+    );
+    // Versions count per knowledge base, so the new one is only known to be higher.
+    let version = |server: &Server| {
+        let (status, doc) = server
+            .api()
+            .get(&format!("/v1/kbs/drops/documents/{dropped}"));
+        assert_eq!(status, 200, "{doc}");
+        doc["version"].as_u64().expect("a version")
+    };
+    let before = version(&server);
+    let shown = b.text(&format!("{row} .doc-size"));
+    b.fill(
+        &format!("{row} .doc-reupload"),
+        &newer.display().to_string(),
+    );
+    b.wait_until(
+        "the new version in the table",
+        "const s = document.querySelector(arguments[0] + ' .doc-size'); \
+         return !!s && s.innerText !== arguments[1];",
+        json!([row, shown]),
+    );
+    assert!(version(&server) > before);
+    b.screenshot("reuploaded");
+    let hits = server.search("drops", "second version of the dropped note", "keyword");
+    assert!(
+        hits.iter().any(|h| h["document_id"] == dropped.as_str()),
+        "{hits:?}"
+    );
+
+    // Deleting a document asks first; cancelling keeps it.
+    b.click(&format!("{row} .doc-delete"));
+    b.wait_visible("#confirm-dialog");
+    b.click("#confirm-cancel");
+    assert_eq!(document_rows(&b), 3);
+    b.click(&format!("{row} .doc-delete"));
+    b.wait_visible("#confirm-dialog");
+    b.screenshot("confirm-delete");
+    b.click("#confirm-ok");
+    b.wait_until(
+        "two documents in the table",
+        "return document.querySelectorAll('#documents-table [data-doc-id]').length === 2;",
+        json!([]),
+    );
+    assert_eq!(
+        server
+            .api()
+            .get(&format!("/v1/kbs/drops/documents/{dropped}"))
+            .0,
+        404
+    );
+
+    // Deleting the knowledge base asks too.
+    b.click("#nav-kbs");
+    b.click("#kb-list [data-kb='drops'] .kb-delete");
+    b.wait_visible("#confirm-dialog");
+    b.click("#confirm-cancel");
+    assert_eq!(server.api().get("/v1/kbs/drops").0, 200);
+    b.click("#kb-list [data-kb='drops'] .kb-delete");
+    b.wait_visible("#confirm-dialog");
+    b.click("#confirm-ok");
+    b.wait_until(
+        "the knowledge base to leave the list",
+        "return !document.querySelector(\"#kb-list [data-kb='drops']\");",
+        json!([]),
+    );
+    b.screenshot("kb-deleted");
+    assert_eq!(server.api().get("/v1/kbs/drops").0, 404);
     assert_eq!(b.foreign_requests(&server.url), Vec::<String>::new());
 }

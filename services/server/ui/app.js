@@ -131,6 +131,7 @@ async function checkKey({ announce = false } = {}) {
 $('#key-form').addEventListener('submit', (e) => {
   e.preventDefault();
   setKey($('#api-key').value.trim());
+  emit('key');
   busy($('#api-key-save'), () => checkKey({ announce: true }));
 });
 

@@ -543,14 +543,17 @@ $('#export-qa').addEventListener('click', (e) => {
 
 // ---- events -----------------------------------------------------------------------------
 
-on('kb', () => {
+/** A new KB, or a new key (maybe another person), starts afresh. */
+function forgetConversations() {
   newConversation();
   conversations = [];
   conversationsFor = null;
   renderConversations();
   if (state.view === 'ask') return loadConversations();
   return undefined;
-});
+}
+on('kb', forgetConversations);
+on('key', forgetConversations);
 on('view', (view) => {
   if (view === 'ask' && conversationsFor !== state.kb) return loadConversations();
   return undefined;
