@@ -53,6 +53,14 @@ fn upload_and_wait(b: &mut Browser) {
     );
 }
 
+/// Asks `question` in the ask view and waits for the answer to finish.
+fn ask_and_wait(b: &Browser, question: &str) {
+    b.fill("#ask-question", question);
+    b.click("#ask-send");
+    let (script, args) = state_is("#ask-answer", "data-state", "done");
+    b.wait_until("the answer to finish", &script, args);
+}
+
 fn state_is(css: &str, attribute: &str, value: &str) -> (String, Value) {
     (
         "return document.querySelector(arguments[0])?.getAttribute(arguments[1]) === arguments[2];"
@@ -132,13 +140,7 @@ fn upload_search_ask_and_rate_in_a_browser_then_read_only() {
 
     // Ask: the answer streams in token by token.
     b.click("#nav-ask");
-    b.fill(
-        "#ask-question",
-        "How many days of paid leave do employees get?",
-    );
-    b.click("#ask-send");
-    let (script, args) = state_is("#ask-answer", "data-state", "done");
-    b.wait_until("the answer to finish", &script, args);
+    ask_and_wait(&b, "How many days of paid leave do employees get?");
     let tokens: u64 = b
         .attribute("#ask-answer", "data-tokens")
         .and_then(|t| t.parse().ok())
@@ -256,13 +258,7 @@ fn upload_search_ask_and_rate_in_a_browser_then_read_only() {
     // And so does asking, with its citations.
     b.click("#nav-ask");
     b.select("#ask-mode", "extractive");
-    b.fill(
-        "#ask-question",
-        "How many days of paid leave do employees get?",
-    );
-    b.click("#ask-send");
-    let (script, args) = state_is("#ask-answer", "data-state", "done");
-    b.wait_until("the read-only answer to finish", &script, args);
+    ask_and_wait(&b, "How many days of paid leave do employees get?");
     b.click(".citation-chip");
     b.wait_visible("#citation-dialog");
     assert!(b.text("#citation-doc").contains("leave"));

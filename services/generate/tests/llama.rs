@@ -1,6 +1,6 @@
 //! Tests against the real SmolLM2-135M-Instruct GGUF model (no mocks).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -12,7 +12,8 @@ use zhiku_generate::{
 const MODEL: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const QWEN: &str = "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
-fn model_path() -> PathBuf {
+/// A model file of the models directory, which must be there.
+fn model_path(name: &str) -> PathBuf {
     let dir = std::env::var_os("ZHIKU_MODELS").map_or_else(
         // Run-time manifest dir: a shared target dir may hold a binary built elsewhere.
         || {
@@ -22,7 +23,7 @@ fn model_path() -> PathBuf {
         },
         PathBuf::from,
     );
-    let path = dir.join(MODEL);
+    let path = dir.join(name);
     assert!(
         path.is_file(),
         "test model {} is missing: run deploy/setup.sh (or set ZHIKU_MODELS to the models directory)",
@@ -33,7 +34,7 @@ fn model_path() -> PathBuf {
 
 fn config(n_ctx: u32) -> LlamaConfig {
     LlamaConfig {
-        model_path: model_path(),
+        model_path: model_path(MODEL),
         n_ctx,
         ..LlamaConfig::default()
     }
@@ -219,22 +220,17 @@ fn has_cjk(text: &str) -> bool {
         .any(|c| (0x3000..=0xFFFF).contains(&(c as u32)))
 }
 
-/// The default LLM, Qwen2.5-Coder-0.5B: SmolLM2 writes no Chinese to ban.
+/// Qwen2.5-Coder-0.5B, the small Chinese-capable model: SmolLM2 writes no Chinese to ban.
 fn qwen() -> &'static LlamaGenerator {
     static GENERATOR: OnceLock<LlamaGenerator> = OnceLock::new();
     GENERATOR.get_or_init(|| {
-        let path = model_path()
-            .parent()
-            .and_then(Path::parent)
-            .expect("models directory")
-            .join(QWEN);
         LlamaGenerator::load(&LlamaConfig {
-            model_path: path,
+            model_path: model_path(QWEN),
             n_ctx: 512,
             parallel: 1,
             ..LlamaConfig::default()
         })
-        .expect("load the default LLM (deploy/setup.sh assembles it)")
+        .expect("load Qwen2.5-Coder-0.5B (deploy/setup.sh assembles it)")
     })
 }
 
