@@ -229,6 +229,11 @@ pub struct Usage {
     pub prompt_tokens: usize,
     /// Tokens generated.
     pub completion_tokens: usize,
+    /// Prompt tokens the model did not read again: the start this prompt shares with the
+    /// previous one on the same model context (the rules and worked examples), kept from
+    /// then. Zero for remote models.
+    #[serde(default)]
+    pub cached_prompt_tokens: usize,
 }
 
 /// Where the time of an answer went, in milliseconds.

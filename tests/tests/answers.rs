@@ -71,7 +71,15 @@ fn streams_answers_and_constrains_them_to_json() {
         done["answer"], whole["answer"],
         "temperature 0: same answer"
     );
-    assert_eq!(done["usage"], whole["usage"]);
+    for count in ["prompt_tokens", "completion_tokens"] {
+        assert_eq!(done["usage"][count], whole["usage"][count], "{count}");
+    }
+    // The second ask of the same question reads only its last tokens again: the rest
+    // was kept from the first (in whole pieces of 64), and the answer is the same.
+    assert_eq!(whole["usage"]["cached_prompt_tokens"], 0, "{whole}");
+    let cached = done["usage"]["cached_prompt_tokens"].as_u64().unwrap();
+    let prompt = done["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(cached, (prompt - 1) / 64 * 64, "{done}");
     // Citation markers may be added (a sentence stating a source's fact) or removed (one
     // naming no source) after streaming; the words are exactly what was streamed.
     assert_eq!(

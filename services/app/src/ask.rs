@@ -54,6 +54,61 @@ fn extractive_text(
     (answer, cited)
 }
 
+/// An answer that says nothing the question did not ("Yes [1]", or the question restated)
+/// followed by the passage that answers it, as an extractive answer would quote it
+/// (`window` sentences either side of the best-matching one: documents often restate the
+/// question, then answer it in the next sentence), from the sources in the question's
+/// language (a quote in another language would answer in that language), with its `[n]`.
+/// Unchanged when no such source has one. Returns the answer, the numbers it cites, and
+/// the text appended (empty when unchanged).
+fn complete(
+    answer: String,
+    mut cited: Vec<usize>,
+    given: &[Citation],
+    queries: &[&str],
+    question: &str,
+    window: usize,
+) -> (String, Vec<usize>, String) {
+    let chinese = is_mostly_cjk(question);
+    let same_language: Vec<&Citation> = given
+        .iter()
+        .filter(|c| is_mostly_cjk(&c.text) == chinese)
+        .collect();
+    let texts: Vec<&str> = same_language.iter().map(|c| c.text.as_str()).collect();
+    let Some(best) = zhiku_retrieve::extract(&texts, queries, 1, window)
+        .into_iter()
+        .next()
+    else {
+        return (answer, cited, String::new());
+    };
+    let index = same_language[best.source].index;
+    // A bare "Yes [1][2][3]" cites nothing a reader could check; the quote carries the
+    // citation instead.
+    let answer = if zhiku_retrieve::adds_nothing(&answer, "") {
+        cited.clear();
+        let word = answer.split(['[', '［']).next().unwrap_or_default();
+        let word = word.trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation());
+        let word = word.trim_end_matches(['，', '。', '：', '；']);
+        match word {
+            "" => String::new(),
+            word if chinese => format!("{word}。"),
+            word => format!("{word}."),
+        }
+    } else {
+        answer
+    };
+    if !cited.contains(&index) {
+        cited.push(index);
+    }
+    let sep = if chinese || answer.is_empty() {
+        ""
+    } else {
+        " "
+    };
+    let added = format!("{sep}{} [{index}]", best.text.trim());
+    (format!("{answer}{added}"), cited, added)
+}
+
 /// A response made without calling the model, as far as that decides it: no answer yet,
 /// no sources, no tokens, the times so far.
 fn without_model(
@@ -327,6 +382,24 @@ impl Services {
                 .collect();
             let attributed = zhiku_retrieve::attribute(text, &given);
             let (answer, cited) = resolve_citations(&attributed, prompt.sources_used);
+            let (answer, cited) = if zhiku_retrieve::adds_nothing(&answer, question) {
+                let (answer, cited, added) = complete(
+                    answer,
+                    cited,
+                    &numbered[..prompt.sources_used],
+                    &queries,
+                    question,
+                    llm.passage_window,
+                );
+                // Streamed too, so a client showing tokens shows the quote. Whether the
+                // client is still there no longer matters: the answer is made.
+                if !added.is_empty() {
+                    sink.token(&added);
+                }
+                (answer, cited)
+            } else {
+                (answer, cited)
+            };
             (answer, cited, None)
         };
         // `auto`: an answer that cites nothing, or is in another language than the
@@ -345,6 +418,7 @@ impl Services {
         let usage = Usage {
             prompt_tokens: generation.prompt_tokens,
             completion_tokens: generation.completion_tokens,
+            cached_prompt_tokens: generation.timings.cached_tokens,
         };
         let tokens_per_second = first_token
             .filter(|_| generation.completion_tokens > 1)
@@ -436,5 +510,83 @@ impl Services {
             },
             SlotError::Cancelled => ServiceError::ClientGone,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(index: usize, text: &str) -> Citation {
+        Citation {
+            index,
+            chunk_id: format!("c{index}"),
+            document_id: format!("d{index}"),
+            document_name: format!("doc{index}.html"),
+            text: text.into(),
+            heading: None,
+            page: None,
+            quote: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_bare_yes_is_completed_by_the_passage_that_answers() {
+        let given = [
+            // Chinese: not quoted for an English question, though ranked first.
+            source(1, "光盘很受欢迎。您不需要许可。"),
+            source(
+                2,
+                "Selling CDs of Debian is fine. You do not need permission to distribute \
+                 anything we have released. Vendors must honour the licences.",
+            ),
+        ];
+        let question = "Am I allowed to sell Debian CDs?";
+        let (answer, cited, added) = complete(
+            "Yes [1][2].".into(),
+            vec![1, 2],
+            &given,
+            &[question],
+            question,
+            1,
+        );
+        assert_eq!(
+            answer,
+            "Yes. Selling CDs of Debian is fine. You do not need permission to distribute \
+             anything we have released. [2]"
+        );
+        assert_eq!(cited, vec![2]);
+        assert!(
+            answer.ends_with(&added) && added.starts_with(" Selling"),
+            "{added}"
+        );
+
+        // A restated question keeps its own marker; the quote adds its source.
+        let (answer, cited, _) = complete(
+            "Yes, you can sell Debian CDs [1].".into(),
+            vec![1],
+            &given,
+            &[question],
+            question,
+            1,
+        );
+        assert!(
+            answer.starts_with("Yes, you can sell Debian CDs [1]. Selling CDs of Debian is fine."),
+            "{answer}"
+        );
+        assert_eq!(cited, vec![1, 2]);
+
+        // No source in the question's language: unchanged.
+        let chinese = [source(1, "您不需要许可。")];
+        let (answer, cited, added) = complete(
+            "Yes [1].".into(),
+            vec![1],
+            &chinese,
+            &[question],
+            question,
+            1,
+        );
+        assert_eq!((answer.as_str(), cited), ("Yes [1].", vec![1]));
+        assert!(added.is_empty());
     }
 }

@@ -252,6 +252,7 @@ impl Services {
         let usage = Usage {
             prompt_tokens: generation.prompt_tokens,
             completion_tokens: generation.completion_tokens,
+            cached_prompt_tokens: generation.timings.cached_tokens,
         };
         self.metrics.answer(
             &zhiku_schemas::Timings {

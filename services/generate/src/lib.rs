@@ -167,6 +167,11 @@ pub struct SamplingParams {
     /// Chinese; a logit bias makes that impossible instead of unlikely. Local models only:
     /// an OpenAI-compatible endpoint's token ids are unknown, so it ignores this.
     pub ban_cjk: bool,
+    /// Reuse the start of the previous prompt a local model read, as llama.cpp's server
+    /// does with `cache_prompt`: grounded prompts begin with the same rules and worked
+    /// example, so only what differs (sources, question) is read again. Off for benchmarks,
+    /// which measure reading a whole prompt. The answer is the same either way.
+    pub cache_prompt: bool,
 }
 
 impl Default for SamplingParams {
@@ -180,6 +185,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             grammar: None,
             ban_cjk: false,
+            cache_prompt: true,
         }
     }
 }
@@ -251,6 +257,9 @@ pub struct Timings {
     /// when the budget or a stop sequence ended the answer (that token is sampled but never
     /// fed back).
     pub decoded_tokens: usize,
+    /// Prompt tokens not read again because a previous generation on the same llama.cpp
+    /// context had read the same start ([`SamplingParams::cache_prompt`]).
+    pub cached_tokens: usize,
 }
 
 /// What a loaded LLM is, for `GET /v1/models`. A remote model is known by little more

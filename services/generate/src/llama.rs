@@ -27,6 +27,15 @@ use crate::{
 /// so larger values would only cost memory.
 pub(crate) const MAX_BATCH: u32 = 512;
 
+/// Prompt positions at which a cached start may end, and the size of the batches a prompt
+/// is read in when the cache is on. A token's keys and values come out of llama.cpp
+/// slightly differently (in the last bits) depending on the batch it was read in, and a
+/// greedy answer can turn on those bits. Reading every prompt in the same aligned batches,
+/// and reusing only whole batches, keeps the numbers and so the answer the same whether
+/// the start was cached or read again. 64 keeps most of the rules and examples (about
+/// 200 tokens) and costs little speed against larger batches.
+const CACHE_GRID: usize = 64;
+
 /// Texts beyond this are rejected before reaching llama.cpp, whose tokenizer and template
 /// calls take `i32` lengths and would overflow (and the bindings panic). No context window
 /// comes anywhere near it.
@@ -76,8 +85,8 @@ pub struct LlamaGenerator {
     // Loaded once and never freed: pooled contexts borrow the model beyond any one call.
     // One LLM per process, so nothing accumulates.
     model: &'static LlamaModel,
-    /// Idle contexts, at most `parallel`.
-    idle: Mutex<Vec<LlamaContext<'static>>>,
+    /// Idle contexts, at most `parallel`, each with the prompt its KV cache holds.
+    idle: Mutex<Vec<Slot>>,
     parallel: usize,
     template: LlamaChatTemplate,
     /// `"model"` or the fallback template's name, for [`Generator::info`].
@@ -207,11 +216,17 @@ impl LlamaGenerator {
         let contexts = (0..parallel)
             .map(|_| generator.new_context())
             .collect::<Result<Vec<_>, _>>()?;
-        *generator.idle_contexts() = contexts;
+        *generator.idle_contexts() = contexts
+            .into_iter()
+            .map(|ctx| Slot {
+                ctx,
+                prompt: Vec::new(),
+            })
+            .collect();
         Ok(generator)
     }
 
-    fn idle_contexts(&self) -> std::sync::MutexGuard<'_, Vec<LlamaContext<'static>>> {
+    fn idle_contexts(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
         // A context is only ever pushed or popped whole; a panic elsewhere cannot leave
         // the list half-changed.
         self.idle
@@ -219,17 +234,64 @@ impl LlamaGenerator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An idle context with an empty KV cache, or a new one when all are in use.
-    fn take_context(&self) -> Result<Pooled<'_>, GenerateError> {
-        let idle = self.idle_contexts().pop();
-        let mut ctx = match idle {
-            Some(ctx) => ctx,
-            None => self.new_context()?,
+    /// A context for `prompt`: the idle one whose cached prompt shares the longest start
+    /// with it (when `reuse`), its KV cache cut back to that shared start rounded down to
+    /// [`CACHE_GRID`], or else one with an empty cache (new when all are in use). At least
+    /// the last prompt token is always left to read, since its logits start the answer.
+    fn take_context(
+        &self,
+        prompt: &[LlamaToken],
+        reuse: bool,
+    ) -> Result<Pooled<'_>, GenerateError> {
+        let idle = {
+            let mut idle = self.idle_contexts();
+            // Most recently returned last. The best match is taken unless using it would
+            // throw away most of what its cache holds (a translation prompt and an answer
+            // prompt share only the template's first tokens): then the least recently
+            // used context, so each kind of prompt keeps a context of its own.
+            let best = idle
+                .iter()
+                .enumerate()
+                .map(|(i, slot)| (shared_start(&slot.prompt, prompt), i))
+                .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
+            let chosen = match best {
+                Some((shared, i)) if reuse && shared * 2 >= idle[i].prompt.len() => Some(i),
+                Some(_) => Some(0),
+                None => None,
+            };
+            chosen.map(|i| idle.remove(i))
         };
-        ctx.clear_kv_cache();
+        let (mut ctx, cached) = match idle {
+            Some(slot) => {
+                let shared = if reuse {
+                    let shared =
+                        shared_start(&slot.prompt, prompt).min(prompt.len().saturating_sub(1));
+                    shared - shared % CACHE_GRID
+                } else {
+                    0
+                };
+                (slot.ctx, shared)
+            }
+            None => (self.new_context()?, 0),
+        };
+        // Models whose memory cannot drop a range (recurrent ones) refuse the cut: they
+        // read the whole prompt again.
+        let cut = cached > 0
+            && u32::try_from(cached)
+                .ok()
+                .and_then(|p0| ctx.clear_kv_cache_seq(Some(0), Some(p0), None).ok())
+                .unwrap_or(false);
+        let cached = if cut {
+            cached
+        } else {
+            ctx.clear_kv_cache();
+            0
+        };
         Ok(Pooled {
             generator: self,
             ctx: Some(ctx),
+            cached,
+            prompt: Vec::new(),
         })
     }
 
@@ -341,11 +403,23 @@ impl LlamaGenerator {
     }
 }
 
+/// A pooled llama.cpp context and the prompt tokens its KV cache holds from position 0
+/// (empty when unknown, e.g. after a failed decode).
+struct Slot {
+    ctx: LlamaContext<'static>,
+    prompt: Vec<LlamaToken>,
+}
+
 /// A context borrowed from the pool; returned to it on drop (kept only while the pool is
 /// below `parallel`).
 struct Pooled<'a> {
     generator: &'a LlamaGenerator,
     ctx: Option<LlamaContext<'static>>,
+    /// Prompt tokens already in the KV cache when borrowed.
+    cached: usize,
+    /// The prompt this generation read in full, set once reading succeeded: what the next
+    /// borrower may reuse.
+    prompt: Vec<LlamaToken>,
 }
 
 impl Drop for Pooled<'_> {
@@ -353,10 +427,18 @@ impl Drop for Pooled<'_> {
         if let Some(ctx) = self.ctx.take() {
             let mut idle = self.generator.idle_contexts();
             if idle.len() < self.generator.parallel {
-                idle.push(ctx);
+                idle.push(Slot {
+                    ctx,
+                    prompt: std::mem::take(&mut self.prompt),
+                });
             }
         }
     }
+}
+
+/// How many tokens two prompts share from the start.
+fn shared_start(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 impl std::ops::Deref for Pooled<'_> {
@@ -613,16 +695,23 @@ impl Generator for LlamaGenerator {
         };
         let mut sampler = sampler(self.model, params, bans)?;
         let started = Instant::now();
-        let mut ctx = self.take_context()?;
+        let mut ctx = self.take_context(&prompt, params.cache_prompt)?;
+        let cached = ctx.cached;
         let vocab = self.model.vocab();
-        let n_batch = self.n_batch as usize;
+        // With the cache, prompts are read in CACHE_GRID-aligned pieces whether or not a
+        // start is reused, so a greedy answer is the same either way (see CACHE_GRID).
+        let n_batch = if params.cache_prompt {
+            CACHE_GRID.min(self.n_batch as usize)
+        } else {
+            self.n_batch as usize
+        };
         let mut batch = LlamaBatch::new(n_batch, 1);
         let last = prompt.len() - 1;
         let reading = Instant::now();
-        for (c, chunk) in prompt.chunks(n_batch).enumerate() {
+        for (c, chunk) in prompt[cached..].chunks(n_batch).enumerate() {
             batch.clear();
             for (j, &token) in chunk.iter().enumerate() {
-                let pos = c * n_batch + j;
+                let pos = cached + c * n_batch + j;
                 // Logits are only needed to sample the first answer token.
                 batch
                     .add(token, position(pos)?, &[0], pos == last)
@@ -633,6 +722,8 @@ impl Generator for LlamaGenerator {
                 .map_err(|e| GenerateError::Backend(format!("decoding the prompt: {e}")))?;
         }
         let prompt_done = Instant::now();
+        // Only now is the cache known to hold the whole prompt.
+        ctx.prompt = prompt.clone();
 
         let mut stream = Utf8Stream::default();
         let mut stops = StopScanner::new(&params.stop);
@@ -691,12 +782,14 @@ impl Generator for LlamaGenerator {
             prompt: prompt_done - reading,
             generation: prompt_done.elapsed(),
             decoded_tokens,
+            cached_tokens: cached,
         };
         let gen_secs = generation.timings.generation.as_secs_f64();
         tracing::debug!(
             model = %self.name,
             prompt_tokens = generation.prompt_tokens,
             completion_tokens = generation.completion_tokens,
+            cached_tokens = cached,
             prompt_ms = (prompt_done - started).as_millis() as u64,
             tokens_per_sec = generation.completion_tokens as f64 / gen_secs.max(1e-9),
             finish = generation.finish_reason.as_str(),

@@ -50,9 +50,9 @@ pub enum PromptProfile {
     /// rules in the user message.
     #[default]
     Standard,
-    /// Short rules, then one worked exchange (sources, a question, a one-sentence answer
-    /// naming the exact term with its `[n]`) before the real question, whose sources are
-    /// shown the same way.
+    /// Short rules, then two worked exchanges (sources, a question, a one-sentence answer
+    /// naming the exact term with its `[n]`; the second a yes/no question answered with
+    /// the fact) before the real question, whose sources are shown the same way.
     Example,
 }
 
@@ -437,8 +437,11 @@ fn example_user(lang: Lang, sources_block: &str, question: &str) -> String {
     }
 }
 
-/// [`PromptProfile::Example`]: short rules, one worked exchange, then the history and the
-/// question with its sources in the same form as the example.
+/// [`PromptProfile::Example`]: short rules, two worked exchanges over the same documents (a
+/// "what" question, and a yes/no question answered with the fact, not a bare yes), then the
+/// history and the question with its sources in the same form. The rules and examples are
+/// the same for every question in a language, so a local model reads them once
+/// ([`crate::SamplingParams::cache_prompt`]).
 fn compose_example(
     lang: Lang,
     question: &str,
@@ -447,7 +450,7 @@ fn compose_example(
     style: &[(&str, &str)],
     history: &[HistoryTurn],
 ) -> Vec<ChatMessage> {
-    let (rules, example_sources, example_question, example_answer) = match lang {
+    let (rules, example_sources, exchanges) = match lang {
         Lang::En => (
             "You answer questions from the numbered documents the user gives.\n\
              - Answer in one or two short sentences, in English.\n\
@@ -469,11 +472,22 @@ fn compose_example(
                     title: "Office handbook".into(),
                     heading: Some("Backups".into()),
                     page: None,
-                    text: "Backups run every night at two o'clock.".into(),
+                    text: "Backups run every night at two o'clock. Visitors may use the \
+                           office Wi-Fi: reception gives each of them a code that works for \
+                           one day."
+                        .into(),
                 },
             ],
-            "What do I need to print from my laptop?",
-            "Install the package office-print first [1].",
+            [
+                (
+                    "What do I need to print from my laptop?",
+                    "Install the package office-print first [1].",
+                ),
+                (
+                    "Can my visitors use the Wi-Fi?",
+                    "Yes: reception gives each visitor a code that works for one day [2].",
+                ),
+            ],
         ),
         Lang::Zh => (
             "你根据用户给出的编号资料回答问题。\n\
@@ -494,24 +508,35 @@ fn compose_example(
                     title: "办公手册".into(),
                     heading: Some("备份".into()),
                     page: None,
-                    text: "每天凌晨两点进行备份。".into(),
+                    text: "每天凌晨两点进行备份。访客可以使用办公室的 Wi-Fi：\
+                           前台给每位访客一个当天有效的密码。"
+                        .into(),
                 },
             ],
-            "从笔记本电脑打印需要什么？",
-            "需要先安装软件包 office-print [1]。",
+            [
+                (
+                    "从笔记本电脑打印需要什么？",
+                    "需要先安装软件包 office-print [1]。",
+                ),
+                (
+                    "我的访客能用 Wi-Fi 吗？",
+                    "能：前台给每位访客一个当天有效的密码 [2]。",
+                ),
+            ],
         ),
     };
     let mut system = rules.to_string();
     append_style(&mut system, lang, style);
-    let mut messages = vec![
-        ChatMessage::system(system),
-        ChatMessage::user(example_user(
+    let example_block = sources_block(lang, &example_sources, None);
+    let mut messages = vec![ChatMessage::system(system)];
+    for (example_question, example_answer) in exchanges {
+        messages.push(ChatMessage::user(example_user(
             lang,
-            &sources_block(lang, &example_sources, None),
+            &example_block,
             example_question,
-        )),
-        ChatMessage::assistant(example_answer),
-    ];
+        )));
+        messages.push(ChatMessage::assistant(example_answer));
+    }
     push_history(&mut messages, history);
     messages.push(ChatMessage::user(example_user(
         lang,

@@ -553,6 +553,7 @@ impl Generator for OpenAiGenerator {
             prompt: first - responded,
             generation: finished - first,
             decoded_tokens: generation.completion_tokens,
+            cached_tokens: 0,
         };
         tracing::debug!(
             model = %self.model,

@@ -313,6 +313,57 @@ fn prompt_too_long_is_an_error() {
 }
 
 #[test]
+fn prompt_cache_reads_only_what_changed_and_answers_the_same() {
+    // A generator of its own with one context, so no other test's prompt sits in its cache.
+    static GENERATOR: OnceLock<LlamaGenerator> = OnceLock::new();
+    let g = GENERATOR.get_or_init(|| LlamaGenerator::load(&config(2048)).expect("load"));
+    // Long enough to span whole cache pieces (64 tokens each), as the service's rules and
+    // worked examples do.
+    let rules = "You are a helpful assistant. Answer in one short sentence. Use plain words. \
+                 Never list sources. Never repeat the question. "
+        .repeat(6);
+    let ask = |question: &str| {
+        vec![
+            ChatMessage::system(rules.as_str()),
+            ChatMessage::user(question),
+        ]
+    };
+    let paris = ask("What is the capital of France?");
+    // The context is new: nothing to reuse.
+    let reference = run(g, &paris, &greedy(24));
+    assert_eq!(reference.timings.cached_tokens, 0);
+
+    run(g, &ask("What colour is the sky?"), &greedy(24));
+    let warm = run(g, &paris, &greedy(24));
+    let rules_tokens = g
+        .count_chat_tokens(&[ChatMessage::system(rules.as_str())])
+        .expect("count");
+    let cached = warm.timings.cached_tokens;
+    assert!(
+        cached.is_multiple_of(64)
+            && cached >= 64
+            && cached + 64 > rules_tokens.min(warm.prompt_tokens),
+        "{cached} cached of {} (rules alone: {rules_tokens})",
+        warm.prompt_tokens
+    );
+    assert_eq!(warm, reference, "reusing the cache changes nothing");
+
+    // The same prompt again: every whole piece before the last token, whose logits start
+    // the answer.
+    let again = run(g, &paris, &greedy(24));
+    assert_eq!(
+        again.timings.cached_tokens,
+        (again.prompt_tokens - 1) / 64 * 64
+    );
+    assert_eq!(again, reference);
+    let cold = SamplingParams {
+        cache_prompt: false,
+        ..greedy(24)
+    };
+    assert_eq!(run(g, &paris, &cold).timings.cached_tokens, 0);
+}
+
+#[test]
 fn concurrent_generations_are_independent() {
     let g = generator();
     let messages = chat("What is two plus two?");

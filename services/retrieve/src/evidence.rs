@@ -395,23 +395,14 @@ fn recite(sentence: &str, source_terms: &[HashSet<String>]) -> String {
         format!("{} [{}]{}", bare[..end].trim_end(), i + 1, &bare[end..])
     };
 
-    let distinctive: HashSet<String> = terms
-        .iter()
-        .filter(|t| source_terms.iter().filter(|st| st.contains(*t)).count() == 1)
-        .cloned()
-        .collect();
-    if !distinctive.is_empty() && count(&distinctive, &is_cited) == 0 {
-        let named = source_terms
-            .iter()
-            .enumerate()
-            .map(|(i, st)| (count(&distinctive, &|t| st.contains(t)), i))
-            .max_by_key(|&(held, i)| (held, std::cmp::Reverse(i)));
-        if let Some((held, i)) = named
-            && held > 0
-            && count(&terms, &|t| source_terms[i].contains(t)) >= cited
-        {
-            return recited(i);
-        }
+    let distinctive = distinctive_terms(&terms, source_terms);
+    if !distinctive.is_empty()
+        && count(&distinctive, &is_cited) == 0
+        && let Some((held, i)) = naming_source(&distinctive, source_terms)
+        && held > 0
+        && count(&terms, &|t| source_terms[i].contains(t)) >= cited
+    {
+        return recited(i);
     }
 
     if terms.len() < 2 || cited * 2 >= terms.len() {
@@ -428,14 +419,82 @@ fn recite(sentence: &str, source_terms: &[HashSet<String>]) -> String {
     }
 }
 
+/// The terms of `terms` that exactly one source holds.
+fn distinctive_terms(terms: &HashSet<String>, source_terms: &[HashSet<String>]) -> HashSet<String> {
+    terms
+        .iter()
+        .filter(|t| source_terms.iter().filter(|st| st.contains(*t)).count() == 1)
+        .cloned()
+        .collect()
+}
+
+/// The source holding most of the `distinctive` terms, and how many it holds (the first
+/// source on ties).
+fn naming_source(
+    distinctive: &HashSet<String>,
+    source_terms: &[HashSet<String>],
+) -> Option<(usize, usize)> {
+    source_terms
+        .iter()
+        .enumerate()
+        .map(|(i, st)| (distinctive.iter().filter(|t| st.contains(*t)).count(), i))
+        .max_by_key(|&(held, i)| (held, std::cmp::Reverse(i)))
+}
+
+/// Words that answer a yes/no question and say nothing more.
+const ASSENT: &[&str] = &[
+    "yes",
+    "yeah",
+    "sure",
+    "certainly",
+    "indeed",
+    "possible",
+    "allowed",
+    "可以",
+    "能",
+    "能够",
+    "不能",
+    "不",
+    "需要",
+    "不需要",
+    "是的",
+    "对",
+    "会",
+    "不会",
+    "行",
+    "没有",
+];
+
+/// Whether an answer says nothing the question did not: a bare "Yes [1]", or the
+/// question restated as an answer ("Yes, you can burn and sell Debian CDs [3]"). Small
+/// models answer yes/no questions this way although their sources state the fact; such an
+/// answer is worth completing with the sentence that does (`/ask` does).
+pub fn adds_nothing(answer: &str, question: &str) -> bool {
+    let mut bare = String::with_capacity(answer.len());
+    let mut at = 0;
+    for (a, b, _) in markers(answer) {
+        bare.push_str(&answer[at..a]);
+        at = b;
+    }
+    bare.push_str(&answer[at..]);
+    let asked = content_terms(question);
+    let assent = content_terms(&ASSENT.join(" "));
+    content_terms(&bare)
+        .iter()
+        .all(|t| asked.contains(t) || assent.contains(t))
+}
+
 /// Whether a piece of an answer holds a `[n]` citation marker.
 fn has_marker(text: &str) -> bool {
     !markers(text).is_empty()
 }
 
 /// Adds a citation to each sentence of `answer` that has none but whose content terms
-/// (two at least) come mostly (at least half of them) from one of `sources` (numbered from 1 in order):
-/// the best matching source's `[n]` goes before the sentence's closing punctuation. Small
+/// (two at least) come mostly (at least half of them) from one of `sources` (numbered from
+/// 1 in order), or that names what only one source names (two such terms, or one in a
+/// sentence naming a command, path or package: "应该装到 /usr/local/bin" from an English
+/// source shares little else with it): that source's `[n]` goes before the sentence's
+/// closing punctuation. Small
 /// models often state a source's fact without the marker asked for; the reader still
 /// deserves to see where it comes from. Sentences matching no source stay as they are,
 /// and so does everything else in the answer (line breaks, code).
@@ -464,9 +523,15 @@ pub fn attribute(answer: &str, sources: &[&str]) -> String {
             .enumerate()
             .map(|(i, st)| (terms.iter().filter(|t| st.contains(*t)).count(), i))
             .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
-        match best {
+        let source = match best {
             // A fragment of one word ("Restores", cut short) says too little to attribute.
-            Some((shared, i)) if terms.len() >= 2 && shared * 2 >= terms.len() => {
+            Some((shared, i)) if terms.len() >= 2 && shared * 2 >= terms.len() => Some(i),
+            _ => naming_source(&distinctive_terms(&terms, &source_terms), &source_terms)
+                .filter(|&(held, _)| held >= 2 || (held == 1 && names_command(sentence)))
+                .map(|(_, i)| i),
+        };
+        match source {
+            Some(i) => {
                 let end = sentence
                     .trim_end_matches(['.', '!', '?', '。', '！', '？', '；', ':', '：'])
                     .len();
@@ -475,7 +540,7 @@ pub fn attribute(answer: &str, sources: &[&str]) -> String {
                 out.push_str(&marker);
                 out.push_str(&sentence[end..]);
             }
-            _ => out.push_str(sentence),
+            None => out.push_str(sentence),
         }
     }
     out.push_str(&answer[start..]);
@@ -671,5 +736,45 @@ mod tests {
         );
         let kept = "Install the libpaper1 package for every program [2].";
         assert_eq!(attribute(kept, &papers), kept);
+        // Uncited, in another language than its source: the path only one source names
+        // says where it comes from; a single ordinary word does not.
+        let places = [
+            "Programs not packaged by Debian belong in /usr/local/bin.",
+            "Packaged programs go to /usr/bin.",
+        ];
+        assert_eq!(
+            attribute("应该装到 /usr/local/bin 目录。", &places),
+            "应该装到 /usr/local/bin 目录 [1]。"
+        );
+        let unnamed = "这些程序不是 Debian 打包的。";
+        assert_eq!(attribute(unnamed, &places), unnamed);
+    }
+
+    #[test]
+    fn bare_and_restating_answers_add_nothing() {
+        let question = "Am I allowed to burn and sell Debian CDs?";
+        for bare in [
+            "Yes [1], [2], [3].",
+            "Yes, you can burn and sell Debian CDs [3].",
+            "",
+        ] {
+            assert!(adds_nothing(bare, question), "{bare}");
+        }
+        assert!(!adds_nothing(
+            "Yes, you do not need permission to distribute anything we released [2].",
+            question
+        ));
+        assert!(!adds_nothing(
+            "Use alien [1].",
+            "Can I install an .rpm package?"
+        ));
+        assert!(adds_nothing(
+            "不需要授权 [2]。",
+            "自己刻录 Debian 光盘拿去卖需要授权吗"
+        ));
+        assert!(!adds_nothing(
+            "可以，用 alien 转换 [1]。",
+            "能在 Debian 上安装红帽的 rpm 软件包吗"
+        ));
     }
 }

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 mod evidence;
 pub use evidence::{
-    Evidence, attribute, best_sentence, content_terms, evidence, extract, sentence_spans,
+    Evidence, adds_nothing, attribute, best_sentence, content_terms, evidence, extract,
+    sentence_spans,
 };
 
 use zhiku_embed::{EmbedError, Embedder};

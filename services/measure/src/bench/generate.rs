@@ -170,6 +170,9 @@ pub fn run(mut config: Config, args: &GenerateArgs) -> anyhow::Result<()> {
         temperature: 0.0,
         max_tokens: args.max_tokens,
         stop: Vec::new(),
+        // Every round reads the same prompt: each must read all of it, as llama.cpp's
+        // loop does.
+        cache_prompt: false,
         ..SamplingParams::default()
     };
     let reference = if args.no_reference {

@@ -59,6 +59,22 @@ pub struct AnswerResult {
     pub prompt_tokens: usize,
     /// Generated tokens.
     pub completion_tokens: usize,
+    /// The numbered sources the answer was made from, in number order: what to read when
+    /// a judgement looks wrong.
+    pub sources: Vec<GivenSource>,
+}
+
+/// A source given for an answer, as `--json` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GivenSource {
+    /// Its `[n]`.
+    pub index: usize,
+    /// Whether the answer cites it.
+    pub cited: bool,
+    /// The document it comes from.
+    pub document: String,
+    /// The chunk's text.
+    pub text: String,
 }
 
 /// The judgements of one answer.
@@ -293,6 +309,19 @@ fn judge_response(query: &Query, response: &AskResponse) -> AnswerResult {
         .map(|c| c.text.as_str())
         .collect();
     let t = &response.timings;
+    let mut sources: Vec<GivenSource> = response
+        .citations
+        .iter()
+        .map(|c| (c, true))
+        .chain(response.context.iter().map(|c| (c, false)))
+        .map(|(c, cited)| GivenSource {
+            index: c.index,
+            cited,
+            document: c.document_name.clone(),
+            text: c.text.clone(),
+        })
+        .collect();
+    sources.sort_by_key(|s| s.index);
     AnswerResult {
         line: query.line,
         lang: query.lang.clone(),
@@ -311,6 +340,7 @@ fn judge_response(query: &Query, response: &AskResponse) -> AnswerResult {
         answer_ms: t.total_ms.saturating_sub(t.retrieval_ms),
         prompt_tokens: response.usage.prompt_tokens,
         completion_tokens: response.usage.completion_tokens,
+        sources,
     }
 }
 
