@@ -209,47 +209,68 @@ pub struct Evidence {
 /// "which tool" question usually holds one, while the sentences around it restate the
 /// question in its words.
 pub fn names_command(sentence: &str) -> bool {
-    sentence
-        .split(|c: char| !c.is_ascii_graphic())
-        .map(|t| {
-            t.trim_matches(|c: char| {
-                matches!(
-                    c,
-                    ',' | '.'
-                        | ';'
-                        | ':'
-                        | '!'
-                        | '?'
-                        | '('
-                        | ')'
-                        | '['
-                        | ']'
-                        | '{'
-                        | '}'
-                        | '"'
-                        | '\''
-                        | '`'
-                )
-            })
+    ascii_tokens(sentence).any(is_command)
+}
+
+/// The runs of printable ASCII in a text, trimmed of the punctuation around words.
+fn ascii_tokens(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_ascii_graphic()).map(|t| {
+        t.trim_matches(|c: char| {
+            matches!(
+                c,
+                ',' | '.'
+                    | ';'
+                    | ':'
+                    | '!'
+                    | '?'
+                    | '('
+                    | ')'
+                    | '['
+                    | ']'
+                    | '{'
+                    | '}'
+                    | '"'
+                    | '\''
+                    | '`'
+            )
         })
-        .any(|t| {
-            let b = t.as_bytes();
-            let letters = b.iter().any(u8::is_ascii_alphabetic);
-            let option = t.len() >= 3
-                && b[0] == b'-'
-                && b[1..]
-                    .iter()
-                    .all(|c| c.is_ascii_alphanumeric() || *c == b'-');
-            let path = t.len() >= 3 && b[0] == b'/' && letters;
-            let joined = b.windows(3).any(|w| {
-                w[0].is_ascii_alphanumeric()
-                    && matches!(w[1], b'-' | b'_' | b'.' | b'/')
-                    && w[2].is_ascii_alphanumeric()
-            });
-            letters
-                && (option || path || joined)
-                && !matches!(t.to_ascii_lowercase().as_str(), "e.g" | "i.e")
+    })
+}
+
+/// An option (`--list`), a path (`/etc/modules`) or a name joined by `-` `_` `.` `/`.
+fn is_command(t: &str) -> bool {
+    let b = t.as_bytes();
+    let letters = b.iter().any(u8::is_ascii_alphabetic);
+    let option = t.len() >= 3
+        && b[0] == b'-'
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-');
+    let path = t.len() >= 3 && b[0] == b'/' && letters;
+    let joined = b.windows(3).any(|w| {
+        w[0].is_ascii_alphanumeric()
+            && matches!(w[1], b'-' | b'_' | b'.' | b'/')
+            && w[2].is_ascii_alphanumeric()
+    });
+    letters
+        && (option || path || joined)
+        && !matches!(t.to_ascii_lowercase().as_str(), "e.g" | "i.e")
+}
+
+/// The names a sentence gives that a reader could type, lowercased: commands, paths and
+/// options ([`is_command`]), and words of letters and digits (`libpaper1`, `ext4`). They
+/// read the same in an English and a Chinese text.
+fn typed_names(sentence: &str) -> Vec<String> {
+    ascii_tokens(sentence)
+        .filter(|t| {
+            is_command(t)
+                || (t.len() >= 3
+                    && t.bytes().any(|c| c.is_ascii_alphabetic())
+                    && t.bytes().any(|c| c.is_ascii_digit())
+                    && t.bytes().all(|c| c.is_ascii_alphanumeric()))
         })
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// The extractive answer: from each of the first `max_sources` texts (retrieved chunks,
@@ -362,12 +383,16 @@ fn markers(text: &str) -> Vec<(usize, usize, usize)> {
 /// models often state one source's fact under another's number; the reader following the
 /// marker should find the fact. The right source is, in this order:
 ///
+/// - none, when a cited source holds a name the sentence gives that a reader could type
+///   (`libpaper1`, `/etc/papersize`, `dpkg-divert`): names read the same in both
+///   languages, so the citation holds however few other words they share;
+/// - the only source holding one of those names, when no cited one does;
 /// - the one holding most of the sentence's distinctive terms (those only one source
 ///   holds: `libpaper1`, `/etc/modules`, 玩具总动员), when the cited sources hold none of
 ///   them and it shares as many of all its terms as they do; the fact is in the names;
 /// - else, when the cited sources hold fewer than half of its content terms (two at
 ///   least), one that holds at least half and more of them.
-fn recite(sentence: &str, source_terms: &[HashSet<String>]) -> String {
+fn recite(sentence: &str, source_terms: &[HashSet<String>], lowered: &[String]) -> String {
     let found = markers(sentence);
     let mut bare = String::with_capacity(sentence.len());
     let mut at = 0;
@@ -395,6 +420,26 @@ fn recite(sentence: &str, source_terms: &[HashSet<String>]) -> String {
         format!("{} [{}]{}", bare[..end].trim_end(), i + 1, &bare[end..])
     };
 
+    // A name the reader could type that no cited source holds and exactly one other does
+    // is that source's, whichever language the rest of the sentence shares with which
+    // source (an English sentence naming libpaper1 from a Chinese source).
+    let names = typed_names(&bare);
+    let in_cited = |name: &String| {
+        found.iter().any(|(_, _, n)| {
+            n.checked_sub(1)
+                .and_then(|i| lowered.get(i))
+                .is_some_and(|text| text.contains(name.as_str()))
+        })
+    };
+    if names.iter().any(in_cited) {
+        // A cited source gives the name: the citation holds, however few other words the
+        // sentence shares with it (a Chinese source for an English sentence).
+        return sentence.to_string();
+    }
+    if let Some(i) = only_holder(&names, lowered) {
+        return recited(i);
+    }
+
     let distinctive = distinctive_terms(&terms, source_terms);
     if !distinctive.is_empty()
         && count(&distinctive, &is_cited) == 0
@@ -417,6 +462,21 @@ fn recite(sentence: &str, source_terms: &[HashSet<String>]) -> String {
         Some((shared, i)) if shared * 2 >= terms.len() && shared > cited => recited(i),
         _ => sentence.to_string(),
     }
+}
+
+/// The one source (of the `lowered` texts) holding one of the `names`, taking the names in
+/// order: the first name exactly one source holds decides.
+fn only_holder(names: &[String], lowered: &[String]) -> Option<usize> {
+    names.iter().find_map(|name| {
+        let mut holders = lowered
+            .iter()
+            .enumerate()
+            .filter(|(_, text)| text.contains(name.as_str()));
+        match (holders.next(), holders.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    })
 }
 
 /// The terms of `terms` that exactly one source holds.
@@ -489,9 +549,10 @@ fn has_marker(text: &str) -> bool {
     !markers(text).is_empty()
 }
 
-/// Adds a citation to each sentence of `answer` that has none but whose content terms
-/// (two at least) come mostly (at least half of them) from one of `sources` (numbered from
-/// 1 in order), or that names what only one source names (two such terms, or one in a
+/// Adds a citation to each sentence of `answer` that has none but gives a name a reader
+/// could type (`libpaper1`, `/etc/papersize`) that only one of `sources` (numbered from 1
+/// in order) holds, or whose content terms (two at least) come mostly (at least half of
+/// them) from one source, or that names what only one source names (two such terms, or one in a
 /// sentence naming a command, path or package: "应该装到 /usr/local/bin" from an English
 /// source shares little else with it): that source's `[n]` goes before the sentence's
 /// closing punctuation. Small
@@ -500,6 +561,7 @@ fn has_marker(text: &str) -> bool {
 /// and so does everything else in the answer (line breaks, code).
 pub fn attribute(answer: &str, sources: &[&str]) -> String {
     let source_terms: Vec<HashSet<String>> = sources.iter().map(|s| content_terms(s)).collect();
+    let lowered: Vec<String> = sources.iter().map(|s| s.to_ascii_lowercase()).collect();
     let mut out = String::with_capacity(answer.len() + 16);
     let mut start = 0;
     for (a, b) in sentence_spans(answer) {
@@ -510,7 +572,7 @@ pub fn attribute(answer: &str, sources: &[&str]) -> String {
         let next = answer[b..].trim_start();
         let head = next.char_indices().nth(8).map_or(next, |(i, _)| &next[..i]);
         if has_marker(sentence) {
-            out.push_str(&recite(sentence, &source_terms));
+            out.push_str(&recite(sentence, &source_terms, &lowered));
             continue;
         }
         if next.starts_with('[') && has_marker(head) {
@@ -524,6 +586,7 @@ pub fn attribute(answer: &str, sources: &[&str]) -> String {
             .map(|(i, st)| (terms.iter().filter(|t| st.contains(*t)).count(), i))
             .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
         let source = match best {
+            _ if let Some(i) = only_holder(&typed_names(sentence), &lowered) => Some(i),
             // A fragment of one word ("Restores", cut short) says too little to attribute.
             Some((shared, i)) if terms.len() >= 2 && shared * 2 >= terms.len() => Some(i),
             _ => naming_source(&distinctive_terms(&terms, &source_terms), &source_terms)
@@ -736,6 +799,36 @@ mod tests {
         );
         let kept = "Install the libpaper1 package for every program [2].";
         assert_eq!(attribute(kept, &papers), kept);
+        // The name only a Chinese source gives moves an English sentence's marker there,
+        // though the English source shares more of its words.
+        let bilingual = [
+            "Install a package to set the paper size for every program.",
+            "安装 libpaper1 软件包，然后在 /etc/papersize 中设置纸张大小。",
+        ];
+        assert_eq!(
+            attribute("Install the libpaper1 software package [1].", &bilingual),
+            "Install the libpaper1 software package [2]."
+        );
+        // A name the cited source holds too keeps the marker.
+        let both = [
+            "Install libpaper1 for every program.",
+            "安装 libpaper1 软件包。",
+        ];
+        let kept = "Install the libpaper1 software package [1].";
+        assert_eq!(attribute(kept, &both), kept);
+        // Nor does the English source's share of the words move it away from the Chinese
+        // source that gives the name.
+        let kept = "Install libpaper1 software package [2].";
+        assert_eq!(
+            attribute(
+                kept,
+                &[
+                    "Install the software package you need.",
+                    "安装 libpaper1 软件包。"
+                ]
+            ),
+            kept
+        );
         // Uncited, in another language than its source: the path only one source names
         // says where it comes from; a single ordinary word does not.
         let places = [
@@ -748,6 +841,16 @@ mod tests {
         );
         let unnamed = "这些程序不是 Debian 打包的。";
         assert_eq!(attribute(unnamed, &places), unnamed);
+        // The name decides over shared words: the English source shares "install",
+        // "software" and "package", the Chinese one the package's name.
+        let bilingual = [
+            "Install the software package you need with apt.",
+            "安装 libpaper1 软件包，然后在 /etc/papersize 中设置纸张大小。",
+        ];
+        assert_eq!(
+            attribute("Install libpaper1 software package.", &bilingual),
+            "Install libpaper1 software package [2]."
+        );
     }
 
     #[test]
