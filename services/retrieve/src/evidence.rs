@@ -7,6 +7,7 @@
 //! a sentence and "how do I" matches nothing.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use zhiku_index::analyzer::{is_stopword, terms, words};
 
@@ -394,13 +395,7 @@ fn markers(text: &str) -> Vec<(usize, usize, usize)> {
 ///   least), one that holds at least half and more of them.
 fn recite(sentence: &str, source_terms: &[HashSet<String>], lowered: &[String]) -> String {
     let found = markers(sentence);
-    let mut bare = String::with_capacity(sentence.len());
-    let mut at = 0;
-    for (a, b, _) in &found {
-        bare.push_str(sentence[at..*a].trim_end());
-        at = *b;
-    }
-    bare.push_str(&sentence[at..]);
+    let bare = unmarked(sentence);
     let terms = content_terms(&bare);
     let count = |terms: &HashSet<String>, held: &dyn Fn(&String) -> bool| {
         terms.iter().filter(|t| held(t)).count()
@@ -530,18 +525,24 @@ const ASSENT: &[&str] = &[
 /// models answer yes/no questions this way although their sources state the fact; such an
 /// answer is worth completing with the sentence that does (`/ask` does).
 pub fn adds_nothing(answer: &str, question: &str) -> bool {
-    let mut bare = String::with_capacity(answer.len());
+    static ASSENT_TERMS: LazyLock<HashSet<String>> =
+        LazyLock::new(|| content_terms(&ASSENT.join(" ")));
+    let asked = content_terms(question);
+    content_terms(&unmarked(answer))
+        .iter()
+        .all(|t| asked.contains(t) || ASSENT_TERMS.contains(t))
+}
+
+/// A piece of an answer without its `[n]` markers, nor the spaces before them.
+fn unmarked(text: &str) -> String {
+    let mut bare = String::with_capacity(text.len());
     let mut at = 0;
-    for (a, b, _) in markers(answer) {
-        bare.push_str(&answer[at..a]);
+    for (a, b, _) in markers(text) {
+        bare.push_str(text[at..a].trim_end());
         at = b;
     }
-    bare.push_str(&answer[at..]);
-    let asked = content_terms(question);
-    let assent = content_terms(&ASSENT.join(" "));
-    content_terms(&bare)
-        .iter()
-        .all(|t| asked.contains(t) || assent.contains(t))
+    bare.push_str(&text[at..]);
+    bare
 }
 
 /// Whether a piece of an answer holds a `[n]` citation marker.
@@ -552,12 +553,11 @@ fn has_marker(text: &str) -> bool {
 /// Adds a citation to each sentence of `answer` that has none but gives a name a reader
 /// could type (`libpaper1`, `/etc/papersize`) that only one of `sources` (numbered from 1
 /// in order) holds, or whose content terms (two at least) come mostly (at least half of
-/// them) from one source, or that names what only one source names (two such terms, or one in a
-/// sentence naming a command, path or package: "应该装到 /usr/local/bin" from an English
-/// source shares little else with it): that source's `[n]` goes before the sentence's
-/// closing punctuation. Small
-/// models often state a source's fact without the marker asked for; the reader still
-/// deserves to see where it comes from. Sentences matching no source stay as they are,
+/// them) from one source, or that names what only one source names (two such terms, or
+/// one in a sentence naming a command, path or package: "应该装到 /usr/local/bin" from an
+/// English source shares little else with it): that source's `[n]` goes before the
+/// sentence's closing punctuation. Small models often state a source's fact without the
+/// marker asked for; the reader still deserves to see where it comes from. Sentences matching no source stay as they are,
 /// and so does everything else in the answer (line breaks, code).
 pub fn attribute(answer: &str, sources: &[&str]) -> String {
     let source_terms: Vec<HashSet<String>> = sources.iter().map(|s| content_terms(s)).collect();

@@ -302,12 +302,6 @@ fn judge_response(query: &Query, response: &AskResponse) -> AnswerResult {
         .iter()
         .map(|c: &Citation| (c.index, c.text.as_str()))
         .collect();
-    let given: Vec<&str> = response
-        .citations
-        .iter()
-        .chain(&response.context)
-        .map(|c| c.text.as_str())
-        .collect();
     let t = &response.timings;
     let mut sources: Vec<GivenSource> = response
         .citations
@@ -322,6 +316,7 @@ fn judge_response(query: &Query, response: &AskResponse) -> AnswerResult {
         })
         .collect();
     sources.sort_by_key(|s| s.index);
+    let given: Vec<&str> = sources.iter().map(|s| s.text.as_str()).collect();
     AnswerResult {
         line: query.line,
         lang: query.lang.clone(),
