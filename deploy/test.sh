@@ -18,3 +18,8 @@ cargo build --locked --workspace --all-targets
 export ZHIKU_FUZZ_SECS=${ZHIKU_FUZZ_SECS:-30}
 # Two test threads: each e2e test starts a server that loads the models.
 cargo test --locked --workspace -- --test-threads 2
+# The Qdrant backend's tests need a Qdrant server; without ZHIKU_TEST_QDRANT_URL they are
+# reported as ignored (with that reason) by the run above.
+if [ -n "${ZHIKU_TEST_QDRANT_URL:-}" ]; then
+    cargo test --locked -p zhiku-index qdrant -- --ignored --test-threads 1
+fi

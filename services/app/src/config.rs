@@ -24,6 +24,8 @@ pub struct Config {
     pub chunking: ChunkingConfig,
     /// Vector index tuning.
     pub index: IndexConfig,
+    /// Where knowledge bases keep their chunks: embedded, or a Qdrant cluster.
+    pub store: StoreConfig,
     /// Retrieval defaults.
     pub search: SearchConfig,
     /// The LLM: a local GGUF model, or an OpenAI-compatible endpoint.
@@ -313,6 +315,57 @@ impl Default for IndexConfig {
             hnsw_m: d.m,
             hnsw_ef_construct: d.ef_construct,
             hnsw_ef: d.ef,
+        }
+    }
+}
+
+/// `store.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackendChoice {
+    /// A Qdrant Edge shard and a Tantivy index per KB in the data directory.
+    #[default]
+    Embedded,
+    /// A collection per KB in the Qdrant cluster at `store.url`, with BM25 as sparse
+    /// vectors instead of Tantivy.
+    Qdrant,
+}
+
+/// Where knowledge bases keep their chunks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` (the default: nothing else to run) or `qdrant`.
+    pub backend: StoreBackendChoice,
+    /// `qdrant`: the gRPC URL of any node of the cluster.
+    pub url: String,
+    /// `qdrant`: the NAME of the environment variable holding the cluster's API key;
+    /// empty sends none.
+    pub api_key_env: String,
+    /// `qdrant`: prefix of every collection zhiku creates (`<prefix><kb>.<store>`), so
+    /// deployments can share a cluster.
+    pub collection_prefix: String,
+    /// `qdrant`: shards of each new collection.
+    pub shard_number: u32,
+    /// `qdrant`: copies of each shard in new collections.
+    pub replication_factor: u32,
+    /// `qdrant`: replicas that must confirm a write.
+    pub write_consistency_factor: u32,
+    /// `qdrant`: seconds allowed for one request (and for connecting).
+    pub timeout_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackendChoice::Embedded,
+            url: "http://127.0.0.1:6334".into(),
+            api_key_env: String::new(),
+            collection_prefix: "zhiku_".into(),
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            timeout_secs: 30,
         }
     }
 }
@@ -617,15 +670,8 @@ impl Config {
             !llm.remote_model.trim().is_empty(),
             "llm.provider = \"openai\" needs llm.remote_model: the model name the endpoint serves"
         );
-        let api_key = match llm.api_key_env.trim() {
-            "" => None,
-            name => match std::env::var(name) {
-                Ok(key) if !key.trim().is_empty() => Some(zhiku_generate::ApiKey::new(key.trim())),
-                _ => anyhow::bail!(
-                    "llm.api_key_env names the environment variable {name}, which is not set (or empty)"
-                ),
-            },
-        };
+        let api_key = secret_from_env("llm.api_key_env", &llm.api_key_env)?
+            .map(|key| zhiku_generate::ApiKey::new(&key));
         Ok(zhiku_generate::OpenAiConfig {
             base_url: llm.base_url.clone(),
             model: llm.remote_model.trim().to_string(),
@@ -692,6 +738,31 @@ impl Config {
         })
     }
 
+    /// The Qdrant cluster's settings, for `store.backend = "qdrant"`.
+    pub fn qdrant(&self) -> anyhow::Result<zhiku_index::QdrantSettings> {
+        let store = &self.store;
+        anyhow::ensure!(
+            !store.url.trim().is_empty(),
+            "store.backend = \"qdrant\" needs store.url (e.g. http://127.0.0.1:6334)"
+        );
+        anyhow::ensure!(
+            store.shard_number >= 1
+                && store.replication_factor >= 1
+                && (1..=store.replication_factor).contains(&store.write_consistency_factor),
+            "store.shard_number and store.replication_factor must be at least 1, and store.write_consistency_factor between 1 and store.replication_factor"
+        );
+        Ok(zhiku_index::QdrantSettings {
+            url: store.url.trim().to_string(),
+            api_key: secret_from_env("store.api_key_env", &store.api_key_env)?,
+            collection_prefix: store.collection_prefix.clone(),
+            shard_number: store.shard_number,
+            replication_factor: store.replication_factor,
+            write_consistency_factor: store.write_consistency_factor,
+            timeout: std::time::Duration::from_secs(store.timeout_secs.max(1)),
+            hnsw: self.hnsw(),
+        })
+    }
+
     /// The vector index settings.
     pub fn hnsw(&self) -> zhiku_index::HnswParams {
         zhiku_index::HnswParams {
@@ -699,6 +770,20 @@ impl Config {
             ef_construct: self.index.hnsw_ef_construct,
             ef: self.index.hnsw_ef,
         }
+    }
+}
+
+/// The secret in the environment variable a `*_api_key_env` setting names (`field`), or
+/// `None` when the setting is empty; an error names the variable when it is unset.
+fn secret_from_env(field: &str, name: &str) -> anyhow::Result<Option<String>> {
+    match name.trim() {
+        "" => Ok(None),
+        name => match std::env::var(name) {
+            Ok(key) if !key.trim().is_empty() => Ok(Some(key.trim().to_string())),
+            _ => anyhow::bail!(
+                "{field} names the environment variable {name}, which is not set (or empty)"
+            ),
+        },
     }
 }
 

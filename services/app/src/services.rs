@@ -20,7 +20,7 @@ use zhiku_schemas::{
     path_prefixes,
 };
 
-use crate::config::{Config, LlmProvider, SearchConfig};
+use crate::config::{Config, LlmProvider, SearchConfig, StoreBackendChoice};
 use crate::conversations::ConversationStore;
 use crate::error::{ServiceError, kb_not_found};
 use crate::metrics::{Metrics, Snapshot};
@@ -220,7 +220,13 @@ impl Services {
             Models::EmbedderOnly => None,
         };
         let embedder = zhiku_embed::load(embedder_config)?;
-        let registry = Arc::new(KbRegistry::open(&data_dir, config.hnsw(), catalog.clone())?);
+        let backend = match config.store.backend {
+            StoreBackendChoice::Embedded => zhiku_index::StoreBackend::Embedded(config.hnsw()),
+            StoreBackendChoice::Qdrant => zhiku_index::StoreBackend::Qdrant(Arc::new(
+                zhiku_index::QdrantConnection::connect(config.qdrant()?)?,
+            )),
+        };
+        let registry = Arc::new(KbRegistry::open(&data_dir, backend, catalog.clone())?);
         for (kb, report) in registry.reconcile_all()? {
             if report != Default::default() {
                 tracing::warn!(kb = %kb, ?report, "reconciled the stores with the catalog");

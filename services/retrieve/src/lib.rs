@@ -252,13 +252,10 @@ pub fn search(
     let filter = options.filter.as_ref();
     let view = kb.view();
     let fused: Vec<Scored> = match (options.mode, vector) {
-        (SearchMode::Hybrid, Some(vector)) => fuse(
-            view.dense_search(&vector, candidates, filter)?,
-            view.keyword_search(terms, candidates, filter)?,
-            options.fusion,
-            options.rrf_k,
-            options.alpha,
-        ),
+        (SearchMode::Hybrid, Some(vector)) => {
+            let (dense, keyword) = view.hybrid_search(&vector, terms, candidates, filter)?;
+            fuse(dense, keyword, options.fusion, options.rrf_k, options.alpha)
+        }
         // A single side keeps its own scale: cosine or BM25.
         (_, Some(vector)) => fuse(
             view.dense_search(&vector, candidates, filter)?,

@@ -16,7 +16,7 @@ use zhiku_schemas::{
     ChunkRecord, DocumentInfo, DocumentStatus, KbInfo, SearchFilter, StoredCounts,
 };
 
-use crate::{EdgeVectorStore, HnswParams, IndexError, KeywordIndex, VectorStore};
+use crate::{HybridHits, IndexError, KeywordIndex, StoreBackend, VectorStore};
 
 /// The file whose presence marks a complete KB directory.
 pub(crate) const META_FILE: &str = "kb.json";
@@ -91,11 +91,12 @@ type Visible = HashMap<String, (u64, usize)>;
 pub struct KnowledgeBase {
     dir: PathBuf,
     name: String,
-    hnsw: HnswParams,
+    backend: StoreBackend,
     /// Swapped whole by a reindex; everyone else clones the `Arc` for the call at hand, so
     /// a search that began on the old store finishes on it.
     vectors: RwLock<Arc<dyn VectorStore>>,
-    keywords: KeywordIndex,
+    /// `None` when the vector store indexes keywords itself (a Qdrant collection).
+    keywords: Option<KeywordIndex>,
     meta: RwLock<KbMeta>,
     catalog: Arc<Catalog>,
     visible: RwLock<Visible>,
@@ -228,6 +229,27 @@ impl KbView<'_> {
         }
     }
 
+    /// [`dense_search`](Self::dense_search) and [`keyword_search`](Self::keyword_search)
+    /// for one hybrid query: one request to a store that holds both sides.
+    pub fn hybrid_search(
+        &self,
+        vector: &[f32],
+        terms: &[String],
+        limit: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<HybridHits, IndexError> {
+        if self.kb.keywords.is_some() {
+            return Ok((
+                self.dense_search(vector, limit, filter)?,
+                self.keyword_search(terms, limit, filter)?,
+            ));
+        }
+        let (dense, keyword) =
+            self.vectors
+                .hybrid_search(vector, terms, self.fetch(limit), filter)?;
+        Ok((self.keep(dense, limit), self.keep(keyword, limit)))
+    }
+
     /// BM25 keyword search for a query's `terms` ([`analyzer::terms`](crate::analyzer::terms))
     /// over visible chunks matching `filter`.
     pub fn keyword_search(
@@ -236,7 +258,12 @@ impl KbView<'_> {
         limit: usize,
         filter: Option<&SearchFilter>,
     ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
-        let hits = self.kb.keywords.search(terms, self.fetch(limit), filter)?;
+        let hits = match &self.kb.keywords {
+            Some(keywords) => keywords.search(terms, self.fetch(limit), filter)?,
+            None => self
+                .vectors
+                .keyword_search(terms, self.fetch(limit), filter)?,
+        };
         Ok(self.keep(hits, limit))
     }
 }
@@ -245,18 +272,23 @@ impl KnowledgeBase {
     pub(crate) fn open_dir(
         dir: &Path,
         meta: KbMeta,
-        hnsw: HnswParams,
+        backend: StoreBackend,
         catalog: Arc<Catalog>,
     ) -> Result<Self, IndexError> {
-        remove_retired_vectors(dir, &meta.vectors_dir)?;
-        let vectors = EdgeVectorStore::open(&dir.join(&meta.vectors_dir), meta.dimension, hnsw)?;
-        let keywords = KeywordIndex::open(&dir.join("keywords")).map_err(|e| match e {
-            IndexError::Outdated { detail, .. } => IndexError::Outdated {
-                what: format!("knowledge base {:?}", meta.name),
-                detail,
-            },
-            e => e,
-        })?;
+        backend.remove_retired(dir, &meta.name, &meta.vectors_dir)?;
+        let vectors = backend.open(dir, &meta.name, &meta.vectors_dir, meta.dimension)?;
+        let keywords = if vectors.indexes_keywords() {
+            None
+        } else {
+            let keywords = KeywordIndex::open(&dir.join("keywords")).map_err(|e| match e {
+                IndexError::Outdated { detail, .. } => IndexError::Outdated {
+                    what: format!("knowledge base {:?}", meta.name),
+                    detail,
+                },
+                e => e,
+            })?;
+            Some(keywords)
+        };
         let visible = catalog
             .all_documents(&meta.name)?
             .into_iter()
@@ -265,8 +297,8 @@ impl KnowledgeBase {
         Ok(Self {
             dir: dir.to_path_buf(),
             name: meta.name.clone(),
-            hnsw,
-            vectors: RwLock::new(Arc::new(vectors)),
+            backend,
+            vectors: RwLock::new(vectors),
             keywords,
             meta: RwLock::new(meta),
             catalog,
@@ -309,8 +341,21 @@ impl KnowledgeBase {
     /// it once more so nothing depends on that staying true.
     pub fn flush(&self) -> Result<(), IndexError> {
         let _turn = self.write.lock();
-        self.keywords.commit()?;
+        self.commit_keywords()?;
         self.vectors().flush()
+    }
+
+    /// Makes the keyword index's changes searchable and durable, if the KB has one.
+    fn commit_keywords(&self) -> Result<(), IndexError> {
+        self.keywords.as_ref().map_or(Ok(()), KeywordIndex::commit)
+    }
+
+    /// Chunks in the keyword index: the vector store's own when it indexes keywords.
+    fn keyword_count(&self) -> Result<usize, IndexError> {
+        match &self.keywords {
+            Some(keywords) => Ok(keywords.count()),
+            None => self.vectors().count(),
+        }
     }
 
     /// A KB may only be written or queried with the embedding model that built it.
@@ -343,7 +388,7 @@ impl KnowledgeBase {
     pub fn stored_counts(&self) -> Result<StoredCounts, IndexError> {
         Ok(StoredCounts {
             vectors: self.vectors().count()?,
-            keywords: self.keywords.count(),
+            keywords: self.keyword_count()?,
         })
     }
 
@@ -403,7 +448,9 @@ impl KnowledgeBase {
             }
             vectors.upsert(&points)?;
             let records: Vec<ChunkRecord> = points.into_iter().map(|(r, _)| r).collect();
-            self.keywords.add(&records)?;
+            if let Some(keywords) = &self.keywords {
+                keywords.add(&records)?;
+            }
             chunks += records.len();
             let previous = self.catalog.document(name, &document.id)?;
             document.version = version;
@@ -425,7 +472,7 @@ impl KnowledgeBase {
             stored.push(document);
         }
         // Both stores durable before the catalog points at the new versions.
-        self.keywords.commit()?;
+        self.commit_keywords()?;
         vectors.flush()?;
         extra.upserts = stored.clone();
         {
@@ -438,9 +485,11 @@ impl KnowledgeBase {
         }
         for doc in &stored {
             vectors.delete_versions(&doc.id, Some(doc.version))?;
-            self.keywords.delete_versions(&doc.id, Some(doc.version))?;
+            if let Some(keywords) = &self.keywords {
+                keywords.delete_versions(&doc.id, Some(doc.version))?;
+            }
         }
-        self.keywords.commit()?;
+        self.commit_keywords()?;
         if chunks > 0 {
             // No background optimizer runs in Qdrant Edge: index after every batch.
             vectors.optimize()?;
@@ -476,7 +525,7 @@ impl KnowledgeBase {
             visible.remove(document_id);
         }
         self.drop_versions(document_id, None)?;
-        self.keywords.commit()?;
+        self.commit_keywords()?;
         self.vectors().flush()?;
         self.catalog.clear_intents(
             name,
@@ -491,7 +540,10 @@ impl KnowledgeBase {
 
     fn drop_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError> {
         self.vectors().delete_versions(document_id, keep)?;
-        self.keywords.delete_versions(document_id, keep)
+        match &self.keywords {
+            Some(keywords) => keywords.delete_versions(document_id, keep),
+            None => Ok(()),
+        }
     }
 
     /// Brings both stores in line with the catalog after a crash: replays pending intents
@@ -511,17 +563,20 @@ impl KnowledgeBase {
         }
         report.intents_replayed = intents.len();
         if !intents.is_empty() {
-            self.keywords.commit()?;
+            self.commit_keywords()?;
             self.vectors().flush()?;
             self.catalog.clear_intents(name, &intents)?;
         }
         let expected: usize = self.visible.read().values().map(|(_, c)| c).sum();
-        if self.vectors().count()? == expected && self.keywords.count() == expected {
+        if self.vectors().count()? == expected && self.keyword_count()? == expected {
             return Ok(report);
         }
         report.full_scan = true;
         let vectors = self.vectors().versions()?;
-        let keywords = self.keywords.versions()?;
+        let keywords = match &self.keywords {
+            Some(keywords) => keywords.versions()?,
+            None => vectors.clone(),
+        };
         let visible = self.visible.read().clone();
         let mut strays: Vec<&String> = vectors
             .keys()
@@ -535,7 +590,7 @@ impl KnowledgeBase {
             self.drop_versions(doc, visible.get(*doc).map(|(v, _)| *v))?;
         }
         report.stray_versions_removed = strays.len();
-        self.keywords.commit()?;
+        self.commit_keywords()?;
         self.vectors().flush()?;
         for (id, (version, chunks)) in &visible {
             // An `empty` document has no chunks for a store to lose.
@@ -576,7 +631,9 @@ impl KnowledgeBase {
         let _turn = self.write.lock();
         let old = self.meta();
         let next_dir = format!("vectors-{}", uuid::Uuid::new_v4().simple());
-        let next = EdgeVectorStore::open(&self.dir.join(&next_dir), dimension, self.hnsw)?;
+        let next = self
+            .backend
+            .open(&self.dir, &self.name, &next_dir, dimension)?;
         let current = self.vectors();
         let documents: Vec<(String, (u64, usize))> = self
             .visible
@@ -584,17 +641,20 @@ impl KnowledgeBase {
             .iter()
             .map(|(id, v)| (id.clone(), *v))
             .collect();
-        let chunks = match copy_reembedded(current.as_ref(), &next, &documents, embed) {
+        let chunks = match copy_reembedded(current.as_ref(), next.as_ref(), &documents, embed) {
             Ok(chunks) => chunks,
             Err(e) => {
                 drop(next);
-                remove_retired_vectors(&self.dir, &old.vectors_dir)?;
+                self.backend
+                    .remove_retired(&self.dir, &self.name, &old.vectors_dir)?;
                 return Err(e);
             }
         };
-        // The new store's files and its directory entry reach the disk before the meta
-        // file names it.
-        sync_dir(&self.dir.join(&next_dir))?;
+        // An embedded store's files and its directory entry reach the disk before the
+        // meta file names it.
+        if self.dir.join(&next_dir).is_dir() {
+            sync_dir(&self.dir.join(&next_dir))?;
+        }
         sync_dir(&self.dir)?;
         {
             // The switch happens with no search in flight on the visibility map, so a
@@ -609,13 +669,14 @@ impl KnowledgeBase {
                 *self.meta.write() = old.clone();
                 return Err(e);
             }
-            *self.vectors.write() = Arc::new(next);
+            *self.vectors.write() = next;
         }
         // The shard flushes on drop into its directory, so the directory goes only once the
         // last search holding the old store has finished; if one outlasts the wait, the next
         // open removes the leftover instead.
         if close_when_unused(current, Duration::from_secs(60)).is_ok() {
-            remove_retired_vectors(&self.dir, &next_dir)?;
+            self.backend
+                .remove_retired(&self.dir, &self.name, &next_dir)?;
         }
         Ok(ReindexReport {
             from: (old.embedder, old.dimension),
@@ -629,7 +690,7 @@ impl KnowledgeBase {
 /// `to`, batch by batch, and makes `to` durable. Returns the chunks copied.
 fn copy_reembedded(
     from: &dyn VectorStore,
-    to: &EdgeVectorStore,
+    to: &dyn VectorStore,
     documents: &[(String, (u64, usize))],
     embed: &mut ReEmbed<'_>,
 ) -> Result<usize, IndexError> {
@@ -659,22 +720,6 @@ fn copy_reembedded(
     to.optimize()?;
     to.flush()?;
     Ok(chunks)
-}
-
-/// Removes vector stores in a KB directory other than `keep`: ones a reindex replaced, or
-/// half-built by one that crashed.
-fn remove_retired_vectors(dir: &Path, keep: &str) -> Result<(), IndexError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("vectors") && name != keep && entry.path().is_dir() {
-            std::fs::remove_dir_all(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
-        }
-    }
-    Ok(())
 }
 
 /// Drops `shared` once no one else holds it, or gives it back after `patience`.

@@ -1,26 +1,31 @@
 //! Storage of one knowledge base: vectors and keywords.
 //!
 //! Dense vectors live behind the [`VectorStore`] trait, the seam between the embedded
-//! Qdrant Edge shard used by default ([`EdgeVectorStore`]) and a Qdrant cluster at scale.
-//! Keyword search is a Tantivy index ([`KeywordIndex`]) with a Chinese-aware analyzer
-//! ([`analyzer`]). Both store the full [`ChunkRecord`](zhiku_schemas::ChunkRecord) so a hit
+//! Qdrant Edge shard used by default ([`EdgeVectorStore`]) and a Qdrant cluster at scale
+//! ([`QdrantVectorStore`]); [`StoreBackend`] says which. Keyword search is a Tantivy index
+//! ([`KeywordIndex`]) with a Chinese-aware analyzer ([`analyzer`]) beside an embedded
+//! shard; a Qdrant collection holds BM25 sparse vectors from the same analyzer instead. Both store the full [`ChunkRecord`](zhiku_schemas::ChunkRecord) so a hit
 //! from either side is complete without a second look-up.
 
 pub mod analyzer;
+mod backend;
 mod kb;
 mod keyword;
+mod qdrant;
 mod registry;
 mod vector;
 
 #[cfg(test)]
 mod test_support;
 
+pub use backend::StoreBackend;
 pub use kb::{
     DocumentWrite, KbMeta, KbView, KnowledgeBase, ReEmbed, ReconcileReport, ReindexReport,
 };
 pub use keyword::KeywordIndex;
+pub use qdrant::{QdrantConnection, QdrantSettings, QdrantVectorStore};
 pub use registry::KbRegistry;
-pub use vector::{EdgeVectorStore, HnswParams, VectorStore};
+pub use vector::{EdgeVectorStore, HnswParams, HybridHits, VectorStore};
 
 use zhiku_schemas::{SearchFilter, path_prefixes};
 

@@ -14,14 +14,14 @@ use crate::kb::{
     KbMeta, KnowledgeBase, META_FILE, ReconcileReport, close_when_unused, default_vectors_dir,
     io_err,
 };
-use crate::{HnswParams, IndexError};
+use crate::{IndexError, StoreBackend};
 
 const TRASH_DIR: &str = ".trash";
 
 /// All knowledge bases under a data directory, opened lazily and shared.
 pub struct KbRegistry {
     root: PathBuf,
-    hnsw: HnswParams,
+    backend: StoreBackend,
     catalog: Arc<Catalog>,
     open: RwLock<HashMap<KbName, Arc<KnowledgeBase>>>,
     // Creation and deletion take turns so two uploads cannot create the same KB twice.
@@ -33,7 +33,7 @@ impl KbRegistry {
     /// from the disk and from the catalog.
     pub fn open(
         data_dir: &Path,
-        hnsw: HnswParams,
+        backend: StoreBackend,
         catalog: Arc<Catalog>,
     ) -> Result<Self, IndexError> {
         let root = data_dir.join("kbs");
@@ -44,7 +44,7 @@ impl KbRegistry {
         }
         let registry = Self {
             root,
-            hnsw,
+            backend,
             catalog,
             open: RwLock::new(HashMap::new()),
             lifecycle: Mutex::new(()),
@@ -125,7 +125,7 @@ impl KbRegistry {
         let kb = Arc::new(KnowledgeBase::open_dir(
             &dir,
             meta,
-            self.hnsw,
+            self.backend.clone(),
             self.catalog.clone(),
         )?);
         self.open.write().insert(name.clone(), kb.clone());
@@ -154,7 +154,9 @@ impl KbRegistry {
             dimension,
             vectors_dir: default_vectors_dir(),
         };
-        let kb = KnowledgeBase::open_dir(&dir, meta, self.hnsw, self.catalog.clone())?;
+        // Stores a crash left behind for this name belong to no KB any more.
+        self.backend.remove_retired(&dir, name, "")?;
+        let kb = KnowledgeBase::open_dir(&dir, meta, self.backend.clone(), self.catalog.clone())?;
         // kb.json is written last: its presence marks a complete KB.
         kb.save_meta()?;
         let kb = Arc::new(kb);
@@ -201,6 +203,7 @@ impl KbRegistry {
         std::fs::rename(&dir, &target).map_err(|e| io_err(&dir, e))?;
         // A crash before the purge is finished by the next start (no directory, no KB).
         self.catalog.purge_kb(name)?;
+        self.backend.remove_retired(&target, name, "")?;
         std::fs::remove_dir_all(&target).map_err(|e| io_err(&target, e))?;
         Ok(true)
     }

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use qdrant_edge::external::uuid::Uuid;
 use qdrant_edge::{
     Condition, CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
     EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath,
@@ -57,7 +56,41 @@ pub trait VectorStore: Send + Sync {
     fn count(&self) -> Result<usize, IndexError>;
     /// Builds indexes and merges segments after a batch of writes.
     fn optimize(&self) -> Result<(), IndexError>;
+    /// Whether the store also indexes chunk text for [`keyword_search`](Self::keyword_search),
+    /// so the KB keeps no keyword index of its own beside it.
+    fn indexes_keywords(&self) -> bool {
+        false
+    }
+    /// BM25 search for a query's analysed `terms` among the chunks matching `filter`;
+    /// only stores that [index keywords](Self::indexes_keywords) have it.
+    fn keyword_search(
+        &self,
+        _terms: &[String],
+        _limit: usize,
+        _filter: Option<&SearchFilter>,
+    ) -> Result<Vec<(ChunkRecord, f32)>, IndexError> {
+        Err(IndexError::Vector(
+            "this vector store has no keyword index".into(),
+        ))
+    }
+    /// [`search`](Self::search) and [`keyword_search`](Self::keyword_search) for one
+    /// hybrid query, in one request where the store allows it.
+    fn hybrid_search(
+        &self,
+        vector: &[f32],
+        terms: &[String],
+        limit: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<HybridHits, IndexError> {
+        Ok((
+            self.search(vector, limit, filter)?,
+            self.keyword_search(terms, limit, filter)?,
+        ))
+    }
 }
+
+/// The dense and the keyword hits of one hybrid query, each best first.
+pub type HybridHits = (Vec<(ChunkRecord, f32)>, Vec<(ChunkRecord, f32)>);
 
 /// HNSW graph parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,29 +123,34 @@ pub struct EdgeVectorStore {
     hnsw: HnswParams,
 }
 
-const DOCUMENT_ID: &str = "document_id";
-const VERSION: &str = "version";
-const CHUNK_INDEX: &str = "chunk_index";
-const TAGS: &str = "tags";
-const MIME: &str = "mime";
+pub(crate) const DOCUMENT_ID: &str = "document_id";
+pub(crate) const VERSION: &str = "version";
+pub(crate) const CHUNK_INDEX: &str = "chunk_index";
+pub(crate) const TAGS: &str = "tags";
+pub(crate) const MIME: &str = "mime";
 /// Payload-only field (not part of the record): every ancestor prefix of the path, see
 /// [`path_prefixes`].
-const PATH_PREFIXES: &str = "path_prefixes";
+pub(crate) const PATH_PREFIXES: &str = "path_prefixes";
 /// Payload fields with a keyword index: documents are deleted by id, searches filtered by
 /// all four. Indexed fields also let the query planner pick exact search for selective
 /// filters instead of an HNSW walk that could run out of matching neighbours.
-const KEYWORD_FIELDS: [&str; 4] = [DOCUMENT_ID, TAGS, PATH_PREFIXES, MIME];
+pub(crate) const KEYWORD_FIELDS: [&str; 4] = [DOCUMENT_ID, TAGS, PATH_PREFIXES, MIME];
 /// Page size of reconciliation scans.
-const SCROLL_PAGE: usize = 1_000;
+pub(crate) const SCROLL_PAGE: usize = 1_000;
 
 fn json_path(key: &str) -> Result<JsonPath, IndexError> {
     JsonPath::try_from(key).map_err(|_| IndexError::Vector(format!("bad payload key {key}")))
 }
 
-/// Point ids must be integers or UUIDs; derive a stable UUID from chunk id and version.
-fn point_id(record: &ChunkRecord) -> PointId {
+/// Point ids must be integers or UUIDs; derive a stable UUID from chunk id and version,
+/// the same in every store, so a KB moved between them keeps its ids.
+pub(crate) fn point_uuid(record: &ChunkRecord) -> uuid::Uuid {
     let key = format!("{}@{}", record.chunk_id, record.version);
-    PointId::Uuid(Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()))
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes())
+}
+
+fn point_id(record: &ChunkRecord) -> PointId {
+    PointId::Uuid(point_uuid(record))
 }
 
 /// The Qdrant form of a search filter: one `must` condition per field given.

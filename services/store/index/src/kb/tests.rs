@@ -56,8 +56,71 @@ fn write(doc: &str, texts: &[(&str, [f32; 2])]) -> DocumentWrite {
 }
 
 fn open(dir: &Path) -> KbRegistry {
+    open_on(dir, &embedded())
+}
+
+fn open_on(dir: &Path, backend: &StoreBackend) -> KbRegistry {
     let catalog = Arc::new(Catalog::open(&dir.join("catalog.redb")).unwrap());
-    KbRegistry::open(dir, HnswParams::default(), catalog).unwrap()
+    KbRegistry::open(dir, backend.clone(), catalog).unwrap()
+}
+
+fn embedded() -> StoreBackend {
+    crate::HnswParams::default().into()
+}
+
+/// The tests of this module that hold for every backend, run on a Qdrant server.
+mod qdrant {
+    use super::*;
+    use crate::qdrant::tests::connection;
+
+    fn backend() -> StoreBackend {
+        StoreBackend::Qdrant(connection())
+    }
+
+    #[test]
+    #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored"]
+    fn reindex_switches_model_and_keeps_every_chunk() {
+        super::reindex_on(&backend());
+    }
+
+    #[test]
+    #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored"]
+    fn create_list_replace_delete() {
+        super::create_list_replace_delete_on(&backend());
+    }
+
+    #[test]
+    #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored"]
+    fn reconcile_removes_uncommitted_and_stray_versions() {
+        super::reconcile_on(&backend());
+    }
+
+    #[test]
+    #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored"]
+    fn chunks_carry_their_documents_metadata() {
+        super::metadata_on(&backend());
+    }
+}
+
+/// The stores of KB "docs": directories beside an embedded KB, collections in Qdrant.
+fn stores(dir: &Path, backend: &StoreBackend) -> Vec<String> {
+    match backend {
+        StoreBackend::Embedded(_) => {
+            let mut names: Vec<String> = std::fs::read_dir(dir.join("kbs/docs"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("vectors"))
+                .collect();
+            names.sort();
+            names
+        }
+        StoreBackend::Qdrant(connection) => connection
+            .collections_of("docs")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.rsplit('.').next().unwrap().to_string())
+            .collect(),
+    }
 }
 
 #[test]
@@ -89,8 +152,12 @@ fn empty_documents_are_stored_and_survive_reconciliation() {
 
 #[test]
 fn reindex_switches_model_and_keeps_every_chunk() {
+    reindex_on(&embedded());
+}
+
+fn reindex_on(backend: &StoreBackend) {
     let dir = tempfile::tempdir().unwrap();
-    let registry = open(dir.path());
+    let registry = open_on(dir.path(), backend);
     let kb = registry
         .get_or_create(&name("docs"), "old-model", 2)
         .unwrap();
@@ -131,13 +198,8 @@ fn reindex_switches_model_and_keeps_every_chunk() {
             .len(),
         1
     );
-    let stores: Vec<String> = std::fs::read_dir(dir.path().join("kbs/docs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("vectors"))
-        .collect();
     assert_eq!(
-        stores,
+        stores(dir.path(), backend),
         vec![kb.meta().vectors_dir.clone()],
         "the old store is gone"
     );
@@ -149,31 +211,37 @@ fn reindex_switches_model_and_keeps_every_chunk() {
     drop(kb);
     drop(registry);
 
-    let reopened = open(dir.path());
+    let reopened = open_on(dir.path(), backend);
     let kb = reopened.get(&name("docs")).unwrap().unwrap();
     kb.ensure_model("new-model", 3).unwrap();
     assert_eq!(hit(&kb, &[1.0, 0.0, 0.0]), "alpha");
     assert_eq!(kb.stored_counts().unwrap().vectors, 3);
-    let stores = std::fs::read_dir(dir.path().join("kbs/docs"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("vectors")
-        })
-        .count();
     assert_eq!(
-        stores, 1,
+        stores(dir.path(), backend),
+        vec![kb.meta().vectors_dir.clone()],
         "the failed reindex's half-built store was removed"
     );
+    drop(kb);
+    assert!(reopened.delete(&name("docs")).unwrap());
+    assert!(stores_gone(dir.path(), backend));
+}
+
+/// Whether KB "docs" has no store left anywhere.
+fn stores_gone(dir: &Path, backend: &StoreBackend) -> bool {
+    match backend {
+        StoreBackend::Embedded(_) => !dir.join("kbs/docs").exists(),
+        StoreBackend::Qdrant(connection) => connection.collections_of("docs").unwrap().is_empty(),
+    }
 }
 
 #[test]
 fn create_list_replace_delete() {
+    create_list_replace_delete_on(&embedded());
+}
+
+fn create_list_replace_delete_on(backend: &StoreBackend) {
     let dir = tempfile::tempdir().unwrap();
-    let registry = open(dir.path());
+    let registry = open_on(dir.path(), backend);
     assert!(registry.get(&name("docs")).unwrap().is_none());
     let kb = registry
         .get_or_create(&name("docs"), "test-model", 2)
@@ -218,14 +286,18 @@ fn create_list_replace_delete() {
         2,
         "the old version left the vectors"
     );
-    assert_eq!(kb.keywords.count(), 2, "the old version left the keywords");
+    assert_eq!(
+        kb.keyword_count().unwrap(),
+        2,
+        "the old version left the keywords"
+    );
     assert_eq!(registry.names().unwrap(), vec![name("docs")]);
     assert_eq!(kb.document("d1").unwrap().unwrap().chunks, 2);
     drop(kb);
     // One process owns a KB at a time: the shard's WAL and the catalog are locked.
     drop(registry);
 
-    let reopened = open(dir.path());
+    let reopened = open_on(dir.path(), backend);
     let kb = reopened.get(&name("docs")).unwrap().unwrap();
     assert_eq!(kb.meta().embedder, "test-model");
     assert_eq!(kb.info().documents, 1);
@@ -238,13 +310,18 @@ fn create_list_replace_delete() {
     assert!(!reopened.delete(&name("docs")).unwrap());
     assert!(reopened.names().unwrap().is_empty());
     assert!(!dir.path().join("kbs/docs").exists());
+    assert!(stores_gone(dir.path(), backend));
     assert!(reopened.catalog().all_documents("docs").unwrap().is_empty());
 }
 
 #[test]
 fn reconcile_removes_uncommitted_and_stray_versions() {
+    reconcile_on(&embedded());
+}
+
+fn reconcile_on(backend: &StoreBackend) {
     let dir = tempfile::tempdir().unwrap();
-    let registry = open(dir.path());
+    let registry = open_on(dir.path(), backend);
     let kb = registry
         .get_or_create(&name("docs"), "test-model", 2)
         .unwrap();
@@ -259,8 +336,10 @@ fn reconcile_removes_uncommitted_and_stray_versions() {
     let mut crashed = write("d1", &[("beta", [0.0, 1.0])]);
     crashed.points[0].0.version = version;
     kb.vectors().upsert(&crashed.points).unwrap();
-    kb.keywords.add(&[crashed.points[0].0.clone()]).unwrap();
-    kb.keywords.commit().unwrap();
+    if let Some(keywords) = &kb.keywords {
+        keywords.add(&[crashed.points[0].0.clone()]).unwrap();
+        keywords.commit().unwrap();
+    }
     // And a stray chunk with no intent at all (e.g. a lost catalog write).
     let mut stray = write("ghost", &[("gamma", [0.5, 0.5])]);
     stray.points[0].0.version = 99;
@@ -275,7 +354,7 @@ fn reconcile_removes_uncommitted_and_stray_versions() {
     drop(kb);
     drop(registry);
 
-    let registry = open(dir.path());
+    let registry = open_on(dir.path(), backend);
     let reports = registry.reconcile_all().unwrap();
     let report = &reports[0].1;
     assert_eq!(report.intents_replayed, 1);
@@ -284,7 +363,7 @@ fn reconcile_removes_uncommitted_and_stray_versions() {
     assert!(report.damaged.is_empty());
     let kb = registry.get(&name("docs")).unwrap().unwrap();
     assert_eq!(kb.vectors().count().unwrap(), 1);
-    assert_eq!(kb.keywords.count(), 1);
+    assert_eq!(kb.keyword_count().unwrap(), 1);
     assert_eq!(
         kb.view()
             .keyword_search(&terms("alpha"), 5, None)
@@ -293,12 +372,18 @@ fn reconcile_removes_uncommitted_and_stray_versions() {
         1
     );
     assert!(registry.catalog().intents("docs").unwrap().is_empty());
+    drop(kb);
+    assert!(registry.delete(&name("docs")).unwrap());
 }
 
 #[test]
 fn chunks_carry_their_documents_metadata() {
+    metadata_on(&embedded());
+}
+
+fn metadata_on(backend: &StoreBackend) {
     let dir = tempfile::tempdir().unwrap();
-    let registry = open(dir.path());
+    let registry = open_on(dir.path(), backend);
     let kb = registry
         .get_or_create(&name("docs"), "test-model", 2)
         .unwrap();
@@ -344,6 +429,9 @@ fn chunks_carry_their_documents_metadata() {
             .unwrap()
             .is_empty()
     );
+    drop(view);
+    drop(kb);
+    assert!(registry.delete(&name("docs")).unwrap());
 }
 
 #[test]
