@@ -387,6 +387,29 @@ impl Services {
         })
     }
 
+    /// Copies KB `kb` (its chunks and vectors, not embedded again) into the Qdrant cluster
+    /// of `settings`, into the collection the KB uses once the service runs with
+    /// `store.backend = "qdrant"`, and checks the copy (see
+    /// [`KnowledgeBase::copy_to`]). Run again after an interruption, it resumes.
+    /// `progress` hears (documents done, documents in all).
+    pub fn migrate_kb(
+        &self,
+        kb: &KbName,
+        settings: zhiku_index::QdrantSettings,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<zhiku_index::CopyReport, ServiceError> {
+        let store = self.kb(kb)?;
+        let meta = store.meta();
+        let connection = Arc::new(zhiku_index::QdrantConnection::connect(settings)?);
+        let target = zhiku_index::QdrantVectorStore::open(
+            connection,
+            kb.as_str(),
+            &meta.vectors_dir,
+            meta.dimension,
+        )?;
+        Ok(store.copy_to(&target, progress)?)
+    }
+
     /// The loaded models, as `GET /v1/models` shows them, with the knowledge bases for
     /// which `visible` holds (those the caller may read) as `kb:` models.
     pub fn models(&self, visible: &dyn Fn(&str) -> bool) -> Result<ModelList, ServiceError> {

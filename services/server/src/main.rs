@@ -79,6 +79,13 @@ impl RemoteArgs {
     }
 }
 
+/// Where `zhiku migrate-kb` moves a knowledge base.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MigrateTarget {
+    /// The Qdrant cluster of `[store]`.
+    Qdrant,
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -121,6 +128,17 @@ enum Command {
         tags: Vec<String>,
         #[command(flatten)]
         remote: RemoteArgs,
+    },
+    /// Copy an embedded knowledge base into the Qdrant cluster of `[store]` (url, shards,
+    /// replicas) with its vectors, without embedding again; resumable, and checked by
+    /// chunk counts and equal exact-search results. Then serve it with
+    /// `store.backend = "qdrant"`.
+    MigrateKb {
+        /// Knowledge base name.
+        kb: KbName,
+        /// Where to: `qdrant` (the only target).
+        #[arg(long, value_enum)]
+        to: MigrateTarget,
     },
     /// Re-embed a knowledge base with the configured embedding model and switch it over
     /// atomically: locally, or on a running server with --server (whose embedder is the
@@ -282,6 +300,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !ingest_cmd::run(config, &dir, &kb, glob.as_deref(), &tags, server.as_ref())? {
                 std::process::exit(2);
             }
+            Ok(())
+        }
+        Command::MigrateKb { kb, to } => {
+            let MigrateTarget::Qdrant = to;
+            let started = std::time::Instant::now();
+            let settings = config.qdrant()?;
+            // The source is the KB in the data directory, whatever the backend set.
+            let mut config = config;
+            config.store.backend = zhiku_app::config::StoreBackendChoice::Embedded;
+            let services = Services::load(config, Models::EmbedderOnly, false)?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} documents · {elapsed_precise}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let report = services.migrate_kb(&kb, settings, &mut |done, all| {
+                bar.set_length(all as u64);
+                bar.set_position(done as u64);
+            });
+            bar.finish_and_clear();
+            let report = report?;
+            eprintln!(
+                "migrated {kb} to Qdrant: {} documents copied ({} chunks), {} already there, {} stray versions removed; checked: chunk counts equal, {} exact searches equal; {:.1} s",
+                report.copied,
+                report.chunks,
+                report.skipped,
+                report.strays_removed,
+                report.searches_compared,
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Reindex { kb, remote } => {

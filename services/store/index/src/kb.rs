@@ -686,6 +686,155 @@ impl KnowledgeBase {
     }
 }
 
+/// What [`KnowledgeBase::copy_to`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Documents whose chunks were copied.
+    pub copied: usize,
+    /// Documents the target already held completely (an earlier, interrupted run).
+    pub skipped: usize,
+    /// Chunks copied.
+    pub chunks: usize,
+    /// `(document, version)` groups in the target that the KB does not show, removed.
+    pub strays_removed: usize,
+    /// Exact searches run on both stores that returned the same chunks.
+    pub searches_compared: usize,
+}
+
+impl KnowledgeBase {
+    /// Copies the current chunks and their vectors into `target` (another store of the
+    /// same dimension, e.g. a Qdrant collection), under the same point ids and without
+    /// embedding anything, then checks it: the same chunk count for every document
+    /// version, and the same hits for exact searches with sampled chunks' own vectors.
+    ///
+    /// Writes to the KB wait meanwhile. Documents the target already holds completely
+    /// are skipped, so an interrupted copy resumes where it stopped; chunks of versions
+    /// the KB does not show are removed from the target. `progress` hears (documents
+    /// done, documents in all).
+    pub fn copy_to(
+        &self,
+        target: &dyn VectorStore,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<CopyReport, IndexError> {
+        /// Chunks read and written per request.
+        const BATCH: u32 = 256;
+        /// Chunks whose vectors are searched with on both stores.
+        const SAMPLES: usize = 20;
+        /// Hits compared per search.
+        const DEPTH: usize = 10;
+        let _turn = self.write.lock();
+        let source = self.vectors();
+        if target.dimension() != source.dimension() {
+            return Err(IndexError::Dimension {
+                expected: source.dimension(),
+                got: target.dimension(),
+            });
+        }
+        let mut documents: Vec<(String, (u64, usize))> = self
+            .visible
+            .read()
+            .iter()
+            .map(|(id, v)| (id.clone(), *v))
+            .collect();
+        documents.sort();
+        let visible: HashMap<&str, u64> = documents
+            .iter()
+            .map(|(id, (v, _))| (id.as_str(), *v))
+            .collect();
+        let mut report = CopyReport::default();
+        let present = target.versions()?;
+        let mut strays: Vec<&String> = present
+            .keys()
+            .filter(|(doc, version)| visible.get(doc.as_str()) != Some(version))
+            .map(|(doc, _)| doc)
+            .collect();
+        strays.sort();
+        strays.dedup();
+        for doc in &strays {
+            target.delete_versions(doc, visible.get(doc.as_str()).copied())?;
+        }
+        report.strays_removed = strays.len();
+        for (done, (id, (version, count))) in documents.iter().enumerate() {
+            if present.get(&(id.clone(), *version)) == Some(count) || *count == 0 {
+                report.skipped += usize::from(*count > 0);
+            } else {
+                let mut start = 0u32;
+                while (start as usize) < *count {
+                    let points = source.points(id, *version, start, start + BATCH - 1)?;
+                    if points.is_empty() {
+                        break;
+                    }
+                    report.chunks += points.len();
+                    target.upsert(&points)?;
+                    start += BATCH;
+                }
+                report.copied += 1;
+            }
+            progress(done + 1, documents.len());
+        }
+        target.flush()?;
+        let copied = target.versions()?;
+        for (id, (version, count)) in &documents {
+            let held = copied.get(&(id.clone(), *version)).copied().unwrap_or(0);
+            if held != *count {
+                return Err(IndexError::Corrupt(format!(
+                    "after the copy the target holds {held} chunks of {id} (version {version}), the KB {count}"
+                )));
+            }
+        }
+        let expected: usize = documents.iter().map(|(_, (_, c))| c).sum();
+        if target.count()? != expected {
+            return Err(IndexError::Corrupt(format!(
+                "after the copy the target holds {} chunks, the KB {expected}",
+                target.count()?
+            )));
+        }
+        let with_chunks: Vec<&(String, (u64, usize))> =
+            documents.iter().filter(|(_, (_, c))| *c > 0).collect();
+        let step = with_chunks.len().div_ceil(SAMPLES).max(1);
+        for (id, (version, _)) in with_chunks.into_iter().step_by(step) {
+            let Some((_, vector)) = source.points(id, *version, 0, 0)?.into_iter().next() else {
+                continue;
+            };
+            let want = source.search_exact(&vector, DEPTH)?;
+            let got = target.search_exact(&vector, DEPTH)?;
+            if !same_hits(&want, &got) {
+                return Err(IndexError::Corrupt(format!(
+                    "an exact search with a chunk of {id} finds other chunks in the target than in the KB"
+                )));
+            }
+            report.searches_compared += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// Whether two stores' exact searches agree: the same similarities, and the same chunks
+/// above the last one's similarity. Equal vectors (a passage repeated) tie, and which of
+/// them fills the last places is not the stores' to agree on.
+fn same_hits(want: &[(ChunkRecord, f32)], got: &[(ChunkRecord, f32)]) -> bool {
+    const TOLERANCE: f32 = 1e-4;
+    if want.len() != got.len()
+        || want
+            .iter()
+            .zip(got)
+            .any(|((_, a), (_, b))| (a - b).abs() > TOLERANCE)
+    {
+        return false;
+    }
+    let floor = want.last().map_or(0.0, |(_, s)| *s) + TOLERANCE;
+    let above = |hits: &[(ChunkRecord, f32)]| {
+        let mut ids: Vec<(String, u64)> = hits
+            .iter()
+            .filter(|(_, s)| *s > floor)
+            .map(|(c, _)| (c.chunk_id.clone(), c.version))
+            .collect();
+        ids.sort();
+        ids
+    };
+    above(want) == above(got)
+}
+
 /// Re-embeds the chunks of `documents` (id, (version, chunk count)) from `from` into
 /// `to`, batch by batch, and makes `to` durable. Returns the chunks copied.
 fn copy_reembedded(

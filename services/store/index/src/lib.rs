@@ -20,7 +20,8 @@ mod test_support;
 
 pub use backend::StoreBackend;
 pub use kb::{
-    DocumentWrite, KbMeta, KbView, KnowledgeBase, ReEmbed, ReconcileReport, ReindexReport,
+    CopyReport, DocumentWrite, KbMeta, KbView, KnowledgeBase, ReEmbed, ReconcileReport,
+    ReindexReport,
 };
 pub use keyword::KeywordIndex;
 pub use qdrant::{QdrantConnection, QdrantSettings, QdrantVectorStore};

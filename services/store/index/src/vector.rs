@@ -9,7 +9,8 @@ use qdrant_edge::{
     EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, HnswIndexConfig, JsonPath,
     Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
     PointOperations, PointStruct, QueryEnum, QueryRequest, Range, ScoringQuery, ScrollRequest,
-    SearchParams, UpdateOperation, ValueVariants, VectorInternal, WithPayloadInterface, WithVector,
+    SearchParams, UpdateOperation, ValueVariants, VectorInternal, VectorStructInternal,
+    WithPayloadInterface, WithVector,
 };
 use zhiku_schemas::{ChunkRecord, SearchFilter, path_prefixes};
 
@@ -26,6 +27,20 @@ pub trait VectorStore: Send + Sync {
     fn delete_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), IndexError>;
+    /// The chunks of one document version whose index lies in `from..=to`, in order, with
+    /// their vectors: for moving a KB to another store without embedding it again. A
+    /// store that cannot give its vectors back says so.
+    fn points(
+        &self,
+        _document_id: &str,
+        _version: u64,
+        _from: u32,
+        _to: u32,
+    ) -> Result<Vec<(ChunkRecord, Vec<f32>)>, IndexError> {
+        Err(IndexError::Vector(
+            "this vector store does not give its vectors back".into(),
+        ))
+    }
     /// Chunk counts per `(document id, version)`: a full scan, for reconciliation only.
     fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError>;
     /// The chunks of one document version whose index lies in `from..=to`, in order.
@@ -91,6 +106,9 @@ pub trait VectorStore: Send + Sync {
 
 /// The dense and the keyword hits of one hybrid query, each best first.
 pub type HybridHits = (Vec<(ChunkRecord, f32)>, Vec<(ChunkRecord, f32)>);
+
+/// A chunk, with its vector when it was asked for.
+type MaybeVector = (ChunkRecord, Option<Vec<f32>>);
 
 /// HNSW graph parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,36 +306,26 @@ impl VectorStore for EdgeVectorStore {
         from: u32,
         to: u32,
     ) -> Result<Vec<ChunkRecord>, IndexError> {
-        use qdrant_edge::external::ordered_float::OrderedFloat;
-        let mut filter = Self::versions_filter(document_id, None)?;
-        let must = filter.must.get_or_insert_with(Vec::new);
-        must.push(Condition::Field(FieldCondition::new_match(
-            json_path(VERSION)?,
-            Match::new_value(ValueVariants::Integer(version as i64)),
-        )));
-        must.push(Condition::Field(FieldCondition::new_range(
-            json_path(CHUNK_INDEX)?,
-            Range {
-                lt: None,
-                gt: None,
-                gte: Some(OrderedFloat(from as f64)),
-                lte: Some(OrderedFloat(to as f64)),
-            },
-        )));
-        let (records, _) = self.shard.scroll(ScrollRequest {
-            offset: None,
-            limit: Some((to - from) as usize + 1),
-            filter: Some(filter),
-            with_payload: Some(WithPayloadInterface::Bool(true)),
-            with_vector: WithVector::Bool(false),
-            order_by: None,
-        })?;
-        let mut chunks = records
+        let points = self.scroll_range(document_id, version, from, to, false)?;
+        Ok(points.into_iter().map(|(chunk, _)| chunk).collect())
+    }
+
+    fn points(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<(ChunkRecord, Vec<f32>)>, IndexError> {
+        self.scroll_range(document_id, version, from, to, true)?
             .into_iter()
-            .map(|r| chunk_record(r.payload))
-            .collect::<Result<Vec<_>, _>>()?;
-        chunks.sort_by_key(|c| c.chunk_index);
-        Ok(chunks)
+            .map(|(chunk, vector)| {
+                let vector = vector.ok_or_else(|| {
+                    IndexError::Corrupt(format!("chunk {} has no vector", chunk.chunk_id))
+                })?;
+                Ok((chunk, vector))
+            })
+            .collect()
     }
 
     fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError> {
@@ -376,6 +384,60 @@ impl VectorStore for EdgeVectorStore {
 }
 
 impl EdgeVectorStore {
+    /// The chunks of one document version in `from..=to`, in order, with their vectors
+    /// if `with_vectors`.
+    fn scroll_range(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+        with_vectors: bool,
+    ) -> Result<Vec<MaybeVector>, IndexError> {
+        use qdrant_edge::external::ordered_float::OrderedFloat;
+        let mut filter = Self::versions_filter(document_id, None)?;
+        let must = filter.must.get_or_insert_with(Vec::new);
+        must.push(Condition::Field(FieldCondition::new_match(
+            json_path(VERSION)?,
+            Match::new_value(ValueVariants::Integer(version as i64)),
+        )));
+        must.push(Condition::Field(FieldCondition::new_range(
+            json_path(CHUNK_INDEX)?,
+            Range {
+                lt: None,
+                gt: None,
+                gte: Some(OrderedFloat(from as f64)),
+                lte: Some(OrderedFloat(to as f64)),
+            },
+        )));
+        let (records, _) = self.shard.scroll(ScrollRequest {
+            offset: None,
+            limit: Some((to - from) as usize + 1),
+            filter: Some(filter),
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(with_vectors),
+            order_by: None,
+        })?;
+        let mut chunks = records
+            .into_iter()
+            .map(|r| {
+                let vector = r.vector.and_then(|v| match v {
+                    VectorStructInternal::Single(v) => Some(v),
+                    VectorStructInternal::Named(mut named) => {
+                        match named.remove(DEFAULT_VECTOR_NAME) {
+                            Some(VectorInternal::Dense(v)) => Some(v),
+                            _ => None,
+                        }
+                    }
+                    VectorStructInternal::MultiDense(_) => None,
+                });
+                Ok((chunk_record(r.payload)?, vector))
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        chunks.sort_by_key(|(c, _)| c.chunk_index);
+        Ok(chunks)
+    }
+
     /// Nearest neighbours through the HNSW graph, or by brute force with `exact`.
     fn nearest(
         &self,

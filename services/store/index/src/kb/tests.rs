@@ -100,6 +100,17 @@ mod qdrant {
     fn chunks_carry_their_documents_metadata() {
         super::metadata_on(&backend());
     }
+
+    #[test]
+    #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored"]
+    fn copy_moves_every_chunk_with_its_vector_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = connection();
+        let target =
+            crate::QdrantVectorStore::open(connection.clone(), "docs", "vectors", 2).unwrap();
+        super::copy_on(dir.path(), &target);
+        connection.remove_retired("docs", "").unwrap();
+    }
 }
 
 /// The stores of KB "docs": directories beside an embedded KB, collections in Qdrant.
@@ -479,4 +490,60 @@ fn a_kb_from_an_older_build_is_refused_and_skipped_at_startup() {
     // It can still be deleted, to be ingested again.
     assert!(registry.delete(&name("old")).unwrap());
     assert_eq!(registry.names().unwrap(), [name("new")]);
+}
+
+#[test]
+fn copy_moves_every_chunk_with_its_vector_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let target =
+        crate::EdgeVectorStore::open(&dir.path().join("target"), 2, Default::default()).unwrap();
+    copy_on(dir.path(), &target);
+}
+
+fn copy_on(dir: &Path, target: &dyn VectorStore) {
+    let registry = open(dir);
+    let kb = registry.get_or_create(&name("docs"), "m", 2).unwrap();
+    kb.write(
+        vec![
+            write("d1", &[("alpha", [1.0, 0.0]), ("beta", [0.0, 1.0])]),
+            write("d2", &[("gamma", [0.6, 0.8])]),
+        ],
+        Commit::default(),
+    )
+    .unwrap();
+    // A chunk of a version the KB does not show, left in the target by someone else.
+    let mut stray = write("d2", &[("old gamma", [0.8, 0.6])]);
+    stray.points[0].0.version = 99;
+    target.upsert(&stray.points).unwrap();
+    let mut seen = Vec::new();
+    let report = kb
+        .copy_to(target, &mut |done, all| seen.push((done, all)))
+        .unwrap();
+    assert_eq!((report.copied, report.skipped, report.chunks), (2, 0, 3));
+    assert_eq!(report.strays_removed, 1);
+    assert_eq!(report.searches_compared, 2);
+    assert_eq!(seen, [(1, 2), (2, 2)]);
+    assert_eq!(target.count().unwrap(), 3);
+    let hits = target.search(&[0.0, 1.0], 1, None).unwrap();
+    assert_eq!(hits[0].0.text, "beta");
+    assert!(
+        (hits[0].1 - 1.0).abs() < 1e-4,
+        "the vector came along unchanged"
+    );
+    // Run again (as after an interruption): nothing left to copy.
+    let again = kb.copy_to(target, &mut |_, _| {}).unwrap();
+    assert_eq!((again.copied, again.skipped, again.chunks), (0, 2, 0));
+    // A target missing a chunk of d1 gets d1 again.
+    target.delete_versions("d1", None).unwrap();
+    let repaired = kb.copy_to(target, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        (repaired.copied, repaired.skipped, repaired.chunks),
+        (1, 1, 2)
+    );
+    // A store of another dimension is refused before anything is written.
+    let other = crate::EdgeVectorStore::open(&dir.join("other"), 3, Default::default()).unwrap();
+    assert!(matches!(
+        kb.copy_to(&other, &mut |_, _| {}),
+        Err(IndexError::Dimension { .. })
+    ));
 }
