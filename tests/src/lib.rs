@@ -257,6 +257,7 @@ impl Server {
                 .arg(models_dir())
                 .env("RUST_LOG", "warn")
                 .env("ZHIKU_LLM__MODEL", SMALL_LLM)
+                .env("ZHIKU_STORE__COLLECTION_PREFIX", store_prefix(data.path()))
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(
                     std::fs::OpenOptions::new()
@@ -539,6 +540,16 @@ impl Api<'_> {
     }
 }
 
+/// The Qdrant collection prefix of the servers and commands on one data directory: with
+/// `ZHIKU_STORE__BACKEND=qdrant` the suite shares one Qdrant server, and tests that use the
+/// same KB names must not share collections (the embedded default ignores it).
+pub fn store_prefix(data: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut hasher);
+    format!("e2e_{:016x}_", hasher.finish())
+}
+
 /// Runs the `zhiku` CLI on a data directory with the real models; returns exit code,
 /// stdout and stderr.
 pub fn zhiku(data: &Path, args: &[&str]) -> (i32, String, String) {
@@ -550,6 +561,7 @@ pub fn zhiku(data: &Path, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env("RUST_LOG", "warn")
         .env("ZHIKU_LLM__MODEL", SMALL_LLM)
+        .env("ZHIKU_STORE__COLLECTION_PREFIX", store_prefix(data))
         .output()
         .expect("run zhiku");
     (
