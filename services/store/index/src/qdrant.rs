@@ -39,11 +39,13 @@ const UPSERT_BATCH: usize = 256;
 /// BM25's term-frequency saturation and length normalisation, as Tantivy uses them.
 const BM25_K1: f32 = 1.2;
 const BM25_B: f32 = 0.75;
-/// The average chunk length in analysed terms that BM25's length normalisation compares
-/// against. Tantivy measures it over its index; writers on many nodes cannot, so it is a
-/// constant: what the default 256-token chunks analyse to (the Debian FAQ evaluation KB,
-/// 434 chunks in both languages: mean 124 terms, median 131).
-const BM25_AVG_TERMS: f32 = 128.0;
+/// The average lengths in analysed terms that BM25's length normalisation compares
+/// against, of a chunk's text and of its heading. Tantivy measures them over its index;
+/// writers on many nodes cannot, so they are constants: what the default 256-token chunks
+/// analyse to (the Debian FAQ evaluation KB, 434 chunks in both languages: text 104 terms,
+/// heading breadcrumbs 21).
+const BM25_AVG_TEXT_TERMS: f32 = 104.0;
+const BM25_AVG_HEADING_TERMS: f32 = 21.0;
 
 /// How to reach the Qdrant cluster and how to lay out new collections.
 #[derive(Debug, Clone)]
@@ -198,38 +200,60 @@ impl QdrantConnection {
     }
 }
 
-/// Stable sparse index of an analysed term: FNV-1a, so every node and every version of
-/// zhiku maps a term to the same dimension.
-fn term_id(term: &str) -> u32 {
-    term.bytes().fold(0x811c_9dc5u32, |hash, byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    })
+/// The fields a chunk's terms are counted in, each with its own dimensions (so its own
+/// IDF) and length normalisation, as Tantivy scores its text and heading fields apart:
+/// a term of a short heading weighs more than the same term in a long text.
+#[derive(Clone, Copy)]
+enum Field {
+    Text,
+    Heading,
 }
 
-/// The BM25 term weights of a chunk (text and heading, analysed as Tantivy analyses them):
-/// the term-frequency part of BM25; the server multiplies in the IDF.
+/// Stable sparse index of an analysed term in a field: FNV-1a, so every node and every
+/// version of zhiku maps a term to the same dimension.
+fn term_id(field: Field, term: &str) -> u32 {
+    let seed: &[u8] = match field {
+        Field::Text => b"",
+        Field::Heading => b"\x1fheading\x1f",
+    };
+    seed.iter()
+        .chain(term.as_bytes())
+        .fold(0x811c_9dc5u32, |hash, byte| {
+            (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+        })
+}
+
+/// The BM25 term weights of a chunk's text and heading (analysed as Tantivy analyses
+/// them): the term-frequency part of BM25; the server multiplies in the IDF.
 fn document_weights(record: &ChunkRecord) -> (Vec<u32>, Vec<f32>) {
-    let mut terms = analyzer::terms(&record.text);
-    if let Some(heading) = &record.heading {
-        terms.extend(analyzer::terms(heading));
+    let mut weights: HashMap<u32, f32> = HashMap::new();
+    let fields = [
+        (Field::Text, Some(record.text.as_str()), BM25_AVG_TEXT_TERMS),
+        (Field::Heading, record.heading.as_deref(), BM25_AVG_HEADING_TERMS),
+    ];
+    for (field, text, average) in fields {
+        let terms = text.map(analyzer::terms).unwrap_or_default();
+        let mut counts: HashMap<u32, f32> = HashMap::new();
+        for term in &terms {
+            *counts.entry(term_id(field, term)).or_default() += 1.0;
+        }
+        let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * terms.len() as f32 / average);
+        for (id, tf) in counts {
+            // Two terms whose ids collide add up, as one term would.
+            *weights.entry(id).or_default() += tf * (BM25_K1 + 1.0) / (tf + norm);
+        }
     }
-    let length = terms.len() as f32;
-    let mut counts: HashMap<u32, f32> = HashMap::new();
-    for term in &terms {
-        *counts.entry(term_id(term)).or_default() += 1.0;
-    }
-    let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * length / BM25_AVG_TERMS);
-    let mut weights: Vec<(u32, f32)> = counts
-        .into_iter()
-        .map(|(id, tf)| (id, tf * (BM25_K1 + 1.0) / (tf + norm)))
-        .collect();
+    let mut weights: Vec<(u32, f32)> = weights.into_iter().collect();
     weights.sort_by_key(|(id, _)| *id);
     weights.into_iter().unzip()
 }
 
-/// A query's terms as a sparse vector: each distinct term once, with weight 1.
+/// A query's terms as a sparse vector: each distinct term once in each field, weight 1.
 fn query_weights(terms: &[String]) -> (Vec<u32>, Vec<f32>) {
-    let mut ids: Vec<u32> = terms.iter().map(|t| term_id(t)).collect();
+    let mut ids: Vec<u32> = terms
+        .iter()
+        .flat_map(|t| [term_id(Field::Text, t), term_id(Field::Heading, t)])
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     let weights = vec![1.0; ids.len()];
@@ -673,17 +697,25 @@ pub(crate) mod tests {
     #[test]
     fn term_ids_are_stable_and_weights_saturate() {
         // Fixed values: a change would silently split old and new points' vocabularies.
-        assert_eq!(term_id(""), 0x811c_9dc5);
-        assert_eq!(term_id("a"), 0xe40c_292c);
+        assert_eq!(term_id(Field::Text, ""), 0x811c_9dc5);
+        assert_eq!(term_id(Field::Text, "a"), 0xe40c_292c);
         let mut record = corpus()[0].0.clone();
         record.text = "apt apt apt install".into();
-        record.heading = None;
+        record.heading = Some("apt".into());
         let (ids, weights) = document_weights(&record);
-        assert_eq!(ids.len(), 2);
-        let weight = |term: &str| weights[ids.iter().position(|i| *i == term_id(term)).unwrap()];
-        assert!(weight("apt") > weight("instal"));
-        assert!(weight("apt") < 3.0 * weight("instal"), "tf saturates");
-        assert_eq!(query_weights(&["apt".into(), "apt".into()]).0.len(), 1);
+        assert_eq!(ids.len(), 3);
+        let weight = |field, term: &str| {
+            weights[ids.iter().position(|i| *i == term_id(field, term)).unwrap()]
+        };
+        assert!(weight(Field::Text, "apt") > weight(Field::Text, "instal"));
+        assert!(
+            weight(Field::Text, "apt") < 3.0 * weight(Field::Text, "instal"),
+            "tf saturates"
+        );
+        // The heading's "apt" is a dimension of its own, weighed by the heading's length.
+        assert_ne!(term_id(Field::Heading, "apt"), term_id(Field::Text, "apt"));
+        assert!(weight(Field::Heading, "apt") > 0.0);
+        assert_eq!(query_weights(&["apt".into(), "apt".into()]).0.len(), 2);
     }
 
     #[test]
