@@ -38,7 +38,9 @@ fn documented_example_is_valid_and_shows_the_defaults() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR")
         .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
     let example = Path::new(&manifest).join("../../deploy/zhiku.toml");
-    let loaded = Config::load(Some(&example), &Overrides::default()).unwrap();
+    // The file alone: ZHIKU_* variables of the environment (a suite run against Qdrant
+    // sets some) are not the file's to show.
+    let loaded: Config = toml::from_str(&std::fs::read_to_string(&example).unwrap()).unwrap();
     let defaults = Config::default();
     assert_eq!(
         serde_json::to_value(&loaded).unwrap(),
