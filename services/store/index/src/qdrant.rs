@@ -229,7 +229,11 @@ fn document_weights(record: &ChunkRecord) -> (Vec<u32>, Vec<f32>) {
     let mut weights: HashMap<u32, f32> = HashMap::new();
     let fields = [
         (Field::Text, Some(record.text.as_str()), BM25_AVG_TEXT_TERMS),
-        (Field::Heading, record.heading.as_deref(), BM25_AVG_HEADING_TERMS),
+        (
+            Field::Heading,
+            record.heading.as_deref(),
+            BM25_AVG_HEADING_TERMS,
+        ),
     ];
     for (field, text, average) in fields {
         let terms = text.map(analyzer::terms).unwrap_or_default();
