@@ -148,3 +148,55 @@ fn missing_ocr_language_or_command_is_a_clear_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn an_unreachable_or_misconfigured_qdrant_store_is_a_clear_error() {
+    // Nothing listens on a port just found free: the connection is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, stderr) = serve_with_env(
+        &models_dir(),
+        &[
+            ("ZHIKU_STORE__BACKEND", "qdrant"),
+            ("ZHIKU_STORE__URL", &url),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach Qdrant at {url}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (code, stderr) = serve_with_env(
+        &models_dir(),
+        &[
+            ("ZHIKU_STORE__BACKEND", "qdrant"),
+            ("ZHIKU_STORE__WRITE_CONSISTENCY_FACTOR", "2"),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("store.write_consistency_factor"),
+        "{stderr}"
+    );
+    // The key is named by its variable, never shown.
+    let (code, stderr) = serve_with_env(
+        &models_dir(),
+        &[
+            ("ZHIKU_STORE__BACKEND", "qdrant"),
+            ("ZHIKU_STORE__API_KEY_ENV", "ZHIKU_TEST_UNSET_QDRANT_KEY"),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "store.api_key_env names the environment variable ZHIKU_TEST_UNSET_QDRANT_KEY"
+        ),
+        "{stderr}"
+    );
+}
