@@ -345,6 +345,18 @@ impl KnowledgeBase {
         self.vectors().flush()
     }
 
+    /// Every visible document as (id, (current version, chunk count)), by id.
+    fn visible_documents(&self) -> Vec<(String, (u64, usize))> {
+        let mut documents: Vec<(String, (u64, usize))> = self
+            .visible
+            .read()
+            .iter()
+            .map(|(id, v)| (id.clone(), *v))
+            .collect();
+        documents.sort();
+        documents
+    }
+
     /// Makes the keyword index's changes searchable and durable, if the KB has one.
     fn commit_keywords(&self) -> Result<(), IndexError> {
         self.keywords.as_ref().map_or(Ok(()), KeywordIndex::commit)
@@ -573,19 +585,17 @@ impl KnowledgeBase {
         }
         report.full_scan = true;
         let vectors = self.vectors().versions()?;
-        let keywords = match &self.keywords {
-            Some(keywords) => keywords.versions()?,
-            None => vectors.clone(),
-        };
+        // A store that indexes keywords itself has one set of groups for both sides.
+        let keyword_index = self
+            .keywords
+            .as_ref()
+            .map(KeywordIndex::versions)
+            .transpose()?;
+        let keywords = keyword_index.as_ref().unwrap_or(&vectors);
         let visible = self.visible.read().clone();
-        let mut strays: Vec<&String> = vectors
-            .keys()
-            .chain(keywords.keys())
-            .filter(|(doc, version)| visible.get(doc).is_none_or(|(v, _)| v != version))
-            .map(|(doc, _)| doc)
-            .collect();
-        strays.sort();
-        strays.dedup();
+        let strays = stray_documents(vectors.keys().chain(keywords.keys()), |doc| {
+            visible.get(doc).map(|(v, _)| *v)
+        });
         for doc in &strays {
             self.drop_versions(doc, visible.get(*doc).map(|(v, _)| *v))?;
         }
@@ -635,12 +645,7 @@ impl KnowledgeBase {
             .backend
             .open(&self.dir, &self.name, &next_dir, dimension)?;
         let current = self.vectors();
-        let documents: Vec<(String, (u64, usize))> = self
-            .visible
-            .read()
-            .iter()
-            .map(|(id, v)| (id.clone(), *v))
-            .collect();
+        let documents = self.visible_documents();
         let chunks = match copy_reembedded(current.as_ref(), next.as_ref(), &documents, embed) {
             Ok(chunks) => chunks,
             Err(e) => {
@@ -730,26 +735,14 @@ impl KnowledgeBase {
                 got: target.dimension(),
             });
         }
-        let mut documents: Vec<(String, (u64, usize))> = self
-            .visible
-            .read()
-            .iter()
-            .map(|(id, v)| (id.clone(), *v))
-            .collect();
-        documents.sort();
+        let documents = self.visible_documents();
         let visible: HashMap<&str, u64> = documents
             .iter()
             .map(|(id, (v, _))| (id.as_str(), *v))
             .collect();
         let mut report = CopyReport::default();
         let present = target.versions()?;
-        let mut strays: Vec<&String> = present
-            .keys()
-            .filter(|(doc, version)| visible.get(doc.as_str()) != Some(version))
-            .map(|(doc, _)| doc)
-            .collect();
-        strays.sort();
-        strays.dedup();
+        let strays = stray_documents(present.keys(), |doc| visible.get(doc).copied());
         for doc in &strays {
             target.delete_versions(doc, visible.get(doc.as_str()).copied())?;
         }
@@ -758,16 +751,12 @@ impl KnowledgeBase {
             if present.get(&(id.clone(), *version)) == Some(count) || *count == 0 {
                 report.skipped += usize::from(*count > 0);
             } else {
-                let mut start = 0u32;
-                while (start as usize) < *count {
-                    let points = source.points(id, *version, start, start + BATCH - 1)?;
-                    if points.is_empty() {
-                        break;
-                    }
-                    report.chunks += points.len();
-                    target.upsert(&points)?;
-                    start += BATCH;
-                }
+                report.chunks += in_batches(
+                    *count,
+                    BATCH,
+                    |from, to| source.points(id, *version, from, to),
+                    |points| target.upsert(&points),
+                )?;
                 report.copied += 1;
             }
             progress(done + 1, documents.len());
@@ -783,10 +772,10 @@ impl KnowledgeBase {
             }
         }
         let expected: usize = documents.iter().map(|(_, (_, c))| c).sum();
-        if target.count()? != expected {
+        let held = target.count()?;
+        if held != expected {
             return Err(IndexError::Corrupt(format!(
-                "after the copy the target holds {} chunks, the KB {expected}",
-                target.count()?
+                "after the copy the target holds {held} chunks, the KB {expected}"
             )));
         }
         let with_chunks: Vec<&(String, (u64, usize))> =
@@ -847,28 +836,64 @@ fn copy_reembedded(
     const BATCH: u32 = 64;
     let mut chunks = 0;
     for (id, (version, count)) in documents {
-        let mut start = 0u32;
-        while (start as usize) < *count {
-            let records = from.chunks(id, *version, start, start + BATCH - 1)?;
-            if records.is_empty() {
-                break;
-            }
-            let vectors = embed(&records).map_err(IndexError::Embedding)?;
-            if vectors.len() != records.len() {
-                return Err(IndexError::Embedding(format!(
-                    "{} vectors for {} chunks",
-                    vectors.len(),
-                    records.len()
-                )));
-            }
-            chunks += records.len();
-            start += BATCH;
-            to.upsert(&records.into_iter().zip(vectors).collect::<Vec<_>>())?;
-        }
+        chunks += in_batches(
+            *count,
+            BATCH,
+            |first, last| from.chunks(id, *version, first, last),
+            |records| {
+                let vectors = embed(&records).map_err(IndexError::Embedding)?;
+                if vectors.len() != records.len() {
+                    return Err(IndexError::Embedding(format!(
+                        "{} vectors for {} chunks",
+                        vectors.len(),
+                        records.len()
+                    )));
+                }
+                to.upsert(&records.into_iter().zip(vectors).collect::<Vec<_>>())
+            },
+        )?;
     }
     to.optimize()?;
     to.flush()?;
     Ok(chunks)
+}
+
+/// Walks the `count` chunks of one document version `batch` at a time: `read` gets the
+/// positions `first..=last` of each batch, `write` what was read, until a batch comes back
+/// empty. Returns the chunks read. Bounds memory on large documents.
+fn in_batches<T>(
+    count: usize,
+    batch: u32,
+    mut read: impl FnMut(u32, u32) -> Result<Vec<T>, IndexError>,
+    mut write: impl FnMut(Vec<T>) -> Result<(), IndexError>,
+) -> Result<usize, IndexError> {
+    let mut done = 0;
+    let mut start = 0u32;
+    while (start as usize) < count {
+        let items = read(start, start + batch - 1)?;
+        if items.is_empty() {
+            break;
+        }
+        done += items.len();
+        start += batch;
+        write(items)?;
+    }
+    Ok(done)
+}
+
+/// The documents of `groups` (document, version) whose version is not the one `current`
+/// gives (none, for a document no longer there), each once, sorted.
+fn stray_documents<'a>(
+    groups: impl Iterator<Item = &'a (String, u64)>,
+    current: impl Fn(&str) -> Option<u64>,
+) -> Vec<&'a String> {
+    let mut strays: Vec<&String> = groups
+        .filter(|(doc, version)| current(doc) != Some(*version))
+        .map(|(doc, _)| doc)
+        .collect();
+    strays.sort();
+    strays.dedup();
+    strays
 }
 
 /// Drops `shared` once no one else holds it, or gives it back after `patience`.
