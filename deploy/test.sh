@@ -10,6 +10,12 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zhiku/target}
 export ZHIKU_MODELS=${ZHIKU_MODELS:-$root/models}
 
 ZHIKU_TEST_TOOLS=1 bash deploy/setup.sh
+# A private PostgreSQL for the catalog's tests (installed from Debian if missing), in a
+# temp dir on a free loopback port; stopped and removed however the run ends.
+pg_dir=$(mktemp -d /tmp/zhiku-pg.XXXXXX)
+trap 'deploy/postgres.sh stop "$pg_dir"' EXIT
+ZHIKU_TEST_POSTGRES_URL=$(deploy/postgres.sh start "$pg_dir")
+export ZHIKU_TEST_POSTGRES_URL
 # One build of every target with the same feature set `cargo test` uses, so nothing (not
 # Qdrant Edge, 10 minutes on 2 cores) is compiled twice; it also builds the binary the
 # end-to-end tests start.
@@ -18,6 +24,11 @@ cargo build --locked --workspace --all-targets
 export ZHIKU_FUZZ_SECS=${ZHIKU_FUZZ_SECS:-30}
 # Two test threads: each e2e test starts a server that loads the models.
 cargo test --locked --workspace -- --test-threads 2
+# The end-to-end tests of what the PostgreSQL catalog holds (documents and versions, jobs,
+# conversations and ratings, API keys), again with the catalog there: one database per
+# test's data directory (README, Scaling out).
+ZHIKU_CATALOG__BACKEND=postgres cargo test --locked -p zhiku-e2e \
+    --test documents --test jobs --test conversations --test auth -- --test-threads 2
 # The Qdrant backend's tests need a Qdrant server; without ZHIKU_TEST_QDRANT_URL they are
 # reported as ignored (with that reason) by the run above.
 if [ -n "${ZHIKU_TEST_QDRANT_URL:-}" ]; then

@@ -258,6 +258,7 @@ impl Server {
                 .env("RUST_LOG", "warn")
                 .env("ZHIKU_LLM__MODEL", SMALL_LLM)
                 .env("ZHIKU_STORE__COLLECTION_PREFIX", store_prefix(data.path()))
+                .envs(catalog_env(data.path()))
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(
                     std::fs::OpenOptions::new()
@@ -550,6 +551,30 @@ pub fn store_prefix(data: &Path) -> String {
     format!("e2e_{:016x}_", hasher.finish())
 }
 
+/// The catalog settings of the servers and commands on one data directory: with
+/// `ZHIKU_CATALOG__BACKEND=postgres` each data directory gets a database of its own on
+/// the test server (`ZHIKU_TEST_POSTGRES_URL`), created and migrated on first use, as
+/// its redb catalog would be fresh. Empty on the embedded default.
+pub fn catalog_env(data: &Path) -> Vec<(&'static str, String)> {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static CREATED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    if std::env::var("ZHIKU_CATALOG__BACKEND").as_deref() != Ok("postgres") {
+        return Vec::new();
+    }
+    let name = format!("{}db", store_prefix(data));
+    let server = zhiku_catalog::test_support::server_url();
+    let url = zhiku_catalog::test_support::with_database(&server, &name);
+    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    if created
+        .get_or_insert_with(HashSet::new)
+        .insert(name.clone())
+    {
+        zhiku_catalog::test_support::create_database(&server, &name);
+    }
+    vec![("ZHIKU_CATALOG__URL", url)]
+}
+
 /// Runs the `zhiku` CLI on a data directory with the real models; returns exit code,
 /// stdout and stderr.
 pub fn zhiku(data: &Path, args: &[&str]) -> (i32, String, String) {
@@ -562,6 +587,7 @@ pub fn zhiku(data: &Path, args: &[&str]) -> (i32, String, String) {
         .env("RUST_LOG", "warn")
         .env("ZHIKU_LLM__MODEL", SMALL_LLM)
         .env("ZHIKU_STORE__COLLECTION_PREFIX", store_prefix(data))
+        .envs(catalog_env(data))
         .output()
         .expect("run zhiku");
     (

@@ -745,6 +745,7 @@ fn request_timeout_spares_started_streams_and_limits_by_address_without_keys() {
 
 fn serve_and_exit(data: &Path, addr: &str, env: &[(&str, &str)]) -> (i32, String) {
     let output = std::process::Command::new(zhiku_e2e::binary())
+        .envs(zhiku_e2e::catalog_env(data))
         .envs(env.iter().copied())
         .args(["serve", "--addr", addr, "--data"])
         .arg(data)

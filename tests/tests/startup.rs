@@ -29,6 +29,7 @@ fn serve_with_env(models: &std::path::Path, env: &[(&str, &str)]) -> (i32, Strin
     let data = tempfile::tempdir().unwrap();
     let output = Command::new(binary())
         .env("ZHIKU_LLM__MODEL", SMALL_LLM)
+        .envs(zhiku_e2e::catalog_env(data.path()))
         .envs(env.iter().copied())
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data.path())
@@ -199,4 +200,54 @@ fn an_unreachable_or_misconfigured_qdrant_store_is_a_clear_error() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn an_unreachable_or_unmigrated_postgres_catalog_is_a_clear_error() {
+    let models = models_dir();
+    let postgres = [("ZHIKU_CATALOG__BACKEND", "postgres")];
+    // Nothing listens on port 1.
+    let (code, stderr) = serve_with_env(
+        &models,
+        &[
+            postgres[0],
+            ("ZHIKU_CATALOG__URL", "postgres://zhiku@127.0.0.1:1/zhiku"),
+            ("ZHIKU_CATALOG__TIMEOUT_SECS", "5"),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("cannot reach the PostgreSQL catalog at 127.0.0.1:1/zhiku"),
+        "{stderr}"
+    );
+
+    // A database never migrated: refused, naming the command; `zhiku migrate` fixes it,
+    // and running it again changes nothing.
+    let db = zhiku_catalog::test_support::TestDatabase::bare();
+    let (code, stderr) = serve_with_env(
+        &models,
+        &[postgres[0], ("ZHIKU_CATALOG__URL", db.url.as_str())],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("schema version 0") && stderr.contains("run `zhiku migrate`"),
+        "{stderr}"
+    );
+    let migrate = |url: &str| {
+        let output = Command::new(binary())
+            .args(["migrate"])
+            .env("ZHIKU_CATALOG__BACKEND", "postgres")
+            .env("ZHIKU_CATALOG__URL", url)
+            .output()
+            .expect("run zhiku migrate");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let first = migrate(&db.url);
+    assert!(
+        first.contains("applied migration 1 (catalog)") && first.contains("schema version"),
+        "{first}"
+    );
+    let again = migrate(&db.url);
+    assert!(!again.contains("applied"), "{again}");
 }

@@ -64,7 +64,7 @@ struct Live {
 }
 
 struct Inner {
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn Catalog>,
     registry: Arc<KbRegistry>,
     engines: Engines,
     config: JobsConfig,
@@ -136,7 +136,7 @@ impl Jobs {
     /// Starts the worker. Jobs left queued or running by an earlier process are resumed
     /// first, in the order they were created.
     pub fn start(
-        catalog: Arc<Catalog>,
+        catalog: Arc<dyn Catalog>,
         registry: Arc<KbRegistry>,
         engines: Engines,
         config: JobsConfig,

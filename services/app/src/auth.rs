@@ -1,9 +1,11 @@
-//! API keys: `zk_<id>_<secret>`, kept in `<data_dir>/keys.json` as a salted SHA-256 of the
-//! secret, with a scope: admin, or read / write on one knowledge base.
+//! API keys: `zk_<id>_<secret>`, kept as a salted SHA-256 of the secret, with a scope:
+//! admin, or read / write on one knowledge base.
 //!
-//! The key file lives apart from the catalog because the server holds the catalog's lock
-//! while it runs and `zhiku keys` must work beside it; the server notices a changed file
-//! by its metadata on each request and reloads it.
+//! Where they are kept ([`KeyStore`]): on the embedded default, `<data_dir>/keys.json`,
+//! apart from the catalog because the server holds the catalog's lock while it runs and
+//! `zhiku keys` must work beside it; the server notices a changed file by its metadata on
+//! each request and reloads it. With the PostgreSQL catalog, in its database, so every API
+//! node knows every key; a node rereads them when their generation number changed.
 
 use std::fmt;
 use std::io::Write;
@@ -17,6 +19,76 @@ use subtle::ConstantTimeEq;
 use zhiku_schemas::{Caller, CallerScope, KbName};
 
 use crate::error::{ServiceError, kb_not_found};
+
+/// Where the keys are kept.
+#[derive(Clone)]
+pub enum KeyStore {
+    /// `keys.json` in this data directory.
+    File(PathBuf),
+    /// The PostgreSQL catalog's database.
+    Postgres(std::sync::Arc<zhiku_catalog::PostgresCatalog>),
+}
+
+impl From<&Path> for KeyStore {
+    fn from(data_dir: &Path) -> Self {
+        KeyStore::File(data_dir.to_path_buf())
+    }
+}
+
+impl KeyStore {
+    /// The store `[catalog]` implies: the key file of the data directory, or the
+    /// PostgreSQL catalog (which must be at this build's schema).
+    pub fn for_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        match config.catalog.backend {
+            crate::config::CatalogBackendChoice::Embedded => {
+                Ok(KeyStore::File(config.server.data_dir.clone()))
+            }
+            crate::config::CatalogBackendChoice::Postgres => {
+                let mut settings = config.postgres()?;
+                // A request checks one number; few connections are plenty.
+                settings.pool_size = settings.pool_size.min(2);
+                let catalog = zhiku_catalog::PostgresCatalog::connect(&settings)?;
+                catalog.check_schema()?;
+                Ok(KeyStore::Postgres(std::sync::Arc::new(catalog)))
+            }
+        }
+    }
+
+    /// Which version of the keys is current.
+    fn version(&self) -> Result<Version, ServiceError> {
+        match self {
+            KeyStore::File(dir) => Ok(Version::File(stamp(&dir.join(KEY_FILE))?)),
+            KeyStore::Postgres(catalog) => catalog
+                .api_keys_generation()
+                .map(Version::Db)
+                .map_err(key_db_error),
+        }
+    }
+
+    /// The keys and their version; entries that make no sense fail the whole read.
+    fn read(&self) -> Result<(Version, Vec<StoredKey>), ServiceError> {
+        match self {
+            KeyStore::File(dir) => {
+                let path = dir.join(KEY_FILE);
+                let version = Version::File(stamp(&path)?);
+                Ok((version, read_file(&path)?.keys))
+            }
+            KeyStore::Postgres(catalog) => {
+                let (generation, records) = catalog.api_keys().map_err(key_db_error)?;
+                let keys = records
+                    .iter()
+                    .map(|r| serde_json::from_str::<StoredKey>(r).map_err(key_db_error))
+                    .collect::<Result<Vec<_>, _>>()?;
+                check_scopes(&keys).map_err(key_db_error)?;
+                Ok((Version::Db(generation), keys))
+            }
+        }
+    }
+}
+
+fn key_db_error(e: impl fmt::Display) -> ServiceError {
+    ServiceError::Internal(format!("API keys in the catalog database: {e}"))
+}
 
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "keys.json";
@@ -254,8 +326,25 @@ fn key_file_error(path: &Path, e: impl fmt::Display) -> ServiceError {
     ServiceError::Internal(format!("key file {}: {e}", path.display()))
 }
 
-/// Reads the key file; a missing file is no keys. Entries that make no sense (a read key
-/// without a KB) fail the whole file rather than being half-trusted.
+/// Entries that make no sense (a read key without a KB) fail the whole set rather than
+/// being half-trusted.
+fn check_scopes(keys: &[StoredKey]) -> Result<(), String> {
+    for key in keys {
+        let kb_ok = match key.scope {
+            Scope::Admin => key.kb.is_none(),
+            Scope::Read | Scope::Write => key.kb.is_some(),
+        };
+        if !kb_ok {
+            return Err(format!(
+                "key {} has scope {} with kb {:?}",
+                key.id, key.scope, key.kb
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the key file; a missing file is no keys.
 fn read_file(path: &Path) -> Result<KeyFile, ServiceError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
@@ -263,33 +352,27 @@ fn read_file(path: &Path) -> Result<KeyFile, ServiceError> {
         Err(e) => return Err(key_file_error(path, e)),
     };
     let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| key_file_error(path, e))?;
-    for key in &file.keys {
-        let kb_ok = match key.scope {
-            Scope::Admin => key.kb.is_none(),
-            Scope::Read | Scope::Write => key.kb.is_some(),
-        };
-        if !kb_ok {
-            return Err(key_file_error(
-                path,
-                format!(
-                    "key {} has scope {} with kb {:?}",
-                    key.id, key.scope, key.kb
-                ),
-            ));
-        }
-    }
+    check_scopes(&file.keys).map_err(|e| key_file_error(path, e))?;
     Ok(file)
 }
 
-/// The keys as last read, and which version of the file they came from.
+/// Which version of the keys was read: the key file's identity, or the database's
+/// generation number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    File(Option<Stamp>),
+    Db(i64),
+}
+
+/// The keys as last read, and which version they came from.
 struct Cached {
-    stamp: Option<Stamp>,
+    version: Version,
     keys: Vec<StoredKey>,
 }
 
-/// The server's view of the key file, reloaded when the file changes.
+/// The server's view of the keys, reloaded when they change.
 pub struct Keys {
-    path: PathBuf,
+    store: KeyStore,
     /// Keys are required even when none exist: the server listens beyond loopback, so
     /// revoking the last key must lock everyone out rather than open the API.
     always_required: bool,
@@ -297,15 +380,14 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Loads the key file of `data_dir`; fails when it exists but cannot be used.
-    pub fn load(data_dir: &Path, always_required: bool) -> Result<Self, ServiceError> {
-        let path = data_dir.join(KEY_FILE);
-        let stamp = stamp(&path)?;
-        let keys = read_file(&path)?.keys;
+    /// Loads the keys of `store`; fails when they exist but cannot be used.
+    pub fn load(store: impl Into<KeyStore>, always_required: bool) -> Result<Self, ServiceError> {
+        let store = store.into();
+        let (version, keys) = store.read()?;
         Ok(Self {
-            path,
+            store,
             always_required,
-            cached: RwLock::new(Cached { stamp, keys }),
+            cached: RwLock::new(Cached { version, keys }),
         })
     }
 
@@ -314,21 +396,21 @@ impl Keys {
         self.cached.read().keys.len()
     }
 
-    /// Rereads the file if it changed since it was last read. An unreadable file is a 500
-    /// for every request until fixed: failing open would undo revocations.
+    /// Rereads the keys if they changed since they were last read. Unreadable keys are a
+    /// 500 for every request until fixed: failing open would undo revocations.
     fn refresh(&self) -> Result<(), ServiceError> {
-        let now = stamp(&self.path)?;
-        if self.cached.read().stamp == now {
+        let now = self.store.version()?;
+        if self.cached.read().version == now {
             return Ok(());
         }
-        let keys = read_file(&self.path)?.keys;
+        let (now, keys) = self.store.read()?;
         let mut cached = self.cached.write();
         let before = cached.keys.len();
         tracing::info!(keys = keys.len(), "API keys reloaded");
         if before > 0 && keys.is_empty() && !self.always_required {
             tracing::warn!("the last API key was revoked: the API is open on loopback again");
         }
-        *cached = Cached { stamp: now, keys };
+        *cached = Cached { version: now, keys };
         Ok(())
     }
 
@@ -380,7 +462,7 @@ fn update<T>(
 /// optional label, and stores its salted hash; returns it with the full key text, which is
 /// never stored and cannot be shown again.
 pub fn create_key(
-    data_dir: &Path,
+    store: &KeyStore,
     scope: Scope,
     kb: Option<&str>,
     name: Option<&str>,
@@ -400,40 +482,60 @@ pub fn create_key(
     // version digit), 122 bits of secret.
     let secret = uuid::Uuid::new_v4().simple().to_string();
     let salt = uuid::Uuid::new_v4().simple().to_string();
-    update(data_dir, |file| {
-        let id = loop {
-            let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-            if file.keys.iter().all(|k| k.id != id) {
-                break id;
-            }
-        };
+    let new_key = |id: String, salt: String| {
         let key = StoredKey {
             id: id.clone(),
             scope,
-            kb,
+            kb: kb.clone(),
             name: name.map(String::from),
             created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             hash: secret_hash(&salt, &secret),
             salt,
         };
-        file.keys.push(key.clone());
-        Ok((key, format!("{PREFIX}{id}_{secret}")))
-    })
+        let token = format!("{PREFIX}{id}_{secret}");
+        (key, token)
+    };
+    let fresh_id = || uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    match store {
+        KeyStore::File(data_dir) => update(data_dir, |file| {
+            let id = loop {
+                let id = fresh_id();
+                if file.keys.iter().all(|k| k.id != id) {
+                    break id;
+                }
+            };
+            let (key, token) = new_key(id, salt);
+            file.keys.push(key.clone());
+            Ok((key, token))
+        }),
+        KeyStore::Postgres(catalog) => loop {
+            let (key, token) = new_key(fresh_id(), salt.clone());
+            if catalog.insert_api_key(&key.id, &serde_json::to_string(&key)?)? {
+                break Ok((key, token));
+            }
+        },
+    }
 }
 
-/// The keys of `data_dir`'s key file (hashes included; see [`StoredKey::public`]).
-pub fn list_keys(data_dir: &Path) -> anyhow::Result<Vec<StoredKey>> {
-    Ok(read_file(&data_dir.join(KEY_FILE))?.keys)
+/// The keys of `store` (hashes included; see [`StoredKey::public`]).
+pub fn list_keys(store: &KeyStore) -> anyhow::Result<Vec<StoredKey>> {
+    Ok(store.read()?.1)
 }
 
 /// Revokes the key `id`; a running server refuses it from its next request on.
-pub fn revoke_key(data_dir: &Path, id: &str) -> anyhow::Result<()> {
-    update(data_dir, |file| {
-        let before = file.keys.len();
-        file.keys.retain(|k| k.id != id);
-        anyhow::ensure!(file.keys.len() < before, "no key has id {id:?}");
-        Ok(())
-    })
+pub fn revoke_key(store: &KeyStore, id: &str) -> anyhow::Result<()> {
+    match store {
+        KeyStore::File(data_dir) => update(data_dir, |file| {
+            let before = file.keys.len();
+            file.keys.retain(|k| k.id != id);
+            anyhow::ensure!(file.keys.len() < before, "no key has id {id:?}");
+            Ok(())
+        }),
+        KeyStore::Postgres(catalog) => {
+            anyhow::ensure!(catalog.delete_api_key(id)?, "no key has id {id:?}");
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -442,7 +544,7 @@ pub(crate) mod tests {
 
     /// Creates a key and returns it with the full key text.
     pub fn key(dir: &Path, scope: Scope, kb: Option<&str>) -> (StoredKey, String) {
-        create_key(dir, scope, kb, None).unwrap()
+        create_key(&dir.into(), scope, kb, None).unwrap()
     }
 
     fn header(token: &str) -> String {
@@ -501,7 +603,7 @@ pub(crate) mod tests {
         let (admin, token) = key(dir.path(), Scope::Admin, None);
         let keys = Keys::load(dir.path(), true).unwrap();
         assert!(keys.authenticate(Some(&*header(&token))).is_ok());
-        revoke_key(dir.path(), &admin.id).unwrap();
+        revoke_key(&dir.path().into(), &admin.id).unwrap();
         // With keys required, no keys lock everyone out instead of opening the API.
         assert!(matches!(
             keys.authenticate(Some(&*header(&token))),

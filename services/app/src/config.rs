@@ -26,6 +26,8 @@ pub struct Config {
     pub index: IndexConfig,
     /// Where knowledge bases keep their chunks: embedded, or a Qdrant cluster.
     pub store: StoreConfig,
+    /// Where documents, versions and jobs are recorded: embedded, or PostgreSQL.
+    pub catalog: CatalogConfig,
     /// Retrieval defaults.
     pub search: SearchConfig,
     /// The LLM: a local GGUF model, or an OpenAI-compatible endpoint.
@@ -365,6 +367,47 @@ impl Default for StoreConfig {
             shard_number: 1,
             replication_factor: 1,
             write_consistency_factor: 1,
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// `catalog.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogBackendChoice {
+    /// A redb file in the data directory, which one process owns.
+    #[default]
+    Embedded,
+    /// Tables in the PostgreSQL database at `catalog.url`, shared by every node.
+    Postgres,
+}
+
+/// Where documents, their versions and the job queue are recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// `embedded` (the default) or `postgres`.
+    pub backend: CatalogBackendChoice,
+    /// `postgres`: `postgres://user@host:port/database`, without a password (see
+    /// `password_env`).
+    pub url: String,
+    /// `postgres`: the NAME of the environment variable holding the password; empty uses
+    /// the URL as it is.
+    pub password_env: String,
+    /// `postgres`: most connections one process opens.
+    pub pool_size: usize,
+    /// `postgres`: seconds allowed for connecting and for one catalog operation.
+    pub timeout_secs: u64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            backend: CatalogBackendChoice::Embedded,
+            url: "postgres://zhiku@127.0.0.1:5432/zhiku".into(),
+            password_env: String::new(),
+            pool_size: 8,
             timeout_secs: 30,
         }
     }
@@ -763,6 +806,24 @@ impl Config {
         })
     }
 
+    /// The PostgreSQL catalog's settings, for `catalog.backend = "postgres"`.
+    pub fn postgres(&self) -> anyhow::Result<zhiku_catalog::PostgresSettings> {
+        let catalog = &self.catalog;
+        let mut url = catalog.url.trim().to_string();
+        anyhow::ensure!(
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "catalog.backend = \"postgres\" needs catalog.url = \"postgres://user@host:port/database\""
+        );
+        if let Some(password) = secret_from_env("catalog.password_env", &catalog.password_env)? {
+            url = with_password(&url, &password);
+        }
+        Ok(zhiku_catalog::PostgresSettings {
+            url,
+            pool_size: catalog.pool_size.max(1),
+            timeout: std::time::Duration::from_secs(catalog.timeout_secs.max(1)),
+        })
+    }
+
     /// The vector index settings.
     pub fn hnsw(&self) -> zhiku_index::HnswParams {
         zhiku_index::HnswParams {
@@ -784,6 +845,32 @@ fn secret_from_env(field: &str, name: &str) -> anyhow::Result<Option<String>> {
                 "{field} names the environment variable {name}, which is not set (or empty)"
             ),
         },
+    }
+}
+
+/// `url` with `password` as the password of its user (percent-encoded, so any character
+/// may appear in it).
+fn with_password(url: &str, password: &str) -> String {
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        // user[:old]@host: the configured password wins.
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or(user);
+            format!("{scheme}://{user}:{encoded}@{host}{path}")
+        }
+        None => format!("{scheme}://zhiku:{encoded}@{authority}{path}"),
     }
 }
 

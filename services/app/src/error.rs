@@ -148,19 +148,3 @@ impl From<InvalidDocumentId> for ServiceError {
         Self::bad_request("invalid_document_id", e.to_string())
     }
 }
-
-macro_rules! storage_errors {
-    ($($t:ty),*) => {$(
-        impl From<$t> for ServiceError {
-            fn from(e: $t) -> Self {
-                ServiceError::Storage(e.to_string())
-            }
-        }
-    )*};
-}
-storage_errors!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);

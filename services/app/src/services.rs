@@ -8,7 +8,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use zhiku_catalog::{Catalog, CatalogError, Commit, FileOutcome, FileRecord};
+use zhiku_catalog::{
+    Catalog, CatalogError, Commit, ConversationLog, EmbeddedCatalog, EmbeddedConversations,
+    FileOutcome, FileRecord, PostgresCatalog,
+};
 use zhiku_embed::Embedder;
 use zhiku_generate::{Generator, LlamaGenerator, OpenAiGenerator, Slots};
 use zhiku_index::{KbRegistry, KnowledgeBase};
@@ -20,7 +23,7 @@ use zhiku_schemas::{
     path_prefixes,
 };
 
-use crate::config::{Config, LlmProvider, SearchConfig, StoreBackendChoice};
+use crate::config::{CatalogBackendChoice, Config, LlmProvider, SearchConfig, StoreBackendChoice};
 use crate::conversations::ConversationStore;
 use crate::error::{ServiceError, kb_not_found};
 use crate::metrics::{Metrics, Snapshot};
@@ -53,6 +56,9 @@ pub struct Services {
     pub conversations: ConversationStore,
     /// Document languages and query translations, for cross-language retrieval.
     pub translator: crate::translate::Translator,
+    /// Held while the services live when the catalog is not the embedded one (whose own
+    /// lock does this): one process per data directory.
+    _data_lock: Option<std::fs::File>,
 }
 
 /// A search checked against the limits, with its defaults settled: what retrieval runs.
@@ -187,15 +193,8 @@ impl Services {
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         // The catalog is opened first: its lock says whether another process owns the
         // directory before any model is loaded.
-        let catalog = match Catalog::open(&data_dir.join("catalog.redb")) {
-            Ok(catalog) => Arc::new(catalog),
-            Err(e @ CatalogError::Locked(_)) => anyhow::bail!(
-                "{e}: a zhiku server is probably running on {}; stop it, or send the work to it with --server URL",
-                data_dir.display()
-            ),
-            Err(e) => return Err(e.into()),
-        };
-        let conversations = ConversationStore::open(&data_dir.join("conversations.redb"))?;
+        let (catalog, conversation_log, data_lock) = open_catalog(&config, &data_dir)?;
+        let conversations = ConversationStore::new(conversation_log);
         // Before the models: a missing OCR package is reported in a moment, not after them.
         let ocr = match config.ocr() {
             Some(ocr_config) if jobs => Some(Arc::new(zhiku_ocr::Ocr::new(ocr_config)?)),
@@ -266,6 +265,7 @@ impl Services {
             ocr,
             parsers,
             translator: Default::default(),
+            _data_lock: data_lock,
         })
     }
 
@@ -652,5 +652,49 @@ impl Services {
     /// The generation slots' occupancy, for `GET /v1/models`.
     pub fn slot_info(&self) -> SlotInfo {
         self.slots.status()
+    }
+}
+
+/// The catalog, the conversations' store, and the data directory's lock if held apart.
+type OpenedCatalog = (
+    Arc<dyn Catalog>,
+    Arc<dyn ConversationLog>,
+    Option<std::fs::File>,
+);
+
+/// What `[catalog]` names: the catalog, where conversations are kept, and the data
+/// directory's lock when the catalog is not the one that holds it. The embedded catalog
+/// is opened before anything else: its lock says whether another process owns the
+/// directory before any model is loaded. The PostgreSQL one must be at this build's
+/// schema (`zhiku migrate`), and keeps the conversations too, so any node continues them.
+fn open_catalog(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<OpenedCatalog> {
+    let in_use = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "{e}: a zhiku server is probably running on {}; stop it, or send the work to it with --server URL",
+            data_dir.display()
+        )
+    };
+    match config.catalog.backend {
+        CatalogBackendChoice::Embedded => {
+            let catalog = match EmbeddedCatalog::open(&data_dir.join("catalog.redb")) {
+                Ok(catalog) => catalog,
+                Err(e @ CatalogError::Locked(_)) => return Err(in_use(&e)),
+                Err(e) => return Err(e.into()),
+            };
+            let conversations = EmbeddedConversations::open(&data_dir.join("conversations.redb"))?;
+            Ok((Arc::new(catalog), Arc::new(conversations), None))
+        }
+        CatalogBackendChoice::Postgres => {
+            let path = data_dir.join("zhiku.lock");
+            let lock = std::fs::File::create(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            if lock.try_lock().is_err() {
+                let e = CatalogError::Locked(path);
+                return Err(in_use(&e));
+            }
+            let catalog = Arc::new(PostgresCatalog::connect(&config.postgres()?)?);
+            catalog.check_schema()?;
+            Ok((catalog.clone(), catalog, Some(lock)))
+        }
     }
 }

@@ -488,10 +488,10 @@ mod tests {
     async fn kb_routes_check_the_path_kb() {
         let dir = tempfile::tempdir().unwrap();
         let (read, write) = (
-            create_key(dir.path(), Scope::Read, Some("a"), None)
+            create_key(&dir.path().into(), Scope::Read, Some("a"), None)
                 .unwrap()
                 .1,
-            create_key(dir.path(), Scope::Write, Some("a"), None)
+            create_key(&dir.path().into(), Scope::Write, Some("a"), None)
                 .unwrap()
                 .1,
         );

@@ -1,8 +1,7 @@
-//! `zhiku keys`: API keys from the command line, over the key file of the data directory.
+//! `zhiku keys`: API keys from the command line, in the key file of the data directory or
+//! the PostgreSQL catalog (`[catalog]`).
 
-use std::path::Path;
-
-use zhiku_app::auth::{Scope, StoredKey, create_key, list_keys, revoke_key};
+use zhiku_app::auth::{KeyStore, Scope, StoredKey, create_key, list_keys, revoke_key};
 
 /// `zhiku keys ...`.
 #[derive(clap::Subcommand)]
@@ -50,8 +49,8 @@ pub struct CreateArgs {
     name: Option<String>,
 }
 
-/// Runs a `zhiku keys` command on the key file of `data_dir`.
-pub fn run(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
+/// Runs a `zhiku keys` command on the keys of `store`.
+pub fn run(store: &KeyStore, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create(args) => {
             let scope = match (args.admin, args.scope) {
@@ -62,8 +61,7 @@ pub fn run(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
                     anyhow::bail!("give --admin, or --kb NAME with --scope read|write")
                 }
             };
-            let (key, token) =
-                create_key(data_dir, scope, args.kb.as_deref(), args.name.as_deref())?;
+            let (key, token) = create_key(store, scope, args.kb.as_deref(), args.name.as_deref())?;
             let target = key
                 .kb
                 .as_deref()
@@ -76,7 +74,7 @@ pub fn run(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
             println!("{token}");
         }
         KeysCommand::List { json } => {
-            let keys = list_keys(data_dir)?;
+            let keys = list_keys(store)?;
             if json {
                 let rows: Vec<_> = keys.iter().map(StoredKey::public).collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -100,7 +98,7 @@ pub fn run(data_dir: &Path, command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id } => {
-            revoke_key(data_dir, &id)?;
+            revoke_key(store, &id)?;
             eprintln!("revoked key {id}");
         }
     }

@@ -129,6 +129,10 @@ enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Bring the PostgreSQL catalog's schema (`catalog.backend = "postgres"`) up to this
+    /// zhiku: applies the migrations it lacks, in order. Safe to run again, and from
+    /// several nodes at once; servers refuse to start on an older schema.
+    Migrate,
     /// Copy an embedded knowledge base into the Qdrant cluster of `[store]` (url, shards,
     /// replicas) with its vectors, without embedding again; resumable, and checked by
     /// chunk counts and equal exact-search results. Then serve it with
@@ -302,6 +306,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Migrate => {
+            anyhow::ensure!(
+                config.catalog.backend == zhiku_app::config::CatalogBackendChoice::Postgres,
+                "zhiku migrate applies to catalog.backend = \"postgres\"; the embedded catalog needs no migration"
+            );
+            let catalog = zhiku_catalog::PostgresCatalog::connect(&config.postgres()?)?;
+            for (version, name) in catalog.migrate()? {
+                eprintln!("applied migration {version} ({name})");
+            }
+            eprintln!(
+                "the catalog at {} is at schema version {}",
+                catalog.place(),
+                catalog.schema_version()?
+            );
+            Ok(())
+        }
         Command::MigrateKb { kb, to } => {
             let MigrateTarget::Qdrant = to;
             let started = std::time::Instant::now();
@@ -445,7 +465,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => zhiku_measure::eval::run(config, args),
-        Command::Keys { what } => keys_cmd::run(&config.server.data_dir, what),
+        Command::Keys { what } => {
+            keys_cmd::run(&zhiku_app::auth::KeyStore::for_config(&config)?, what)
+        }
         Command::Bench { what } => zhiku_measure::bench::run(config, what),
         Command::Config {
             what: ConfigCommand::Show,
@@ -502,8 +524,10 @@ fn is_loopback(addr: &str) -> bool {
 fn load_keys(config: &Config) -> anyhow::Result<zhiku_app::auth::Keys> {
     let server = &config.server;
     let loopback = is_loopback(&server.addr);
-    let keys =
-        zhiku_app::auth::Keys::load(&server.data_dir, !loopback && !server.allow_unauthenticated)?;
+    let keys = zhiku_app::auth::Keys::load(
+        zhiku_app::auth::KeyStore::for_config(config)?,
+        !loopback && !server.allow_unauthenticated,
+    )?;
     match (keys.count(), loopback, server.allow_unauthenticated) {
         (0, false, false) => anyhow::bail!(
             "refusing to serve on {} without API keys: anyone who can reach it could read, change and delete every knowledge base. \

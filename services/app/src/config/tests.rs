@@ -141,3 +141,30 @@ fn relative_model_paths_resolve_under_models_dir() {
         PathBuf::from("/abs.gguf")
     );
 }
+
+#[test]
+fn the_postgres_catalog_takes_its_password_from_the_environment() {
+    let mut config = Config::default();
+    config.catalog.backend = CatalogBackendChoice::Postgres;
+    config.catalog.url = "mysql://nope".into();
+    let err = config.postgres().unwrap_err().to_string();
+    assert!(err.contains("catalog.url"), "{err}");
+
+    config.catalog.url = "postgres://zhiku@db:5432/zhiku".into();
+    assert_eq!(
+        config.postgres().unwrap().url,
+        "postgres://zhiku@db:5432/zhiku"
+    );
+    config.catalog.password_env = "ZHIKU_TEST_SURELY_UNSET_4712".into();
+    let err = config.postgres().unwrap_err().to_string();
+    assert!(err.contains("ZHIKU_TEST_SURELY_UNSET_4712"), "{err}");
+    // Any character survives, percent-encoded; a password in the URL is replaced.
+    assert_eq!(
+        with_password("postgres://u:old@db:5/z", "p@ss:/word"),
+        "postgres://u:p%40ss%3A%2Fword@db:5/z"
+    );
+    assert_eq!(
+        with_password("postgres://db:5/z", "pw"),
+        "postgres://zhiku:pw@db:5/z"
+    );
+}

@@ -98,7 +98,7 @@ pub struct KnowledgeBase {
     /// `None` when the vector store indexes keywords itself (a Qdrant collection).
     keywords: Option<KeywordIndex>,
     meta: RwLock<KbMeta>,
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn Catalog>,
     visible: RwLock<Visible>,
     /// Writes begun and not (successfully) finished: while non-zero, the stores may hold
     /// chunks that are not visible.
@@ -273,7 +273,7 @@ impl KnowledgeBase {
         dir: &Path,
         meta: KbMeta,
         backend: StoreBackend,
-        catalog: Arc<Catalog>,
+        catalog: Arc<dyn Catalog>,
     ) -> Result<Self, IndexError> {
         backend.remove_retired(dir, &meta.name, &meta.vectors_dir)?;
         let vectors = backend.open(dir, &meta.name, &meta.vectors_dir, meta.dimension)?;

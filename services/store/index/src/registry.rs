@@ -22,7 +22,7 @@ const TRASH_DIR: &str = ".trash";
 pub struct KbRegistry {
     root: PathBuf,
     backend: StoreBackend,
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn Catalog>,
     open: RwLock<HashMap<KbName, Arc<KnowledgeBase>>>,
     // Creation and deletion take turns so two uploads cannot create the same KB twice.
     lifecycle: Mutex<()>,
@@ -34,7 +34,7 @@ impl KbRegistry {
     pub fn open(
         data_dir: &Path,
         backend: StoreBackend,
-        catalog: Arc<Catalog>,
+        catalog: Arc<dyn Catalog>,
     ) -> Result<Self, IndexError> {
         let root = data_dir.join("kbs");
         std::fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
@@ -59,7 +59,7 @@ impl KbRegistry {
     }
 
     /// The catalog shared by all KBs.
-    pub fn catalog(&self) -> &Arc<Catalog> {
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.catalog
     }
 

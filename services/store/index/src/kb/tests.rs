@@ -60,7 +60,8 @@ fn open(dir: &Path) -> KbRegistry {
 }
 
 fn open_on(dir: &Path, backend: &StoreBackend) -> KbRegistry {
-    let catalog = Arc::new(Catalog::open(&dir.join("catalog.redb")).unwrap());
+    let catalog =
+        Arc::new(zhiku_catalog::EmbeddedCatalog::open(&dir.join("catalog.redb")).unwrap());
     KbRegistry::open(dir, backend.clone(), catalog).unwrap()
 }
 
