@@ -99,6 +99,18 @@ fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
     kept
 }
 
+/// A read-only transaction on one snapshot: reads that must agree with each other.
+async fn snapshot(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, CatalogError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }

@@ -3,7 +3,7 @@
 
 use zhiku_schemas::{Conversation, ConversationSummary, ConversationTurn, Feedback};
 
-use super::{PostgresCatalog, decode_text, encode_text, sql_limit};
+use super::{PostgresCatalog, decode_text, encode_text, snapshot, sql_limit};
 use crate::CatalogError;
 use crate::conversations::{ConversationLog, Meta};
 
@@ -19,6 +19,45 @@ fn meta_of(row: &tokio_postgres::Row) -> Meta {
     }
 }
 
+/// A conversation's record and its last `n` turns, oldest first, read in one snapshot so
+/// the turns are those the record counts.
+async fn conversation(
+    pool: deadpool_postgres::Pool,
+    id: String,
+    n: usize,
+) -> Result<Option<(Meta, Vec<ConversationTurn>)>, CatalogError> {
+    let mut client = pool.get().await?;
+    let txn = snapshot(&mut client).await?;
+    let Some(meta) = select_meta(&txn, &id, false).await? else {
+        return Ok(None);
+    };
+    let rows = txn
+        .query(
+            "SELECT record::text FROM conversation_turns WHERE conversation_id = $1 \
+             ORDER BY turn DESC LIMIT $2",
+            &[&id, &sql_limit(n)],
+        )
+        .await?;
+    let mut turns = rows
+        .iter()
+        .map(|r| decode_text(r.get(0)))
+        .collect::<Result<Vec<ConversationTurn>, _>>()?;
+    turns.reverse();
+    Ok(Some((meta, turns)))
+}
+
+/// The record of conversation `id`; `lock` holds its row until the transaction ends, so
+/// changes to one conversation take turns across nodes.
+async fn select_meta(
+    txn: &deadpool_postgres::Transaction<'_>,
+    id: &str,
+    lock: bool,
+) -> Result<Option<Meta>, CatalogError> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {META_COLUMNS} FROM conversations WHERE id = $1{lock}");
+    Ok(txn.query_opt(&sql, &[&id]).await?.as_ref().map(meta_of))
+}
+
 impl ConversationLog for PostgresCatalog {
     fn recent(
         &self,
@@ -26,70 +65,22 @@ impl ConversationLog for PostgresCatalog {
         n: usize,
     ) -> Result<Option<(String, u32, Vec<ConversationTurn>)>, CatalogError> {
         let id = id.to_string();
-        let n = sql_limit(n);
-        self.call(move |pool| async move {
-            let mut client = pool.get().await?;
-            // One snapshot: the turns read are those the count says.
-            let txn = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let sql = format!("SELECT {META_COLUMNS} FROM conversations WHERE id = $1");
-            let Some(row) = txn.query_opt(&sql, &[&id]).await? else {
-                return Ok(None);
-            };
-            let meta = meta_of(&row);
-            let rows = txn
-                .query(
-                    "SELECT record::text FROM conversation_turns WHERE conversation_id = $1 \
-                     ORDER BY turn DESC LIMIT $2",
-                    &[&id, &n],
-                )
-                .await?;
-            let mut turns = rows
-                .iter()
-                .map(|r| decode_text(r.get(0)))
-                .collect::<Result<Vec<ConversationTurn>, _>>()?;
-            turns.reverse();
-            Ok(Some((meta.kb, meta.turns, turns)))
-        })
+        let found = self.call(move |pool| async move { conversation(pool, id, n).await })?;
+        Ok(found.map(|(meta, turns)| (meta.kb, meta.turns, turns)))
     }
 
     fn get(&self, id: &str) -> Result<Option<Conversation>, CatalogError> {
         let id = id.to_string();
-        self.call(move |pool| async move {
-            let mut client = pool.get().await?;
-            let txn = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let sql = format!("SELECT {META_COLUMNS} FROM conversations WHERE id = $1");
-            let Some(row) = txn.query_opt(&sql, &[&id]).await? else {
-                return Ok(None);
-            };
-            let meta = meta_of(&row);
-            let turns = txn
-                .query(
-                    "SELECT record::text FROM conversation_turns WHERE conversation_id = $1 \
-                     ORDER BY turn",
-                    &[&id],
-                )
-                .await?
-                .iter()
-                .map(|r| decode_text(r.get(0)))
-                .collect::<Result<Vec<ConversationTurn>, _>>()?;
-            Ok(Some(Conversation {
-                id,
-                kb: meta.kb,
-                created_at: meta.created_at,
-                updated_at: meta.updated_at,
-                turns,
-            }))
-        })
+        let key = id.clone();
+        let found =
+            self.call(move |pool| async move { conversation(pool, key, usize::MAX).await })?;
+        Ok(found.map(|(meta, turns)| Conversation {
+            id,
+            kb: meta.kb,
+            created_at: meta.created_at,
+            updated_at: meta.updated_at,
+            turns,
+        }))
     }
 
     fn list(&self, kb: Option<&str>) -> Result<Vec<ConversationSummary>, CatalogError> {
@@ -122,9 +113,7 @@ impl ConversationLog for PostgresCatalog {
         self.call(move |pool| async move {
             let mut client = pool.get().await?;
             let txn = client.transaction().await?;
-            // The row lock makes appends to one conversation take turns across nodes.
-            let sql = format!("SELECT {META_COLUMNS} FROM conversations WHERE id = $1 FOR UPDATE");
-            let stored = txn.query_opt(&sql, &[&id]).await?.as_ref().map(meta_of);
+            let stored = select_meta(&txn, &id, true).await?;
             let meta = Meta::after_append(stored, &id, &kb, existing, max_turns, &mut turn)?;
             txn.execute(
                 "INSERT INTO conversations (id, kb, created_at, updated_at, turns, title) \
@@ -156,12 +145,8 @@ impl ConversationLog for PostgresCatalog {
         self.call(move |pool| async move {
             let mut client = pool.get().await?;
             let txn = client.transaction().await?;
-            let sql = format!("SELECT {META_COLUMNS} FROM conversations WHERE id = $1 FOR UPDATE");
-            let meta = txn
-                .query_opt(&sql, &[&id])
+            let meta = select_meta(&txn, &id, true)
                 .await?
-                .as_ref()
-                .map(meta_of)
                 .ok_or_else(|| CatalogError::NotFound(id.clone()))?;
             meta.check_turn(turn)?;
             let number = turn as i32;

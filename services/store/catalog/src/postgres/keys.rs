@@ -1,7 +1,7 @@
 //! API key records in the PostgreSQL catalog's database. The records are opaque JSON here:
 //! what a key is and how it is checked belongs to the HTTP side (`zhiku_app::auth`).
 
-use super::PostgresCatalog;
+use super::{PostgresCatalog, snapshot};
 use crate::CatalogError;
 
 impl PostgresCatalog {
@@ -21,12 +21,7 @@ impl PostgresCatalog {
     pub fn api_keys(&self) -> Result<(i64, Vec<String>), CatalogError> {
         self.call(|pool| async move {
             let mut client = pool.get().await?;
-            let txn = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
+            let txn = snapshot(&mut client).await?;
             let generation: i64 = txn
                 .query_one("SELECT value FROM api_keys_generation", &[])
                 .await?
