@@ -105,6 +105,17 @@ impl Browser {
 
     /// One WebDriver command; its `value`, or a panic naming the command and the error.
     fn command(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method.clone(), path, body)
+            .unwrap_or_else(|(error, message)| panic!("{method} {path}: {error}: {message}"))
+    }
+
+    /// One WebDriver command; its `value`, or the WebDriver error code and message.
+    fn try_command(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (String, String)> {
         let url = if path.is_empty() {
             self.session.clone()
         } else {
@@ -121,12 +132,10 @@ impl Browser {
             .and_then(|r| r.json())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         if let Some(error) = response["value"]["error"].as_str() {
-            panic!(
-                "{method} {path}: {error}: {}",
-                response["value"]["message"].as_str().unwrap_or_default()
-            );
+            let message = response["value"]["message"].as_str().unwrap_or_default();
+            return Err((error.to_string(), message.to_string()));
         }
-        response["value"].clone()
+        Ok(response["value"].clone())
     }
 
     /// Opens `url`.
@@ -215,11 +224,21 @@ impl Browser {
             .to_string()
     }
 
-    /// Clicks the element matching `css`, once it is displayed.
+    /// Clicks the element matching `css`, once it is displayed. A page that re-renders
+    /// it between finding and clicking (a streamed answer's citation chips) makes the
+    /// reference stale: it is then found again, a bounded number of times.
     pub fn click(&self, css: &str) {
-        self.wait_visible(css);
-        let id = self.element(css);
-        self.command(Method::POST, &format!("element/{id}/click"), None);
+        for _ in 0..20 {
+            self.wait_visible(css);
+            let id = self.element(css);
+            let path = format!("element/{id}/click");
+            match self.try_command(Method::POST, &path, None) {
+                Ok(_) => return,
+                Err((error, _)) if error == "stale element reference" => continue,
+                Err((error, message)) => panic!("POST {path}: {error}: {message}"),
+            }
+        }
+        panic!("{css} was replaced by the page 20 times in a row before it could be clicked");
     }
 
     /// Replaces the text of the field matching `css` with `text` (typed, so the page sees

@@ -3,6 +3,15 @@
 -- what queries select, order or lock by. Keys compare bytewise ("C"), as in redb, so
 -- pages and orders are the same on both engines whatever the database's locale.
 
+-- Knowledge bases: the index's record of each (embedder, dimension, current store), and a
+-- generation that every change to the record or the KB's documents bumps, so a node
+-- knows when what it cached of the KB is stale.
+CREATE TABLE kbs (
+    name       text COLLATE "C" PRIMARY KEY,
+    record     jsonb  NOT NULL,
+    generation bigint NOT NULL DEFAULT 1
+);
+
 CREATE TABLE documents (
     kb      text COLLATE "C" NOT NULL,
     id      text COLLATE "C" NOT NULL,

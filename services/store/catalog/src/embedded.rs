@@ -13,6 +13,8 @@ const INTENTS: TableDefinition<&str, u64> = TableDefinition::new("intents");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const JOB_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("job_files");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const KBS: TableDefinition<&str, &str> = TableDefinition::new("kbs");
+const KB_GENERATIONS: TableDefinition<&str, u64> = TableDefinition::new("kb_generations");
 
 /// Separates the parts of composite keys; it cannot occur in KB names, and document ids
 /// and paths are validated to exclude control characters.
@@ -43,6 +45,8 @@ impl EmbeddedCatalog {
             txn.open_table(JOBS)?;
             txn.open_table(JOB_FILES)?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(KBS)?;
+            txn.open_table(KB_GENERATIONS)?;
         }
         txn.commit()?;
         Ok(Self { db })
@@ -151,6 +155,9 @@ impl Catalog for EmbeddedCatalog {
             for job in &commit.jobs {
                 jobs.insert(job.info.id.as_str(), encode(job).as_slice())?;
             }
+            if !commit.upserts.is_empty() || !commit.deletes.is_empty() {
+                bump(&txn, kb)?;
+            }
         }
         txn.commit()?;
         Ok(())
@@ -203,6 +210,7 @@ impl Catalog for EmbeddedCatalog {
                 .retain_in(start.as_str()..end.as_str(), |_, _| false)?;
             txn.open_table(INTENTS)?
                 .retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+            bump(&txn, kb)?;
         }
         txn.commit()?;
         Ok(())
@@ -291,6 +299,77 @@ impl Catalog for EmbeddedCatalog {
         }
         Ok(out)
     }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn kb_names(&self) -> Result<Vec<String>, CatalogError> {
+        let txn = self.db.begin_read()?;
+        let mut names = Vec::new();
+        for entry in txn.open_table(KBS)?.iter()? {
+            names.push(entry?.0.value().to_string());
+        }
+        Ok(names)
+    }
+
+    fn kb_record(&self, kb: &str) -> Result<Option<(String, u64)>, CatalogError> {
+        let txn = self.db.begin_read()?;
+        let Some(record) = txn.open_table(KBS)?.get(kb)? else {
+            return Ok(None);
+        };
+        let generation = txn
+            .open_table(KB_GENERATIONS)?
+            .get(kb)?
+            .map_or(0, |g| g.value());
+        Ok(Some((record.value().to_string(), generation)))
+    }
+
+    fn kb_generation(&self, kb: &str) -> Result<Option<u64>, CatalogError> {
+        Ok(self.kb_record(kb)?.map(|(_, generation)| generation))
+    }
+
+    fn create_kb(&self, kb: &str, record: &str) -> Result<String, CatalogError> {
+        let txn = self.db.begin_write()?;
+        let stored = {
+            let mut kbs = txn.open_table(KBS)?;
+            let existing = kbs.get(kb)?.map(|r| r.value().to_string());
+            match existing {
+                Some(existing) => existing,
+                None => {
+                    kbs.insert(kb, record)?;
+                    bump(&txn, kb)?;
+                    record.to_string()
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(stored)
+    }
+
+    fn put_kb_record(&self, kb: &str, record: &str) -> Result<(), CatalogError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(KBS)?.insert(kb, record)?;
+        bump(&txn, kb)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn remove_kb_record(&self, kb: &str) -> Result<bool, CatalogError> {
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(KBS)?.remove(kb)?.is_some();
+        bump(&txn, kb)?;
+        txn.commit()?;
+        Ok(existed)
+    }
+}
+
+/// Moves `kb`'s generation on: what a process cached of it is stale.
+fn bump(txn: &redb::WriteTransaction, kb: &str) -> Result<(), CatalogError> {
+    let mut generations = txn.open_table(KB_GENERATIONS)?;
+    let next = generations.get(kb)?.map_or(0, |g| g.value()) + 1;
+    generations.insert(kb, next)?;
+    Ok(())
 }
 
 /// Removes a job's per-file outcomes from the job-files table.

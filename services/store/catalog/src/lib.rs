@@ -296,6 +296,32 @@ pub trait Catalog: Send + Sync {
 
     /// Outcomes recorded so far for the files of a job, by document id.
     fn job_files(&self, job_id: &str) -> Result<HashMap<String, FileRecord>, CatalogError>;
+
+    /// Whether other processes use this catalog at the same time (PostgreSQL): then the
+    /// catalog, not this process's memory, says which KBs exist and which versions are
+    /// current.
+    fn shared(&self) -> bool;
+
+    /// Names of the KBs that have a record, sorted.
+    fn kb_names(&self) -> Result<Vec<String>, CatalogError>;
+
+    /// The record of `kb` (JSON, the index's own format) and its generation: a number
+    /// that grows whenever the record or the KB's documents change.
+    fn kb_record(&self, kb: &str) -> Result<Option<(String, u64)>, CatalogError>;
+
+    /// The generation of `kb` (see [`kb_record`](Self::kb_record)); `None` if it has no
+    /// record.
+    fn kb_generation(&self, kb: &str) -> Result<Option<u64>, CatalogError>;
+
+    /// Stores `record` as the record of `kb` unless it has one already; returns the
+    /// record it has then, so two nodes creating one KB agree on it.
+    fn create_kb(&self, kb: &str, record: &str) -> Result<String, CatalogError>;
+
+    /// Replaces the record of `kb` (a reindex switching stores).
+    fn put_kb_record(&self, kb: &str, record: &str) -> Result<(), CatalogError>;
+
+    /// Removes the record of `kb`; false if it had none.
+    fn remove_kb_record(&self, kb: &str) -> Result<bool, CatalogError>;
 }
 
 #[cfg(test)]

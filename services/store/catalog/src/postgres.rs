@@ -451,6 +451,9 @@ impl Catalog for PostgresCatalog {
             for job in &jobs {
                 job.upsert(&*txn).await?;
             }
+            if !doc_ids.is_empty() || !deletes.is_empty() {
+                bump(&txn, &kb).await?;
+            }
             txn.commit().await?;
             Ok(())
         })
@@ -504,6 +507,7 @@ impl Catalog for PostgresCatalog {
                 .await?;
             txn.execute("DELETE FROM intents WHERE kb = $1", &[&kb])
                 .await?;
+            bump(&txn, &kb).await?;
             txn.commit().await?;
             Ok(())
         })
@@ -594,6 +598,104 @@ impl Catalog for PostgresCatalog {
                 .collect()
         })
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn kb_names(&self) -> Result<Vec<String>, CatalogError> {
+        self.call(|pool| async move {
+            let rows = pool
+                .get()
+                .await?
+                .query("SELECT name FROM kbs ORDER BY name", &[])
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn kb_record(&self, kb: &str) -> Result<Option<(String, u64)>, CatalogError> {
+        let kb = kb.to_string();
+        self.call(move |pool| async move {
+            let row = pool
+                .get()
+                .await?
+                .query_opt(
+                    "SELECT record::text, generation FROM kbs WHERE name = $1",
+                    &[&kb],
+                )
+                .await?;
+            Ok(row.map(|r| (r.get(0), r.get::<_, i64>(1) as u64)))
+        })
+    }
+
+    fn kb_generation(&self, kb: &str) -> Result<Option<u64>, CatalogError> {
+        let kb = kb.to_string();
+        self.call(move |pool| async move {
+            let row = pool
+                .get()
+                .await?
+                .query_opt("SELECT generation FROM kbs WHERE name = $1", &[&kb])
+                .await?;
+            Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+        })
+    }
+
+    fn create_kb(&self, kb: &str, record: &str) -> Result<String, CatalogError> {
+        let (kb, record) = (kb.to_string(), record.to_string());
+        self.call(move |pool| async move {
+            let client = pool.get().await?;
+            client
+                .execute(
+                    "INSERT INTO kbs (name, record) VALUES ($1, $2::text::jsonb) \
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&kb, &record],
+                )
+                .await?;
+            let row = client
+                .query_one("SELECT record::text FROM kbs WHERE name = $1", &[&kb])
+                .await?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn put_kb_record(&self, kb: &str, record: &str) -> Result<(), CatalogError> {
+        let (kb, record) = (kb.to_string(), record.to_string());
+        self.call(move |pool| async move {
+            pool.get()
+                .await?
+                .execute(
+                    "INSERT INTO kbs (name, record) VALUES ($1, $2::text::jsonb) \
+                     ON CONFLICT (name) DO UPDATE \
+                     SET record = EXCLUDED.record, generation = kbs.generation + 1",
+                    &[&kb, &record],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_kb_record(&self, kb: &str) -> Result<bool, CatalogError> {
+        let kb = kb.to_string();
+        self.call(move |pool| async move {
+            let gone = pool
+                .get()
+                .await?
+                .execute("DELETE FROM kbs WHERE name = $1", &[&kb])
+                .await?;
+            Ok(gone > 0)
+        })
+    }
+}
+
+/// Moves `kb`'s generation on: what nodes cached of it is stale.
+async fn bump(txn: &deadpool_postgres::Transaction<'_>, kb: &str) -> Result<(), CatalogError> {
+    txn.execute(
+        "UPDATE kbs SET generation = generation + 1 WHERE name = $1",
+        &[&kb],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A job record with the columns queries use beside it.

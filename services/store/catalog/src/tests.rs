@@ -143,6 +143,59 @@ fn records_written_before_document_metadata_still_decode() {
     assert!(spec.tags.is_empty() && spec.uploads[0].client_path.is_empty());
 }
 
+/// KB records: created once (the first creator's record wins), listed, replaced and
+/// removed; the generation moves with every change to the record or the documents.
+fn kb_records_and_generations_on(catalog: &dyn Catalog) {
+    // PostgreSQL normalises JSON text: compare values.
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    assert_eq!(catalog.kb_generation("docs").unwrap(), None);
+    assert_eq!(
+        json(&catalog.create_kb("docs", r#"{"v":1}"#).unwrap()),
+        json(r#"{"v":1}"#)
+    );
+    assert_eq!(
+        json(&catalog.create_kb("docs", r#"{"v":2}"#).unwrap()),
+        json(r#"{"v":1}"#)
+    );
+    catalog.create_kb("a", r#"{"v":0}"#).unwrap();
+    assert_eq!(catalog.kb_names().unwrap(), ["a", "docs"]);
+    let g0 = catalog.kb_generation("docs").unwrap().unwrap();
+
+    let version = catalog.begin_versions("docs", &["x"]).unwrap()[0];
+    catalog
+        .commit(
+            "docs",
+            &Commit {
+                upserts: vec![doc("x", version)],
+                ..Commit::default()
+            },
+        )
+        .unwrap();
+    let g1 = catalog.kb_generation("docs").unwrap().unwrap();
+    assert!(g1 > g0);
+    // Job progress alone changes nothing a reader caches.
+    catalog
+        .commit(
+            "docs",
+            &Commit {
+                jobs: vec![job("j")],
+                ..Commit::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(catalog.kb_generation("docs").unwrap(), Some(g1));
+    catalog.put_kb_record("docs", r#"{"v":3}"#).unwrap();
+    let (record, g2) = catalog.kb_record("docs").unwrap().unwrap();
+    assert_eq!(json(&record), json(r#"{"v":3}"#));
+    assert!(g2 > g1);
+    assert!(catalog.kb_generation("a").unwrap().is_some());
+
+    assert!(catalog.remove_kb_record("docs").unwrap());
+    assert!(!catalog.remove_kb_record("docs").unwrap());
+    assert_eq!(catalog.kb_record("docs").unwrap(), None);
+    assert_eq!(catalog.kb_names().unwrap(), ["a"]);
+}
+
 fn finished_jobs_past_the_cutoff_are_pruned_with_their_files_on(catalog: &dyn Catalog) {
     let mut old = job("old");
     old.info.state = zhiku_schemas::JobState::Succeeded;
@@ -338,6 +391,14 @@ fn documents_versions_intents_and_pages() {
 }
 
 #[test]
+fn kb_records_and_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = EmbeddedCatalog::open(&dir.path().join("c.redb")).unwrap();
+    assert!(!catalog.shared());
+    kb_records_and_generations_on(&catalog);
+}
+
+#[test]
 fn finished_jobs_past_the_cutoff_are_pruned_with_their_files() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = EmbeddedCatalog::open(&dir.path().join("c.redb")).unwrap();
@@ -360,6 +421,14 @@ mod postgres {
     fn finished_jobs_past_the_cutoff_are_pruned_with_their_files() {
         let db = TestDatabase::create();
         finished_jobs_past_the_cutoff_are_pruned_with_their_files_on(&db.catalog());
+    }
+
+    #[test]
+    fn kb_records_and_generations() {
+        let db = TestDatabase::create();
+        let catalog = db.catalog();
+        assert!(catalog.shared());
+        kb_records_and_generations_on(&catalog);
     }
 
     #[test]

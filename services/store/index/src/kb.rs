@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -103,6 +103,11 @@ pub struct KnowledgeBase {
     /// Writes begun and not (successfully) finished: while non-zero, the stores may hold
     /// chunks that are not visible.
     unclean: AtomicUsize,
+    /// Whether other processes change this KB too (a shared catalog): then `visible` and
+    /// `meta` are a cache of the catalog, refreshed by [`KnowledgeBase::sync`].
+    shared: bool,
+    /// The catalog generation `visible` and `meta` were read at.
+    seen: AtomicU64,
     // Writers take turns so the stores and the catalog change in the same order.
     write: Mutex<()>,
 }
@@ -131,7 +136,8 @@ impl KbView<'_> {
     /// (a swap in flight, or a failed write awaiting the next start's cleanup), since
     /// they are filtered out afterwards; exactly the limit otherwise.
     fn fetch(&self, limit: usize) -> usize {
-        if self.kb.unclean.load(Ordering::SeqCst) > 0 {
+        // With a shared catalog, other nodes' writes in flight are never known here.
+        if self.kb.shared || self.kb.unclean.load(Ordering::SeqCst) > 0 {
             limit * 2
         } else {
             limit
@@ -275,7 +281,14 @@ impl KnowledgeBase {
         backend: StoreBackend,
         catalog: Arc<dyn Catalog>,
     ) -> Result<Self, IndexError> {
-        backend.remove_retired(dir, &meta.name, &meta.vectors_dir)?;
+        let shared = catalog.shared();
+        // Read first: a change after it makes the next sync read everything again.
+        let seen = catalog.kb_generation(&meta.name)?.unwrap_or(0);
+        // With a shared catalog another node may be building a store right now (a
+        // reindex): only the node that retires a store removes it.
+        if !shared {
+            backend.remove_retired(dir, &meta.name, &meta.vectors_dir)?;
+        }
         let vectors = backend.open(dir, &meta.name, &meta.vectors_dir, meta.dimension)?;
         let keywords = if vectors.indexes_keywords() {
             None
@@ -304,11 +317,53 @@ impl KnowledgeBase {
             catalog,
             visible: RwLock::new(visible),
             unclean: AtomicUsize::new(0),
+            shared,
+            seen: AtomicU64::new(seen),
             write: Mutex::new(()),
         })
     }
 
+    /// With a shared catalog, brings what this process knows of the KB (its record, the
+    /// current version of each document) up to `generation`, the catalog's now, if other
+    /// nodes changed it since; a reindex elsewhere switches this process to the new store.
+    pub fn sync(&self, generation: u64) -> Result<(), IndexError> {
+        if !self.shared || self.seen.load(Ordering::SeqCst) == generation {
+            return Ok(());
+        }
+        let Some((record, generation)) = self.catalog.kb_record(&self.name)? else {
+            return Ok(());
+        };
+        let meta: KbMeta = serde_json::from_str(&record)
+            .map_err(|e| IndexError::Corrupt(format!("the record of KB {}: {e}", self.name)))?;
+        let visible: Visible = self
+            .catalog
+            .all_documents(&self.name)?
+            .into_iter()
+            .map(|d| (d.id, (d.version, d.chunks)))
+            .collect();
+        let store = {
+            let current = self.meta.read();
+            (current.vectors_dir != meta.vectors_dir).then(|| {
+                self.backend
+                    .open(&self.dir, &self.name, &meta.vectors_dir, meta.dimension)
+            })
+        };
+        let mut guard = self.visible.write();
+        if let Some(store) = store {
+            *self.vectors.write() = store?;
+        }
+        *self.meta.write() = meta;
+        *guard = visible;
+        self.seen.store(generation, Ordering::SeqCst);
+        Ok(())
+    }
+
     pub(crate) fn save_meta(&self) -> Result<(), IndexError> {
+        if self.shared {
+            let json = serde_json::to_string(&*self.meta.read())
+                .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            return Ok(self.catalog.put_kb_record(&self.name, &json)?);
+        }
         let path = self.dir.join(META_FILE);
         let tmp = self.dir.join(format!("{META_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(&*self.meta.read())
@@ -659,8 +714,8 @@ impl KnowledgeBase {
         // meta file names it.
         if self.dir.join(&next_dir).is_dir() {
             sync_dir(&self.dir.join(&next_dir))?;
+            sync_dir(&self.dir)?;
         }
-        sync_dir(&self.dir)?;
         {
             // The switch happens with no search in flight on the visibility map, so a
             // search never mixes the two stores.

@@ -1,5 +1,10 @@
 //! The registry of all knowledge bases of a data directory: opened lazily, created and
 //! deleted one at a time.
+//!
+//! Which KBs exist is known from `<data>/kbs/<name>/kb.json` on the embedded catalog. With
+//! a shared catalog (PostgreSQL) it is the catalog's KB records instead, so every node
+//! sees every KB: a node keeps the KBs it opened as a cache, checked against the KB's
+//! generation in the catalog on every use.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,10 +54,13 @@ impl KbRegistry {
             open: RwLock::new(HashMap::new()),
             lifecycle: Mutex::new(()),
         };
-        let existing = registry.names()?;
-        for kb in registry.catalog.kbs()? {
-            if !existing.iter().any(|name| name.as_str() == kb) {
-                registry.catalog.purge_kb(&kb)?;
+        // With a shared catalog, a KB without a directory here is another node's business.
+        if !registry.catalog.shared() {
+            let existing = registry.names()?;
+            for kb in registry.catalog.kbs()? {
+                if !existing.iter().any(|name| name.as_str() == kb) {
+                    registry.catalog.purge_kb(&kb)?;
+                }
             }
         }
         Ok(registry)
@@ -70,6 +78,13 @@ impl KbRegistry {
     /// is deleted and ingested again.
     pub fn reconcile_all(&self) -> Result<Vec<(KbName, ReconcileReport)>, IndexError> {
         let mut reports = Vec::new();
+        if self.catalog.shared() {
+            // Another node's write in flight looks just like an interrupted one: replaying
+            // its intent would delete the chunks it is writing. (Chunks a crash left behind
+            // stay invisible, filtered out of every search.)
+            tracing::info!("shared catalog: startup reconciliation skipped");
+            return Ok(reports);
+        }
         for name in self.names()? {
             match self.get(&name) {
                 Ok(Some(kb)) => reports.push((name, kb.reconcile()?)),
@@ -103,11 +118,46 @@ impl KbRegistry {
 
     /// The KB called `name`, if it exists.
     pub fn get(&self, name: &KbName) -> Result<Option<Arc<KnowledgeBase>>, IndexError> {
-        if let Some(kb) = self.open.read().get(name) {
-            return Ok(Some(kb.clone()));
+        // Bound first: the read guard must be gone before an eviction takes the write lock.
+        let cached = self.open.read().get(name).cloned();
+        if let Some(kb) = cached {
+            if !self.catalog.shared() {
+                return Ok(Some(kb));
+            }
+            match self.catalog.kb_generation(name)? {
+                Some(generation) => {
+                    kb.sync(generation)?;
+                    return Ok(Some(kb));
+                }
+                // Deleted through another node.
+                None => {
+                    self.open.write().remove(name);
+                    return Ok(None);
+                }
+            }
         }
         let _turn = self.lifecycle.lock();
         self.load(name)
+    }
+
+    /// The record of KB `name`: its `kb.json`, or its record in a shared catalog.
+    fn read_meta(&self, name: &KbName) -> Result<Option<KbMeta>, IndexError> {
+        let (text, source) = if self.catalog.shared() {
+            match self.catalog.kb_record(name)? {
+                Some((record, _)) => (record.into_bytes(), format!("the record of KB {name}")),
+                None => return Ok(None),
+            }
+        } else {
+            let meta_path = self.dir(name).join(META_FILE);
+            if !meta_path.is_file() {
+                return Ok(None);
+            }
+            let bytes = std::fs::read(&meta_path).map_err(|e| io_err(&meta_path, e))?;
+            (bytes, meta_path.display().to_string())
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| IndexError::Corrupt(format!("{source}: {e}")))
     }
 
     fn load(&self, name: &KbName) -> Result<Option<Arc<KnowledgeBase>>, IndexError> {
@@ -115,13 +165,9 @@ impl KbRegistry {
             return Ok(Some(kb.clone()));
         }
         let dir = self.dir(name);
-        let meta_path = dir.join(META_FILE);
-        if !meta_path.is_file() {
+        let Some(meta) = self.read_meta(name)? else {
             return Ok(None);
-        }
-        let bytes = std::fs::read(&meta_path).map_err(|e| io_err(&meta_path, e))?;
-        let meta: KbMeta = serde_json::from_slice(&bytes)
-            .map_err(|e| IndexError::Corrupt(format!("{}: {e}", meta_path.display())))?;
+        };
         let kb = Arc::new(KnowledgeBase::open_dir(
             &dir,
             meta,
@@ -148,12 +194,28 @@ impl KbRegistry {
         }
         let dir = self.dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        let meta = KbMeta {
+        let mut meta = KbMeta {
             name: name.to_string(),
             embedder: embedder.to_string(),
             dimension,
             vectors_dir: default_vectors_dir(),
         };
+        if self.catalog.shared() {
+            // The first node to create the KB decides its record; the others take it.
+            let json =
+                serde_json::to_string(&meta).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            let record = self.catalog.create_kb(name, &json)?;
+            meta = serde_json::from_str(&record)
+                .map_err(|e| IndexError::Corrupt(format!("the record of KB {name}: {e}")))?;
+            let kb = Arc::new(KnowledgeBase::open_dir(
+                &dir,
+                meta,
+                self.backend.clone(),
+                self.catalog.clone(),
+            )?);
+            self.open.write().insert(name.clone(), kb.clone());
+            return Ok(kb);
+        }
         // Stores a crash left behind for this name belong to no KB any more.
         self.backend.remove_retired(&dir, name, "")?;
         let kb = KnowledgeBase::open_dir(&dir, meta, self.backend.clone(), self.catalog.clone())?;
@@ -166,6 +228,14 @@ impl KbRegistry {
 
     /// Names of all KBs, sorted.
     pub fn names(&self) -> Result<Vec<KbName>, IndexError> {
+        if self.catalog.shared() {
+            return Ok(self
+                .catalog
+                .kb_names()?
+                .into_iter()
+                .filter_map(|n| KbName::new(n).ok())
+                .collect());
+        }
         let entries = std::fs::read_dir(&self.root).map_err(|e| io_err(&self.root, e))?;
         // Other entries (the trash, stray files) are not KBs.
         let mut names: Vec<KbName> = entries
@@ -181,6 +251,21 @@ impl KbRegistry {
     pub fn delete(&self, name: &KbName) -> Result<bool, IndexError> {
         let _turn = self.lifecycle.lock();
         let dir = self.dir(name);
+        if self.catalog.shared() {
+            // The record goes first: every node then treats the KB as gone.
+            if !self.catalog.remove_kb_record(name)? {
+                return Ok(false);
+            }
+            if let Some(kb) = self.open.write().remove(name) {
+                let _ = close_when_unused(kb, Duration::from_secs(60));
+            }
+            self.catalog.purge_kb(name)?;
+            self.backend.remove_retired(&dir, name, "")?;
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+            }
+            return Ok(true);
+        }
         if !dir.join(META_FILE).is_file() {
             return Ok(false);
         }

@@ -102,6 +102,72 @@ mod qdrant {
         super::metadata_on(&backend());
     }
 
+    /// Two nodes (registries on their own data directories) over one PostgreSQL catalog
+    /// and one Qdrant: what one writes, the other reads, however it had cached the KB.
+    #[test]
+    #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored (and ZHIKU_TEST_POSTGRES_URL)"]
+    fn two_nodes_share_kbs_through_the_catalog() {
+        let db = zhiku_catalog::test_support::TestDatabase::create();
+        let backend = backend();
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let node =
+            |dir: &Path| KbRegistry::open(dir, backend.clone(), Arc::new(db.catalog())).unwrap();
+        let (a, b) = (node(dir_a.path()), node(dir_b.path()));
+        let first = |kb: &KnowledgeBase, v: &[f32]| -> Vec<(String, String)> {
+            kb.view()
+                .dense_search(v, 5, None)
+                .unwrap()
+                .into_iter()
+                .map(|(r, _)| (r.document_id, r.text))
+                .collect()
+        };
+        let text =
+            |pairs: Vec<(String, String)>| pairs.into_iter().map(|p| p.1).collect::<Vec<_>>();
+
+        let kb_a = a.get_or_create(&name("docs"), "model", 2).unwrap();
+        kb_a.write(
+            vec![write("d1", &[("alpha", [1.0, 0.0])])],
+            Commit::default(),
+        )
+        .unwrap();
+        // B never saw the KB: it finds it, and the document, through the catalog.
+        assert_eq!(b.names().unwrap(), [name("docs")]);
+        let kb_b = b.get(&name("docs")).unwrap().unwrap();
+        assert_eq!(text(first(&kb_b, &[1.0, 0.0])), ["alpha"]);
+        // B has the KB cached now; A replaces d1 and adds d2: B sees the new version
+        // only, and d2, once it looks the KB up again (every request does).
+        kb_a.write(
+            vec![
+                write("d1", &[("alpha two", [1.0, 0.0])]),
+                write("d2", &[("beta", [0.0, 1.0])]),
+            ],
+            Commit::default(),
+        )
+        .unwrap();
+        let kb_b = b.get(&name("docs")).unwrap().unwrap();
+        let hits = first(&kb_b, &[1.0, 0.0]);
+        assert_eq!(text(hits), ["alpha two", "beta"]);
+        assert_eq!(kb_b.info().documents, 2);
+        // B creating the same KB gets A's record, whatever model it names.
+        let again = b.get_or_create(&name("docs"), "other-model", 3).unwrap();
+        assert!(again.ensure_model("model", 2).is_ok());
+
+        // A reindexes: B switches to the new store.
+        kb_a.reindex("model-2", 3, &mut |records| {
+            Ok(records.iter().map(|_| vec![0.0, 0.0, 1.0]).collect())
+        })
+        .unwrap();
+        let kb_b = b.get(&name("docs")).unwrap().unwrap();
+        kb_b.ensure_model("model-2", 3).unwrap();
+        assert_eq!(first(&kb_b, &[0.0, 0.0, 1.0]).len(), 2);
+
+        // A deletes the KB: B finds it gone.
+        assert!(a.delete(&name("docs")).unwrap());
+        assert!(b.get(&name("docs")).unwrap().is_none());
+        assert!(b.names().unwrap().is_empty());
+        assert!(!b.delete(&name("docs")).unwrap());
+    }
+
     #[test]
     #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored"]
     fn copy_moves_every_chunk_with_its_vector_and_resumes() {
