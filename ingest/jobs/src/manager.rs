@@ -1,16 +1,23 @@
-//! The job queue: persistent jobs run one at a time by a worker thread, resumed after a
+//! The job queue: persistent jobs, run one at a time by each worker, resumed after a
 //! restart, observable while they run and cancellable.
+//!
+//! The queue is the catalog itself. A worker claims the oldest unfinished job that no
+//! live lease holds ([`Catalog::claim_job`]) and renews its lease while it runs; a worker
+//! that dies stops renewing, and once the lease runs out another worker (or the same one,
+//! restarted) resumes the job from the file outcomes committed so far. With the embedded
+//! catalog there is one worker, this process's; with PostgreSQL every `worker` or `all`
+//! node is one, and an `api` node only queues jobs and reports on them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 use zhiku_catalog::{
-    Catalog, Commit, FileOutcome, FileRecord, JobSpec, StagedFile, StoredJob, now_rfc3339,
+    Catalog, Commit, FileOutcome, FileRecord, JobSpec, Lease, StagedFile, StoredJob, now_rfc3339,
 };
 use zhiku_index::KbRegistry;
 use zhiku_schemas::{DocumentId, FileError, JobInfo, JobSource, JobState, KbName, OcrProgress};
@@ -31,8 +38,14 @@ pub struct JobsConfig {
     /// Per knowledge base, the directories its imports may read from instead of
     /// `import_roots` (an empty list disables its imports).
     pub kb_import_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
-    /// Where uploads of asynchronous jobs wait until processed.
+    /// Where uploads of asynchronous jobs wait until processed; every worker that may run
+    /// a job must be able to read it (a shared volume when workers are separate nodes).
     pub staging_dir: PathBuf,
+    /// How long a worker's claim on a job lasts without renewal (renewed every third of
+    /// it): how soon another worker resumes the job of one that died.
+    pub lease: Duration,
+    /// How often an idle worker looks for jobs queued by other nodes.
+    pub poll: Duration,
     /// Runner tuning.
     pub pipeline: PipelineSettings,
 }
@@ -63,12 +76,22 @@ struct Live {
     progress: watch::Sender<JobInfo>,
 }
 
+/// Set by the lease keeper of a running job.
+#[derive(Default)]
+struct LeaseFlags {
+    /// Another worker took the job over: this one must stop without recording anything.
+    lost: AtomicBool,
+}
+
 struct Inner {
     catalog: Arc<dyn Catalog>,
     registry: Arc<KbRegistry>,
     engines: Engines,
     config: JobsConfig,
-    queue: Mutex<VecDeque<String>>,
+    /// This process's name as a worker, in the leases it holds.
+    worker: String,
+    /// Set when a job was queued here, so the idle worker looks at once.
+    nudged: Mutex<bool>,
     wake: Condvar,
     live: Mutex<HashMap<String, Live>>,
     shutdown: AtomicBool,
@@ -88,6 +111,9 @@ pub struct JobStats {
 }
 
 /// The job system; cheap to clone.
+///
+/// Jobs are queued, listed, followed and cancelled by every node; they are run by the
+/// nodes started with a worker ([`Jobs::start`]'s `work`).
 #[derive(Clone)]
 pub struct Jobs {
     inner: Arc<Inner>,
@@ -133,47 +159,50 @@ fn count(info: &mut JobInfo, record: &FileRecord) {
 }
 
 impl Jobs {
-    /// Starts the worker. Jobs left queued or running by an earlier process are resumed
-    /// first, in the order they were created.
+    /// Starts the job system; with `work`, also this process's worker, which takes queued
+    /// jobs (those an earlier process left unfinished first: oldest first) until
+    /// shutdown.
     pub fn start(
         catalog: Arc<dyn Catalog>,
         registry: Arc<KbRegistry>,
         engines: Engines,
         config: JobsConfig,
+        work: bool,
     ) -> Result<Self, JobError> {
         std::fs::create_dir_all(&config.staging_dir)
             .map_err(|e| JobError::Storage(format!("{}: {e}", config.staging_dir.display())))?;
-        let mut pending: Vec<StoredJob> = catalog
-            .jobs()?
-            .into_iter()
-            .filter(|j| !j.info.state.is_finished())
-            .collect();
-        pending.sort_by(|a, b| {
-            (&a.info.created_at, &a.info.id).cmp(&(&b.info.created_at, &b.info.id))
-        });
         let inner = Arc::new(Inner {
             catalog,
             registry,
             engines,
             config,
-            queue: Mutex::new(pending.iter().map(|j| j.info.id.clone()).collect()),
+            worker: format!(
+                "{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            nudged: Mutex::new(true),
             wake: Condvar::new(),
             live: Mutex::new(HashMap::new()),
             shutdown: AtomicBool::new(false),
             chunks_indexed: AtomicU64::new(0),
         });
-        for job in &pending {
-            tracing::info!(job = %job.info.id, kb = %job.info.kb, done = job.info.files_done, "resuming job");
-            inner.track(&job.info);
-        }
-        let worker = inner.clone();
-        let worker = std::thread::Builder::new()
-            .name("zhiku-jobs".into())
-            .spawn(move || worker.work())
-            .map_err(|e| JobError::Storage(format!("could not start the job worker: {e}")))?;
+        let worker = if work {
+            let inner = inner.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("zhiku-jobs".into())
+                    .spawn(move || inner.work())
+                    .map_err(|e| {
+                        JobError::Storage(format!("could not start the job worker: {e}"))
+                    })?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             inner,
-            worker: Arc::new(Mutex::new(Some(worker))),
+            worker: Arc::new(Mutex::new(worker)),
         })
     }
 
@@ -242,8 +271,7 @@ impl Jobs {
 
     fn enqueue(&self, job: StoredJob) -> Result<JobInfo, JobError> {
         self.inner.catalog.put_job(&job)?;
-        self.inner.track(&job.info);
-        self.inner.queue.lock().push_back(job.info.id.clone());
+        *self.inner.nudged.lock() = true;
         self.inner.wake.notify_all();
         Ok(job.info)
     }
@@ -277,11 +305,33 @@ impl Jobs {
             return Ok(Some(live.progress.subscribe()));
         }
         // Finished jobs: a channel holding the final state only.
-        Ok(self
-            .inner
-            .catalog
-            .job(id)?
-            .map(|j| watch::channel(j.info).1))
+        let Some(job) = self.inner.catalog.job(id)? else {
+            return Ok(None);
+        };
+        let (tx, rx) = watch::channel(job.info.clone());
+        if !job.info.state.is_finished() {
+            // Queued, or run by another node: follow its record in the catalog.
+            let catalog = self.inner.catalog.clone();
+            let (id, poll) = (id.to_string(), self.inner.config.poll);
+            std::thread::spawn(move || {
+                while !tx.is_closed() {
+                    std::thread::sleep(poll);
+                    let Ok(Some(job)) = catalog.job(&id) else {
+                        return;
+                    };
+                    let finished = job.info.state.is_finished();
+                    tx.send_if_modified(|info| {
+                        let changed = *info != job.info;
+                        *info = job.info;
+                        changed
+                    });
+                    if finished {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(Some(rx))
     }
 
     /// Cancels a queued or running job. Documents it already committed stay.
@@ -296,23 +346,25 @@ impl Jobs {
                 job.info.state
             )));
         }
-        let mut queue = inner.queue.lock();
-        if let Some(pos) = queue.iter().position(|q| q == id) {
-            queue.remove(pos);
-            drop(queue);
-            let mut job = job;
-            job.info = inner.current(&job.info);
+        if let Some(live) = inner.live.lock().get(id) {
+            live.cancel.store(true, Ordering::SeqCst);
+            return Ok(live.progress.borrow().clone());
+        }
+        // Queued: claimed here and finished as cancelled at once.
+        if let Some((mut job, _)) =
+            inner
+                .catalog
+                .claim_job(&inner.worker, inner.config.lease, Some(id))?
+        {
             job.info.state = JobState::Cancelled;
             job.info.finished_at = Some(now_rfc3339());
             inner.finish(&job)?;
             return Ok(job.info);
         }
-        drop(queue);
-        if let Some(live) = inner.live.lock().get(id) {
-            live.cancel.store(true, Ordering::SeqCst);
-            return Ok(live.progress.borrow().clone());
-        }
-        Ok(job.info)
+        // Running on another node (or being claimed this instant): its worker sees the
+        // request when it renews its lease.
+        inner.catalog.request_cancel(id)?;
+        Ok(inner.catalog.job(id)?.map_or(job.info, |j| j.info))
     }
 
     /// Deletes the jobs that finished more than `days` days ago, with their per-file
@@ -324,9 +376,13 @@ impl Jobs {
 
     /// Jobs waiting and running now, and chunks indexed by jobs since start.
     pub fn stats(&self) -> JobStats {
+        let running = self.inner.live.lock().len();
+        let unfinished = self.inner.catalog.jobs().map_or(0, |jobs| {
+            jobs.iter().filter(|j| !j.info.state.is_finished()).count()
+        });
         JobStats {
-            queued: self.inner.queue.lock().len(),
-            running: self.inner.live.lock().len(),
+            queued: unfinished.saturating_sub(running),
+            running,
             chunks_indexed: self.inner.chunks_indexed.load(Ordering::Relaxed),
         }
     }
@@ -399,6 +455,7 @@ impl Inner {
     fn finish(&self, job: &StoredJob) -> Result<(), JobError> {
         self.catalog.put_job(job)?;
         self.catalog.forget_job_files(&job.info.id)?;
+        self.catalog.release_job(&job.info.id, &self.worker)?;
         self.publish(&job.info);
         self.live.lock().remove(&job.info.id);
         if !job.spec.uploads.is_empty() {
@@ -413,18 +470,33 @@ impl Inner {
 
     fn work(self: Arc<Self>) {
         loop {
-            let id = {
-                let mut queue = self.queue.lock();
-                loop {
-                    if self.shutdown.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if let Some(id) = queue.pop_front() {
-                        break id;
-                    }
-                    self.wake.wait(&mut queue);
+            if self.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            let claimed = match self
+                .catalog
+                .claim_job(&self.worker, self.config.lease, None)
+            {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::error!("could not look for jobs: {e}");
+                    None
                 }
             };
+            let Some((job, cancel_requested)) = claimed else {
+                let mut nudged = self.nudged.lock();
+                if !*nudged && !self.shutdown.load(Ordering::SeqCst) {
+                    self.wake.wait_for(&mut nudged, self.config.poll);
+                }
+                *nudged = false;
+                continue;
+            };
+            let id = job.info.id.clone();
+            tracing::info!(job = %id, kb = %job.info.kb, done = job.info.files_done, "running job");
+            self.track(&job.info);
+            if cancel_requested && let Some(live) = self.live.lock().get(&id) {
+                live.cancel.store(true, Ordering::SeqCst);
+            }
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_job(&id)));
             let error = match outcome {
@@ -464,13 +536,64 @@ impl Inner {
         self.wake.notify_all();
     }
 
+    /// Keeps this worker's lease on job `id` alive until `stop` is dropped: renewed every
+    /// third of its length; a client's cancel request sets `cancel`, and a lease another
+    /// worker took over sets `cancel` and `flags.lost`.
+    fn keep_lease(
+        &self,
+        id: &str,
+        cancel: Arc<AtomicBool>,
+        flags: Arc<LeaseFlags>,
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (catalog, worker, lease) =
+            (self.catalog.clone(), self.worker.clone(), self.config.lease);
+        let id = id.to_string();
+        let keeper = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(lease / 3)
+            {
+                match catalog.renew_lease(&id, &worker, lease) {
+                    Ok(Lease::Held { cancel_requested }) => {
+                        if cancel_requested {
+                            cancel.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    Ok(Lease::Lost) => {
+                        tracing::warn!(job = %id, "another worker took the job over");
+                        flags.lost.store(true, Ordering::SeqCst);
+                        cancel.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    // Passing trouble: the lease has two more chances before it runs out.
+                    Err(e) => tracing::warn!(job = %id, "could not renew the job's lease: {e}"),
+                }
+            }
+        });
+        (stop, keeper)
+    }
+
     fn run_job(&self, id: &str) -> Result<(), JobError> {
-        let Some(mut job) = self.catalog.job(id)? else {
-            return Ok(());
-        };
         let cancel = match self.live.lock().get(id) {
             Some(live) => live.cancel.clone(),
             None => return Ok(()),
+        };
+        let flags = Arc::new(LeaseFlags::default());
+        let (stop, keeper) = self.keep_lease(id, cancel.clone(), flags.clone());
+        let outcome = self.run_held(id, &cancel, &flags);
+        drop(stop);
+        let _ = keeper.join();
+        if flags.lost.load(Ordering::SeqCst) {
+            // The job is another worker's now: nothing more is recorded from here.
+            self.live.lock().remove(id);
+            return Ok(());
+        }
+        outcome
+    }
+
+    fn run_held(&self, id: &str, cancel: &AtomicBool, flags: &LeaseFlags) -> Result<(), JobError> {
+        let Some(mut job) = self.catalog.job(id)? else {
+            return Ok(());
         };
         job.info.state = JobState::Running;
         job.info.started_at.get_or_insert_with(now_rfc3339);
@@ -478,7 +601,7 @@ impl Inner {
         self.catalog.put_job(&job)?;
         self.publish(&job.info);
 
-        match self.execute(&mut job, &cancel) {
+        match self.execute(&mut job, cancel) {
             Ok(()) => {}
             Err(JobError::Storage(message)) | Err(JobError::Catalog(message)) => {
                 return Err(JobError::Storage(message));
@@ -488,9 +611,15 @@ impl Inner {
                 job.info.message = Some(e.to_string());
             }
         }
+        if flags.lost.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         if self.shutdown.load(Ordering::SeqCst) && !job.info.state.is_finished() {
-            // Leave it running in the catalog: the next start resumes it.
+            // Leave it running in the catalog, free for the next worker (or the next
+            // start) to resume.
             self.publish(&job.info);
+            self.live.lock().remove(id);
+            self.catalog.release_job(id, &self.worker)?;
             return Ok(());
         }
         if !job.info.state.is_finished() {

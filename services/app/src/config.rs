@@ -143,6 +143,26 @@ pub struct JobsSection {
     pub parser_cpu_secs: u64,
     /// Finished jobs are deleted this many days after they finished; 0 keeps them.
     pub retention_days: u64,
+    /// Seconds a worker's claim on a running job lasts unless renewed (every third of
+    /// it): how soon another worker resumes the job of a worker that died.
+    pub lease_secs: u64,
+    /// Seconds between an idle worker's looks for jobs queued through other nodes.
+    pub poll_secs: u64,
+    /// Where uploads wait until a worker processes them; every worker must be able to
+    /// read it (a shared volume when workers are other machines). Empty:
+    /// `<data_dir>/uploads`.
+    pub staging_dir: PathBuf,
+}
+
+impl JobsSection {
+    /// Where uploads are staged, for a data directory.
+    pub fn staging_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.staging_dir.as_os_str().is_empty() {
+            data_dir.join("uploads")
+        } else {
+            self.staging_dir.clone()
+        }
+    }
 }
 
 impl Default for JobsSection {
@@ -160,6 +180,9 @@ impl Default for JobsSection {
             parser_stack_mb: 16,
             parser_cpu_secs: 300,
             retention_days: 30,
+            lease_secs: 30,
+            poll_secs: 2,
+            staging_dir: PathBuf::new(),
         }
     }
 }
@@ -208,12 +231,29 @@ impl Default for OcrSection {
     }
 }
 
+/// What a `zhiku serve` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The HTTP API and a job worker: the one process of the embedded default.
+    #[default]
+    All,
+    /// The HTTP API only: jobs are queued for the workers. Stateless with the PostgreSQL
+    /// catalog and a Qdrant store, so any number can sit behind a load balancer.
+    Api,
+    /// A job worker: claims queued jobs from the catalog and runs them. It answers HTTP
+    /// too (health, metrics), without loading the LLM.
+    Worker,
+}
+
 /// Network and storage locations.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Listen address.
     pub addr: String,
+    /// What this process does (`zhiku serve --role`): `all`, `api` or `worker`.
+    pub role: Role,
     /// Where knowledge bases are stored.
     pub data_dir: PathBuf,
     /// Where relative model paths are resolved.
@@ -258,6 +298,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:8080".into(),
+            role: Role::All,
             data_dir: "./data".into(),
             models_dir: "./models".into(),
             max_upload_bytes: 50 * 1024 * 1024,
@@ -616,6 +657,8 @@ pub struct Overrides {
     pub models_dir: Option<PathBuf>,
     /// `--addr`.
     pub addr: Option<String>,
+    /// `serve --role`.
+    pub role: Option<Role>,
 }
 
 impl Config {
@@ -653,6 +696,9 @@ impl Config {
         }
         if let Some(addr) = &overrides.addr {
             config.server.addr = addr.clone();
+        }
+        if let Some(role) = overrides.role {
+            config.server.role = role;
         }
         Ok(config)
     }
@@ -804,6 +850,23 @@ impl Config {
             timeout: std::time::Duration::from_secs(store.timeout_secs.max(1)),
             hnsw: self.hnsw(),
         })
+    }
+
+    /// Refuses a role that needs what is not configured: separate API and worker
+    /// processes share one catalog and one store, so both must be the scaled-out ones.
+    pub fn check_role(&self) -> anyhow::Result<()> {
+        if self.server.role != Role::All {
+            anyhow::ensure!(
+                self.catalog.backend == CatalogBackendChoice::Postgres
+                    && self.store.backend == StoreBackendChoice::Qdrant,
+                "serve --role {} needs catalog.backend = \"postgres\" and store.backend = \"qdrant\" \
+                 (nodes share them); the embedded default runs as one process: --role all",
+                serde_json::to_value(self.server.role)?
+                    .as_str()
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
     }
 
     /// The PostgreSQL catalog's settings, for `catalog.backend = "postgres"`.

@@ -23,7 +23,9 @@ use zhiku_schemas::{
     path_prefixes,
 };
 
-use crate::config::{CatalogBackendChoice, Config, LlmProvider, SearchConfig, StoreBackendChoice};
+use crate::config::{
+    CatalogBackendChoice, Config, LlmProvider, Role, SearchConfig, StoreBackendChoice,
+};
 use crate::conversations::ConversationStore;
 use crate::error::{ServiceError, kb_not_found};
 use crate::metrics::{Metrics, Snapshot};
@@ -235,7 +237,9 @@ impl Services {
             let jobs_config = JobsConfig {
                 import_roots: config.jobs.import_roots.clone(),
                 kb_import_roots: config.jobs.kb_import_roots.clone(),
-                staging_dir: data_dir.join("uploads"),
+                staging_dir: config.jobs.staging_dir(&data_dir),
+                lease: std::time::Duration::from_secs(config.jobs.lease_secs.max(3)),
+                poll: std::time::Duration::from_secs(config.jobs.poll_secs.max(1)),
                 pipeline: config.pipeline(),
             };
             let engines = Engines {
@@ -243,11 +247,14 @@ impl Services {
                 ocr: ocr.clone(),
                 parsers: parsers.clone(),
             };
+            // An API node queues jobs and follows them; workers (and `all`) run them.
+            let work = config.server.role != Role::Api;
             Some(Jobs::start(
                 catalog,
                 registry.clone(),
                 engines,
                 jobs_config,
+                work,
             )?)
         } else {
             None

@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use zhiku_schemas::{AnswerMode, AskRequest, KbName, SearchMode, SearchRequest};
 
-use zhiku_app::config::{Config, Overrides};
+use zhiku_app::config::{Config, Overrides, Role};
 use zhiku_app::services::{Models, Services};
 
 #[derive(Parser)]
@@ -79,6 +79,17 @@ impl RemoteArgs {
     }
 }
 
+/// `zhiku serve --role`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ServeRole {
+    /// The HTTP API and a job worker.
+    All,
+    /// The HTTP API; jobs are queued for workers.
+    Api,
+    /// A job worker.
+    Worker,
+}
+
 /// Where `zhiku migrate-kb` moves a knowledge base.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum MigrateTarget {
@@ -110,6 +121,11 @@ enum Command {
         /// Listen address, e.g. 127.0.0.1:8080 (overrides server.addr).
         #[arg(long)]
         addr: Option<String>,
+        /// What this process does (overrides server.role): `all` (API and job worker, the
+        /// default), `api` (API; jobs go to workers) or `worker` (runs queued jobs). `api`
+        /// and `worker` need the PostgreSQL catalog and a Qdrant store.
+        #[arg(long, value_enum)]
+        role: Option<ServeRole>,
     },
     /// Ingest a directory (recursively) into a knowledge base as a batch job: locally, or
     /// on a running server with --server.
@@ -282,13 +298,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let addr = match &cli.command {
-        Command::Serve { addr } => addr.clone(),
+        Command::Serve { addr, .. } => addr.clone(),
+        _ => None,
+    };
+    let role = match &cli.command {
+        Command::Serve { role, .. } => role.map(|r| match r {
+            ServeRole::All => Role::All,
+            ServeRole::Api => Role::Api,
+            ServeRole::Worker => Role::Worker,
+        }),
         _ => None,
     };
     let overrides = Overrides {
         data_dir: cli.global.data.clone(),
         models_dir: cli.global.models.clone(),
         addr,
+        role,
     };
     let config = Config::load(cli.global.config.as_deref(), &overrides)?;
     match cli.command {
@@ -548,6 +573,7 @@ fn load_keys(config: &Config) -> anyhow::Result<zhiku_app::auth::Keys> {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    config.check_role()?;
     let addr = config.server.addr.clone();
     let grace = std::time::Duration::from_secs(config.server.shutdown_timeout_secs);
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
@@ -561,7 +587,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
         load_keys(&config)?,
         routes::route_table(),
     )?);
-    let services = Arc::new(Services::load(config, Models::All, true)?);
+    // A worker answers no questions: the LLM stays unloaded.
+    let models = match config.server.role {
+        Role::Worker => Models::EmbedderOnly,
+        Role::All | Role::Api => Models::All,
+    };
+    tracing::info!(role = ?config.server.role, "starting");
+    let services = Arc::new(Services::load(config, models, true)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use zhiku_schemas::DocumentInfo;
 
-use crate::{Catalog, CatalogError, Commit, FileRecord, Intent, StoredJob, decode, encode};
+use crate::{Catalog, CatalogError, Commit, FileRecord, Intent, Lease, StoredJob, decode, encode};
 
 const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
 const INTENTS: TableDefinition<&str, u64> = TableDefinition::new("intents");
@@ -14,6 +15,34 @@ const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const JOB_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("job_files");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const KBS: TableDefinition<&str, &str> = TableDefinition::new("kbs");
+/// Job id → [`LeaseRecord`] (JSON).
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("job_leases");
+
+/// Who holds a job until when, and whether a client asked to cancel it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct LeaseRecord {
+    owner: String,
+    /// Milliseconds since the Unix epoch.
+    expires: u64,
+    cancel: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn read_lease(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<LeaseRecord, CatalogError> {
+    table
+        .get(id)?
+        .map(|v| decode(v.value()))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
 const KB_GENERATIONS: TableDefinition<&str, u64> = TableDefinition::new("kb_generations");
 
 /// Separates the parts of composite keys; it cannot occur in KB names, and document ids
@@ -47,6 +76,25 @@ impl EmbeddedCatalog {
             txn.open_table(COUNTERS)?;
             txn.open_table(KBS)?;
             txn.open_table(KB_GENERATIONS)?;
+            // The file lock says this process owns the directory: any lease is a dead
+            // process's, and its jobs are free to resume at once.
+            let mut leases = txn.open_table(LEASES)?;
+            let mut cancels = Vec::new();
+            for entry in leases.iter()? {
+                let (id, value) = entry?;
+                let lease: LeaseRecord = decode(value.value())?;
+                if lease.cancel {
+                    cancels.push(id.value().to_string());
+                }
+            }
+            leases.retain(|_, _| false)?;
+            for id in cancels {
+                let lease = LeaseRecord {
+                    cancel: true,
+                    ..LeaseRecord::default()
+                };
+                leases.insert(id.as_str(), encode(&lease).as_slice())?;
+            }
         }
         txn.commit()?;
         Ok(Self { db })
@@ -298,6 +346,100 @@ impl Catalog for EmbeddedCatalog {
             out.insert(record.document_id.clone(), record);
         }
         Ok(out)
+    }
+
+    fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        only: Option<&str>,
+    ) -> Result<Option<(StoredJob, bool)>, CatalogError> {
+        let now = now_ms();
+        let txn = self.db.begin_write()?;
+        let claimed = {
+            let mut leases = txn.open_table(LEASES)?;
+            let mut free = Vec::new();
+            for entry in txn.open_table(JOBS)?.iter()? {
+                let (id, value) = entry?;
+                if only.is_some_and(|only| only != id.value()) {
+                    continue;
+                }
+                let job: StoredJob = decode(value.value())?;
+                let held = read_lease(&leases, id.value())?;
+                if !job.info.state.is_finished() && held.expires <= now {
+                    free.push((job.info.created_at.clone(), job, held.cancel));
+                }
+            }
+            free.sort_by(|a, b| (&a.0, &a.1.info.id).cmp(&(&b.0, &b.1.info.id)));
+            match free.into_iter().next() {
+                Some((_, job, cancel)) => {
+                    let record = LeaseRecord {
+                        owner: worker.to_string(),
+                        expires: now + lease.as_millis() as u64,
+                        cancel,
+                    };
+                    leases.insert(job.info.id.as_str(), encode(&record).as_slice())?;
+                    Some((job, cancel))
+                }
+                None => None,
+            }
+        };
+        txn.commit()?;
+        Ok(claimed)
+    }
+
+    fn renew_lease(&self, id: &str, worker: &str, lease: Duration) -> Result<Lease, CatalogError> {
+        let txn = self.db.begin_write()?;
+        let state = {
+            let finished = match txn.open_table(JOBS)?.get(id)? {
+                Some(v) => decode::<StoredJob>(v.value())?.info.state.is_finished(),
+                None => true,
+            };
+            let mut leases = txn.open_table(LEASES)?;
+            let mut held = read_lease(&leases, id)?;
+            if finished || held.owner != worker {
+                Lease::Lost
+            } else {
+                held.expires = now_ms() + lease.as_millis() as u64;
+                leases.insert(id, encode(&held).as_slice())?;
+                Lease::Held {
+                    cancel_requested: held.cancel,
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(state)
+    }
+
+    fn release_job(&self, id: &str, worker: &str) -> Result<(), CatalogError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut leases = txn.open_table(LEASES)?;
+            let mut held = read_lease(&leases, id)?;
+            if held.owner == worker {
+                held.owner.clear();
+                held.expires = 0;
+                leases.insert(id, encode(&held).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn request_cancel(&self, id: &str) -> Result<bool, CatalogError> {
+        let txn = self.db.begin_write()?;
+        let unfinished = match txn.open_table(JOBS)?.get(id)? {
+            Some(v) => !decode::<StoredJob>(v.value())?.info.state.is_finished(),
+            None => false,
+        };
+        if unfinished {
+            let mut leases = txn.open_table(LEASES)?;
+            let mut held = read_lease(&leases, id)?;
+            held.cancel = true;
+            leases.insert(id, encode(&held).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(unfinished)
     }
 
     fn shared(&self) -> bool {

@@ -30,7 +30,7 @@ pub mod test_support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use zhiku_schemas::{DocumentId, DocumentInfo, DocumentOutcome, JobInfo, JobSource};
@@ -96,6 +96,18 @@ storage_errors!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// A worker's hold on a job, as [`Catalog::renew_lease`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Still this worker's; `cancel_requested` once a client asked to cancel the job.
+    Held {
+        /// A client asked to cancel the job.
+        cancel_requested: bool,
+    },
+    /// Taken over by another worker (this one's lease ran out), or the job is finished.
+    Lost,
+}
 
 /// How a job is fed: the parts of a job that are not progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,6 +308,26 @@ pub trait Catalog: Send + Sync {
 
     /// Outcomes recorded so far for the files of a job, by document id.
     fn job_files(&self, job_id: &str) -> Result<HashMap<String, FileRecord>, CatalogError>;
+
+    /// Hands `worker` the oldest unfinished job (or job `only`) that no live lease holds,
+    /// leased for `lease`; with it, whether a client asked to cancel it. Several workers
+    /// claiming at once each get a different job.
+    fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        only: Option<&str>,
+    ) -> Result<Option<(StoredJob, bool)>, CatalogError>;
+
+    /// Extends `worker`'s lease on job `id`, if it still holds it.
+    fn renew_lease(&self, id: &str, worker: &str, lease: Duration) -> Result<Lease, CatalogError>;
+
+    /// Gives up `worker`'s lease on job `id` (finished, or the worker is stopping), so
+    /// another worker may take it at once.
+    fn release_job(&self, id: &str, worker: &str) -> Result<(), CatalogError>;
+
+    /// Asks whichever worker runs job `id` to cancel it; false if it is not unfinished.
+    fn request_cancel(&self, id: &str) -> Result<bool, CatalogError>;
 
     /// Whether other processes use this catalog at the same time (PostgreSQL): then the
     /// catalog, not this process's memory, says which KBs exist and which versions are

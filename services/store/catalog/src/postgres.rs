@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use zhiku_schemas::DocumentInfo;
 
-use crate::{Catalog, CatalogError, Commit, FileRecord, Intent, StoredJob, decode, encode};
+use crate::{Catalog, CatalogError, Commit, FileRecord, Intent, Lease, StoredJob, decode, encode};
 
 mod conversations;
 mod keys;
@@ -596,6 +596,89 @@ impl Catalog for PostgresCatalog {
                     Ok((record.document_id.clone(), record))
                 })
                 .collect()
+        })
+    }
+
+    fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        only: Option<&str>,
+    ) -> Result<Option<(StoredJob, bool)>, CatalogError> {
+        let (worker, only) = (worker.to_string(), only.map(str::to_string));
+        let secs = lease.as_secs_f64();
+        self.call(move |pool| async move {
+            // SKIP LOCKED: a job another worker is claiming this instant is passed over,
+            // not waited for, so claims never queue behind each other.
+            let row = pool
+                .get()
+                .await?
+                .query_opt(
+                    "UPDATE jobs SET lease_owner = $1, \
+                     lease_expires = now() + make_interval(secs => $2) \
+                     WHERE id = (SELECT id FROM jobs WHERE NOT finished \
+                       AND (lease_expires IS NULL OR lease_expires < now()) \
+                       AND ($3::text IS NULL OR id = $3) \
+                       ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1) \
+                     RETURNING record::text, cancel_requested",
+                    &[&worker, &secs, &only],
+                )
+                .await?;
+            row.map(|r| Ok((decode_text(r.get(0))?, r.get(1))))
+                .transpose()
+        })
+    }
+
+    fn renew_lease(&self, id: &str, worker: &str, lease: Duration) -> Result<Lease, CatalogError> {
+        let (id, worker) = (id.to_string(), worker.to_string());
+        let secs = lease.as_secs_f64();
+        self.call(move |pool| async move {
+            let row = pool
+                .get()
+                .await?
+                .query_opt(
+                    "UPDATE jobs SET lease_expires = now() + make_interval(secs => $3) \
+                     WHERE id = $1 AND lease_owner = $2 AND NOT finished \
+                     RETURNING cancel_requested",
+                    &[&id, &worker, &secs],
+                )
+                .await?;
+            Ok(match row {
+                Some(r) => Lease::Held {
+                    cancel_requested: r.get(0),
+                },
+                None => Lease::Lost,
+            })
+        })
+    }
+
+    fn release_job(&self, id: &str, worker: &str) -> Result<(), CatalogError> {
+        let (id, worker) = (id.to_string(), worker.to_string());
+        self.call(move |pool| async move {
+            pool.get()
+                .await?
+                .execute(
+                    "UPDATE jobs SET lease_owner = NULL, lease_expires = NULL \
+                     WHERE id = $1 AND lease_owner = $2",
+                    &[&id, &worker],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn request_cancel(&self, id: &str) -> Result<bool, CatalogError> {
+        let id = id.to_string();
+        self.call(move |pool| async move {
+            let changed = pool
+                .get()
+                .await?
+                .execute(
+                    "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND NOT finished",
+                    &[&id],
+                )
+                .await?;
+            Ok(changed > 0)
         })
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 use zhiku_schemas::{DocumentStatus, KbName};
 
 fn doc(id: &str, version: u64) -> DocumentInfo {
@@ -141,6 +142,80 @@ fn records_written_before_document_metadata_still_decode() {
     )
     .unwrap();
     assert!(spec.tags.is_empty() && spec.uploads[0].client_path.is_empty());
+}
+
+/// Two workers claim different jobs, oldest first; a lease that runs out lets another
+/// worker take the job over, and the first then finds it lost; a cancel request reaches
+/// the holder when it renews, and a queued job can be claimed by id.
+fn job_leases_on(catalog: &dyn Catalog) {
+    let long = Duration::from_secs(60);
+    let mut jobs = Vec::new();
+    for (i, id) in ["j1", "j2", "j3"].iter().enumerate() {
+        let mut j = job(id);
+        j.info.created_at = format!("2026-01-0{}T00:00:00Z", i + 1);
+        catalog.put_job(&j).unwrap();
+        jobs.push(j);
+    }
+    let mut done = job("old");
+    done.info.state = zhiku_schemas::JobState::Succeeded;
+    catalog.put_job(&done).unwrap();
+
+    let claim = |worker: &str, lease: Duration| {
+        catalog
+            .claim_job(worker, lease, None)
+            .unwrap()
+            .map(|(j, cancel)| (j.info.id, cancel))
+    };
+    assert_eq!(claim("w1", long), Some(("j1".into(), false)));
+    // A short lease on j2, which w2 lets run out.
+    assert_eq!(
+        claim("w2", Duration::from_millis(200)),
+        Some(("j2".into(), false))
+    );
+    // j3 is cancelled while queued: whoever claims it hears so.
+    assert!(catalog.request_cancel("j3").unwrap());
+    assert!(!catalog.request_cancel("old").unwrap());
+    assert_eq!(claim("w1", long), Some(("j3".into(), true)));
+    assert_eq!(claim("w3", long), None);
+
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(claim("w3", long), Some(("j2".into(), false)));
+    assert_eq!(catalog.renew_lease("j2", "w2", long).unwrap(), Lease::Lost);
+    assert_eq!(
+        catalog.renew_lease("j2", "w3", long).unwrap(),
+        Lease::Held {
+            cancel_requested: false
+        }
+    );
+    assert!(catalog.request_cancel("j2").unwrap());
+    assert_eq!(
+        catalog.renew_lease("j2", "w3", long).unwrap(),
+        Lease::Held {
+            cancel_requested: true
+        }
+    );
+    // Released by its holder (not by anyone else): free at once, by id too.
+    catalog.release_job("j1", "w3").unwrap();
+    assert_eq!(
+        catalog
+            .claim_job("w4", long, Some("j1"))
+            .unwrap()
+            .map(|j| j.0.info.id),
+        None
+    );
+    catalog.release_job("j1", "w1").unwrap();
+    assert_eq!(
+        catalog
+            .claim_job("w4", long, Some("j1"))
+            .unwrap()
+            .map(|j| j.0.info.id),
+        Some("j1".to_string())
+    );
+    // A finished job is nobody's.
+    let mut finished = jobs[0].clone();
+    finished.info.state = zhiku_schemas::JobState::Succeeded;
+    catalog.put_job(&finished).unwrap();
+    assert_eq!(catalog.renew_lease("j1", "w4", long).unwrap(), Lease::Lost);
 }
 
 /// KB records: created once (the first creator's record wins), listed, replaced and
@@ -391,6 +466,29 @@ fn documents_versions_intents_and_pages() {
 }
 
 #[test]
+fn job_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.redb");
+    let catalog = EmbeddedCatalog::open(&path).unwrap();
+    job_leases_on(&catalog);
+    // A new process owns the directory: the old one's leases are void, its cancel
+    // requests stand.
+    catalog.put_job(&job("j9")).unwrap();
+    catalog
+        .claim_job("w1", Duration::from_secs(60), Some("j9"))
+        .unwrap()
+        .unwrap();
+    catalog.request_cancel("j9").unwrap();
+    drop(catalog);
+    let catalog = EmbeddedCatalog::open(&path).unwrap();
+    let (job, cancel) = catalog
+        .claim_job("w2", Duration::from_secs(60), Some("j9"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.info.id.as_str(), cancel), ("j9", true));
+}
+
+#[test]
 fn kb_records_and_generations() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = EmbeddedCatalog::open(&dir.path().join("c.redb")).unwrap();
@@ -421,6 +519,50 @@ mod postgres {
     fn finished_jobs_past_the_cutoff_are_pruned_with_their_files() {
         let db = TestDatabase::create();
         finished_jobs_past_the_cutoff_are_pruned_with_their_files_on(&db.catalog());
+    }
+
+    #[test]
+    fn job_leases() {
+        let db = TestDatabase::create();
+        job_leases_on(&db.catalog());
+    }
+
+    /// Many workers claiming at once from many connections: every job goes to exactly
+    /// one of them.
+    #[test]
+    fn concurrent_claims_never_share_a_job() {
+        let db = TestDatabase::create();
+        let catalog = db.catalog();
+        for i in 0..40 {
+            catalog.put_job(&job(&format!("j{i:02}"))).unwrap();
+        }
+        let claimed: Vec<String> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|w| {
+                    let db = &db;
+                    scope.spawn(move || {
+                        let catalog = db.catalog();
+                        let mut mine = Vec::new();
+                        while let Some((job, _)) = catalog
+                            .claim_job(&format!("w{w}"), Duration::from_secs(60), None)
+                            .unwrap()
+                        {
+                            mine.push(job.info.id);
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        let mut sorted = claimed.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 40, "{claimed:?}");
+        assert_eq!(claimed.len(), 40, "a job was claimed twice: {claimed:?}");
     }
 
     #[test]
