@@ -33,4 +33,6 @@ ZHIKU_CATALOG__BACKEND=postgres cargo test --locked -p zhiku-e2e \
 # reported as ignored (with that reason) by the run above.
 if [ -n "${ZHIKU_TEST_QDRANT_URL:-}" ]; then
     cargo test --locked -p zhiku-index qdrant -- --ignored --test-threads 1
+    # API and worker processes over the private PostgreSQL and that Qdrant.
+    cargo test --locked -p zhiku-e2e --test scale_out -- --ignored
 fi

@@ -6,49 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zhiku_e2e::Server;
-
-/// Deterministic prose for file `i`: several paragraphs, so a file makes several chunks.
-fn prose(i: usize, paragraphs: usize) -> String {
-    const WORDS: [&str; 16] = [
-        "inventory",
-        "shipment",
-        "invoice",
-        "warehouse",
-        "customer",
-        "supplier",
-        "audit",
-        "contract",
-        "budget",
-        "schedule",
-        "quality",
-        "safety",
-        "training",
-        "network",
-        "backup",
-        "release",
-    ];
-    let mut out = format!("# Report {i}\n\n");
-    for p in 0..paragraphs {
-        for s in 0..8 {
-            let a = WORDS[(i * 7 + p * 3 + s) % 16];
-            let b = WORDS[(i + p * 5 + s * 11) % 16];
-            out.push_str(&format!(
-                "The {a} review number {i}-{p}-{s} found that the {b} process needs a follow-up. "
-            ));
-        }
-        out.push_str("\n\n");
-    }
-    out
-}
-
-fn write_corpus(dir: &Path, files: usize, paragraphs: usize) {
-    for i in 0..files {
-        let sub = dir.join(format!("team-{}", i % 3));
-        std::fs::create_dir_all(&sub).unwrap();
-        std::fs::write(sub.join(format!("report-{i:03}.md")), prose(i, paragraphs)).unwrap();
-    }
-}
+use zhiku_e2e::{Server, prose, write_corpus};
 
 fn roots_env(root: &Path) -> String {
     format!("[\"{}\"]", root.display())
