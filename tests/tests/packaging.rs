@@ -24,9 +24,11 @@ fn packaging_files_pass_their_linters() {
         .args(["--failure-threshold", "info"])
         .arg(deploy.join("docker/Dockerfile")));
     assert!(text.trim().is_empty(), "{text}");
-    run(Command::new(test_tool("yamllint"))
-        .arg("--strict")
-        .arg(deploy.join("docker/compose.yaml")));
+    for compose in ["docker/compose.yaml", "docker/compose.scale.yaml"] {
+        run(Command::new(test_tool("yamllint"))
+            .arg("--strict")
+            .arg(deploy.join(compose)));
+    }
 
     // systemd checks that ExecStart exists: point it at the binary under test.
     let unit = std::fs::read_to_string(deploy.join("systemd/zhiku.service")).unwrap();
