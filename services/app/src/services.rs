@@ -398,13 +398,16 @@ impl Services {
     /// of `settings`, into the collection the KB uses once the service runs with
     /// `store.backend = "qdrant"`, and checks the copy (see
     /// [`KnowledgeBase::copy_to`]). Run again after an interruption, it resumes.
-    /// `progress` hears (documents done, documents in all).
+    /// With `catalog`, the KB's catalog entries then move to that PostgreSQL catalog too
+    /// (see [`KnowledgeBase::copy_catalog_to`]); returned is how many documents it
+    /// recorded. `progress` hears (documents done, documents in all).
     pub fn migrate_kb(
         &self,
         kb: &KbName,
         settings: zhiku_index::QdrantSettings,
+        catalog: Option<zhiku_catalog::PostgresSettings>,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<zhiku_index::CopyReport, ServiceError> {
+    ) -> Result<(zhiku_index::CopyReport, Option<usize>), ServiceError> {
         let store = self.kb(kb)?;
         let meta = store.meta();
         let connection = Arc::new(zhiku_index::QdrantConnection::connect(settings)?);
@@ -414,7 +417,19 @@ impl Services {
             &meta.vectors_dir,
             meta.dimension,
         )?;
-        Ok(store.copy_to(&target, progress)?)
+        let report = store.copy_to(&target, progress)?;
+        // The chunks are in place and checked: now the KB's entries, if the catalog
+        // moves too.
+        let recorded = match catalog {
+            Some(settings) => {
+                let catalog = PostgresCatalog::connect(&settings)
+                    .and_then(|c| c.check_schema().map(|()| c))
+                    .map_err(zhiku_index::IndexError::from)?;
+                Some(store.copy_catalog_to(&catalog)?)
+            }
+            None => None,
+        };
+        Ok((report, recorded))
     }
 
     /// The loaded models, as `GET /v1/models` shows them, with the knowledge bases for

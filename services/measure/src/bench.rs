@@ -12,6 +12,7 @@ use zhiku_app::config::Config;
 use zhiku_app::services::{Models, Services};
 
 mod generate;
+mod workers;
 
 /// What to measure.
 #[derive(Subcommand)]
@@ -71,6 +72,17 @@ pub enum BenchCommand {
     /// llama.cpp's own benchmark loop (llama-bench's pp and tg tests) on the same model and
     /// settings, run alternately with it, and the ratio of the two.
     Generate(generate::GenerateArgs),
+    /// Ingestion with separate worker processes (`serve --role worker`, one embedding
+    /// thread each) over the configured PostgreSQL catalog and Qdrant: each subdirectory
+    /// of DIR is one import job, run with each worker count in turn (a fresh KB each
+    /// time); chunks/s and the speed-up over the first count.
+    Workers {
+        /// Directory whose subdirectories become one job each.
+        dir: PathBuf,
+        /// Worker counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        workers: Vec<usize>,
+    },
 }
 
 /// Runs a benchmark and prints its figures.
@@ -86,6 +98,7 @@ pub fn run(config: Config, what: BenchCommand) -> anyhow::Result<()> {
             worst_case,
         } => search(config, &kb, queries, iterations, recall, worst_case),
         BenchCommand::Generate(args) => generate::run(config, &args),
+        BenchCommand::Workers { dir, workers } => workers::run(config, &dir, &workers),
     }
 }
 

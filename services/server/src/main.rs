@@ -151,8 +151,9 @@ enum Command {
     Migrate,
     /// Copy an embedded knowledge base into the Qdrant cluster of `[store]` (url, shards,
     /// replicas) with its vectors, without embedding again; resumable, and checked by
-    /// chunk counts and equal exact-search results. Then serve it with
-    /// `store.backend = "qdrant"`.
+    /// chunk counts and equal exact-search results. With `catalog.backend = "postgres"`,
+    /// its documents are then recorded there too. Then serve it with
+    /// `store.backend = "qdrant"` (and the PostgreSQL catalog).
     MigrateKb {
         /// Knowledge base name.
         kb: KbName,
@@ -351,9 +352,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let MigrateTarget::Qdrant = to;
             let started = std::time::Instant::now();
             let settings = config.qdrant()?;
-            // The source is the KB in the data directory, whatever the backend set.
+            // With the PostgreSQL catalog configured, the KB's entries move there too.
+            let catalog = match config.catalog.backend {
+                zhiku_app::config::CatalogBackendChoice::Postgres => Some(config.postgres()?),
+                zhiku_app::config::CatalogBackendChoice::Embedded => None,
+            };
+            // The source is the KB in the data directory, whatever the backends set.
             let mut config = config;
             config.store.backend = zhiku_app::config::StoreBackendChoice::Embedded;
+            config.catalog.backend = zhiku_app::config::CatalogBackendChoice::Embedded;
             let services = Services::load(config, Models::EmbedderOnly, false)?;
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -362,12 +369,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let report = services.migrate_kb(&kb, settings, &mut |done, all| {
+            let report = services.migrate_kb(&kb, settings, catalog, &mut |done, all| {
                 bar.set_length(all as u64);
                 bar.set_position(done as u64);
             });
             bar.finish_and_clear();
-            let report = report?;
+            let (report, recorded) = report?;
             eprintln!(
                 "migrated {kb} to Qdrant: {} documents copied ({} chunks), {} already there, {} stray versions removed; checked: chunk counts equal, {} exact searches equal; {:.1} s",
                 report.copied,
@@ -377,6 +384,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.searches_compared,
                 started.elapsed().as_secs_f64()
             );
+            if let Some(recorded) = recorded {
+                eprintln!(
+                    "recorded {kb} and its {recorded} documents in the PostgreSQL catalog, versions as they were"
+                );
+            }
             Ok(())
         }
         Command::Reindex { kb, remote } => {

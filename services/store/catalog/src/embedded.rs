@@ -177,6 +177,17 @@ impl Catalog for EmbeddedCatalog {
         Ok(versions)
     }
 
+    fn reserve_versions(&self, above: u64) -> Result<(), CatalogError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut counters = txn.open_table(COUNTERS)?;
+            let next = counters.get("version")?.map_or(0, |v| v.value()).max(above);
+            counters.insert("version", next)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Commits a batch of document switches, deletions and job progress atomically.
     fn commit(&self, kb: &str, commit: &Commit) -> Result<(), CatalogError> {
         let txn = self.db.begin_write()?;

@@ -268,6 +268,10 @@ pub trait Catalog: Send + Sync {
     /// Commits a batch of document switches, deletions and job progress atomically.
     fn commit(&self, kb: &str, commit: &Commit) -> Result<(), CatalogError>;
 
+    /// Makes every version handed out from now on greater than `above`: documents copied
+    /// in from another catalog keep their versions, and new ones must not collide.
+    fn reserve_versions(&self, above: u64) -> Result<(), CatalogError>;
+
     /// Pending intents of `kb`.
     fn intents(&self, kb: &str) -> Result<Vec<Intent>, CatalogError>;
 

@@ -459,6 +459,21 @@ impl Catalog for PostgresCatalog {
         })
     }
 
+    fn reserve_versions(&self, above: u64) -> Result<(), CatalogError> {
+        let above = i64::try_from(above).map_err(storage)?;
+        self.call(move |pool| async move {
+            pool.get()
+                .await?
+                .execute(
+                    "SELECT setval('document_versions', \
+                     GREATEST($1, (SELECT last_value FROM document_versions)))",
+                    &[&above],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
     fn intents(&self, kb: &str) -> Result<Vec<Intent>, CatalogError> {
         let kb = kb.to_string();
         self.call(|pool| async move {

@@ -121,9 +121,12 @@ fn documents_versions_intents_and_pages_on(
     );
     drop(catalog);
 
-    // Durable across reopen; versions keep increasing.
+    // Durable across reopen; versions keep increasing, past any reserved.
     let catalog = reopen();
     assert!(catalog.begin_versions("docs", &["b"]).unwrap()[0] > v(2));
+    catalog.reserve_versions(1_000).unwrap();
+    catalog.reserve_versions(10).unwrap();
+    assert_eq!(catalog.begin_versions("docs", &["b"]).unwrap(), [1_001]);
     catalog.purge_kb("docs").unwrap();
     assert!(catalog.all_documents("docs").unwrap().is_empty());
     assert!(catalog.intents("docs").unwrap().is_empty());

@@ -746,6 +746,33 @@ impl KnowledgeBase {
     }
 }
 
+impl KnowledgeBase {
+    /// Records the KB in `target` (another catalog, e.g. PostgreSQL): every document's
+    /// entry with its version as it is, then the KB's record, last, so the KB appears
+    /// there complete. Versions handed out by `target` afterwards are above the copied
+    /// ones. Run again, it replaces what an earlier run recorded. Returns the documents
+    /// recorded.
+    pub fn copy_catalog_to(&self, target: &dyn Catalog) -> Result<usize, IndexError> {
+        let _turn = self.write.lock();
+        let documents = self.catalog.all_documents(&self.name)?;
+        let newest = documents.iter().map(|d| d.version).max().unwrap_or(0);
+        target.reserve_versions(newest)?;
+        for batch in documents.chunks(500) {
+            target.commit(
+                &self.name,
+                &Commit {
+                    upserts: batch.to_vec(),
+                    ..Commit::default()
+                },
+            )?;
+        }
+        let record = serde_json::to_string(&*self.meta.read())
+            .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+        target.put_kb_record(&self.name, &record)?;
+        Ok(documents.len())
+    }
+}
+
 /// What [`KnowledgeBase::copy_to`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CopyReport {

@@ -69,6 +69,45 @@ fn embedded() -> StoreBackend {
     crate::HnswParams::default().into()
 }
 
+/// Moving a KB's catalog entries into PostgreSQL: documents with their versions, the
+/// record last, versions handed out afterwards above the copied ones.
+#[test]
+fn catalog_entries_move_to_postgres_with_their_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path());
+    let kb = registry.get_or_create(&name("docs"), "model", 2).unwrap();
+    let written = kb
+        .write(
+            vec![
+                write("d1", &[("alpha", [1.0, 0.0])]),
+                write("d2", &[("beta", [0.0, 1.0])]),
+            ],
+            Commit::default(),
+        )
+        .unwrap();
+    let db = zhiku_catalog::test_support::TestDatabase::create();
+    let target = db.catalog();
+    assert_eq!(kb.copy_catalog_to(&target).unwrap(), 2);
+    // Again: the same, not twice.
+    assert_eq!(kb.copy_catalog_to(&target).unwrap(), 2);
+    let copied = target.all_documents("docs").unwrap();
+    assert_eq!(
+        copied
+            .iter()
+            .map(|d| (&d.id, d.version))
+            .collect::<Vec<_>>(),
+        written
+            .iter()
+            .map(|d| (&d.id, d.version))
+            .collect::<Vec<_>>()
+    );
+    let (record, _) = target.kb_record("docs").unwrap().unwrap();
+    let meta: KbMeta = serde_json::from_str(&record).unwrap();
+    assert_eq!((meta.embedder.as_str(), meta.dimension), ("model", 2));
+    let newest = written.iter().map(|d| d.version).max().unwrap();
+    assert!(target.begin_versions("docs", &["d3"]).unwrap()[0] > newest);
+}
+
 /// The tests of this module that hold for every backend, run on a Qdrant server.
 mod qdrant {
     use super::*;
