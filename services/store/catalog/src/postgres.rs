@@ -99,6 +99,23 @@ fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
     kept
 }
 
+/// Owned statement parameters, so that a statement can be sent to the client's runtime.
+type Args = Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>;
+
+/// [`Args`] from a list of owned values.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {
+        vec![$(Box::new($arg) as Box<dyn tokio_postgres::types::ToSql + Send + Sync>),*]
+    };
+}
+pub(crate) use args;
+
+fn refs(args: &Args) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    args.iter()
+        .map(|a| a.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
 /// A read-only transaction on one snapshot: reads that must agree with each other.
 async fn snapshot(
     client: &mut deadpool_postgres::Client,
@@ -214,6 +231,20 @@ impl PostgresCatalog {
             .map_err(|_| storage("the PostgreSQL client stopped"))?
     }
 
+    /// Runs one statement on its own; returns the rows it changed.
+    fn execute(&self, sql: &str, args: Args) -> Result<u64, CatalogError> {
+        let sql = sql.to_string();
+        self.call(
+            move |pool| async move { Ok(pool.get().await?.execute(&sql, &refs(&args)).await?) },
+        )
+    }
+
+    /// Runs one query (or statement with `RETURNING`) on its own; returns its rows.
+    fn rows(&self, sql: &str, args: Args) -> Result<Vec<tokio_postgres::Row>, CatalogError> {
+        let sql = sql.to_string();
+        self.call(move |pool| async move { Ok(pool.get().await?.query(&sql, &refs(&args)).await?) })
+    }
+
     /// The schema version the database is at (0: never migrated).
     pub fn schema_version(&self) -> Result<i32, CatalogError> {
         self.call(|pool| async move {
@@ -313,18 +344,11 @@ fn encode_text<T: serde::Serialize>(value: &T) -> String {
 
 impl Catalog for PostgresCatalog {
     fn document(&self, kb: &str, id: &str) -> Result<Option<DocumentInfo>, CatalogError> {
-        let (kb, id) = (kb.to_string(), id.to_string());
-        self.call(|pool| async move {
-            let row = pool
-                .get()
-                .await?
-                .query_opt(
-                    "SELECT record::text FROM documents WHERE kb = $1 AND id = $2",
-                    &[&kb, &id],
-                )
-                .await?;
-            row.map(|r| decode_text(r.get(0))).transpose()
-        })
+        let rows = self.rows(
+            "SELECT record::text FROM documents WHERE kb = $1 AND id = $2",
+            args![kb.to_string(), id.to_string()],
+        )?;
+        rows.first().map(|r| decode_text(r.get(0))).transpose()
     }
 
     fn documents(
@@ -333,41 +357,30 @@ impl Catalog for PostgresCatalog {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<DocumentInfo>, bool), CatalogError> {
-        let (kb, after) = (kb.to_string(), after.unwrap_or("").to_string());
         // One more than asked tells whether more follow.
-        let fetch = sql_limit(limit).saturating_add(1);
-        self.call(move |pool| async move {
-            let rows = pool
-                .get()
-                .await?
-                .query(
-                    "SELECT record::text FROM documents WHERE kb = $1 AND id > $2 \
-                     ORDER BY id LIMIT $3",
-                    &[&kb, &after, &fetch],
-                )
-                .await?;
-            let more = rows.len() > limit;
-            let docs = rows
-                .iter()
-                .take(limit)
-                .map(|r| decode_text(r.get(0)))
-                .collect::<Result<Vec<DocumentInfo>, _>>()?;
-            Ok((docs, more))
-        })
+        let rows = self.rows(
+            "SELECT record::text FROM documents WHERE kb = $1 AND id > $2 \
+             ORDER BY id LIMIT $3",
+            args![
+                kb.to_string(),
+                after.unwrap_or("").to_string(),
+                sql_limit(limit).saturating_add(1)
+            ],
+        )?;
+        let docs = rows
+            .iter()
+            .take(limit)
+            .map(|r| decode_text(r.get(0)))
+            .collect::<Result<Vec<DocumentInfo>, _>>()?;
+        Ok((docs, rows.len() > limit))
     }
 
     fn kbs(&self) -> Result<Vec<String>, CatalogError> {
-        self.call(|pool| async move {
-            let rows = pool
-                .get()
-                .await?
-                .query(
-                    "SELECT kb FROM documents UNION SELECT kb FROM intents ORDER BY 1",
-                    &[],
-                )
-                .await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        let rows = self.rows(
+            "SELECT kb FROM documents UNION SELECT kb FROM intents ORDER BY 1",
+            args![],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn begin_versions(&self, kb: &str, ids: &[&str]) -> Result<Vec<u64>, CatalogError> {
@@ -461,56 +474,38 @@ impl Catalog for PostgresCatalog {
 
     fn reserve_versions(&self, above: u64) -> Result<(), CatalogError> {
         let above = i64::try_from(above).map_err(storage)?;
-        self.call(move |pool| async move {
-            pool.get()
-                .await?
-                .execute(
-                    "SELECT setval('document_versions', \
-                     GREATEST($1, (SELECT last_value FROM document_versions)))",
-                    &[&above],
-                )
-                .await?;
-            Ok(())
-        })
+        self.rows(
+            "SELECT setval('document_versions', \
+             GREATEST($1, (SELECT last_value FROM document_versions)))",
+            args![above],
+        )?;
+        Ok(())
     }
 
     fn intents(&self, kb: &str) -> Result<Vec<Intent>, CatalogError> {
-        let kb = kb.to_string();
-        self.call(|pool| async move {
-            let rows = pool
-                .get()
-                .await?
-                .query(
-                    "SELECT document_id, version FROM intents WHERE kb = $1 \
-                     ORDER BY document_id, version",
-                    &[&kb],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| Intent {
-                    document_id: r.get(0),
-                    version: r.get::<_, i64>(1) as u64,
-                })
-                .collect())
-        })
+        let rows = self.rows(
+            "SELECT document_id, version FROM intents WHERE kb = $1 \
+             ORDER BY document_id, version",
+            args![kb.to_string()],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Intent {
+                document_id: r.get(0),
+                version: r.get::<_, i64>(1) as u64,
+            })
+            .collect())
     }
 
     fn clear_intents(&self, kb: &str, intents: &[Intent]) -> Result<(), CatalogError> {
-        let kb = kb.to_string();
         let ids: Vec<String> = intents.iter().map(|i| i.document_id.clone()).collect();
         let versions: Vec<i64> = intents.iter().map(|i| i.version as i64).collect();
-        self.call(|pool| async move {
-            pool.get()
-                .await?
-                .execute(
-                    "DELETE FROM intents WHERE kb = $1 AND (document_id, version) IN \
-                     (SELECT d, v FROM unnest($2::text[], $3::bigint[]) AS t(d, v))",
-                    &[&kb, &ids, &versions],
-                )
-                .await?;
-            Ok(())
-        })
+        self.execute(
+            "DELETE FROM intents WHERE kb = $1 AND (document_id, version) IN \
+             (SELECT d, v FROM unnest($2::text[], $3::bigint[]) AS t(d, v))",
+            args![kb.to_string(), ids, versions],
+        )?;
+        Ok(())
     }
 
     fn purge_kb(&self, kb: &str) -> Result<(), CatalogError> {
@@ -537,29 +532,19 @@ impl Catalog for PostgresCatalog {
     }
 
     fn job(&self, id: &str) -> Result<Option<StoredJob>, CatalogError> {
-        let id = id.to_string();
-        self.call(|pool| async move {
-            let row = pool
-                .get()
-                .await?
-                .query_opt("SELECT record::text FROM jobs WHERE id = $1", &[&id])
-                .await?;
-            row.map(|r| decode_text(r.get(0))).transpose()
-        })
+        let rows = self.rows(
+            "SELECT record::text FROM jobs WHERE id = $1",
+            args![id.to_string()],
+        )?;
+        rows.first().map(|r| decode_text(r.get(0))).transpose()
     }
 
     fn jobs(&self) -> Result<Vec<StoredJob>, CatalogError> {
-        self.call(|pool| async move {
-            let rows = pool
-                .get()
-                .await?
-                .query(
-                    "SELECT record::text FROM jobs ORDER BY created_at DESC, id DESC",
-                    &[],
-                )
-                .await?;
-            rows.iter().map(|r| decode_text(r.get(0))).collect()
-        })
+        let rows = self.rows(
+            "SELECT record::text FROM jobs ORDER BY created_at DESC, id DESC",
+            args![],
+        )?;
+        rows.iter().map(|r| decode_text(r.get(0))).collect()
     }
 
     fn prune_jobs(&self, cutoff: &str) -> Result<usize, CatalogError> {
@@ -584,34 +569,24 @@ impl Catalog for PostgresCatalog {
     }
 
     fn forget_job_files(&self, job_id: &str) -> Result<(), CatalogError> {
-        let id = job_id.to_string();
-        self.call(|pool| async move {
-            pool.get()
-                .await?
-                .execute("DELETE FROM job_files WHERE job_id = $1", &[&id])
-                .await?;
-            Ok(())
-        })
+        self.execute(
+            "DELETE FROM job_files WHERE job_id = $1",
+            args![job_id.to_string()],
+        )?;
+        Ok(())
     }
 
     fn job_files(&self, job_id: &str) -> Result<HashMap<String, FileRecord>, CatalogError> {
-        let id = job_id.to_string();
-        self.call(|pool| async move {
-            let rows = pool
-                .get()
-                .await?
-                .query(
-                    "SELECT record::text FROM job_files WHERE job_id = $1",
-                    &[&id],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    let record: FileRecord = decode_text(r.get(0))?;
-                    Ok((record.document_id.clone(), record))
-                })
-                .collect()
-        })
+        let rows = self.rows(
+            "SELECT record::text FROM job_files WHERE job_id = $1",
+            args![job_id.to_string()],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let record: FileRecord = decode_text(r.get(0))?;
+                Ok((record.document_id.clone(), record))
+            })
+            .collect()
     }
 
     fn claim_job(
@@ -620,81 +595,57 @@ impl Catalog for PostgresCatalog {
         lease: Duration,
         only: Option<&str>,
     ) -> Result<Option<(StoredJob, bool)>, CatalogError> {
-        let (worker, only) = (worker.to_string(), only.map(str::to_string));
-        let secs = lease.as_secs_f64();
-        self.call(move |pool| async move {
-            // SKIP LOCKED: a job another worker is claiming this instant is passed over,
-            // not waited for, so claims never queue behind each other.
-            let row = pool
-                .get()
-                .await?
-                .query_opt(
-                    "UPDATE jobs SET lease_owner = $1, \
-                     lease_expires = now() + make_interval(secs => $2) \
-                     WHERE id = (SELECT id FROM jobs WHERE NOT finished \
-                       AND (lease_expires IS NULL OR lease_expires < now()) \
-                       AND ($3::text IS NULL OR id = $3) \
-                       ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1) \
-                     RETURNING record::text, cancel_requested",
-                    &[&worker, &secs, &only],
-                )
-                .await?;
-            row.map(|r| Ok((decode_text(r.get(0))?, r.get(1))))
-                .transpose()
-        })
+        // SKIP LOCKED: a job another worker is claiming this instant is passed over, not
+        // waited for, so claims never queue behind each other.
+        let rows = self.rows(
+            "UPDATE jobs SET lease_owner = $1, \
+             lease_expires = now() + make_interval(secs => $2) \
+             WHERE id = (SELECT id FROM jobs WHERE NOT finished \
+               AND (lease_expires IS NULL OR lease_expires < now()) \
+               AND ($3::text IS NULL OR id = $3) \
+               ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1) \
+             RETURNING record::text, cancel_requested",
+            args![
+                worker.to_string(),
+                lease.as_secs_f64(),
+                only.map(str::to_string)
+            ],
+        )?;
+        rows.first()
+            .map(|r| Ok((decode_text(r.get(0))?, r.get(1))))
+            .transpose()
     }
 
     fn renew_lease(&self, id: &str, worker: &str, lease: Duration) -> Result<Lease, CatalogError> {
-        let (id, worker) = (id.to_string(), worker.to_string());
-        let secs = lease.as_secs_f64();
-        self.call(move |pool| async move {
-            let row = pool
-                .get()
-                .await?
-                .query_opt(
-                    "UPDATE jobs SET lease_expires = now() + make_interval(secs => $3) \
-                     WHERE id = $1 AND lease_owner = $2 AND NOT finished \
-                     RETURNING cancel_requested",
-                    &[&id, &worker, &secs],
-                )
-                .await?;
-            Ok(match row {
-                Some(r) => Lease::Held {
-                    cancel_requested: r.get(0),
-                },
-                None => Lease::Lost,
-            })
+        let rows = self.rows(
+            "UPDATE jobs SET lease_expires = now() + make_interval(secs => $3) \
+             WHERE id = $1 AND lease_owner = $2 AND NOT finished \
+             RETURNING cancel_requested",
+            args![id.to_string(), worker.to_string(), lease.as_secs_f64()],
+        )?;
+        Ok(match rows.first() {
+            Some(r) => Lease::Held {
+                cancel_requested: r.get(0),
+            },
+            None => Lease::Lost,
         })
     }
 
     fn release_job(&self, id: &str, worker: &str) -> Result<(), CatalogError> {
-        let (id, worker) = (id.to_string(), worker.to_string());
-        self.call(move |pool| async move {
-            pool.get()
-                .await?
-                .execute(
-                    "UPDATE jobs SET lease_owner = NULL, lease_expires = NULL \
-                     WHERE id = $1 AND lease_owner = $2",
-                    &[&id, &worker],
-                )
-                .await?;
-            Ok(())
-        })
+        self.execute(
+            "UPDATE jobs SET lease_owner = NULL, lease_expires = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+            args![id.to_string(), worker.to_string()],
+        )?;
+        Ok(())
     }
 
     fn request_cancel(&self, id: &str) -> Result<bool, CatalogError> {
-        let id = id.to_string();
-        self.call(move |pool| async move {
-            let changed = pool
-                .get()
-                .await?
-                .execute(
-                    "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND NOT finished",
-                    &[&id],
-                )
-                .await?;
-            Ok(changed > 0)
-        })
+        let changed = self.execute(
+            "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND NOT finished",
+            args![id.to_string()],
+        )?;
+        Ok(changed > 0)
     }
 
     fn shared(&self) -> bool {
@@ -702,87 +653,53 @@ impl Catalog for PostgresCatalog {
     }
 
     fn kb_names(&self) -> Result<Vec<String>, CatalogError> {
-        self.call(|pool| async move {
-            let rows = pool
-                .get()
-                .await?
-                .query("SELECT name FROM kbs ORDER BY name", &[])
-                .await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+        let rows = self.rows("SELECT name FROM kbs ORDER BY name", args![])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn kb_record(&self, kb: &str) -> Result<Option<(String, u64)>, CatalogError> {
-        let kb = kb.to_string();
-        self.call(move |pool| async move {
-            let row = pool
-                .get()
-                .await?
-                .query_opt(
-                    "SELECT record::text, generation FROM kbs WHERE name = $1",
-                    &[&kb],
-                )
-                .await?;
-            Ok(row.map(|r| (r.get(0), r.get::<_, i64>(1) as u64)))
-        })
+        let rows = self.rows(
+            "SELECT record::text, generation FROM kbs WHERE name = $1",
+            args![kb.to_string()],
+        )?;
+        Ok(rows.first().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)))
     }
 
     fn kb_generation(&self, kb: &str) -> Result<Option<u64>, CatalogError> {
-        let kb = kb.to_string();
-        self.call(move |pool| async move {
-            let row = pool
-                .get()
-                .await?
-                .query_opt("SELECT generation FROM kbs WHERE name = $1", &[&kb])
-                .await?;
-            Ok(row.map(|r| r.get::<_, i64>(0) as u64))
-        })
+        let rows = self.rows(
+            "SELECT generation FROM kbs WHERE name = $1",
+            args![kb.to_string()],
+        )?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64))
     }
 
     fn create_kb(&self, kb: &str, record: &str) -> Result<String, CatalogError> {
-        let (kb, record) = (kb.to_string(), record.to_string());
-        self.call(move |pool| async move {
-            let client = pool.get().await?;
-            client
-                .execute(
-                    "INSERT INTO kbs (name, record) VALUES ($1, $2::text::jsonb) \
-                     ON CONFLICT (name) DO NOTHING",
-                    &[&kb, &record],
-                )
-                .await?;
-            let row = client
-                .query_one("SELECT record::text FROM kbs WHERE name = $1", &[&kb])
-                .await?;
-            Ok(row.get(0))
-        })
+        // One statement: the new record, or the one another node stored first.
+        let rows = self.rows(
+            "WITH added AS (INSERT INTO kbs (name, record) VALUES ($1, $2::text::jsonb) \
+             ON CONFLICT (name) DO NOTHING RETURNING record) \
+             SELECT record::text FROM added \
+             UNION ALL SELECT record::text FROM kbs WHERE name = $1",
+            args![kb.to_string(), record.to_string()],
+        )?;
+        rows.first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| CatalogError::Storage(format!("KB {kb} was deleted while created")))
     }
 
     fn put_kb_record(&self, kb: &str, record: &str) -> Result<(), CatalogError> {
-        let (kb, record) = (kb.to_string(), record.to_string());
-        self.call(move |pool| async move {
-            pool.get()
-                .await?
-                .execute(
-                    "INSERT INTO kbs (name, record) VALUES ($1, $2::text::jsonb) \
-                     ON CONFLICT (name) DO UPDATE \
-                     SET record = EXCLUDED.record, generation = kbs.generation + 1",
-                    &[&kb, &record],
-                )
-                .await?;
-            Ok(())
-        })
+        self.execute(
+            "INSERT INTO kbs (name, record) VALUES ($1, $2::text::jsonb) \
+             ON CONFLICT (name) DO UPDATE \
+             SET record = EXCLUDED.record, generation = kbs.generation + 1",
+            args![kb.to_string(), record.to_string()],
+        )?;
+        Ok(())
     }
 
     fn remove_kb_record(&self, kb: &str) -> Result<bool, CatalogError> {
-        let kb = kb.to_string();
-        self.call(move |pool| async move {
-            let gone = pool
-                .get()
-                .await?
-                .execute("DELETE FROM kbs WHERE name = $1", &[&kb])
-                .await?;
-            Ok(gone > 0)
-        })
+        let gone = self.execute("DELETE FROM kbs WHERE name = $1", args![kb.to_string()])?;
+        Ok(gone > 0)
     }
 }
 

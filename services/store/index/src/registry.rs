@@ -168,14 +168,24 @@ impl KbRegistry {
         let Some(meta) = self.read_meta(name)? else {
             return Ok(None);
         };
+        self.open_kb(name, &dir, meta).map(Some)
+    }
+
+    /// Opens KB `name` from `dir` and `meta`, and keeps it open.
+    fn open_kb(
+        &self,
+        name: &KbName,
+        dir: &Path,
+        meta: KbMeta,
+    ) -> Result<Arc<KnowledgeBase>, IndexError> {
         let kb = Arc::new(KnowledgeBase::open_dir(
-            &dir,
+            dir,
             meta,
             self.backend.clone(),
             self.catalog.clone(),
         )?);
         self.open.write().insert(name.clone(), kb.clone());
-        Ok(Some(kb))
+        Ok(kb)
     }
 
     /// The KB called `name`, created for this embedder if missing.
@@ -207,14 +217,7 @@ impl KbRegistry {
             let record = self.catalog.create_kb(name, &json)?;
             meta = serde_json::from_str(&record)
                 .map_err(|e| IndexError::Corrupt(format!("the record of KB {name}: {e}")))?;
-            let kb = Arc::new(KnowledgeBase::open_dir(
-                &dir,
-                meta,
-                self.backend.clone(),
-                self.catalog.clone(),
-            )?);
-            self.open.write().insert(name.clone(), kb.clone());
-            return Ok(kb);
+            return self.open_kb(name, &dir, meta);
         }
         // Stores a crash left behind for this name belong to no KB any more.
         self.backend.remove_retired(&dir, name, "")?;

@@ -3,7 +3,7 @@
 
 use zhiku_schemas::{Conversation, ConversationSummary, ConversationTurn, Feedback};
 
-use super::{PostgresCatalog, decode_text, encode_text, snapshot, sql_limit};
+use super::{PostgresCatalog, args, decode_text, encode_text, snapshot, sql_limit};
 use crate::CatalogError;
 use crate::conversations::{ConversationLog, Meta};
 
@@ -84,21 +84,14 @@ impl ConversationLog for PostgresCatalog {
     }
 
     fn list(&self, kb: Option<&str>) -> Result<Vec<ConversationSummary>, CatalogError> {
-        let kb = kb.map(str::to_string);
-        self.call(move |pool| async move {
-            let rows = pool
-                .get()
-                .await?
-                .query(
-                    &format!(
-                        "SELECT {META_COLUMNS}, id FROM conversations \
-                         WHERE $1::text IS NULL OR kb = $1 ORDER BY updated_at DESC, id DESC"
-                    ),
-                    &[&kb],
-                )
-                .await?;
-            Ok(rows.iter().map(|r| meta_of(r).summary(r.get(5))).collect())
-        })
+        let rows = self.rows(
+            &format!(
+                "SELECT {META_COLUMNS}, id FROM conversations \
+                 WHERE $1::text IS NULL OR kb = $1 ORDER BY updated_at DESC, id DESC"
+            ),
+            args![kb.map(str::to_string)],
+        )?;
+        Ok(rows.iter().map(|r| meta_of(r).summary(r.get(5))).collect())
     }
 
     fn append(
@@ -178,41 +171,27 @@ impl ConversationLog for PostgresCatalog {
     }
 
     fn delete(&self, id: &str) -> Result<bool, CatalogError> {
-        let id = id.to_string();
-        self.call(move |pool| async move {
-            let gone = pool
-                .get()
-                .await?
-                .execute("DELETE FROM conversations WHERE id = $1", &[&id])
-                .await?;
-            Ok(gone > 0)
-        })
+        let gone = self.execute(
+            "DELETE FROM conversations WHERE id = $1",
+            args![id.to_string()],
+        )?;
+        Ok(gone > 0)
     }
 
     fn prune(&self, cutoff: &str) -> Result<usize, CatalogError> {
-        let cutoff = cutoff.to_string();
-        self.call(move |pool| async move {
-            let gone = pool
-                .get()
-                .await?
-                .execute(
-                    "DELETE FROM conversations WHERE updated_at < $1",
-                    &[&cutoff],
-                )
-                .await?;
-            Ok(gone as usize)
-        })
+        let gone = self.execute(
+            "DELETE FROM conversations WHERE updated_at < $1",
+            args![cutoff.to_string()],
+        )?;
+        Ok(gone as usize)
     }
 
     fn purge_kb(&self, kb: &str) -> Result<(), CatalogError> {
-        let kb = kb.to_string();
-        self.call(move |pool| async move {
-            pool.get()
-                .await?
-                .execute("DELETE FROM conversations WHERE kb = $1", &[&kb])
-                .await?;
-            Ok(())
-        })
+        self.execute(
+            "DELETE FROM conversations WHERE kb = $1",
+            args![kb.to_string()],
+        )?;
+        Ok(())
     }
 
     fn scan_kb(
@@ -221,20 +200,16 @@ impl ConversationLog for PostgresCatalog {
         select: &dyn Fn(&ConversationTurn) -> bool,
         visit: &mut dyn FnMut(&str, &[ConversationTurn]) -> bool,
     ) -> Result<(), CatalogError> {
-        let kb = kb.to_string();
-        let rows: Vec<(String, String)> = self.call(move |pool| async move {
-            let rows = pool
-                .get()
-                .await?
-                .query(
-                    "SELECT c.id, t.record::text FROM conversations c \
-                     JOIN conversation_turns t ON t.conversation_id = c.id \
-                     WHERE c.kb = $1 ORDER BY c.created_at, c.id, t.turn",
-                    &[&kb],
-                )
-                .await?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })?;
+        let rows: Vec<(String, String)> = self
+            .rows(
+                "SELECT c.id, t.record::text FROM conversations c \
+                 JOIN conversation_turns t ON t.conversation_id = c.id \
+                 WHERE c.kb = $1 ORDER BY c.created_at, c.id, t.turn",
+                args![kb.to_string()],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
         let mut rows = rows.into_iter().peekable();
         while let Some((id, first)) = rows.next() {
             let mut turns: Vec<ConversationTurn> = vec![decode_text(&first)?];

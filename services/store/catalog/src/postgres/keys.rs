@@ -1,20 +1,16 @@
 //! API key records in the PostgreSQL catalog's database. The records are opaque JSON here:
 //! what a key is and how it is checked belongs to the HTTP side (`zhiku_app::auth`).
 
-use super::{PostgresCatalog, snapshot};
+use super::{PostgresCatalog, args, snapshot};
 use crate::CatalogError;
 
 impl PostgresCatalog {
     /// A number that changes whenever a key is added or removed.
     pub fn api_keys_generation(&self) -> Result<i64, CatalogError> {
-        self.call(|pool| async move {
-            let row = pool
-                .get()
-                .await?
-                .query_one("SELECT value FROM api_keys_generation", &[])
-                .await?;
-            Ok(row.get(0))
-        })
+        let rows = self.rows("SELECT value FROM api_keys_generation", args![])?;
+        rows.first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| CatalogError::Corrupt("api_keys_generation has no row".into()))
     }
 
     /// Every key record (JSON), oldest first, with the generation they are current at.
