@@ -27,12 +27,14 @@ cargo test --locked --workspace -- --test-threads 2
 # The end-to-end tests of what the PostgreSQL catalog holds (documents and versions, jobs,
 # conversations and ratings, API keys), again with the catalog there: one database per
 # test's data directory (README, Scaling out).
-ZHIKU_CATALOG__BACKEND=postgres cargo test --locked -p zhiku-e2e \
+# `--workspace` with the targets named, not `-p`: the features stay those of the build
+# above, so nothing (not Qdrant Edge) is compiled again.
+ZHIKU_CATALOG__BACKEND=postgres cargo test --locked --workspace \
     --test documents --test jobs --test conversations --test auth -- --test-threads 2
 # The Qdrant backend's tests need a Qdrant server; without ZHIKU_TEST_QDRANT_URL they are
 # reported as ignored (with that reason) by the run above.
 if [ -n "${ZHIKU_TEST_QDRANT_URL:-}" ]; then
-    cargo test --locked -p zhiku-index qdrant -- --ignored --test-threads 1
+    cargo test --locked --workspace --lib qdrant -- --ignored --test-threads 1
     # API and worker processes over the private PostgreSQL and that Qdrant.
-    cargo test --locked -p zhiku-e2e --test scale_out -- --ignored
+    cargo test --locked --workspace --test scale_out -- --ignored
 fi
