@@ -473,20 +473,28 @@ impl Inner {
             if self.shutdown.load(Ordering::SeqCst) {
                 return;
             }
-            let claimed = match self
-                .catalog
-                .claim_job(&self.worker, self.config.lease, None)
-            {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::error!("could not look for jobs: {e}");
-                    None
-                }
-            };
+            let (claimed, failed) =
+                match self
+                    .catalog
+                    .claim_job(&self.worker, self.config.lease, None)
+                {
+                    Ok(claimed) => (claimed, false),
+                    Err(e) => {
+                        tracing::error!("could not look for jobs: {e}");
+                        (None, true)
+                    }
+                };
             let Some((job, cancel_requested)) = claimed else {
                 let mut nudged = self.nudged.lock();
                 if !*nudged && !self.shutdown.load(Ordering::SeqCst) {
-                    self.wake.wait_for(&mut nudged, self.config.poll);
+                    // Jobs queued through other nodes, or a look that failed, are found
+                    // by looking again; on the embedded catalog only this process queues
+                    // jobs, and it nudges, so an idle worker reads nothing until then.
+                    if failed || self.catalog.shared() {
+                        self.wake.wait_for(&mut nudged, self.config.poll);
+                    } else {
+                        self.wake.wait(&mut nudged);
+                    }
                 }
                 *nudged = false;
                 continue;
