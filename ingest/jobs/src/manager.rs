@@ -94,6 +94,11 @@ struct Inner {
     nudged: Mutex<bool>,
     wake: Condvar,
     live: Mutex<HashMap<String, Live>>,
+    /// Channels of jobs followed here before they run here (queued, or run by another
+    /// node), fed from the catalog. A worker here that claims one takes its channel over
+    /// ([`Inner::track`]), so followers then see live progress such as OCR pages.
+    /// Lock order: `live`, then `followers`.
+    followers: Mutex<HashMap<String, watch::Sender<JobInfo>>>,
     shutdown: AtomicBool,
     /// Chunks indexed by jobs since this process started, for metrics.
     chunks_indexed: AtomicU64,
@@ -184,6 +189,7 @@ impl Jobs {
             nudged: Mutex::new(true),
             wake: Condvar::new(),
             live: Mutex::new(HashMap::new()),
+            followers: Mutex::new(HashMap::new()),
             shutdown: AtomicBool::new(false),
             chunks_indexed: AtomicU64::new(0),
         });
@@ -304,33 +310,28 @@ impl Jobs {
         if let Some(live) = self.inner.live.lock().get(id) {
             return Ok(Some(live.progress.subscribe()));
         }
-        // Finished jobs: a channel holding the final state only.
         let Some(job) = self.inner.catalog.job(id)? else {
             return Ok(None);
         };
-        let (tx, rx) = watch::channel(job.info.clone());
-        if !job.info.state.is_finished() {
-            // Queued, or run by another node: follow its record in the catalog.
-            let catalog = self.inner.catalog.clone();
-            let (id, poll) = (id.to_string(), self.inner.config.poll);
-            std::thread::spawn(move || {
-                while !tx.is_closed() {
-                    std::thread::sleep(poll);
-                    let Ok(Some(job)) = catalog.job(&id) else {
-                        return;
-                    };
-                    let finished = job.info.state.is_finished();
-                    tx.send_if_modified(|info| {
-                        let changed = *info != job.info;
-                        *info = job.info;
-                        changed
-                    });
-                    if finished {
-                        return;
-                    }
-                }
-            });
+        if job.info.state.is_finished() {
+            // A channel holding the final state only.
+            return Ok(Some(watch::channel(job.info).1));
         }
+        // Queued, or run by another node. Checked again under the locks: a worker here
+        // may have claimed it since the first look.
+        let live = self.inner.live.lock();
+        if let Some(live) = live.get(id) {
+            return Ok(Some(live.progress.subscribe()));
+        }
+        let mut followers = self.inner.followers.lock();
+        if let Some(tx) = followers.get(id) {
+            return Ok(Some(tx.subscribe()));
+        }
+        let (tx, rx) = watch::channel(job.info);
+        followers.insert(id.to_string(), tx);
+        drop((followers, live));
+        let (inner, id) = (self.inner.clone(), id.to_string());
+        std::thread::spawn(move || inner.follow(&id));
         Ok(Some(rx))
     }
 
@@ -419,14 +420,48 @@ impl Jobs {
 
 impl Inner {
     fn track(&self, info: &JobInfo) {
-        let (progress, _) = watch::channel(info.clone());
-        self.live.lock().insert(
+        let mut live = self.live.lock();
+        let progress = match self.followers.lock().remove(&info.id) {
+            Some(tx) => {
+                tx.send_replace(info.clone());
+                tx
+            }
+            None => watch::channel(info.clone()).0,
+        };
+        live.insert(
             info.id.clone(),
             Live {
                 cancel: Arc::new(AtomicBool::new(false)),
                 progress,
             },
         );
+    }
+
+    /// Feeds the follower channel of job `id` from its catalog record every `poll`, until
+    /// the job finishes, nobody listens any more, or a worker here takes the channel over.
+    fn follow(&self, id: &str) {
+        loop {
+            std::thread::sleep(self.config.poll);
+            let record = self.catalog.job(id);
+            let mut followers = self.followers.lock();
+            let Some(tx) = followers.get(id) else {
+                return; // taken over by this node's worker
+            };
+            let Ok(Some(job)) = record else {
+                followers.remove(id);
+                return;
+            };
+            let finished = job.info.state.is_finished();
+            tx.send_if_modified(|info| {
+                let changed = *info != job.info;
+                *info = job.info;
+                changed
+            });
+            if finished || tx.is_closed() {
+                followers.remove(id);
+                return;
+            }
+        }
     }
 
     fn current(&self, info: &JobInfo) -> JobInfo {
@@ -787,5 +822,117 @@ impl Recorder for JobRecorder<'_> {
             .fetch_add(chunks, Ordering::Relaxed);
         self.job = self.updated(&records);
         self.inner.publish(&self.job.info);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zhiku_embed::{EmbedError, Embedder};
+
+    /// The follower hand-over never embeds; a worker that ran a job would need a model.
+    struct NoModel;
+
+    impl Embedder for NoModel {
+        fn name(&self) -> &str {
+            "none"
+        }
+        fn dimension(&self) -> usize {
+            2
+        }
+        fn count_tokens(&self, text: &str) -> usize {
+            text.len()
+        }
+        fn embed_passages(&self, _: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            unreachable!("no job runs in these tests")
+        }
+        fn embed_query(&self, _: &str) -> Result<Vec<f32>, EmbedError> {
+            unreachable!("no job runs in these tests")
+        }
+    }
+
+    fn jobs(dir: &std::path::Path) -> Jobs {
+        let catalog: Arc<dyn Catalog> =
+            Arc::new(zhiku_catalog::EmbeddedCatalog::open(&dir.join("catalog.redb")).unwrap());
+        let registry = KbRegistry::open(
+            dir,
+            zhiku_index::HnswParams::default().into(),
+            catalog.clone(),
+        )
+        .unwrap();
+        let config = JobsConfig {
+            import_roots: Vec::new(),
+            kb_import_roots: Default::default(),
+            staging_dir: dir.join("uploads"),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(20),
+            pipeline: PipelineSettings::default(),
+        };
+        let engines = Engines {
+            embedder: Arc::new(NoModel),
+            ocr: None,
+            parsers: None,
+        };
+        Jobs::start(catalog, Arc::new(registry), engines, config, false).unwrap()
+    }
+
+    fn queue(jobs: &Jobs) -> JobInfo {
+        let kb = KbName::new("kb").unwrap();
+        jobs.enqueue(StoredJob {
+            info: new_info(&kb, JobSource::Upload),
+            spec: JobSpec {
+                source: JobSource::Upload,
+                uploads: Vec::new(),
+                tags: Vec::new(),
+            },
+        })
+        .unwrap()
+    }
+
+    /// A client that starts following a job before this node's worker claims it must
+    /// still see what is published only live, such as OCR pages.
+    #[test]
+    fn followers_of_a_queued_job_see_its_live_progress_once_it_runs_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = jobs(dir.path());
+        let info = queue(&jobs);
+        let early = jobs.subscribe(&info.id).unwrap().unwrap();
+        let second = jobs.subscribe(&info.id).unwrap().unwrap();
+        assert_eq!(jobs.inner.followers.lock().len(), 1, "one feed per job");
+
+        let (claimed, _) = jobs
+            .inner
+            .catalog
+            .claim_job(&jobs.inner.worker, jobs.inner.config.lease, Some(&info.id))
+            .unwrap()
+            .unwrap();
+        jobs.inner.track(&claimed.info);
+        assert!(jobs.inner.followers.lock().is_empty(), "taken over");
+        let pages = OcrProgress {
+            pages_done: 2,
+            ..Default::default()
+        };
+        jobs.inner.publish_ocr(&info.id, pages);
+        assert_eq!(early.borrow().ocr, pages);
+        assert_eq!(second.borrow().ocr, pages);
+        let late = jobs.subscribe(&info.id).unwrap().unwrap();
+        assert_eq!(late.borrow().ocr, pages);
+    }
+
+    /// Without a worker here, followers are fed from the catalog until the job ends.
+    #[test]
+    fn followers_of_a_job_run_elsewhere_see_it_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = jobs(dir.path());
+        let info = queue(&jobs);
+        let mut rx = jobs.subscribe(&info.id).unwrap().unwrap();
+        let cancelled = jobs.cancel(&info.id).unwrap();
+        assert_eq!(cancelled.state, JobState::Cancelled);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !rx.borrow_and_update().state.is_finished() {
+            assert!(Instant::now() < deadline, "follower never saw the end");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(rx.borrow().state, JobState::Cancelled);
     }
 }
