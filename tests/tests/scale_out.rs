@@ -85,6 +85,12 @@ fn api_nodes_and_workers_share_kbs_jobs_and_answers() {
 
     // A worker takes it; every API node sees it done and its documents.
     let worker = node("worker");
+    // A worker answers operations only, and says where the API is.
+    assert_eq!(worker.get("/readyz").0, 200);
+    let (status, refused) = worker.get("/v1/kbs");
+    assert_eq!(status, 404, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("role worker"), "{refused}");
     let job = api1.wait_job(&upload);
     assert_eq!(job["state"], "succeeded", "{job}");
     let (_, docs) = api2.get("/v1/kbs/handbook/documents");

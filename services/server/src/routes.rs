@@ -14,6 +14,7 @@ use utoipa::openapi::path::PathItem;
 use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 use zhiku_app::access::{Access, RouteAccess};
+use zhiku_app::config::Role;
 
 use crate::guard::{self, Guard};
 use crate::http::{self, AppState};
@@ -120,18 +121,23 @@ fn methods(item: &PathItem) -> Vec<Method> {
     .collect()
 }
 
-/// Every route; the only place routes are added, each with who may call it and its
-/// documentation (the handler's `#[utoipa::path]`).
-fn routes(upload_limit: usize) -> Routes {
-    use Access::*;
+/// What every node answers, workers included: health, readiness and metrics.
+fn operations() -> Routes {
     Routes {
         router: Router::new(),
         table: Vec::new(),
         openapi: openapi::ApiDoc::openapi(),
     }
-    .add(Open, routes!(http::operations::healthz))
-    .add(Open, routes!(http::operations::readyz))
-    .add(Open, routes!(http::operations::metrics))
+    .add(Access::Open, routes!(http::operations::healthz))
+    .add(Access::Open, routes!(http::operations::readyz))
+    .add(Access::Open, routes!(http::operations::metrics))
+}
+
+/// Every route; the only place routes are added, each with who may call it and its
+/// documentation (the handler's `#[utoipa::path]`).
+fn routes(upload_limit: usize) -> Routes {
+    use Access::*;
+    operations()
     // The API reference describes the API, not anyone's data; the docs page fetches the
     // document without a key.
     .add(Open, routes!(openapi::spec))
@@ -181,12 +187,18 @@ fn routes(upload_limit: usize) -> Routes {
 
 /// The API's routes, behind the [`Guard`]'s layers.
 pub fn router(services: AppState, guard: Arc<Guard>) -> Router {
-    let Routes {
-        router, openapi, ..
-    } = routes(guard.max_upload_bytes);
+    // A worker runs jobs: it has no LLM loaded, and clients talk to API nodes.
+    let router = if services.config.server.role == Role::Worker {
+        operations().finish().router.fallback(http::worker_only)
+    } else {
+        let Routes {
+            router, openapi, ..
+        } = routes(guard.max_upload_bytes);
+        router
+            .layer(Extension(openapi::SpecJson::new(&openapi)))
+            .fallback(http::not_found)
+    };
     let router = router
-        .layer(Extension(openapi::SpecJson::new(&openapi)))
-        .fallback(http::not_found)
         // Layers added last run first. Innermost: body limits (the upload route's own
         // limit above wins over this one), then access, then the timeout, then metrics,
         // which so count refusals too.

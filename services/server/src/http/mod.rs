@@ -129,6 +129,15 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError(ServiceError::NotFound("no such route".into()))
 }
 
+/// Every route but the operational ones, on a node started with `--role worker`.
+pub(crate) async fn worker_only() -> ApiError {
+    ApiError(ServiceError::NotFound(
+        "this node runs jobs only (role worker) and answers /healthz, /readyz and /metrics; \
+         send API requests to a node with role api or all"
+            .into(),
+    ))
+}
+
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ServiceError> {
     query
         .map(|Query(q)| q)
