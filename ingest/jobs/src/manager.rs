@@ -107,11 +107,11 @@ struct Inner {
 /// A snapshot of the job system's load, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JobStats {
-    /// Jobs waiting to run.
+    /// Jobs waiting for a worker.
     pub queued: usize,
-    /// Jobs running.
+    /// Jobs a worker holds, on any node.
     pub running: usize,
-    /// Chunks indexed by jobs since the process started.
+    /// Chunks indexed by this process's jobs since it started.
     pub chunks_indexed: u64,
 }
 
@@ -375,15 +375,16 @@ impl Jobs {
         Ok(self.inner.catalog.prune_jobs(&cutoff)?)
     }
 
-    /// Jobs waiting and running now, and chunks indexed by jobs since start.
+    /// Jobs waiting and running now (on every node sharing the catalog), and chunks
+    /// indexed by this process's jobs since it started.
     pub fn stats(&self) -> JobStats {
-        let running = self.inner.live.lock().len();
-        let unfinished = self.inner.catalog.jobs().map_or(0, |jobs| {
-            jobs.iter().filter(|j| !j.info.state.is_finished()).count()
+        let counts = self.inner.catalog.job_counts().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not count jobs for metrics");
+            Default::default()
         });
         JobStats {
-            queued: unfinished.saturating_sub(running),
-            running,
+            queued: counts.queued,
+            running: counts.running,
             chunks_indexed: self.inner.chunks_indexed.load(Ordering::Relaxed),
         }
     }

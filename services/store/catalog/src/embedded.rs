@@ -7,7 +7,9 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use zhiku_schemas::DocumentInfo;
 
-use crate::{Catalog, CatalogError, Commit, FileRecord, Intent, Lease, StoredJob, decode, encode};
+use crate::{
+    Catalog, CatalogError, Commit, FileRecord, Intent, JobCounts, Lease, StoredJob, decode, encode,
+};
 
 const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("documents");
 const INTENTS: TableDefinition<&str, u64> = TableDefinition::new("intents");
@@ -308,6 +310,26 @@ impl Catalog for EmbeddedCatalog {
     /// Deletes the jobs that finished before `cutoff` (an RFC 3339 time, see
     /// [`rfc3339_days_ago`]) with their per-file outcomes; returns how many. Queued and
     /// running jobs are kept whatever their age.
+    fn job_counts(&self) -> Result<JobCounts, CatalogError> {
+        let now = now_ms();
+        let txn = self.db.begin_read()?;
+        let leases = txn.open_table(LEASES)?;
+        let mut counts = JobCounts::default();
+        for entry in txn.open_table(JOBS)?.iter()? {
+            let (id, value) = entry?;
+            let job: StoredJob = decode(value.value())?;
+            if job.info.state.is_finished() {
+                continue;
+            }
+            if read_lease(&leases, id.value())?.expires > now {
+                counts.running += 1;
+            } else {
+                counts.queued += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     fn prune_jobs(&self, cutoff: &str) -> Result<usize, CatalogError> {
         let txn = self.db.begin_write()?;
         let mut pruned = Vec::new();

@@ -109,6 +109,15 @@ pub enum Lease {
     Lost,
 }
 
+/// Unfinished jobs, as [`Catalog::job_counts`] finds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobCounts {
+    /// Waiting for a worker: no live lease holds them.
+    pub queued: usize,
+    /// Held by a worker's live lease, on any node.
+    pub running: usize,
+}
+
 /// How a job is fed: the parts of a job that are not progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -300,6 +309,10 @@ pub trait Catalog: Send + Sync {
 
     /// All jobs, newest first.
     fn jobs(&self) -> Result<Vec<StoredJob>, CatalogError>;
+
+    /// How many unfinished jobs wait and how many a worker holds, for metrics: cheaper
+    /// than reading every job.
+    fn job_counts(&self) -> Result<JobCounts, CatalogError>;
 
     /// Deletes the jobs that finished before `cutoff` (an RFC 3339 time, see
     /// [`rfc3339_days_ago`]) with their per-file outcomes; returns how many. Queued and

@@ -14,7 +14,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use zhiku_schemas::DocumentInfo;
 
-use crate::{Catalog, CatalogError, Commit, FileRecord, Intent, Lease, StoredJob, decode, encode};
+use crate::{
+    Catalog, CatalogError, Commit, FileRecord, Intent, JobCounts, Lease, StoredJob, decode, encode,
+};
 
 mod conversations;
 mod keys;
@@ -234,15 +236,23 @@ impl PostgresCatalog {
     /// Runs one statement on its own; returns the rows it changed.
     fn execute(&self, sql: &str, args: Args) -> Result<u64, CatalogError> {
         let sql = sql.to_string();
-        self.call(
-            move |pool| async move { Ok(pool.get().await?.execute(&sql, &refs(&args)).await?) },
-        )
+        self.call(move |pool| async move {
+            let client = pool.get().await?;
+            let statement = client.prepare_cached(&sql).await?;
+            Ok(client.execute(&statement, &refs(&args)).await?)
+        })
     }
 
     /// Runs one query (or statement with `RETURNING`) on its own; returns its rows.
     fn rows(&self, sql: &str, args: Args) -> Result<Vec<tokio_postgres::Row>, CatalogError> {
         let sql = sql.to_string();
-        self.call(move |pool| async move { Ok(pool.get().await?.query(&sql, &refs(&args)).await?) })
+        // Prepared once per pooled connection: a bare query costs a second round trip
+        // (parse, then bind), and the generation check runs on every request.
+        self.call(move |pool| async move {
+            let client = pool.get().await?;
+            let statement = client.prepare_cached(&sql).await?;
+            Ok(client.query(&statement, &refs(&args)).await?)
+        })
     }
 
     /// The schema version the database is at (0: never migrated).
@@ -545,6 +555,20 @@ impl Catalog for PostgresCatalog {
             args![],
         )?;
         rows.iter().map(|r| decode_text(r.get(0))).collect()
+    }
+
+    fn job_counts(&self) -> Result<JobCounts, CatalogError> {
+        let rows = self.rows(
+            "SELECT count(*) FILTER (WHERE lease_expires > now()), count(*) \
+             FROM jobs WHERE NOT finished",
+            args![],
+        )?;
+        let count = |i: usize| rows.first().map_or(0, |r| r.get::<_, i64>(i) as usize);
+        let (running, unfinished) = (count(0), count(1));
+        Ok(JobCounts {
+            queued: unfinished - running,
+            running,
+        })
     }
 
     fn prune_jobs(&self, cutoff: &str) -> Result<usize, CatalogError> {

@@ -169,7 +169,10 @@ fn job_leases_on(catalog: &dyn Catalog) {
             .unwrap()
             .map(|(j, cancel)| (j.info.id, cancel))
     };
+    let counts = |queued, running| JobCounts { queued, running };
+    assert_eq!(catalog.job_counts().unwrap(), counts(3, 0));
     assert_eq!(claim("w1", long), Some(("j1".into(), false)));
+    assert_eq!(catalog.job_counts().unwrap(), counts(2, 1));
     // A short lease on j2, which w2 lets run out.
     assert_eq!(
         claim("w2", Duration::from_millis(200)),
@@ -182,6 +185,8 @@ fn job_leases_on(catalog: &dyn Catalog) {
     assert_eq!(claim("w3", long), None);
 
     std::thread::sleep(Duration::from_millis(400));
+    // j2's lease ran out: waiting again.
+    assert_eq!(catalog.job_counts().unwrap(), counts(1, 2));
     assert_eq!(claim("w3", long), Some(("j2".into(), false)));
     assert_eq!(catalog.renew_lease("j2", "w2", long).unwrap(), Lease::Lost);
     assert_eq!(
