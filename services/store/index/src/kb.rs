@@ -235,6 +235,22 @@ impl KbView<'_> {
         }
     }
 
+    /// The stored vectors of chunks given as (document id, chunk index) of the documents'
+    /// visible versions, in order; `None` for a chunk that is not visible now. Errors
+    /// from a store that cannot give its vectors back.
+    pub fn vectors_of(&self, chunks: &[(&str, u32)]) -> Result<Vec<Option<Vec<f32>>>, IndexError> {
+        chunks
+            .iter()
+            .map(|&(id, index)| {
+                let Some(&(version, _)) = self.visible.get(id) else {
+                    return Ok(None);
+                };
+                let points = self.vectors.points(id, version, index, index)?;
+                Ok(points.into_iter().next().map(|(_, vector)| vector))
+            })
+            .collect()
+    }
+
     /// [`dense_search`](Self::dense_search) and [`keyword_search`](Self::keyword_search)
     /// for one hybrid query: one request to a store that holds both sides.
     pub fn hybrid_search(

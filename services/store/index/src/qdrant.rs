@@ -18,14 +18,15 @@ use qdrant_client::qdrant::{
     PointStruct, Query, QueryBatchPointsBuilder, QueryPoints, QueryPointsBuilder, Range,
     ScoredPoint, ScrollPointsBuilder, SearchParamsBuilder, SparseVectorParamsBuilder,
     SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder,
-    VectorsConfigBuilder, vectors_config,
+    VectorsConfigBuilder, VectorsSelector, vector_output, vectors_config,
+    with_vectors_selector::SelectorOptions,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use zhiku_schemas::{ChunkRecord, SearchFilter, path_prefixes};
 
 use crate::vector::{
-    CHUNK_INDEX, DOCUMENT_ID, KEYWORD_FIELDS, MIME, PATH_PREFIXES, SCROLL_PAGE, TAGS, VERSION,
-    point_uuid,
+    CHUNK_INDEX, DOCUMENT_ID, KEYWORD_FIELDS, MIME, MaybeVector, PATH_PREFIXES, SCROLL_PAGE, TAGS,
+    VERSION, point_uuid,
 };
 use crate::{HnswParams, HybridHits, IndexError, VectorStore, analyzer, filter_terms};
 
@@ -304,6 +305,59 @@ pub struct QdrantVectorStore {
 }
 
 impl QdrantVectorStore {
+    /// The chunks of one document version whose index lies in `from..=to`, in order, with
+    /// their dense vectors when `vectors`.
+    fn scroll_range(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+        vectors: bool,
+    ) -> Result<Vec<MaybeVector>, IndexError> {
+        let filter = Filter::must([
+            Condition::matches(DOCUMENT_ID, document_id.to_string()),
+            Condition::matches(VERSION, version as i64),
+            Condition::range(
+                CHUNK_INDEX,
+                Range {
+                    gte: Some(f64::from(from)),
+                    lte: Some(f64::from(to)),
+                    ..Range::default()
+                },
+            ),
+        ]);
+        let request = ScrollPointsBuilder::new(&self.collection)
+            .filter(filter)
+            .limit(to.saturating_sub(from).saturating_add(1))
+            .with_payload(true)
+            .with_vectors(if vectors {
+                SelectorOptions::Include(VectorsSelector {
+                    names: vec![DENSE.to_string()],
+                })
+            } else {
+                SelectorOptions::Enable(false)
+            });
+        let page = self
+            .connection
+            .call("scroll", |c| async move { c.scroll(request).await })?;
+        let mut points = page
+            .result
+            .into_iter()
+            .map(|p| {
+                let vector = p
+                    .vectors
+                    .and_then(|v| v.get_vector_by_name(DENSE))
+                    .and_then(|v| match v {
+                        vector_output::Vector::Dense(d) => Some(d.data),
+                        _ => None,
+                    });
+                Ok((chunk_record(p.payload)?, vector))
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        points.sort_by_key(|(c, _)| c.chunk_index);
+        Ok(points)
+    }
     /// Opens the collection of store `store` of KB `kb`, creating it (with its payload
     /// indexes) for `dimension`-sized cosine vectors if absent.
     pub fn open(
@@ -543,33 +597,26 @@ impl VectorStore for QdrantVectorStore {
         from: u32,
         to: u32,
     ) -> Result<Vec<ChunkRecord>, IndexError> {
-        let filter = Filter::must([
-            Condition::matches(DOCUMENT_ID, document_id.to_string()),
-            Condition::matches(VERSION, version as i64),
-            Condition::range(
-                CHUNK_INDEX,
-                Range {
-                    gte: Some(f64::from(from)),
-                    lte: Some(f64::from(to)),
-                    ..Range::default()
-                },
-            ),
-        ]);
-        let request = ScrollPointsBuilder::new(&self.collection)
-            .filter(filter)
-            .limit(to.saturating_sub(from).saturating_add(1))
-            .with_payload(true)
-            .with_vectors(false);
-        let page = self
-            .connection
-            .call("scroll", |c| async move { c.scroll(request).await })?;
-        let mut chunks = page
-            .result
+        let points = self.scroll_range(document_id, version, from, to, false)?;
+        Ok(points.into_iter().map(|(chunk, _)| chunk).collect())
+    }
+
+    fn points(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<(ChunkRecord, Vec<f32>)>, IndexError> {
+        self.scroll_range(document_id, version, from, to, true)?
             .into_iter()
-            .map(|p| chunk_record(p.payload))
-            .collect::<Result<Vec<_>, _>>()?;
-        chunks.sort_by_key(|c| c.chunk_index);
-        Ok(chunks)
+            .map(|(chunk, vector)| {
+                let vector = vector.ok_or_else(|| {
+                    IndexError::Corrupt(format!("chunk {} has no {DENSE:?} vector", chunk.chunk_id))
+                })?;
+                Ok((chunk, vector))
+            })
+            .collect()
     }
 
     fn search(
@@ -757,6 +804,13 @@ pub(crate) mod tests {
             store.chunks("leave", 1, 0, 9).unwrap().len(),
             CHUNKS as usize
         );
+        // Vectors come back as stored (Qdrant keeps cosine vectors normalized).
+        let (chunk, vector) = &store.points("leave", 1, 0, 0).unwrap()[0];
+        assert_eq!(chunk, &corpus()[3].0);
+        let written = &corpus()[3].1;
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let dot: f32 = vector.iter().zip(written).map(|(a, b)| a * b).sum();
+        assert!(dot / (norm(vector) * norm(written)) > 0.999, "{vector:?}");
         // A second version beside the first, until the first is dropped.
         let mut v2 = corpus()[0].clone();
         v2.0.version = 2;

@@ -108,7 +108,7 @@ pub trait VectorStore: Send + Sync {
 pub type HybridHits = (Vec<(ChunkRecord, f32)>, Vec<(ChunkRecord, f32)>);
 
 /// A chunk, with its vector when it was asked for.
-type MaybeVector = (ChunkRecord, Option<Vec<f32>>);
+pub(crate) type MaybeVector = (ChunkRecord, Option<Vec<f32>>);
 
 /// HNSW graph parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
