@@ -386,7 +386,9 @@ fn markers(text: &str) -> Vec<(usize, usize, usize)> {
 ///
 /// - none, when a cited source holds a name the sentence gives that a reader could type
 ///   (`libpaper1`, `/etc/papersize`, `dpkg-divert`): names read the same in both
-///   languages, so the citation holds however few other words they share;
+///   languages, so the citation holds however few other words they share; unless another
+///   source gives the name too and holds at least half of the sentence's content terms
+///   where the cited ones hold fewer (the same passage in the sentence's language);
 /// - the only source holding one of those names, when no cited one does;
 /// - the one holding most of the sentence's distinctive terms (those only one source
 ///   holds: `libpaper1`, `/etc/modules`, 玩具总动员), when the cited sources hold none of
@@ -426,10 +428,28 @@ fn recite(sentence: &str, source_terms: &[HashSet<String>], lowered: &[String]) 
                 .is_some_and(|text| text.contains(name.as_str()))
         })
     };
+    // The source sharing most of the sentence's content terms (the first on ties).
+    let best = source_terms
+        .iter()
+        .enumerate()
+        .map(|(i, st)| (count(&terms, &|t| st.contains(t)), i))
+        .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
+    let holds_most = |(shared, _): (usize, usize)| {
+        terms.len() >= 2 && cited * 2 < terms.len() && shared * 2 >= terms.len() && shared > cited
+    };
     if names.iter().any(in_cited) {
         // A cited source gives the name: the citation holds, however few other words the
-        // sentence shares with it (a Chinese source for an English sentence).
-        return sentence.to_string();
+        // sentence shares with it (a Chinese source for an English sentence), unless
+        // another source gives the name too and holds most of the sentence as well (the
+        // sentence's own language's version of the cited passage).
+        return match best {
+            Some(b @ (_, i))
+                if holds_most(b) && names.iter().any(|n| lowered[i].contains(n.as_str())) =>
+            {
+                recited(i)
+            }
+            _ => sentence.to_string(),
+        };
     }
     if let Some(i) = only_holder(&names, lowered) {
         return recited(i);
@@ -445,16 +465,8 @@ fn recite(sentence: &str, source_terms: &[HashSet<String>], lowered: &[String]) 
         return recited(i);
     }
 
-    if terms.len() < 2 || cited * 2 >= terms.len() {
-        return sentence.to_string();
-    }
-    let best = source_terms
-        .iter()
-        .enumerate()
-        .map(|(i, st)| (count(&terms, &|t| st.contains(t)), i))
-        .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
     match best {
-        Some((shared, i)) if shared * 2 >= terms.len() && shared > cited => recited(i),
+        Some(b @ (_, i)) if holds_most(b) => recited(i),
         _ => sentence.to_string(),
     }
 }
@@ -550,6 +562,19 @@ fn has_marker(text: &str) -> bool {
     !markers(text).is_empty()
 }
 
+/// The length of the `[n]` markers (and the spaces between them) `text` starts with.
+fn leading_markers(text: &str) -> usize {
+    let mut end = 0;
+    loop {
+        let rest = &text[end..];
+        let spaces = rest.len() - rest.trim_start().len();
+        match markers(&rest[spaces..]).first() {
+            Some(&(0, stop, _)) => end += spaces + stop,
+            _ => return end,
+        }
+    }
+}
+
 /// Adds a citation to each sentence of `answer` that has none but gives a name a reader
 /// could type (`libpaper1`, `/etc/papersize`) that only one of `sources` (numbered from 1
 /// in order) holds, or whose content terms (two at least) come mostly (at least half of
@@ -565,18 +590,24 @@ pub fn attribute(answer: &str, sources: &[&str]) -> String {
     let mut out = String::with_capacity(answer.len() + 16);
     let mut start = 0;
     for (a, b) in sentence_spans(answer) {
+        // A span may begin with markers already taken with the sentence before it.
+        let a = a.max(start);
+        if a >= b {
+            continue;
+        }
         out.push_str(&answer[start..a]);
         let sentence = &answer[a..b];
         start = b;
-        // A marker right after the sentence ("... files. [1]") cites it already.
-        let next = answer[b..].trim_start();
-        let head = next.char_indices().nth(8).map_or(next, |(i, _)| &next[..i]);
         if has_marker(sentence) {
             out.push_str(&recite(sentence, &source_terms, &lowered));
             continue;
         }
-        if next.starts_with('[') && has_marker(head) {
-            out.push_str(sentence);
+        // Markers right after the sentence ("... files. [1]") cite it: checked with it.
+        let run = leading_markers(&answer[b..]);
+        if run > 0 {
+            let cited = &answer[a..b + run];
+            start = b + run;
+            out.push_str(&recite(cited, &source_terms, &lowered));
             continue;
         }
         let terms = content_terms(sentence);
@@ -816,6 +847,29 @@ mod tests {
         ];
         let kept = "Install the libpaper1 software package [1].";
         assert_eq!(attribute(kept, &both), kept);
+        // A name both give, and the rest of the sentence only in the uncited source: the
+        // marker moves to the passage in the sentence's language.
+        assert_eq!(
+            attribute(
+                "这个单词是 Debra 和 Ian Murdock 两个名字的缩写 [1]。",
+                &[
+                    "This word is a contraction of the names of Debra and Ian Murdock.",
+                    "这个单词是 Debra，以及 Ian Murdock，本计划的建立者，两个名字的缩写。"
+                ]
+            ),
+            "这个单词是 Debra 和 Ian Murdock 两个名字的缩写 [2]。"
+        );
+        // Seen in the evaluation: the second sentence cited the English version of the
+        // passage its own language's source gives word for word.
+        let answer = "Deb'-ee-en，Deb 的 e 是短元音 e，重音在第一个音节 [2]。 这个单词是 Debra，以及 Ian Murdock，本计划的建立者，两个名字的缩写。 [1]";
+        let sources = [
+            "The project name is pronounced Deb'-ee-en, with a short e in Deb, and emphasis on the first syllable. This word is a contraction of the names of Debra and Ian Murdock, who founded the project. (Dictionaries seem to offer some ambiguity in the pronunciation of Ian (!), but Ian prefers ee'-en.)\n\nThe Debian GNU/Linux FAQ |  | Chapter 2. Getting and installing Debian GNU/Linux",
+            "本计划的名字的发音为 Deb'-ee-en，Deb 的 e 是短元音 e，重音在第一个音节。这个单词是 Debra，以及 Ian Murdock，本计划的建立者，两个名字的缩写。（字典对 Ian 的发音似乎模棱两可（！），但是 Ian 本人倾向于 ee'-en。）\n\nDebian GNU/Linux 常见问题（FAQ） |  | 第 2 章 获取和安装 Debian GNU/Linux",
+        ];
+        assert_eq!(
+            attribute(answer, &sources),
+            answer.replace("缩写。 [1]", "缩写 [2]。")
+        );
         // Nor does the English source's share of the words move it away from the Chinese
         // source that gives the name.
         let kept = "Install libpaper1 software package [2].";
