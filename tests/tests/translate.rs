@@ -125,3 +125,64 @@ fn a_kb_in_the_question_s_language_only_is_not_translated_for() {
     assert_eq!(status, 200, "{body}");
     assert!(body["translated_query"].is_string(), "{body}");
 }
+
+/// One passage in both languages, naming the commands as Debian's manuals do (short
+/// passages without shared names score lower as translations, 0.84 with e5-small).
+const HOLD: [(&str, &str); 2] = [
+    (
+        "hold-en.md",
+        "# Holding packages\n\nTo keep a package at its installed version when the system is upgraded, run apt-mark hold with the package name; apt-mark unhold releases it. dpkg --set-selections can set the hold state as well, and aptitude hold does the same in aptitude.",
+    ),
+    (
+        "hold-zh.md",
+        "# 保持软件包版本\n\n要在系统升级时让软件包保持在已安装的版本，请执行 apt-mark hold 加软件包名；apt-mark unhold 可以解除。dpkg --set-selections 也可以设置 hold 状态，aptitude hold 在 aptitude 中有同样的作用。",
+    ),
+];
+
+/// English documents on neighbouring subjects.
+const UPGRADES: [(&str, &str); 2] = [
+    (
+        "upgrades.md",
+        "# Upgrading\n\nRun apt update and then apt upgrade to bring every installed package to its newest version. apt full-upgrade also removes packages when an upgrade needs it.",
+    ),
+    (
+        "cleaning.md",
+        "# Cleaning up\n\napt autoremove removes packages that were installed as dependencies and are no longer needed; apt clean empties the package cache.",
+    ),
+];
+
+#[test]
+fn a_passage_found_in_both_languages_is_given_in_the_question_s() {
+    let files: Vec<(&str, Vec<u8>)> = HOLD
+        .iter()
+        .chain(&UPGRADES)
+        .map(|(n, t)| (*n, t.as_bytes().to_vec()))
+        .collect();
+    let request = json!({
+        "query": "How do I stop a package from being upgraded with the rest of the system?",
+        "top_k": 2,
+        "translate": true
+    });
+    let top = |twin: &str| {
+        let server = Server::start_with_env(&[
+            ("ZHIKU_LLM__MODEL", CHINESE_LLM),
+            ("ZHIKU_SEARCH__TRANSLATE_TWIN", twin),
+        ]);
+        let (status, body) = server.upload("kb", &files);
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = server.post_json("/v1/kbs/kb/search", &request);
+        assert_eq!(status, 200, "{body}");
+        assert!(body["translated_query"].is_string(), "{body}");
+        documents(&body["hits"])
+    };
+    // Without the twins rule the Chinese copy of the answer takes a place of its own.
+    let without = top("2");
+    assert!(
+        without.contains(&"hold-zh.md".to_string()),
+        "the copy did not show, so this test could not fail: {without:?}"
+    );
+    // With it (the default), the English question gets the English version only.
+    let with = top("0.88");
+    assert_eq!(with[0], "hold-en.md", "{with:?}");
+    assert!(!with.contains(&"hold-zh.md".to_string()), "{with:?}");
+}

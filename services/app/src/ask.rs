@@ -32,7 +32,7 @@ use crate::conversations::{ConversationContext, check_id, full, new_id, not_foun
 use crate::error::ServiceError;
 use crate::services::{CheckedSearch, Services};
 use crate::translate::{
-    Lang, MAX_TRANSLATION_TOKENS, check_translation, merge, translation_messages,
+    Lang, MAX_TRANSLATION_TOKENS, check_translation, merge, translation_messages, twins,
 };
 
 /// The extractive answer from numbered sources: one passage per quoted source, each ending

@@ -481,6 +481,11 @@ pub struct SearchConfig {
     /// The same for a Chinese translation: larger, because the embedder gives Chinese
     /// text higher similarities than English (tuned on the eval set, README).
     pub translate_margin_zh: f32,
+    /// Cosine similarity of two chunks' stored vectors at or above which a translation's
+    /// hit and a hit of the query as asked that choose each other count as one passage in
+    /// two languages: the question's own language's version takes the translation's place
+    /// (see the `translate` module). Tuned on the eval set (README); above 1 turns it off.
+    pub translate_twin: f32,
     /// Longest query, in characters, a search takes (asks' searches too); longer is a 400.
     pub max_query_chars: usize,
     /// Most distinct keyword terms a query may hold: the keyword search's work grows with
@@ -513,6 +518,7 @@ impl Default for SearchConfig {
             translate: TranslateMode::Auto,
             translate_margin_en: 0.005,
             translate_margin_zh: 0.04,
+            translate_twin: 0.88,
             max_query_chars: 8000,
             max_query_terms: 1024,
         }

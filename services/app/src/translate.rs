@@ -288,12 +288,30 @@ pub fn check_translation(
 /// a question answered only in the other language matches its own language's chunks
 /// poorly, and the translation's hits go first. Without dense scores (keyword search)
 /// the lists alternate, the original first.
+///
+/// `twins[i]`, when given, names the original hit that translation hit `i` is the other
+/// language's version of ([`twins`]): that original hit takes its place, so a question
+/// whose answer exists in both languages gets it in its own language, moved up to where
+/// the translation found it.
 pub fn merge(
     original: Vec<SearchHit>,
     translated: Vec<SearchHit>,
+    twins: &[Option<usize>],
     margin: f32,
     top_k: usize,
 ) -> Vec<SearchHit> {
+    let translated: Vec<SearchHit> = translated
+        .into_iter()
+        .enumerate()
+        .map(|(i, hit)| match twins.get(i).copied().flatten() {
+            Some(o) if o < original.len() => SearchHit {
+                // The key is the translation's match; the hit, the original's chunk.
+                dense_score: hit.dense_score,
+                ..original[o].clone()
+            },
+            _ => hit,
+        })
+        .collect();
     let dense = original
         .iter()
         .chain(&translated)
@@ -338,6 +356,58 @@ pub fn merge(
         }
     }
     merged
+}
+
+/// For each translation hit, the original hit it is the other language's version of:
+/// the original hit whose stored vector is nearest to its own, with cosine similarity at
+/// least `threshold`, when it is also the original hit's nearest among the translation's
+/// hits. The multilingual embedder puts a passage and its translation only a little
+/// closer than two passages on one topic; asking both to choose each other keeps a
+/// passage found only in the other language from being taken for the version of a
+/// neighbour. `None` where there is no such hit or a vector is missing.
+pub fn twins(
+    original: &[Option<Vec<f32>>],
+    translated: &[Option<Vec<f32>>],
+    threshold: f32,
+) -> Vec<Option<usize>> {
+    let similarity: Vec<Vec<f32>> = translated
+        .iter()
+        .map(|t| {
+            original
+                .iter()
+                .map(|o| match (t, o) {
+                    (Some(t), Some(o)) => cosine(t, o),
+                    _ => f32::NEG_INFINITY,
+                })
+                .collect()
+        })
+        .collect();
+    let nearest = |scores: &mut dyn Iterator<Item = f32>| {
+        scores
+            .enumerate()
+            .fold(None, |best: Option<(usize, f32)>, (i, s)| match best {
+                Some((_, b)) if b >= s => best,
+                _ => Some((i, s)),
+            })
+    };
+    (0..translated.len())
+        .map(|t| {
+            let (o, s) = nearest(&mut similarity[t].iter().copied())?;
+            let (back, _) = nearest(&mut similarity.iter().map(|row| row[o]))?;
+            (s >= threshold && back == t).then_some(o)
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let denominator = norm(a) * norm(b);
+    if denominator > 0.0 {
+        dot / denominator
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
@@ -478,19 +548,23 @@ mod tests {
         // (x) match about equally; the margin keeps a first.
         let original = vec![hit("a", Some(0.90)), hit("b", Some(0.85))];
         let translated = vec![hit("x", Some(0.91)), hit("a", Some(0.84))];
-        assert_eq!(ids(&merge(original, translated, 0.02, 3)), ["a", "x", "b"]);
+        assert_eq!(
+            ids(&merge(original, translated, &[], 0.02, 3)),
+            ["a", "x", "b"]
+        );
         // Cross-language question: the original's hits match poorly, the translation's
         // answer well; it goes first. Duplicates count once, and top_k holds.
         let original = vec![hit("b", Some(0.84)), hit("c", Some(0.83))];
         let translated = vec![hit("x", Some(0.90)), hit("b", Some(0.80)), hit("y", None)];
         assert_eq!(
-            ids(&merge(original, translated, 0.02, 4)),
+            ids(&merge(original, translated, &[], 0.02, 4)),
             ["x", "b", "c", "y"]
         );
         assert_eq!(
             ids(&merge(
                 vec![hit("b", Some(0.84))],
                 vec![hit("x", Some(0.9))],
+                &[],
                 0.02,
                 1
             )),
@@ -499,11 +573,36 @@ mod tests {
     }
 
     #[test]
+    fn a_twin_in_the_other_language_gives_its_place_to_the_original_hit() {
+        // The translation found x, the other language's version of b, first: b moves up
+        // to x's place instead of x entering; y, with no twin, enters as usual.
+        let original = vec![hit("a", Some(0.86)), hit("b", Some(0.85))];
+        let translated = vec![hit("x", Some(0.95)), hit("y", Some(0.84))];
+        assert_eq!(
+            ids(&merge(original, translated, &[Some(1), None], 0.02, 4)),
+            ["b", "a", "y"]
+        );
+        let same = twins(
+            &[Some(vec![1.0, 0.0]), None, Some(vec![0.6, 0.8])],
+            &[Some(vec![0.62, 0.78]), Some(vec![0.0, 1.0]), None],
+            0.95,
+        );
+        assert_eq!(same, [Some(2), None, None]);
+        // Near enough, but the original hit has a nearer translation hit: not its twin.
+        let crowded = twins(
+            &[Some(vec![1.0, 0.0])],
+            &[Some(vec![0.96, 0.28]), Some(vec![1.0, 0.01])],
+            0.95,
+        );
+        assert_eq!(crowded, [None, Some(0)]);
+    }
+
+    #[test]
     fn merge_without_dense_scores_alternates_original_first() {
         let original = vec![hit("a", None), hit("b", None)];
         let translated = vec![hit("x", None), hit("a", None), hit("y", None)];
         assert_eq!(
-            ids(&merge(original, translated, 0.02, 10)),
+            ids(&merge(original, translated, &[], 0.02, 10)),
             ["a", "x", "b", "y"]
         );
     }
@@ -514,7 +613,7 @@ mod tests {
         let original = vec![hit("a", Some(0.95)), hit("b", Some(0.85))];
         let translated = vec![hit("x", Some(0.90)), hit("y", None)];
         assert_eq!(
-            ids(&merge(original, translated, 0.02, 4)),
+            ids(&merge(original, translated, &[], 0.02, 4)),
             ["a", "x", "y", "b"]
         );
     }

@@ -83,10 +83,62 @@ impl Services {
             Lang::English => self.config.search.translate_margin_en,
             Lang::Chinese => self.config.search.translate_margin_zh,
         };
+        let twins = self.twins(kb, &original, &translated)?;
         Ok((
-            merge(original, translated, margin, top_k),
+            merge(original, translated, &twins, margin, top_k),
             Some(translation),
         ))
+    }
+
+    /// [`twins`] of the translation's hits among the original's, from their stored
+    /// vectors; none when turned off or when the store cannot give vectors back.
+    fn twins(
+        &self,
+        kb: &KbName,
+        original: &[SearchHit],
+        translated: &[SearchHit],
+    ) -> Result<Vec<Option<usize>>, ServiceError> {
+        let threshold = self.config.search.translate_twin;
+        if threshold > 1.0 || original.is_empty() || translated.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kb = self.kb(kb)?;
+        let view = kb.view();
+        fn keys(hits: &[SearchHit]) -> Vec<(&str, u32)> {
+            hits.iter()
+                .map(|h| (h.document_id.as_str(), h.chunk_index))
+                .collect()
+        }
+        match (
+            view.vectors_of(&keys(original)),
+            view.vectors_of(&keys(translated)),
+        ) {
+            (Ok(o), Ok(mut t)) => {
+                // A chunk both rankings found is no one's twin: it would be every original
+                // hit's nearest (itself) and hide the twin from the choosing.
+                for (vector, hit) in t.iter_mut().zip(translated) {
+                    if original.iter().any(|o| o.chunk_id == hit.chunk_id) {
+                        *vector = None;
+                    }
+                }
+                Ok(twins(&o, &t, threshold))
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %e, "no stored vectors: translation twins not looked for");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// `text` translated into the other language (Chinese for English text, English for
+    /// Chinese) by the LLM, checked and cached as query translations are; `None` without
+    /// an LLM or when the output fails the checks. For judging answers across languages.
+    pub fn translate_text(&self, text: &str) -> Option<String> {
+        let generator = self.generator.as_ref()?;
+        let target = Lang::of(text).other();
+        self.translation(generator.as_ref(), text, target, &NoClient)
+            .ok()
+            .flatten()
     }
 
     /// The checked translation of `query` into `target`, from the cache or the LLM (in a
