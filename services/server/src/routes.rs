@@ -138,51 +138,51 @@ fn operations() -> Routes {
 fn routes(upload_limit: usize) -> Routes {
     use Access::*;
     operations()
-    // The API reference describes the API, not anyone's data; the docs page fetches the
-    // document without a key.
-    .add(Open, routes!(openapi::spec))
-    .add(Open, routes!(http::ui::docs))
-    // The web page is public like the reference; everything it shows comes from the API,
-    // with the key the user enters.
-    .add(Open, routes!(http::ui::index))
-    .add(Open, routes!(http::ui::asset))
-    .add(AnyKey, routes!(http::auth::caller))
-    .add(PerItem, routes!(http::models::models))
-    .add(AnyKey, routes!(http::models::tokenize))
-    .add(PerItem, routes!(http::openai::chat_completions))
-    .add(AnyKey, routes!(http::openai::embeddings))
-    .add(PerItem, routes!(http::kbs::list_kbs))
-    .add(KbRead, routes!(http::kbs::get_kb))
-    .add(KbWrite, routes!(http::kbs::create_kb))
-    .add(KbWrite, routes!(http::kbs::delete_kb))
-    .add_wrapped(None, KbWrite, routes!(http::documents::upload), |route| {
-        route.layer(DefaultBodyLimit::max(upload_limit))
-    })
-    .add(KbRead, routes!(http::documents::list_documents))
-    .add_at(
-        "/v1/kbs/{kb}/documents/{*id}",
-        KbRead,
-        routes!(http::documents::get_document),
-    )
-    .add_at(
-        "/v1/kbs/{kb}/documents/{*id}",
-        KbWrite,
-        routes!(http::documents::delete_document),
-    )
-    .add(PerItem, routes!(http::jobs::create_job))
-    .add(PerItem, routes!(http::jobs::list_jobs))
-    .add(PerItem, routes!(http::jobs::get_job))
-    .add(PerItem, routes!(http::jobs::cancel_job))
-    .add(PerItem, routes!(http::jobs::job_events))
-    .add(KbRead, routes!(http::search::search))
-    .add(KbWrite, routes!(http::kbs::reindex))
-    .add(KbRead, routes!(http::ask::ask))
-    .add(KbRead, routes!(http::conversations::export_qa))
-    .add(PerItem, routes!(http::conversations::list_conversations))
-    .add(PerItem, routes!(http::conversations::get_conversation))
-    .add(PerItem, routes!(http::conversations::delete_conversation))
-    .add(PerItem, routes!(http::conversations::conversation_feedback))
-    .finish()
+        // The API reference describes the API, not anyone's data; the docs page fetches the
+        // document without a key.
+        .add(Open, routes!(openapi::spec))
+        .add(Open, routes!(http::ui::docs))
+        // The web page is public like the reference; everything it shows comes from the API,
+        // with the key the user enters.
+        .add(Open, routes!(http::ui::index))
+        .add(Open, routes!(http::ui::asset))
+        .add(AnyKey, routes!(http::auth::caller))
+        .add(PerItem, routes!(http::models::models))
+        .add(AnyKey, routes!(http::models::tokenize))
+        .add(PerItem, routes!(http::openai::chat_completions))
+        .add(AnyKey, routes!(http::openai::embeddings))
+        .add(PerItem, routes!(http::kbs::list_kbs))
+        .add(KbRead, routes!(http::kbs::get_kb))
+        .add(KbWrite, routes!(http::kbs::create_kb))
+        .add(KbWrite, routes!(http::kbs::delete_kb))
+        .add_wrapped(None, KbWrite, routes!(http::documents::upload), |route| {
+            route.layer(DefaultBodyLimit::max(upload_limit))
+        })
+        .add(KbRead, routes!(http::documents::list_documents))
+        .add_at(
+            "/v1/kbs/{kb}/documents/{*id}",
+            KbRead,
+            routes!(http::documents::get_document),
+        )
+        .add_at(
+            "/v1/kbs/{kb}/documents/{*id}",
+            KbWrite,
+            routes!(http::documents::delete_document),
+        )
+        .add(PerItem, routes!(http::jobs::create_job))
+        .add(PerItem, routes!(http::jobs::list_jobs))
+        .add(PerItem, routes!(http::jobs::get_job))
+        .add(PerItem, routes!(http::jobs::cancel_job))
+        .add(PerItem, routes!(http::jobs::job_events))
+        .add(KbRead, routes!(http::search::search))
+        .add(KbWrite, routes!(http::kbs::reindex))
+        .add(KbRead, routes!(http::ask::ask))
+        .add(KbRead, routes!(http::conversations::export_qa))
+        .add(PerItem, routes!(http::conversations::list_conversations))
+        .add(PerItem, routes!(http::conversations::get_conversation))
+        .add(PerItem, routes!(http::conversations::delete_conversation))
+        .add(PerItem, routes!(http::conversations::conversation_feedback))
+        .finish()
 }
 
 /// The API's routes, behind the [`Guard`]'s layers.

@@ -10,9 +10,12 @@
 //! - **cited-correct**: it contains an expected string that a source it cites contains too;
 //! - **faithful**: every sentence that cites `[n]` shares at least half of its content terms
 //!   (words less stopwords, analyzed as the keyword index does) with the sources it cites.
-//!   Lexical, so a Chinese sentence citing an English source only passes on shared terms
-//!   such as commands; answers citing nothing count as faithful, and the table shows how
-//!   many answers cited anything;
+//!   A sentence citing only sources in the other language (a Chinese sentence, English
+//!   sources) is judged by its translation into their language, made by the LLM as query
+//!   translations are, when the words as written fall short: words are compared within
+//!   one language. **faithful-lex** is the same judge without translations. Answers
+//!   citing nothing count as faithful, and the table shows how many answers cited
+//!   anything;
 //! - **language**: the answer is in the question's language (mostly CJK or not);
 //! - **no echo**: the answer neither lists the sources (`[n] title` lines, "Sources:") nor
 //!   copies a run of [`ECHO_CHARS`] or more characters of one. Extractive answers quote
@@ -86,8 +89,11 @@ pub struct Judged {
     pub cited_correct: bool,
     /// Cites at least one source.
     pub cites: bool,
-    /// Every citing sentence is supported by the sources it cites.
+    /// Every citing sentence is supported by the sources it cites (across languages, by
+    /// the sentence's translation).
     pub faithful: bool,
+    /// The same, words as written only.
+    pub faithful_lexical: bool,
     /// In the question's language.
     pub language: bool,
     /// Neither lists the sources nor copies a long run of one.
@@ -107,6 +113,8 @@ pub struct AnswerSummary {
     pub cites: f64,
     /// Share faithful.
     pub faithful: f64,
+    /// Share faithful, words as written only.
+    pub faithful_lexical: f64,
     /// Share in the question's language.
     pub language: f64,
     /// Share without echo.
@@ -146,6 +154,7 @@ impl AnswerSummary {
             cited_correct: share(|j| j.cited_correct),
             cites: share(|j| j.cites),
             faithful: share(|j| j.faithful),
+            faithful_lexical: share(|j| j.faithful_lexical),
             language: share(|j| j.language),
             no_echo: share(|j| j.no_echo),
             median_total_ms: median(|r| r.total_ms),
@@ -225,7 +234,7 @@ pub fn run(config: Config, args: &EvalArgs, queries: Vec<Query>) -> anyhow::Resu
         for (i, query) in queries.iter().enumerate() {
             let response = ask(&services, &args.kb, query, mode, args.max_tokens)
                 .map_err(|e| anyhow::anyhow!("question on line {}: {e}", query.line))?;
-            let result = judge_response(query, &response);
+            let result = judge_response(&services, query, &response);
             if !args.json {
                 eprintln!(
                     "[{mode:?} {}/{}] line {} {}{}{} {} ms",
@@ -296,7 +305,7 @@ fn ask(
     services.answer(kb, &request, checked, context, &mut |_: &str| true, started)
 }
 
-fn judge_response(query: &Query, response: &AskResponse) -> AnswerResult {
+fn judge_response(services: &Services, query: &Query, response: &AskResponse) -> AnswerResult {
     let cited: Vec<(usize, &str)> = response
         .citations
         .iter()
@@ -330,6 +339,7 @@ fn judge_response(query: &Query, response: &AskResponse) -> AnswerResult {
             &response.answer,
             &cited,
             &given,
+            &|sentence| services.translate_text(sentence),
         ),
         total_ms: t.total_ms,
         answer_ms: t.total_ms.saturating_sub(t.retrieval_ms),
@@ -341,12 +351,16 @@ fn judge_response(query: &Query, response: &AskResponse) -> AnswerResult {
 
 /// Judges an answer to `question`: `expected` are normalized strings, `cited` the cited
 /// sources' numbers and texts, `given` the texts of every source the answer was made from.
+///
+/// `translate` gives a sentence in the other language (Chinese for English, English for
+/// Chinese), or `None`; see [`faithful`].
 pub fn judge(
     question: &str,
     expected: &[String],
     answer: &str,
     cited: &[(usize, &str)],
     given: &[&str],
+    translate: &dyn Fn(&str) -> Option<String>,
 ) -> Judged {
     let normalized = normalize(answer);
     let found: Vec<&String> = expected
@@ -360,7 +374,8 @@ pub fn judge(
             .iter()
             .any(|e| cited_texts.iter().any(|t| t.contains(e.as_str()))),
         cites: !cited.is_empty(),
-        faithful: faithful(answer, cited),
+        faithful: faithful(answer, cited, translate),
+        faithful_lexical: faithful(answer, cited, &|_| None),
         language: is_mostly_cjk(answer) == is_mostly_cjk(question),
         no_echo: !echoes(answer, given),
     }
@@ -374,7 +389,14 @@ fn markers(text: &str) -> Vec<usize> {
 
 /// Whether every sentence that cites sources shares at least half of its content terms
 /// with them. A piece holding only markers ("… files. [1]") cites for the sentence before.
-pub fn faithful(answer: &str, cited: &[(usize, &str)]) -> bool {
+/// A sentence that falls short while every source it cites is in the other language is
+/// judged again by its translation (`translate`, into that language) if there is one:
+/// the words of a Chinese sentence cannot be found in an English source as written.
+pub fn faithful(
+    answer: &str,
+    cited: &[(usize, &str)],
+    translate: &dyn Fn(&str) -> Option<String>,
+) -> bool {
     let source_terms = |numbers: &[usize]| -> HashSet<String> {
         cited
             .iter()
@@ -398,13 +420,21 @@ pub fn faithful(answer: &str, cited: &[(usize, &str)]) -> bool {
         .iter()
         .filter(|(_, numbers)| !numbers.is_empty())
         .all(|(sentence, numbers)| {
-            let terms = zhiku_retrieve::content_terms(sentence);
-            if terms.is_empty() {
+            let sources = source_terms(numbers);
+            let supported = |sentence: &str| {
+                let terms = zhiku_retrieve::content_terms(sentence);
+                let shared = terms.iter().filter(|t| sources.contains(*t)).count();
+                shared * 2 >= terms.len()
+            };
+            if supported(sentence) {
                 return true;
             }
-            let sources = source_terms(numbers);
-            let shared = terms.iter().filter(|t| sources.contains(*t)).count();
-            shared * 2 >= terms.len()
+            let cjk = is_mostly_cjk(sentence);
+            let across = cited
+                .iter()
+                .filter(|(n, _)| numbers.contains(n))
+                .all(|(_, text)| is_mostly_cjk(text) != cjk);
+            across && translate(sentence).is_some_and(|t| supported(&t))
         })
 }
 
@@ -467,6 +497,7 @@ fn table(report: &AnswerReport) -> String {
         "cited-ok",
         "cites",
         "faithful",
+        "faithful-lex",
         "language",
         "no-echo",
         "p50 ms",
@@ -488,6 +519,7 @@ fn table(report: &AnswerReport) -> String {
                 format!("{:.3}", s.cited_correct),
                 format!("{:.3}", s.cites),
                 format!("{:.3}", s.faithful),
+                format!("{:.3}", s.faithful_lexical),
                 format!("{:.3}", s.language),
                 format!("{:.3}", s.no_echo),
                 s.median_total_ms.to_string(),
@@ -541,6 +573,7 @@ mod tests {
             "Run `dpkg -L foo` to list the files [1].",
             &[(1, source)],
             &[source, other],
+            &|_| None,
         );
         assert!(j.correct && j.cited_correct && j.cites && j.faithful && j.language && j.no_echo);
         // Right string, but the cited source does not hold it.
@@ -550,36 +583,81 @@ mod tests {
             "Use dpkg -L [2].",
             &[(2, other)],
             &[source, other],
+            &|_| None,
         );
         assert!(j.correct && !j.cited_correct);
         // Wrong answer.
-        let j = judge("q?", &exp, "Use apt [1].", &[(1, source)], &[source]);
+        let j = judge(
+            "q?",
+            &exp,
+            "Use apt [1].",
+            &[(1, source)],
+            &[source],
+            &|_| None,
+        );
         assert!(!j.correct && !j.cited_correct);
+    }
+
+    #[test]
+    fn a_sentence_citing_the_other_language_is_judged_by_its_translation() {
+        let source = "Modules to load at boot time are listed in /etc/modules.";
+        let sentence = "开机加载的模块写在 /etc/modules 文件里 [1]。";
+        let translated =
+            |_: &str| Some("Modules loaded at boot are written in /etc/modules".into());
+        assert!(!faithful(sentence, &[(1, source)], &|_| None));
+        assert!(faithful(sentence, &[(1, source)], &translated));
+        // A translation that says something else does not pass.
+        let wrong = |_: &str| Some("Printers need toner cartridges replaced weekly".into());
+        assert!(!faithful(sentence, &[(1, source)], &wrong));
+        // Same language: no translation is asked for.
+        let never = |_: &str| -> Option<String> { panic!("same language") };
+        assert!(!faithful(
+            "Printers need toner weekly [1].",
+            &[(1, source)],
+            &never
+        ));
     }
 
     #[test]
     fn faithfulness_checks_each_citing_sentence() {
         let source = "Backups run nightly at two o'clock in building C.";
-        assert!(faithful("Backups run nightly at two [1].", &[(1, source)]));
+        assert!(faithful(
+            "Backups run nightly at two [1].",
+            &[(1, source)],
+            &|_| None
+        ));
         // Marker after the full stop counts for the sentence before it.
-        assert!(faithful("Backups run nightly at two. [1]", &[(1, source)]));
+        assert!(faithful(
+            "Backups run nightly at two. [1]",
+            &[(1, source)],
+            &|_| None
+        ));
         assert!(!faithful(
             "Printers need toner cartridges replaced weekly [1].",
-            &[(1, source)]
+            &[(1, source)],
+            &|_| None
         ));
         // Sentences citing nothing are not judged.
-        assert!(faithful("Printers need toner.", &[(1, source)]));
+        assert!(faithful("Printers need toner.", &[(1, source)], &|_| None));
         assert!(faithful(
             "数据备份每天凌晨两点进行 [1]。",
-            &[(1, "公司位于北京。数据备份每天凌晨两点进行。")]
+            &[(1, "公司位于北京。数据备份每天凌晨两点进行。")],
+            &|_| None
         ));
     }
 
     #[test]
     fn language_follows_the_question() {
-        let j = judge("如何列出文件？", &[], "使用 dpkg -L 命令 [1]。", &[], &[]);
+        let j = judge(
+            "如何列出文件？",
+            &[],
+            "使用 dpkg -L 命令 [1]。",
+            &[],
+            &[],
+            &|_| None,
+        );
         assert!(j.language);
-        let j = judge("How?", &[], "使用 dpkg -L 命令。", &[], &[]);
+        let j = judge("How?", &[], "使用 dpkg -L 命令。", &[], &[], &|_| None);
         assert!(!j.language);
     }
 
