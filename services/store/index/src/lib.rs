@@ -26,7 +26,7 @@ pub use kb::{
 pub use keyword::KeywordIndex;
 pub use qdrant::{QdrantConnection, QdrantSettings, QdrantVectorStore};
 pub use registry::KbRegistry;
-pub use vector::{EdgeVectorStore, HnswParams, HybridHits, VectorStore};
+pub use vector::{EdgeVectorStore, HnswParams, HybridHits, MaybeVector, VectorStore};
 
 use zhiku_schemas::{SearchFilter, path_prefixes};
 

@@ -305,59 +305,6 @@ pub struct QdrantVectorStore {
 }
 
 impl QdrantVectorStore {
-    /// The chunks of one document version whose index lies in `from..=to`, in order, with
-    /// their dense vectors when `vectors`.
-    fn scroll_range(
-        &self,
-        document_id: &str,
-        version: u64,
-        from: u32,
-        to: u32,
-        vectors: bool,
-    ) -> Result<Vec<MaybeVector>, IndexError> {
-        let filter = Filter::must([
-            Condition::matches(DOCUMENT_ID, document_id.to_string()),
-            Condition::matches(VERSION, version as i64),
-            Condition::range(
-                CHUNK_INDEX,
-                Range {
-                    gte: Some(f64::from(from)),
-                    lte: Some(f64::from(to)),
-                    ..Range::default()
-                },
-            ),
-        ]);
-        let request = ScrollPointsBuilder::new(&self.collection)
-            .filter(filter)
-            .limit(to.saturating_sub(from).saturating_add(1))
-            .with_payload(true)
-            .with_vectors(if vectors {
-                SelectorOptions::Include(VectorsSelector {
-                    names: vec![DENSE.to_string()],
-                })
-            } else {
-                SelectorOptions::Enable(false)
-            });
-        let page = self
-            .connection
-            .call("scroll", |c| async move { c.scroll(request).await })?;
-        let mut points = page
-            .result
-            .into_iter()
-            .map(|p| {
-                let vector = p
-                    .vectors
-                    .and_then(|v| v.get_vector_by_name(DENSE))
-                    .and_then(|v| match v {
-                        vector_output::Vector::Dense(d) => Some(d.data),
-                        _ => None,
-                    });
-                Ok((chunk_record(p.payload)?, vector))
-            })
-            .collect::<Result<Vec<_>, IndexError>>()?;
-        points.sort_by_key(|(c, _)| c.chunk_index);
-        Ok(points)
-    }
     /// Opens the collection of store `store` of KB `kb`, creating it (with its payload
     /// indexes) for `dimension`-sized cosine vectors if absent.
     pub fn open(
@@ -519,6 +466,58 @@ impl QdrantVectorStore {
 }
 
 impl VectorStore for QdrantVectorStore {
+    fn scroll_range(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+        vectors: bool,
+    ) -> Result<Vec<MaybeVector>, IndexError> {
+        let filter = Filter::must([
+            Condition::matches(DOCUMENT_ID, document_id.to_string()),
+            Condition::matches(VERSION, version as i64),
+            Condition::range(
+                CHUNK_INDEX,
+                Range {
+                    gte: Some(f64::from(from)),
+                    lte: Some(f64::from(to)),
+                    ..Range::default()
+                },
+            ),
+        ]);
+        let request = ScrollPointsBuilder::new(&self.collection)
+            .filter(filter)
+            .limit(to.saturating_sub(from).saturating_add(1))
+            .with_payload(true)
+            .with_vectors(if vectors {
+                SelectorOptions::Include(VectorsSelector {
+                    names: vec![DENSE.to_string()],
+                })
+            } else {
+                SelectorOptions::Enable(false)
+            });
+        let page = self
+            .connection
+            .call("scroll", |c| async move { c.scroll(request).await })?;
+        let mut points = page
+            .result
+            .into_iter()
+            .map(|p| {
+                let vector = p
+                    .vectors
+                    .and_then(|v| v.get_vector_by_name(DENSE))
+                    .and_then(|v| match v {
+                        vector_output::Vector::Dense(d) => Some(d.data),
+                        _ => None,
+                    });
+                Ok((chunk_record(p.payload)?, vector))
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        points.sort_by_key(|(c, _)| c.chunk_index);
+        Ok(points)
+    }
+
     fn dimension(&self) -> usize {
         self.dimension
     }
@@ -588,35 +587,6 @@ impl VectorStore for QdrantVectorStore {
                 None => return Ok(counts),
             }
         }
-    }
-
-    fn chunks(
-        &self,
-        document_id: &str,
-        version: u64,
-        from: u32,
-        to: u32,
-    ) -> Result<Vec<ChunkRecord>, IndexError> {
-        let points = self.scroll_range(document_id, version, from, to, false)?;
-        Ok(points.into_iter().map(|(chunk, _)| chunk).collect())
-    }
-
-    fn points(
-        &self,
-        document_id: &str,
-        version: u64,
-        from: u32,
-        to: u32,
-    ) -> Result<Vec<(ChunkRecord, Vec<f32>)>, IndexError> {
-        self.scroll_range(document_id, version, from, to, true)?
-            .into_iter()
-            .map(|(chunk, vector)| {
-                let vector = vector.ok_or_else(|| {
-                    IndexError::Corrupt(format!("chunk {} has no {DENSE:?} vector", chunk.chunk_id))
-                })?;
-                Ok((chunk, vector))
-            })
-            .collect()
     }
 
     fn search(

@@ -28,18 +28,25 @@ pub trait VectorStore: Send + Sync {
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), IndexError>;
     /// The chunks of one document version whose index lies in `from..=to`, in order, with
-    /// their vectors: for moving a KB to another store without embedding it again. A
-    /// store that cannot give its vectors back says so.
+    /// their dense vectors when `with_vectors`.
+    fn scroll_range(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+        with_vectors: bool,
+    ) -> Result<Vec<MaybeVector>, IndexError>;
+    /// [`scroll_range`](Self::scroll_range) with the vectors: for moving a KB to another
+    /// store without embedding it again, and for comparing hits across languages.
     fn points(
         &self,
-        _document_id: &str,
-        _version: u64,
-        _from: u32,
-        _to: u32,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
     ) -> Result<Vec<(ChunkRecord, Vec<f32>)>, IndexError> {
-        Err(IndexError::Vector(
-            "this vector store does not give its vectors back".into(),
-        ))
+        require_vectors(self.scroll_range(document_id, version, from, to, true)?)
     }
     /// Chunk counts per `(document id, version)`: a full scan, for reconciliation only.
     fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError>;
@@ -50,7 +57,15 @@ pub trait VectorStore: Send + Sync {
         version: u64,
         from: u32,
         to: u32,
-    ) -> Result<Vec<ChunkRecord>, IndexError>;
+    ) -> Result<Vec<ChunkRecord>, IndexError> {
+        Ok(records(self.scroll_range(
+            document_id,
+            version,
+            from,
+            to,
+            false,
+        )?))
+    }
     /// The `limit` chunks nearest to `vector` among those matching `filter`, best first,
     /// with cosine similarity. The filter is part of the query, not applied to its
     /// results, so a selective filter still yields `limit` hits when that many match.
@@ -108,7 +123,28 @@ pub trait VectorStore: Send + Sync {
 pub type HybridHits = (Vec<(ChunkRecord, f32)>, Vec<(ChunkRecord, f32)>);
 
 /// A chunk, with its vector when it was asked for.
-pub(crate) type MaybeVector = (ChunkRecord, Option<Vec<f32>>);
+/// A chunk, with its dense vector when asked for.
+pub type MaybeVector = (ChunkRecord, Option<Vec<f32>>);
+
+/// The chunks of scrolled points, without their vectors.
+pub(crate) fn records(points: Vec<MaybeVector>) -> Vec<ChunkRecord> {
+    points.into_iter().map(|(chunk, _)| chunk).collect()
+}
+
+/// Scrolled points that were asked for with their vectors: one without is corrupt.
+pub(crate) fn require_vectors(
+    points: Vec<MaybeVector>,
+) -> Result<Vec<(ChunkRecord, Vec<f32>)>, IndexError> {
+    points
+        .into_iter()
+        .map(|(chunk, vector)| {
+            let vector = vector.ok_or_else(|| {
+                IndexError::Corrupt(format!("chunk {} has no dense vector", chunk.chunk_id))
+            })?;
+            Ok((chunk, vector))
+        })
+        .collect()
+}
 
 /// HNSW graph parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +297,58 @@ impl EdgeVectorStore {
 }
 
 impl VectorStore for EdgeVectorStore {
+    fn scroll_range(
+        &self,
+        document_id: &str,
+        version: u64,
+        from: u32,
+        to: u32,
+        with_vectors: bool,
+    ) -> Result<Vec<MaybeVector>, IndexError> {
+        use qdrant_edge::external::ordered_float::OrderedFloat;
+        let mut filter = Self::versions_filter(document_id, None)?;
+        let must = filter.must.get_or_insert_with(Vec::new);
+        must.push(Condition::Field(FieldCondition::new_match(
+            json_path(VERSION)?,
+            Match::new_value(ValueVariants::Integer(version as i64)),
+        )));
+        must.push(Condition::Field(FieldCondition::new_range(
+            json_path(CHUNK_INDEX)?,
+            Range {
+                lt: None,
+                gt: None,
+                gte: Some(OrderedFloat(from as f64)),
+                lte: Some(OrderedFloat(to as f64)),
+            },
+        )));
+        let (records, _) = self.shard.scroll(ScrollRequest {
+            offset: None,
+            limit: Some((to - from) as usize + 1),
+            filter: Some(filter),
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(with_vectors),
+            order_by: None,
+        })?;
+        let mut chunks = records
+            .into_iter()
+            .map(|r| {
+                let vector = r.vector.and_then(|v| match v {
+                    VectorStructInternal::Single(v) => Some(v),
+                    VectorStructInternal::Named(mut named) => {
+                        match named.remove(DEFAULT_VECTOR_NAME) {
+                            Some(VectorInternal::Dense(v)) => Some(v),
+                            _ => None,
+                        }
+                    }
+                    VectorStructInternal::MultiDense(_) => None,
+                });
+                Ok((chunk_record(r.payload)?, vector))
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        chunks.sort_by_key(|(c, _)| c.chunk_index);
+        Ok(chunks)
+    }
+
     fn dimension(&self) -> usize {
         self.dimension
     }
@@ -297,35 +385,6 @@ impl VectorStore for EdgeVectorStore {
         // serialised by the KB, but a panic must still not take the process down.
         catch_unwind(AssertUnwindSafe(|| self.shard.flush()))
             .map_err(|_| IndexError::Vector("flushing the shard failed".into()))
-    }
-
-    fn chunks(
-        &self,
-        document_id: &str,
-        version: u64,
-        from: u32,
-        to: u32,
-    ) -> Result<Vec<ChunkRecord>, IndexError> {
-        let points = self.scroll_range(document_id, version, from, to, false)?;
-        Ok(points.into_iter().map(|(chunk, _)| chunk).collect())
-    }
-
-    fn points(
-        &self,
-        document_id: &str,
-        version: u64,
-        from: u32,
-        to: u32,
-    ) -> Result<Vec<(ChunkRecord, Vec<f32>)>, IndexError> {
-        self.scroll_range(document_id, version, from, to, true)?
-            .into_iter()
-            .map(|(chunk, vector)| {
-                let vector = vector.ok_or_else(|| {
-                    IndexError::Corrupt(format!("chunk {} has no vector", chunk.chunk_id))
-                })?;
-                Ok((chunk, vector))
-            })
-            .collect()
     }
 
     fn versions(&self) -> Result<HashMap<(String, u64), usize>, IndexError> {
@@ -384,60 +443,6 @@ impl VectorStore for EdgeVectorStore {
 }
 
 impl EdgeVectorStore {
-    /// The chunks of one document version in `from..=to`, in order, with their vectors
-    /// if `with_vectors`.
-    fn scroll_range(
-        &self,
-        document_id: &str,
-        version: u64,
-        from: u32,
-        to: u32,
-        with_vectors: bool,
-    ) -> Result<Vec<MaybeVector>, IndexError> {
-        use qdrant_edge::external::ordered_float::OrderedFloat;
-        let mut filter = Self::versions_filter(document_id, None)?;
-        let must = filter.must.get_or_insert_with(Vec::new);
-        must.push(Condition::Field(FieldCondition::new_match(
-            json_path(VERSION)?,
-            Match::new_value(ValueVariants::Integer(version as i64)),
-        )));
-        must.push(Condition::Field(FieldCondition::new_range(
-            json_path(CHUNK_INDEX)?,
-            Range {
-                lt: None,
-                gt: None,
-                gte: Some(OrderedFloat(from as f64)),
-                lte: Some(OrderedFloat(to as f64)),
-            },
-        )));
-        let (records, _) = self.shard.scroll(ScrollRequest {
-            offset: None,
-            limit: Some((to - from) as usize + 1),
-            filter: Some(filter),
-            with_payload: Some(WithPayloadInterface::Bool(true)),
-            with_vector: WithVector::Bool(with_vectors),
-            order_by: None,
-        })?;
-        let mut chunks = records
-            .into_iter()
-            .map(|r| {
-                let vector = r.vector.and_then(|v| match v {
-                    VectorStructInternal::Single(v) => Some(v),
-                    VectorStructInternal::Named(mut named) => {
-                        match named.remove(DEFAULT_VECTOR_NAME) {
-                            Some(VectorInternal::Dense(v)) => Some(v),
-                            _ => None,
-                        }
-                    }
-                    VectorStructInternal::MultiDense(_) => None,
-                });
-                Ok((chunk_record(r.payload)?, vector))
-            })
-            .collect::<Result<Vec<_>, IndexError>>()?;
-        chunks.sort_by_key(|(c, _)| c.chunk_index);
-        Ok(chunks)
-    }
-
     /// Nearest neighbours through the HNSW graph, or by brute force with `exact`.
     fn nearest(
         &self,
