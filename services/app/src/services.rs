@@ -30,6 +30,10 @@ use crate::conversations::ConversationStore;
 use crate::error::{ServiceError, kb_not_found};
 use crate::metrics::{Metrics, Snapshot};
 
+/// How old a write intent on a shared catalog must be before its chunks are taken for a
+/// dead writer's leftovers: far longer than a commit of one batch of chunks takes.
+pub const STALE_WRITE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Loaded models and open stores, shared by every request.
 pub struct Services {
     /// The effective configuration.
@@ -278,7 +282,8 @@ impl Services {
 
     /// Deletes finished jobs and conversations older than their retention
     /// (`[jobs] retention_days`, `[conversations] retention_days`; 0 keeps them) and
-    /// returns how many of each went.
+    /// returns how many of each went. Also collects dead writers' leftovers on a shared
+    /// catalog. Runs at start and hourly.
     pub fn prune(&self) -> Result<(usize, usize), ServiceError> {
         let jobs = match (&self.jobs, self.config.jobs.retention_days) {
             (Some(jobs), days) if days > 0 => jobs.prune_finished(days)?,
@@ -290,7 +295,26 @@ impl Services {
                 .conversations
                 .prune(&zhiku_catalog::rfc3339_days_ago(days))?,
         };
+        self.collect_stale_writes();
         Ok((jobs, conversations))
+    }
+
+    /// With a shared catalog, removes the chunks that nodes which died mid-write left,
+    /// KB by KB (each logs what it collects; a KB that fails is logged and skipped). No
+    /// write takes [`STALE_WRITE`], so an intent that old is a dead writer's.
+    fn collect_stale_writes(&self) {
+        let Ok(names) = self.registry.names() else {
+            return;
+        };
+        for name in names {
+            let collected = self
+                .registry
+                .get(&name)
+                .and_then(|kb| kb.map_or(Ok(0), |kb| kb.collect_stale(STALE_WRITE)));
+            if let Err(e) = collected {
+                tracing::warn!(kb = %name, "could not collect dead writers' leftovers: {e}");
+            }
+        }
     }
 
     /// The job system, or a 500 if this process runs none (never the case for `serve`).

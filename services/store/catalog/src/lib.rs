@@ -284,6 +284,14 @@ pub trait Catalog: Send + Sync {
     /// Pending intents of `kb`.
     fn intents(&self, kb: &str) -> Result<Vec<Intent>, CatalogError>;
 
+    /// Intents of `kb` recorded more than `age` ago. On a shared catalog those are the
+    /// leftovers of writers that died. The embedded catalog has one writer, which replays
+    /// its intents when it starts; it has none to give.
+    fn stale_intents(&self, kb: &str, age: Duration) -> Result<Vec<Intent>, CatalogError> {
+        let _ = (kb, age);
+        Ok(Vec::new())
+    }
+
     /// Clears intents whose writes are complete (older versions are gone from the stores).
     fn clear_intents(&self, kb: &str, intents: &[Intent]) -> Result<(), CatalogError>;
 

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "api keys",
         include_str!("../migrations/0003_api_keys.sql"),
     ),
+    (
+        4,
+        "intent_times",
+        include_str!("../migrations/0004_intent_times.sql"),
+    ),
 ];
 
 /// Key of the advisory lock migrations take (any constant; "zhiku" in ASCII).
@@ -497,6 +502,22 @@ impl Catalog for PostgresCatalog {
             "SELECT document_id, version FROM intents WHERE kb = $1 \
              ORDER BY document_id, version",
             args![kb.to_string()],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Intent {
+                document_id: r.get(0),
+                version: r.get::<_, i64>(1) as u64,
+            })
+            .collect())
+    }
+
+    fn stale_intents(&self, kb: &str, age: Duration) -> Result<Vec<Intent>, CatalogError> {
+        let rows = self.rows(
+            "SELECT document_id, version FROM intents \
+             WHERE kb = $1 AND recorded_at < now() - make_interval(secs => $2) \
+             ORDER BY document_id, version",
+            args![kb.to_string(), age.as_secs_f64()],
         )?;
         Ok(rows
             .iter()

@@ -629,6 +629,51 @@ impl KnowledgeBase {
         }
     }
 
+    /// On a shared catalog, removes what writers that died left: the chunks of every
+    /// intent older than `age` (far longer than any write takes) whose version did not
+    /// become current, then the intents. Versions other nodes are writing now are newer
+    /// than any stale intent's and are never touched. Returns how many intents it
+    /// collected. The embedded setup replays its intents at start instead
+    /// ([`reconcile`](Self::reconcile)).
+    pub fn collect_stale(&self, age: std::time::Duration) -> Result<usize, IndexError> {
+        if !self.shared || self.keywords.is_some() {
+            return Ok(0);
+        }
+        let _turn = self.write.lock();
+        let name = &self.name;
+        let stale = self.catalog.stale_intents(name, age)?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        // Fresh intents: writes in flight, whose versions must stay.
+        let fresh: Vec<Intent> = self
+            .catalog
+            .intents(name)?
+            .into_iter()
+            .filter(|i| !stale.contains(i))
+            .collect();
+        for intent in &stale {
+            let id = &intent.document_id;
+            let current = self.catalog.document(name, id)?.map(|d| d.version);
+            let in_flight = fresh
+                .iter()
+                .filter(|i| &i.document_id == id)
+                .map(|i| i.version)
+                .min()
+                .unwrap_or(u64::MAX);
+            // A write intent names its version; a deletion (version 0) every older one.
+            let below = match intent.version {
+                0 => in_flight,
+                v => v.saturating_add(1).min(in_flight),
+            };
+            self.vectors().delete_versions_below(id, current, below)?;
+        }
+        self.vectors().flush()?;
+        self.catalog.clear_intents(name, &stale)?;
+        tracing::info!(kb = %name, intents = stale.len(), "collected the leftovers of dead writers");
+        Ok(stale.len())
+    }
+
     /// Brings both stores in line with the catalog after a crash: replays pending intents
     /// and, if chunk counts still disagree, scans both stores for strays and gaps.
     pub fn reconcile(&self) -> Result<ReconcileReport, IndexError> {

@@ -274,8 +274,17 @@ fn payload_filter(filter: &SearchFilter) -> Option<Filter> {
     (!must.is_empty()).then(|| Filter::must(must))
 }
 
-fn versions_filter(document_id: &str, keep: Option<u64>) -> Filter {
+fn versions_filter(document_id: &str, keep: Option<u64>, below: u64) -> Filter {
     let mut filter = Filter::must([Condition::matches(DOCUMENT_ID, document_id.to_string())]);
+    if below < u64::MAX {
+        filter.must.push(Condition::range(
+            VERSION,
+            Range {
+                lt: Some(below as f64),
+                ..Range::default()
+            },
+        ));
+    }
     if let Some(keep) = keep {
         filter.must_not = vec![Condition::matches(VERSION, keep as i64)];
     }
@@ -548,9 +557,14 @@ impl VectorStore for QdrantVectorStore {
         Ok(())
     }
 
-    fn delete_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError> {
+    fn delete_versions_below(
+        &self,
+        document_id: &str,
+        keep: Option<u64>,
+        below: u64,
+    ) -> Result<(), IndexError> {
         let request = DeletePointsBuilder::new(&self.collection)
-            .points(versions_filter(document_id, keep))
+            .points(versions_filter(document_id, keep, below))
             .wait(true);
         self.connection
             .call("delete", |c| async move { c.delete_points(request).await })?;

@@ -24,7 +24,18 @@ pub trait VectorStore: Send + Sync {
     /// version, so a new version never overwrites the old one.
     fn upsert(&self, points: &[(ChunkRecord, Vec<f32>)]) -> Result<(), IndexError>;
     /// Removes the chunks of a document, except those of version `keep` if given.
-    fn delete_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError>;
+    fn delete_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError> {
+        self.delete_versions_below(document_id, keep, u64::MAX)
+    }
+    /// Removes the chunks of a document's versions below `below`, except those of version
+    /// `keep` if given: versions are handed out in increasing order, so a write that
+    /// started after the caller chose `below` is never touched.
+    fn delete_versions_below(
+        &self,
+        document_id: &str,
+        keep: Option<u64>,
+        below: u64,
+    ) -> Result<(), IndexError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), IndexError>;
     /// The chunks of one document version whose index lies in `from..=to`, in order, with
@@ -281,11 +292,30 @@ impl EdgeVectorStore {
         })
     }
 
-    fn versions_filter(document_id: &str, keep: Option<u64>) -> Result<Filter, IndexError> {
+    fn versions_filter(
+        document_id: &str,
+        keep: Option<u64>,
+        below: u64,
+    ) -> Result<Filter, IndexError> {
+        use qdrant_edge::external::ordered_float::OrderedFloat;
         let mut filter = Filter::new_must(Condition::Field(FieldCondition::new_match(
             json_path(DOCUMENT_ID)?,
             Match::new_value(ValueVariants::String(document_id.to_string())),
         )));
+        if below < u64::MAX {
+            filter
+                .must
+                .get_or_insert_with(Vec::new)
+                .push(Condition::Field(FieldCondition::new_range(
+                    json_path(VERSION)?,
+                    Range {
+                        lt: Some(OrderedFloat(below as f64)),
+                        gt: None,
+                        gte: None,
+                        lte: None,
+                    },
+                )));
+        }
         if let Some(keep) = keep {
             filter.must_not = Some(vec![Condition::Field(FieldCondition::new_match(
                 json_path(VERSION)?,
@@ -306,7 +336,7 @@ impl VectorStore for EdgeVectorStore {
         with_vectors: bool,
     ) -> Result<Vec<MaybeVector>, IndexError> {
         use qdrant_edge::external::ordered_float::OrderedFloat;
-        let mut filter = Self::versions_filter(document_id, None)?;
+        let mut filter = Self::versions_filter(document_id, None, u64::MAX)?;
         let must = filter.must.get_or_insert_with(Vec::new);
         must.push(Condition::Field(FieldCondition::new_match(
             json_path(VERSION)?,
@@ -373,9 +403,14 @@ impl VectorStore for EdgeVectorStore {
         Ok(())
     }
 
-    fn delete_versions(&self, document_id: &str, keep: Option<u64>) -> Result<(), IndexError> {
+    fn delete_versions_below(
+        &self,
+        document_id: &str,
+        keep: Option<u64>,
+        below: u64,
+    ) -> Result<(), IndexError> {
         self.shard.update(UpdateOperation::PointOperation(
-            PointOperations::DeletePointsByFilter(Self::versions_filter(document_id, keep)?),
+            PointOperations::DeletePointsByFilter(Self::versions_filter(document_id, keep, below)?),
         ))?;
         Ok(())
     }

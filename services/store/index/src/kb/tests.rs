@@ -119,6 +119,59 @@ mod qdrant {
 
     #[test]
     #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored"]
+    fn leftovers_of_a_dead_writer_are_collected_and_writes_in_flight_kept() {
+        let db = zhiku_catalog::test_support::TestDatabase::create();
+        let dir = tempfile::tempdir().unwrap();
+        let catalog: Arc<dyn Catalog> = Arc::new(db.catalog());
+        let registry = KbRegistry::open(dir.path(), backend(), catalog.clone()).unwrap();
+        let kb = registry.get_or_create(&name("docs"), "model", 2).unwrap();
+        kb.write(
+            vec![write("d1", &[("alpha", [1.0, 0.0])])],
+            Commit::default(),
+        )
+        .unwrap();
+        let current = kb.document("d1").unwrap().unwrap().version;
+        let chunk_of = |version: u64, text: &str| {
+            let mut points = write("d1", &[(text, [1.0, 0.0])]).points;
+            points[0].0.version = version;
+            points
+        };
+        // A writer dies after storing a new version of d1, before its commit.
+        let dead = catalog.begin_versions("docs", &["d1"]).unwrap()[0];
+        kb.vectors().upsert(&chunk_of(dead, "alpha, dead")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // Another writer is storing a newer version right now.
+        let live = catalog.begin_versions("docs", &["d1"]).unwrap()[0];
+        kb.vectors().upsert(&chunk_of(live, "alpha, live")).unwrap();
+
+        assert_eq!(
+            kb.collect_stale(std::time::Duration::from_secs(1)).unwrap(),
+            1
+        );
+        let versions = kb.vectors().versions().unwrap();
+        let has = |v: u64| versions.contains_key(&("d1".to_string(), v));
+        assert!(has(current) && has(live), "{versions:?}");
+        assert!(!has(dead), "{versions:?}");
+        let pending: Vec<u64> = catalog
+            .intents("docs")
+            .unwrap()
+            .iter()
+            .map(|i| i.version)
+            .collect();
+        assert_eq!(pending, [live]);
+        assert_eq!(
+            kb.collect_stale(std::time::Duration::from_secs(1)).unwrap(),
+            0
+        );
+        // The embedded catalog replays its intents at start instead: nothing to collect.
+        let local_dir = tempfile::tempdir().unwrap();
+        let local = open(local_dir.path());
+        let kb = local.get_or_create(&name("docs"), "model", 2).unwrap();
+        assert_eq!(kb.collect_stale(std::time::Duration::ZERO).unwrap(), 0);
+    }
+
+    #[test]
+    #[ignore = "needs a Qdrant server: set ZHIKU_TEST_QDRANT_URL (gRPC, e.g. http://127.0.0.1:6334) and run with --ignored"]
     fn reindex_switches_model_and_keeps_every_chunk() {
         super::reindex_on(&backend());
     }
