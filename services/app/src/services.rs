@@ -303,6 +303,9 @@ impl Services {
     /// KB by KB (each logs what it collects; a KB that fails is logged and skipped). No
     /// write takes [`STALE_WRITE`], so an intent that old is a dead writer's.
     fn collect_stale_writes(&self) {
+        if !self.registry.catalog().shared() {
+            return;
+        }
         let Ok(names) = self.registry.names() else {
             return;
         };
