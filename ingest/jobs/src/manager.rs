@@ -131,7 +131,7 @@ fn new_info(kb: &KbName, source: JobSource) -> JobInfo {
         uuid::Uuid::new_v4().to_string(),
         kb.clone(),
         source,
-        now_rfc3339(),
+        zhiku_catalog::now_rfc3339_micros(),
     )
 }
 
@@ -918,6 +918,23 @@ mod tests {
         assert_eq!(second.borrow().ocr, pages);
         let late = jobs.subscribe(&info.id).unwrap().unwrap();
         assert_eq!(late.borrow().ocr, pages);
+    }
+
+    /// Jobs queued within one second are claimed in the order they were queued.
+    #[test]
+    fn jobs_are_claimed_in_the_order_they_were_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = jobs(dir.path());
+        let queued: Vec<String> = (0..6).map(|_| queue(&jobs).id).collect();
+        for id in &queued {
+            let (claimed, _) = jobs
+                .inner
+                .catalog
+                .claim_job(&jobs.inner.worker, jobs.inner.config.lease, None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(&claimed.info.id, id);
+        }
     }
 
     /// Without a worker here, followers are fed from the catalog until the job ends.

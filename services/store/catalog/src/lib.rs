@@ -233,6 +233,13 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// The time now as RFC 3339 (UTC) with microseconds, for records whose order within one
+/// second matters: jobs are claimed in the order they were queued, oldest `created_at`
+/// first, and two jobs queued in one second must not tie.
+pub fn now_rfc3339_micros() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
 /// The time `days` days ago as RFC 3339 (UTC, seconds): a cut-off that compares with
 /// stored timestamps as strings, since they all share this format.
 pub fn rfc3339_days_ago(days: u64) -> String {
