@@ -348,6 +348,16 @@ pub fn latest_schema() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)
 }
 
+/// Intents from rows of `document_id, version`.
+fn intents(rows: &[tokio_postgres::Row]) -> Vec<Intent> {
+    rows.iter()
+        .map(|r| Intent {
+            document_id: r.get(0),
+            version: r.get::<_, i64>(1) as u64,
+        })
+        .collect()
+}
+
 fn decode_text<T: for<'de> serde::Deserialize<'de>>(text: &str) -> Result<T, CatalogError> {
     decode(text.as_bytes())
 }
@@ -503,13 +513,7 @@ impl Catalog for PostgresCatalog {
              ORDER BY document_id, version",
             args![kb.to_string()],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| Intent {
-                document_id: r.get(0),
-                version: r.get::<_, i64>(1) as u64,
-            })
-            .collect())
+        Ok(intents(&rows))
     }
 
     fn stale_intents(&self, kb: &str, age: Duration) -> Result<Vec<Intent>, CatalogError> {
@@ -519,13 +523,7 @@ impl Catalog for PostgresCatalog {
              ORDER BY document_id, version",
             args![kb.to_string(), age.as_secs_f64()],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| Intent {
-                document_id: r.get(0),
-                version: r.get::<_, i64>(1) as u64,
-            })
-            .collect())
+        Ok(intents(&rows))
     }
 
     fn clear_intents(&self, kb: &str, intents: &[Intent]) -> Result<(), CatalogError> {
