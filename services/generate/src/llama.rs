@@ -234,10 +234,9 @@ impl LlamaGenerator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A context for `prompt`: the idle one whose cached prompt shares the longest start
-    /// with it (when `reuse`), its KV cache cut back to that shared start rounded down to
-    /// [`CACHE_GRID`], or else one with an empty cache (new when all are in use). At least
-    /// the last prompt token is always left to read, since its logits start the answer.
+    /// A context for `prompt`: the idle one whose cache saves the most reading (when
+    /// `reuse`; see [`reusable_context`]), its KV cache cut back to what is reused, or
+    /// else the least recently used one emptied (a new one when none is idle).
     fn take_context(
         &self,
         prompt: &[LlamaToken],
@@ -245,29 +244,17 @@ impl LlamaGenerator {
     ) -> Result<Pooled<'_>, GenerateError> {
         let idle = {
             let mut idle = self.idle_contexts();
-            // Most recently returned last. The best match is taken unless using it would
-            // throw away most of what its cache holds (a translation prompt and an answer
-            // prompt share only the template's first tokens): then the least recently
-            // used context, so each kind of prompt keeps a context of its own.
-            let best = idle
-                .iter()
-                .enumerate()
-                .map(|(i, slot)| (shared_start(&slot.prompt, prompt), i))
-                .max_by_key(|&(shared, i)| (shared, std::cmp::Reverse(i)));
-            let chosen = match best {
-                Some((shared, i)) if reuse && shared * 2 >= idle[i].prompt.len() => {
-                    Some((i, shared))
-                }
-                Some(_) => Some((0, 0)),
-                None => None,
+            let cached: Vec<&[LlamaToken]> = idle.iter().map(|slot| &slot.prompt[..]).collect();
+            let chosen = match reusable_context(&cached, prompt) {
+                Some(best) if reuse => Some(best),
+                // Most recently returned last: the first has been idle longest.
+                _ if !idle.is_empty() => Some((0, 0)),
+                _ => None,
             };
-            chosen.map(|(i, shared)| (idle.remove(i), shared))
+            chosen.map(|(i, reused)| (idle.remove(i), reused))
         };
         let (mut ctx, cached) = match idle {
-            Some((slot, shared)) => {
-                let shared = shared.min(prompt.len().saturating_sub(1));
-                (slot.ctx, shared - shared % CACHE_GRID)
-            }
+            Some((slot, reused)) => (slot.ctx, reused),
             None => (self.new_context()?, 0),
         };
         // Models whose memory cannot drop a range (recurrent ones) refuse the cut: they
@@ -432,8 +419,33 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// Which of the prompts cached by idle contexts (least recently used first) saves the
+/// most reading of `prompt`, and how many of its tokens: the shared start rounded down to
+/// [`CACHE_GRID`], leaving at least the last prompt token to read (its logits start the
+/// answer). `None` when none saves a whole piece: a translation prompt and an answer
+/// prompt share only the template's first tokens, and the caller then empties the
+/// context idle longest, so each kind of prompt keeps a context of its own. Ties go to
+/// the context idle longest.
+///
+/// How much the cached prompt goes on beyond the shared start does not matter: an
+/// answer's prompt shares its rules and examples (320 tokens) with the last answer's,
+/// whose sources take over half of it; weighing that against the shared start once made
+/// every answer after a long one read its whole prompt again.
+fn reusable_context<T: PartialEq>(cached: &[&[T]], prompt: &[T]) -> Option<(usize, usize)> {
+    let readable = prompt.len().saturating_sub(1);
+    cached
+        .iter()
+        .enumerate()
+        .map(|(i, old)| {
+            let shared = shared_start(old, prompt).min(readable);
+            (i, shared - shared % CACHE_GRID)
+        })
+        .filter(|&(_, reused)| reused > 0)
+        .max_by_key(|&(i, reused)| (reused, std::cmp::Reverse(i)))
+}
+
 /// How many tokens two prompts share from the start.
-fn shared_start(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+fn shared_start<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
@@ -792,5 +804,41 @@ impl Generator for LlamaGenerator {
             "generated"
         );
         Ok(generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CACHE_GRID, reusable_context};
+
+    /// A prompt of `rules` shared tokens, then `rest` tokens of its own starting at `seed`.
+    fn prompt(rules: usize, rest: usize, seed: u32) -> Vec<u32> {
+        (0..rules as u32).chain(seed..seed + rest as u32).collect()
+    }
+
+    #[test]
+    fn an_answer_reuses_the_rules_of_a_longer_earlier_answer() {
+        let rules = 5 * CACHE_GRID;
+        let translation = prompt(3, 90, 10_000);
+        // The earlier answer's sources make it more than twice as long as the shared rules.
+        let earlier = prompt(rules, 400, 20_000);
+        let next = prompt(rules, 350, 30_000);
+        let cached = [&translation[..], &earlier[..]];
+        assert_eq!(reusable_context(&cached, &next), Some((1, rules)));
+    }
+
+    #[test]
+    fn a_start_shorter_than_a_piece_saves_nothing_and_the_last_token_is_read() {
+        let translation = prompt(3, 90, 10_000);
+        let answer = prompt(CACHE_GRID * 2, 300, 20_000);
+        assert_eq!(reusable_context(&[&translation[..]], &answer), None);
+        assert_eq!(reusable_context::<u32>(&[], &answer), None);
+        // The same prompt again: all whole pieces but the one holding the last token.
+        let same = [&answer[..]];
+        let reused = (answer.len() - 1) / CACHE_GRID * CACHE_GRID;
+        assert_eq!(reusable_context(&same, &answer), Some((0, reused)));
+        // Equal savings: the context idle longest (first) is taken.
+        let twice = [&answer[..], &answer[..]];
+        assert_eq!(reusable_context(&twice, &answer), Some((0, reused)));
     }
 }
