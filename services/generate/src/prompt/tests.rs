@@ -49,6 +49,34 @@ fn sources_are_numbered_in_order() {
 }
 
 #[test]
+fn the_example_profile_lists_the_best_source_next_to_the_question() {
+    let sources = [
+        source("A", "alpha"),
+        source("B", "beta"),
+        source("C", "gamma"),
+    ];
+    let messages = compose(
+        Lang::En,
+        "q?",
+        &sources,
+        None,
+        &[],
+        &[],
+        PromptProfile::Example,
+    );
+    let user = &messages.last().unwrap().content;
+    // Numbered by rank, listed from the lowest ranked up.
+    let a = user.find("[1] A\nalpha").expect("best source");
+    let b = user.find("[2] B\nbeta").expect("second source");
+    let c = user.find("[3] C\ngamma").expect("third source");
+    assert!(c < b && b < a, "{user}");
+    assert!(
+        user[a..].starts_with("[1] A\nalpha\n\nQuestion: q?"),
+        "{user}"
+    );
+}
+
+#[test]
 fn header_is_one_line_with_heading_and_page() {
     let s = Source {
         title: "Guide\nv2".into(),
