@@ -9,6 +9,11 @@ fn source(title: &str, text: &str) -> Source {
     }
 }
 
+/// The chat for the English question "q?" over `sources`, nothing else added.
+fn english_q(sources: &[Source], profile: PromptProfile) -> Vec<ChatMessage> {
+    compose(Lang::En, "q?", sources, None, &[], &[], profile)
+}
+
 #[test]
 fn language_follows_the_question() {
     assert!(is_mostly_cjk("办公室的 Wi-Fi 密码是什么？"));
@@ -30,15 +35,7 @@ fn language_follows_the_question() {
 #[test]
 fn sources_are_numbered_in_order() {
     let sources = [source("A", "alpha"), source("B", "beta")];
-    let messages = compose(
-        Lang::En,
-        "q?",
-        &sources,
-        None,
-        &[],
-        &[],
-        PromptProfile::Standard,
-    );
+    let messages = english_q(&sources, PromptProfile::Standard);
     assert_eq!(messages.len(), 2);
     let user = &messages[1].content;
     let a = user.find("[1] A\nalpha").expect("first source");
@@ -55,15 +52,7 @@ fn the_example_profile_lists_the_best_source_next_to_the_question() {
         source("B", "beta"),
         source("C", "gamma"),
     ];
-    let messages = compose(
-        Lang::En,
-        "q?",
-        &sources,
-        None,
-        &[],
-        &[],
-        PromptProfile::Example,
-    );
+    let messages = english_q(&sources, PromptProfile::Example);
     let user = &messages.last().unwrap().content;
     // Numbered by rank, listed from the lowest ranked up.
     let a = user.find("[1] A\nalpha").expect("best source");
