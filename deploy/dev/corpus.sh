@@ -13,7 +13,7 @@
 # Chinese only, `compatibility` and `kernel` in English only; every other chapter is in
 # both. The table of contents (index.*.html) is left out: it repeats every section title
 # without answering any. Document ids are paths under DIR, e.g. `en/pkgtools.en.html`;
-# tests/eval/debian-faq.jsonl depends on this layout.
+# deploy/eval/debian-faq.jsonl depends on this layout.
 #
 # Prints DIR on stdout.
 set -euo pipefail

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures retrieval quality in one command: sets up (idempotent), builds, assembles the
 # Debian FAQ corpus (deploy/dev/corpus.sh --faq), ingests it into a fresh data directory as the
-# knowledge base `faq`, and runs `zhiku eval` on tests/eval/debian-faq.jsonl in every mode,
-# with the off-topic questions of tests/eval/off-topic.txt to check llm.min_relevance.
+# knowledge base `faq`, and runs `zhiku eval` on deploy/eval/debian-faq.jsonl in every mode,
+# with the off-topic questions of deploy/eval/off-topic.txt to check llm.min_relevance.
 #
 #   deploy/dev/eval.sh                 # the table (the README's "Retrieval quality")
 #   deploy/dev/eval.sh --json          # extra arguments go to `zhiku eval`
@@ -41,8 +41,8 @@ zhiku="$CARGO_TARGET_DIR/debug/zhiku"
 "$zhiku" --data "$data" ingest "$corpus" --kb faq >&2
 if [ "${1:-}" = answers ]; then
   shift
-  "$zhiku" --data "$data" eval answers --kb faq --queries tests/eval/debian-faq.jsonl "$@"
+  "$zhiku" --data "$data" eval answers --kb faq --queries deploy/eval/debian-faq.jsonl "$@"
 else
-  "$zhiku" --data "$data" eval --kb faq --queries tests/eval/debian-faq.jsonl \
-    --off-topic tests/eval/off-topic.txt "$@"
+  "$zhiku" --data "$data" eval --kb faq --queries deploy/eval/debian-faq.jsonl \
+    --off-topic deploy/eval/off-topic.txt "$@"
 fi
