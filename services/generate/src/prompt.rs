@@ -56,7 +56,8 @@ pub enum PromptProfile {
     /// are numbered best first but listed from the lowest ranked up, so the best stands
     /// next to the question: the 1.5B Qwen otherwise answered from the last-listed source
     /// when the first held the answer, and listing them so took its correct-and-cited
-    /// answers from 41 to 46 of 73 (README, "Answer quality").
+    /// answers from 41 to 46 of 73 (README, "Answer quality"). [`PromptProfile::Standard`]
+    /// lists them best first: listed the other way, the same model was right less often.
     Example,
 }
 
