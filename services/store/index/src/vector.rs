@@ -310,9 +310,7 @@ impl EdgeVectorStore {
                     json_path(VERSION)?,
                     Range {
                         lt: Some(OrderedFloat(below as f64)),
-                        gt: None,
-                        gte: None,
-                        lte: None,
+                        ..Range::default()
                     },
                 )));
         }
@@ -345,10 +343,9 @@ impl VectorStore for EdgeVectorStore {
         must.push(Condition::Field(FieldCondition::new_range(
             json_path(CHUNK_INDEX)?,
             Range {
-                lt: None,
-                gt: None,
                 gte: Some(OrderedFloat(from as f64)),
                 lte: Some(OrderedFloat(to as f64)),
+                ..Range::default()
             },
         )));
         let (records, _) = self.shard.scroll(ScrollRequest {
