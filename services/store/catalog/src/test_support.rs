@@ -130,6 +130,12 @@ impl TestDatabase {
     pub fn catalog(&self) -> PostgresCatalog {
         PostgresCatalog::connect(&self.settings()).expect("connecting to the test database")
     }
+
+    /// Runs `sql` on this database, for states the catalog's API cannot make, such as
+    /// an intent recorded hours ago.
+    pub fn execute(&self, sql: &str) {
+        admin(&self.url, sql.to_string());
+    }
 }
 
 impl Drop for TestDatabase {
